@@ -1,0 +1,108 @@
+"""PyTorch checkpoint -> ONNX with dynamic batch and size, tseg metadata, checked.
+
+onnx and onnxslim are imported inside the functions (timm's pattern), so the
+module imports without the export extra installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tseg.runtime import __version__
+from tseg.runtime.errors import TsegError
+from tseg.runtime.labels import atomic_write_bytes
+from tseg.runtime.metadata import ModelMetadata
+from tseg.train.checkpoints import ModelSpec
+
+DEFAULT_OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+class LogitsOnly(nn.Module):
+    """Exposes a tseg model's "out" logits as the single graph output.
+
+    (N, 3, H, W) normalised image -> (N, C, H, W) logits.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)["out"]
+
+
+def metadata_for(spec: ModelSpec, *, extra: dict) -> ModelMetadata:
+    """The runtime metadata of a checkpoint's model."""
+    return ModelMetadata(
+        classes=spec.classes, palette=spec.palette, mean=spec.mean, std=spec.std,
+        input_size=spec.input_size, model_name=spec.name, tseg_version=__version__, extra=extra,
+    )
+
+
+def _torch_export(model: nn.Module, example: torch.Tensor, opset: int):
+    from torch.export import Dim
+
+    dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
+    # The dynamo exporter logs each pass; tseg prints its own summary instead.
+    logging.getLogger("torch.onnx").setLevel(logging.WARNING)
+    program = torch.onnx.export(
+        LogitsOnly(model).eval(), (example,), dynamo=True, opset_version=opset,
+        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        dynamic_shapes={"image": dims}, verbose=False,
+    )
+    return program.model_proto
+
+
+def export_onnx(
+    model: nn.Module,
+    spec: ModelSpec,
+    out: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    simplify: bool = True,
+    extra: dict | None = None,
+) -> Path:
+    """Exports a model to ONNX with dynamic batch, height and width.
+
+    The graph takes a normalised (N, 3, H, W) float32 image and returns
+    (N, C, H, W) logits at the same size. tseg's metadata (classes, palette,
+    normalisation, input size, model name, version) goes into metadata_props.
+    The file is checked with ``onnx.checker`` and written atomically.
+
+    Args:
+        model: the trained model, in eval mode.
+        spec: its :class:`ModelSpec`.
+        out: the .onnx path.
+        opset: ONNX opset.
+        simplify: run onnxslim (constant folding, redundant-node removal).
+        extra: provenance stored under ``tseg.extra`` (run, epoch, metrics).
+
+    Returns:
+        The path written.
+    """
+    import onnx
+
+    out = Path(out)
+    height, width = spec.input_size
+    example = torch.randn(1, 3, height, width)
+    with torch.no_grad():
+        proto = _torch_export(model.eval().cpu(), example, opset)
+    if simplify:
+        import onnxslim
+
+        proto = onnxslim.slim(proto)
+    del proto.metadata_props[:]
+    for key, value in metadata_for(spec, extra=extra or {}).to_props().items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name, proto.producer_version = "tseg", __version__
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise TsegError(f"the exported graph failed onnx.checker: {str(err).splitlines()[0]}") from None
+    atomic_write_bytes(out, proto.SerializeToString())
+    return out
