@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
 from tseg.runtime import __version__
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import atomic_write_bytes
@@ -39,8 +38,14 @@ class LogitsOnly(nn.Module):
 def metadata_for(spec: ModelSpec, *, extra: dict) -> ModelMetadata:
     """The runtime metadata of a checkpoint's model."""
     return ModelMetadata(
-        classes=spec.classes, palette=spec.palette, mean=spec.mean, std=spec.std,
-        input_size=spec.input_size, model_name=spec.name, tseg_version=__version__, extra=extra,
+        classes=spec.classes,
+        palette=spec.palette,
+        mean=spec.mean,
+        std=spec.std,
+        input_size=spec.input_size,
+        model_name=spec.name,
+        tseg_version=__version__,
+        extra=extra,
     )
 
 
@@ -51,9 +56,14 @@ def _torch_export(model: nn.Module, example: torch.Tensor, opset: int):
     # The dynamo exporter logs each pass; tseg prints its own summary instead.
     logging.getLogger("torch.onnx").setLevel(logging.WARNING)
     program = torch.onnx.export(
-        LogitsOnly(model).eval(), (example,), dynamo=True, opset_version=opset,
-        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_shapes={"image": dims}, verbose=False,
+        LogitsOnly(model).eval(),
+        (example,),
+        dynamo=True,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes={"image": dims},
+        verbose=False,
     )
     return program.model_proto
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.images import preprocess
 from tseg.runtime.session import create_session
@@ -47,23 +46,29 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return self.worst_agreement >= self.min_agreement
+        return bool(self.worst_agreement >= self.min_agreement and np.isfinite(self.max_abs_diff))
 
     def to_dict(self) -> dict:
         return {
-            "passed": self.passed, "worst_argmax_agreement": self.worst_agreement,
-            "max_abs_diff": self.max_abs_diff, "min_agreement": self.min_agreement,
-            "providers": list(self.providers), "cases": [asdict(c) for c in self.cases],
+            "passed": self.passed,
+            "worst_argmax_agreement": self.worst_agreement,
+            "max_abs_diff": self.max_abs_diff,
+            "min_agreement": self.min_agreement,
+            "providers": list(self.providers),
+            "cases": [asdict(c) for c in self.cases],
         }
 
     def summary(self) -> str:
         lines = [f"{'case':<28} {'size':>9}  {'max |dlogit|':>12}  {'argmax agree':>12}"]
         for c in self.cases:
-            lines.append(f"{c.name:<28} {c.height:>4}x{c.width:<4}  {c.max_abs_diff:12.2e}"
-                         f"  {c.argmax_agreement:12.5%}")
+            lines.append(
+                f"{c.name:<28} {c.height:>4}x{c.width:<4}  {c.max_abs_diff:12.2e}  {c.argmax_agreement:12.5%}"
+            )
         verdict = "PASS" if self.passed else "FAIL"
-        lines.append(f"{verdict}: worst agreement {self.worst_agreement:.5%}"
-                     f" (need >= {self.min_agreement:.1%}), max |dlogit| {self.max_abs_diff:.2e}")
+        lines.append(
+            f"{verdict}: worst agreement {self.worst_agreement:.5%}"
+            f" (need >= {self.min_agreement:.1%}), max |dlogit| {self.max_abs_diff:.2e}"
+        )
         return "\n".join(lines)
 
 
@@ -87,15 +92,21 @@ def generated_inputs(spec: ModelSpec, *, seed: int = 0) -> list[tuple[str, np.nd
 def dataset_inputs(coco: CocoDataset, spec: ModelSpec, *, limit: int) -> list[tuple[str, np.ndarray]]:
     """Up to ``limit`` images of a split, preprocessed as the runtime does."""
     return [
-        (coco.images[i].file_name,
-         preprocess(coco.read_image(i), size=spec.input_size, mean=spec.mean, std=spec.std))
+        (
+            coco.images[i].file_name,
+            preprocess(coco.read_image(i), size=spec.input_size, mean=spec.mean, std=spec.std),
+        )
         for i in range(min(limit, len(coco)))
     ]
 
 
 def compare(
-    model: nn.Module, onnx_path: str | Path, inputs: Iterable[tuple[str, np.ndarray]],
-    *, device: str = "cpu", min_agreement: float = MIN_AGREEMENT,
+    model: nn.Module,
+    onnx_path: str | Path,
+    inputs: Iterable[tuple[str, np.ndarray]],
+    *,
+    device: str = "cpu",
+    min_agreement: float = MIN_AGREEMENT,
 ) -> ParityReport:
     """Runs each (3, H, W) input through PyTorch and ONNX Runtime and compares.
 
@@ -115,11 +126,18 @@ def compare(
         with torch.no_grad():
             expected = model(torch.from_numpy(batch))["out"].numpy()
         got = session.run(None, {input_name: batch})[0]
-        cases.append(ParityCase(
-            name=name, height=chw.shape[1], width=chw.shape[2],
-            max_abs_diff=float(np.abs(got - expected).max()),
-            argmax_agreement=float((got.argmax(1) == expected.argmax(1)).mean()),
-        ))
+        cases.append(
+            ParityCase(
+                name=name,
+                height=chw.shape[1],
+                width=chw.shape[2],
+                # NaN or inf on either side is a failure, never a silent pass.
+                max_abs_diff=float(np.abs(got - expected).max())
+                if np.isfinite(got).all() and np.isfinite(expected).all()
+                else float("inf"),
+                argmax_agreement=float((got.argmax(1) == expected.argmax(1)).mean()),
+            )
+        )
     return ParityReport(tuple(cases), tuple(session.get_providers()), min_agreement)
 
 

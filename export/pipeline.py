@@ -6,11 +6,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tseg.export.onnx import DEFAULT_OPSET, export_onnx
+from tseg.export.parity import MIN_AGREEMENT, ParityReport, compare, parity_inputs
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import atomic_write_bytes
-from tseg.export.onnx import DEFAULT_OPSET, export_onnx
-from tseg.export.parity import MIN_AGREEMENT, ParityReport, compare, parity_inputs
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
 
@@ -64,11 +64,19 @@ def export_checkpoint(
             raise TsegError(f"data folder not found: {data}")
         coco = CocoDataset(Path(data) / val_json, root=data)
     onnx_path = Path(out) if out is not None else default_onnx_path(checkpoint)
-    extra = {"checkpoint": str(checkpoint), "epoch": payload.get("epoch"),
-             "metrics": payload.get("metrics", {})}
+    extra = {
+        "checkpoint": str(checkpoint),
+        "epoch": payload.get("epoch"),
+        "metrics": payload.get("metrics", {}),
+    }
     export_onnx(model, spec, onnx_path, opset=opset, simplify=simplify, extra=extra)
-    report = compare(model, onnx_path, parity_inputs(spec, coco, limit=parity_images),
-                     device="cpu", min_agreement=min_agreement)
+    report = compare(
+        model,
+        onnx_path,
+        parity_inputs(spec, coco, limit=parity_images),
+        device="cpu",
+        min_agreement=min_agreement,
+    )
     parity_path = onnx_path.with_suffix(".parity.json")
     atomic_write_bytes(parity_path, json.dumps(report.to_dict(), indent=2).encode())
     return ExportResult(onnx_path, parity_path, report)

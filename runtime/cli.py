@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import click
-
 from tseg.runtime.cli_errors import one_line_errors
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import atomic_write_bytes
@@ -17,18 +16,40 @@ from tseg.runtime.session import DEVICES
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--model", "-m", required=True, type=click.Path(path_type=Path),
-              help="ONNX model exported by tseg-export (its metadata gives classes, size, normalisation).")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Folder for the palette PNG label maps (one per image, at the image's size).")
-@click.option("--coco", type=click.Path(path_type=Path),
-              help="Segment the images listed in this COCO JSON instead of PATHS.")
-@click.option("--data", type=click.Path(path_type=Path),
-              help="Folder the COCO file names are relative to (default: the JSON's folder).")
-@click.option("--eval", "evaluate", is_flag=True,
-              help="With --coco: print the mIoU against the JSON's annotations.")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-              help="Execution provider; a GPU request that falls back to the CPU is reported.")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="ONNX model exported by tseg-export (its metadata gives classes, size, normalisation).",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the palette PNG label maps (one per image, at the image's size).",
+)
+@click.option(
+    "--coco",
+    type=click.Path(path_type=Path),
+    help="Segment the images listed in this COCO JSON instead of PATHS.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Folder the COCO file names are relative to (default: the JSON's folder).",
+)
+@click.option(
+    "--eval", "evaluate", is_flag=True, help="With --coco: print the mIoU against the JSON's annotations."
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Execution provider; a GPU request that falls back to the CPU is reported.",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @one_line_errors

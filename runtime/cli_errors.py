@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import click
-
 from tseg.runtime.errors import TsegError
 
 F = TypeVar("F", bound=Callable)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
-
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import read_image
 

@@ -83,9 +83,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def save_label_png(
-    path: str | Path, labels: np.ndarray, *, palette: Sequence[Sequence[int]]
-) -> None:
+def save_label_png(path: str | Path, labels: np.ndarray, *, palette: Sequence[Sequence[int]]) -> None:
     """Saves labels as a palette PNG: pixel values are the labels, colours for viewing.
 
     Args:

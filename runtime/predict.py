@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
-
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import find_images, read_image

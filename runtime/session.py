@@ -38,8 +38,7 @@ def _requested_providers(device: str, available: list[str]) -> list[str]:
     wanted = _PROVIDERS[device]
     if wanted[0] not in available:
         raise TsegError(
-            f"device {device!r} needs {wanted[0]}, but this onnxruntime offers only"
-            f" {', '.join(available)}"
+            f"device {device!r} needs {wanted[0]}, but this onnxruntime offers only {', '.join(available)}"
         )
     return wanted
 

@@ -27,8 +27,16 @@ def tiny_run(tiny_coco_dir, tmp_path_factory):
     from tseg.train.trainer import train
 
     runs = tmp_path_factory.mktemp("runs")
-    settings = TrainSettings(data=tiny_coco_dir, model=TINY_MODEL, size=TINY_SIZE, epochs=1,
-                             batch_size=2, name="tiny", runs_dir=runs, progress=False)
+    settings = TrainSettings(
+        data=tiny_coco_dir,
+        model=TINY_MODEL,
+        size=TINY_SIZE,
+        epochs=1,
+        batch_size=2,
+        name="tiny",
+        runs_dir=runs,
+        progress=False,
+    )
     return train(settings)
 
 

@@ -56,9 +56,9 @@ def _objects_for(index, height, width):
     polygon = _rect_polygon(4 * s, 4, 4 * s + 20, 24)
     polygon_mask[:] = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygon, height, width)))
     rle_mask = np.zeros((height, width), np.uint8, order="F")
-    rle_mask[20 : 34, 6 : 6 + 18 + 2 * s] = 1  # overlaps the polygon: Paper (2) wins
+    rle_mask[20:34, 6 : 6 + 18 + 2 * s] = 1  # overlaps the polygon: Paper (2) wins
     crowd_mask = np.zeros((height, width), np.uint8, order="F")
-    crowd_mask[8 : 30, width - 22 : width - 4] = 1
+    crowd_mask[8:30, width - 22 : width - 4] = 1
     compressed = mask_utils.encode(np.asfortranarray(rle_mask))
     compressed["counts"] = compressed["counts"].decode("ascii")
     anns = [
@@ -90,16 +90,24 @@ def write_tiny_coco(root: Path, *, num_train: int = 6, num_val: int = 3) -> dict
         images.append({"id": image_id, "file_name": name, "height": h, "width": w})
         for cat_id, mask, fields in anns:
             ys, xs = np.nonzero(mask)
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": cat_id,
-                "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1],
-                "area": int(mask.sum()), **fields,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": cat_id,
+                    "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1],
+                    "area": int(mask.sum()),
+                    **fields,
+                }
+            )
         truths[name] = truth
     split = {"train.json": images[:num_train], "val.json": images[num_train:]}
     for json_name, split_images in split.items():
         ids = {im["id"] for im in split_images}
-        data = {"images": split_images, "categories": CATEGORIES,
-                "annotations": [a for a in annotations if a["image_id"] in ids]}
+        data = {
+            "images": split_images,
+            "categories": CATEGORIES,
+            "annotations": [a for a in annotations if a["image_id"] in ids],
+        }
         (root / json_name).write_text(json.dumps(data))
     return truths

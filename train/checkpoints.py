@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
 from tseg.runtime.errors import TsegError
 from tseg.train.models import get_model
 
@@ -135,8 +134,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise TsegError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise TsegError(
-            f"{path} is not a tseg checkpoint (need a file written by tseg-train, with"
-            f" format={FORMAT!r})"
+            f"{path} is not a tseg checkpoint (need a file written by tseg-train, with format={FORMAT!r})"
         )
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise TsegError(

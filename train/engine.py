@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
-
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import labels_from_scores
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
@@ -76,10 +75,14 @@ def evaluate(
     model.eval()
     confusion = ConfusionMatrix(num_classes)
     total, count = 0.0, 0
-    for images, labels, full_labels in tqdm(loader, desc="val", unit="batch", disable=not progress, leave=False):
+    for images, labels, full_labels in tqdm(
+        loader, desc="val", unit="batch", disable=not progress, leave=False
+    ):
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         outputs = model(images)
-        total += F.cross_entropy(outputs["out"], labels.to(device), reduction="sum").item() / labels[0].numel()
+        total += (
+            F.cross_entropy(outputs["out"], labels.to(device), reduction="sum").item() / labels[0].numel()
+        )
         count += images.shape[0]
         logits = outputs["out"].float().cpu().numpy()
         for scores, truth in zip(logits, full_labels, strict=True):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-
 from tseg.runtime import __version__
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
@@ -76,12 +75,18 @@ def _loaders(settings: TrainSettings, train: CocoDataset, val: CocoDataset):
     generator = torch.Generator().manual_seed(settings.seed)
     train_loader = DataLoader(
         SegmentationDataset(train, hflip=settings.hflip, **common),
-        batch_size=settings.batch_size, shuffle=True, drop_last=len(train) > settings.batch_size,
-        num_workers=settings.workers, collate_fn=collate_with_full_labels, generator=generator,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=len(train) > settings.batch_size,
+        num_workers=settings.workers,
+        collate_fn=collate_with_full_labels,
+        generator=generator,
     )
     val_loader = DataLoader(
-        SegmentationDataset(val, **common), batch_size=settings.batch_size,
-        num_workers=settings.workers, collate_fn=collate_with_full_labels,
+        SegmentationDataset(val, **common),
+        batch_size=settings.batch_size,
+        num_workers=settings.workers,
+        collate_fn=collate_with_full_labels,
     )
     return train_loader, val_loader
 
@@ -134,8 +139,12 @@ def train(settings: TrainSettings) -> RunResult:
     torch.manual_seed(settings.seed)
     classes = train_set.classes
     spec = ModelSpec(
-        name=settings.model, kwargs={"num_classes": len(classes)}, classes=classes,
-        palette=default_palette(len(classes)), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        name=settings.model,
+        kwargs={"num_classes": len(classes)},
+        classes=classes,
+        palette=default_palette(len(classes)),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
         input_size=(settings.size, settings.size),
     )
     model = get_model(settings.model, num_classes=len(classes))
@@ -147,29 +156,44 @@ def train(settings: TrainSettings) -> RunResult:
     resolved = dict(settings.to_dict(), data=str(root), tseg_version=__version__)
     atomic_write_bytes(run_dir / "settings.json", json.dumps(resolved, indent=2).encode())
     log = MetricsLog(run_dir / "metrics.csv", classes)
-    print(f"run {run_dir}: {settings.model}, {len(train_set)} train / {len(val_set)} val images"
-          f" from {root}, {len(classes)} classes, device {device}", flush=True)
+    print(
+        f"run {run_dir}: {settings.model}, {len(train_set)} train / {len(val_set)} val images"
+        f" from {root}, {len(classes)} classes, device {device}",
+        flush=True,
+    )
 
     best_miou, best_epoch = -1.0, 0
     for epoch in range(1, settings.epochs + 1):
         start = time.perf_counter()
-        train_loss = train_one_epoch(model, train_loader, optimizer, device=device, epoch=epoch,
-                                     progress=settings.progress)
-        val_loss, scores = evaluate(model, val_loader, num_classes=len(classes), device=device,
-                                    progress=settings.progress)
+        train_loss = train_one_epoch(
+            model, train_loader, optimizer, device=device, epoch=epoch, progress=settings.progress
+        )
+        val_loss, scores = evaluate(
+            model, val_loader, num_classes=len(classes), device=device, progress=settings.progress
+        )
         seconds = time.perf_counter() - start
-        metrics = {"epoch": epoch, "lr": settings.lr, "train_loss": train_loss, "val_loss": val_loss,
-                   "val_miou": scores.miou, "val_pixel_accuracy": scores.pixel_accuracy,
-                   "seconds": seconds}
+        metrics = {
+            "epoch": epoch,
+            "lr": settings.lr,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_miou": scores.miou,
+            "val_pixel_accuracy": scores.pixel_accuracy,
+            "seconds": seconds,
+        }
         log.append(metrics, scores)
-        ckpt = dict(spec=spec, model=model, epoch=epoch, metrics=metrics, settings=resolved,
-                    tseg_version=__version__)
+        ckpt = dict(
+            spec=spec, model=model, epoch=epoch, metrics=metrics, settings=resolved, tseg_version=__version__
+        )
         save_checkpoint(run_dir / "last.pt", **ckpt)
         if scores.miou > best_miou:
             best_miou, best_epoch = scores.miou, epoch
             save_checkpoint(run_dir / "best.pt", **ckpt)
-        print(f"epoch {epoch}/{settings.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}"
-              f"  val mIoU {scores.miou:.4f}  ({seconds:.0f} s)", flush=True)
+        print(
+            f"epoch {epoch}/{settings.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}"
+            f"  val mIoU {scores.miou:.4f}  ({seconds:.0f} s)",
+            flush=True,
+        )
     print(f"best val mIoU {best_miou:.4f} at epoch {best_epoch}; last epoch:")
     print(format_scores(scores, classes))
     return RunResult(run_dir, best_miou, best_epoch, scores, classes)

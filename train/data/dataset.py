@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.images import normalize, resize_image, resize_labels
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights
 from torchvision.models import segmentation as tv_seg
-
 from tseg.train.models.registry import register_model
 from tseg.train.models.weights import resolve_backbone_weights
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
-
 from tseg.runtime.errors import TsegError
 
 Builder = Callable[..., nn.Module]

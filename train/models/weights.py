@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from tseg.runtime.errors import TsegError
 
 BACKBONE_WEIGHT_CHOICES = (None, "imagenet")
@@ -44,6 +43,4 @@ def resolve_backbone_weights(backbone_weights: str | None, enum_cls):
         return None
     if backbone_weights == "imagenet":
         return imagenet_weights(enum_cls)
-    raise TsegError(
-        f"unknown backbone_weights {backbone_weights!r}; valid: {BACKBONE_WEIGHT_CHOICES}"
-    )
+    raise TsegError(f"unknown backbone_weights {backbone_weights!r}; valid: {BACKBONE_WEIGHT_CHOICES}")

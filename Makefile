@@ -1,0 +1,40 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# Both create .venv (Python 3.10+) when missing and install tseg with every extra.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNTIME_VENV ?= .venv-runtime
+SMOKE := build/runtime-smoke
+
+.PHONY: demo test venv lint runtime-smoke clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m tseg.export.demo
+
+test: venv
+	$(PY) -m pytest
+	$(MAKE) runtime-smoke
+
+# The runtime installs and runs without torch: base package only, in its own venv.
+runtime-smoke: venv
+	rm -rf $(SMOKE) && $(PY) -m tests.runtime_smoke $(SMOKE)
+	rm -rf $(RUNTIME_VENV) && $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet .
+	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
+	$(RUNTIME_VENV)/bin/tseg-infer $(SMOKE)/data/rgb --model $(SMOKE)/tiny.onnx --out $(SMOKE)/labels --quiet
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval --quiet
+	@echo "runtime smoke test passed: tseg-infer ran without torch"
+
+lint: venv
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf build dist *.egg-info $(RUNTIME_VENV)
