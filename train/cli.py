@@ -25,6 +25,11 @@ from tseg.train.settings import DEFAULT_MODEL, TrainSettings
     "--model", default=DEFAULT_MODEL, show_default=True, help="Architecture name from the model registry."
 )
 @click.option(
+    "--backbone-weights",
+    help="Backbone initialisation: 'imagenet' (torchvision's weights, cached or downloaded)"
+    " or a path to a .pth state dict. Default: random.",
+)
+@click.option(
     "--size", default=256, show_default=True, type=int, help="Training size: images resized to SIZE x SIZE."
 )
 @click.option("--epochs", default=10, show_default=True, type=int)

@@ -19,6 +19,7 @@ class TrainSettings:
         data: dataset root in the competition layout; None = the built-in synthetic set.
         train_json, val_json: split files, relative to ``data``.
         model: registry name.
+        backbone_weights: None (random init), "imagenet" (torchvision's weights) or a .pth path.
         size: training size; images are resized to size x size.
         epochs, batch_size, lr: the optimisation (Adam, cross-entropy).
         name: run name; the folder is ``runs_dir/name`` (suffixed -2, -3 ... if taken).
@@ -35,6 +36,7 @@ class TrainSettings:
     train_json: str = "train.json"
     val_json: str = "val.json"
     model: str = DEFAULT_MODEL
+    backbone_weights: str | None = None
     size: int = 256
     epochs: int = 10
     batch_size: int = 8

@@ -124,6 +124,26 @@ class MetricsLog:
         atomic_write_bytes(self.path, buffer.getvalue().encode())
 
 
+def _model_spec(settings: TrainSettings, classes: tuple[str, ...]) -> ModelSpec:
+    return ModelSpec(
+        name=settings.model,
+        kwargs={"num_classes": len(classes)},
+        classes=classes,
+        palette=default_palette(len(classes)),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_size=(settings.size, settings.size),
+    )
+
+
+def _start_run(settings: TrainSettings, root: Path) -> tuple[Path, dict]:
+    """Creates the run folder and saves the resolved settings in it."""
+    run_dir = create_run_dir(settings.runs_dir, settings.name)
+    resolved = dict(settings.to_dict(), data=str(root), tseg_version=__version__)
+    atomic_write_bytes(run_dir / "settings.json", json.dumps(resolved, indent=2).encode())
+    return run_dir, resolved
+
+
 def train(settings: TrainSettings) -> RunResult:
     """Runs a training from the settings; writes runs/NAME with checkpoints and metrics.
 
@@ -137,31 +157,28 @@ def train(settings: TrainSettings) -> RunResult:
     _check_settings(settings, train_set, val_set)
     device = _device(settings.device)
     torch.manual_seed(settings.seed)
-    classes = train_set.classes
-    spec = ModelSpec(
-        name=settings.model,
-        kwargs={"num_classes": len(classes)},
-        classes=classes,
-        palette=default_palette(len(classes)),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        input_size=(settings.size, settings.size),
+    spec = _model_spec(settings, train_set.classes)
+    model = get_model(
+        settings.model, num_classes=len(spec.classes), backbone_weights=settings.backbone_weights
     )
-    model = get_model(settings.model, num_classes=len(classes))
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    train_loader, val_loader = _loaders(settings, train_set, val_set)
-
-    run_dir = create_run_dir(settings.runs_dir, settings.name)
-    resolved = dict(settings.to_dict(), data=str(root), tseg_version=__version__)
-    atomic_write_bytes(run_dir / "settings.json", json.dumps(resolved, indent=2).encode())
-    log = MetricsLog(run_dir / "metrics.csv", classes)
+    loaders = _loaders(settings, train_set, val_set)
+    run_dir, resolved = _start_run(settings, root)
     print(
         f"run {run_dir}: {settings.model}, {len(train_set)} train / {len(val_set)} val images"
-        f" from {root}, {len(classes)} classes, device {device}",
+        f" from {root}, {len(spec.classes)} classes, device {device}",
         flush=True,
     )
+    return _fit(
+        settings, model, optimizer, loaders, spec=spec, run_dir=run_dir, resolved=resolved, device=device
+    )
 
+
+def _fit(settings, model, optimizer, loaders, *, spec, run_dir, resolved, device) -> RunResult:
+    """The epoch loop: train, validate, log, checkpoint (last always, best on a new best mIoU)."""
+    train_loader, val_loader = loaders
+    log = MetricsLog(run_dir / "metrics.csv", spec.classes)
     best_miou, best_epoch = -1.0, 0
     for epoch in range(1, settings.epochs + 1):
         start = time.perf_counter()
@@ -169,7 +186,7 @@ def train(settings: TrainSettings) -> RunResult:
             model, train_loader, optimizer, device=device, epoch=epoch, progress=settings.progress
         )
         val_loss, scores = evaluate(
-            model, val_loader, num_classes=len(classes), device=device, progress=settings.progress
+            model, val_loader, num_classes=len(spec.classes), device=device, progress=settings.progress
         )
         seconds = time.perf_counter() - start
         metrics = {
@@ -195,5 +212,5 @@ def train(settings: TrainSettings) -> RunResult:
             flush=True,
         )
     print(f"best val mIoU {best_miou:.4f} at epoch {best_epoch}; last epoch:")
-    print(format_scores(scores, classes))
-    return RunResult(run_dir, best_miou, best_epoch, scores, classes)
+    print(format_scores(scores, spec.classes))
+    return RunResult(run_dir, best_miou, best_epoch, scores, spec.classes)
