@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from tseg.runtime.cli_errors import one_line_errors
 
 

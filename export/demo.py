@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import click
+
 from tseg.export.pipeline import export_checkpoint
 from tseg.runtime.cli_errors import one_line_errors
 from tseg.runtime.errors import TsegError

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
 from tseg.runtime import __version__
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import atomic_write_bytes

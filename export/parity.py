@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.images import preprocess
 from tseg.runtime.session import create_session

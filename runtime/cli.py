@@ -1,4 +1,4 @@
-"""tseg-infer: run an exported model over images or a COCO split."""
+"""tseg-infer: run an exported model over images or a COCO split (optionally with a dense CRF)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,32 @@ import json
 from pathlib import Path
 
 import click
+
 from tseg.runtime.cli_errors import one_line_errors
+from tseg.runtime.crf.params import crf_file_for, resolve_crf_params
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import atomic_write_bytes
 from tseg.runtime.metrics import format_scores
-from tseg.runtime.predict import InferSettings, infer_coco, infer_paths
+from tseg.runtime.predict import CocoInferResult, InferSettings, infer_coco, infer_paths
 from tseg.runtime.session import DEVICES
+
+CRF_FLAGS = (
+    "iterations",
+    "gaussian_sxy",
+    "gaussian_compat",
+    "bilateral_sxy",
+    "bilateral_srgb",
+    "bilateral_compat",
+)
+
+
+def crf_options(func):
+    """--crf-<parameter> flags; unset ones come from crf.json beside the model, else defaults."""
+    for name in reversed(CRF_FLAGS):
+        flag = "--crf-" + name.replace("_", "-")
+        kind = click.IntRange(min=0) if name == "iterations" else float
+        func = click.option(flag, name, type=kind, help=f"CRF {name.replace('_', ' ')}.")(func)
+    return func
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +46,6 @@ from tseg.runtime.session import DEVICES
 @click.option(
     "--out",
     "-o",
-    required=True,
     type=click.Path(path_type=Path),
     help="Folder for the palette PNG label maps (one per image, at the image's size).",
 )
@@ -44,6 +63,25 @@ from tseg.runtime.session import DEVICES
     "--eval", "evaluate", is_flag=True, help="With --coco: print the mIoU against the JSON's annotations."
 )
 @click.option(
+    "--crf",
+    "use_crf",
+    is_flag=True,
+    help="Refine with a dense CRF at the image's size (parameters: flags, else crf.json beside the model).",
+)
+@crf_options
+@click.option(
+    "--crf-tune",
+    is_flag=True,
+    help="With --coco: grid-search the CRF on the split, print the table, write crf.json beside the model.",
+)
+@click.option(
+    "--tune-images",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images used by --crf-tune.",
+)
+@click.option(
     "--device",
     type=click.Choice(DEVICES),
     default="auto",
@@ -53,15 +91,25 @@ from tseg.runtime.session import DEVICES
 @click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @one_line_errors
-def main(paths, model, out, coco, data, evaluate, device, threads, quiet):
+def main(
+    paths, model, out, coco, data, evaluate, use_crf, crf_tune, tune_images, device, threads, quiet, **crf
+):
     """Segment PATHS (image files and folders) or a COCO split with an ONNX model.
 
     \b
     Examples:
       tseg-infer photos/ --model best.onnx --out labels/
-      tseg-infer --coco data/val.json --model best.onnx --out pred/ --eval
+      tseg-infer --coco data/val.json --model best.onnx --out pred/ --eval --crf
+      tseg-infer --coco data/val.json --model best.onnx --crf-tune
     """
-    settings = InferSettings(model=model, out=out, device=device, threads=threads, progress=not quiet)
+    if crf_tune:
+        return _tune(model, coco, data, crf, tune_images, device, threads, quiet)
+    if out is None:
+        raise TsegError("--out is required (the folder for the label PNGs)")
+    params = resolve_crf_params(model, crf) if use_crf else None
+    settings = InferSettings(
+        model=model, out=out, device=device, threads=threads, progress=not quiet, crf=params
+    )
     if coco is None:
         if not paths:
             raise TsegError("nothing to segment: give image files or folders, or --coco FILE")
@@ -69,19 +117,52 @@ def main(paths, model, out, coco, data, evaluate, device, threads, quiet):
             raise TsegError("--eval and --data need --coco")
         written = infer_paths(list(paths), settings=settings)
         click.echo(f"wrote {len(written)} label map(s) to {out}")
-        return
+        return None
     if paths:
         raise TsegError("give either PATHS or --coco, not both")
     result = infer_coco(coco, data_root=data, settings=settings, evaluate=evaluate)
     click.echo(f"wrote {result.num_images} label map(s) for {coco} to {out}")
     if result.scores is not None:
-        click.echo(format_scores(result.scores, result.classes))
-        report = {
-            "miou": result.scores.miou,
-            "pixel_accuracy": result.scores.pixel_accuracy,
-            "iou": dict(zip(result.classes, result.scores.iou, strict=True)),
-            "model": str(model),
-            "coco": str(coco),
-        }
-        atomic_write_bytes(out / "eval.json", json.dumps(report, indent=2).encode())
-        click.echo(f"scores saved to {out / 'eval.json'}")
+        _report(result, model=model, coco=coco, out=out, crf=params)
+    return None
+
+
+def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf) -> None:
+    click.echo("without CRF: " + format_scores(result.scores, result.classes))
+    report = {
+        "model": str(model),
+        "coco": str(coco),
+        "miou": result.scores.miou,
+        "pixel_accuracy": result.scores.pixel_accuracy,
+        "iou": dict(zip(result.classes, result.scores.iou, strict=True)),
+    }
+    if result.crf_scores is not None:
+        click.echo("with CRF:    " + format_scores(result.crf_scores, result.classes))
+        gain = result.crf_scores.miou - result.scores.miou
+        click.echo(f"CRF mIoU {result.crf_scores.miou:.4f} vs {result.scores.miou:.4f} without ({gain:+.4f})")
+        report.update(
+            crf_miou=result.crf_scores.miou,
+            crf=crf.__dict__,
+            crf_iou=dict(zip(result.classes, result.crf_scores.iou, strict=True)),
+        )
+    atomic_write_bytes(out / "eval.json", json.dumps(report, indent=2).encode())
+    click.echo(f"scores saved to {out / 'eval.json'}")
+
+
+def _tune(model, coco, data, crf, tune_images, device, threads, quiet) -> None:
+    from tseg.runtime.crf.tune import tune_crf
+    from tseg.runtime.segmenter import Segmenter
+
+    if coco is None:
+        raise TsegError("--crf-tune needs --coco with an annotated split (e.g. val.json)")
+    base = resolve_crf_params(model, crf)
+    segmenter = Segmenter(model, device=device, threads=threads)
+    result = tune_crf(
+        coco, data_root=data, segmenter=segmenter, base=base, max_images=tune_images, progress=not quiet
+    )
+    click.echo(f"CRF grid search on {result.num_images} image(s) of {coco}:")
+    click.echo(result.table())
+    best, miou = result.best
+    target = crf_file_for(model)
+    best.save(target)
+    click.echo(f"best mIoU {miou:.4f} (no CRF {result.baseline_miou:.4f}); wrote {target}")

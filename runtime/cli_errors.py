@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import click
+
 from tseg.runtime.errors import TsegError
 
 F = TypeVar("F", bound=Callable)

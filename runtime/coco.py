@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import read_image
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
 from tseg.runtime.coco import CocoDataset
+from tseg.runtime.crf.params import CrfParams
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import find_images, read_image
-from tseg.runtime.labels import save_label_png
+from tseg.runtime.labels import labels_from_scores, save_label_png
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.segmenter import Segmenter
 
@@ -25,6 +27,7 @@ class InferSettings:
         device: "auto", "cpu", "cuda" or "tensorrt".
         threads: ONNX Runtime intra-op threads; None lets it choose.
         progress: show a progress bar.
+        crf: dense-CRF post-processing parameters, or None for none.
     """
 
     model: Path
@@ -32,6 +35,14 @@ class InferSettings:
     device: str = "auto"
     threads: int | None = None
     progress: bool = True
+    crf: CrfParams | None = None
+
+
+def _segment(segmenter: Segmenter, image, crf: CrfParams | None):
+    """(labels without CRF, labels with CRF or None), both at the image's size."""
+    scores = segmenter.scores(image)
+    plain = labels_from_scores(scores)
+    return plain, (crf.refine(scores, image) if crf is not None else None)
 
 
 def _label_png_path(out: Path, relative: Path) -> Path:
@@ -51,7 +62,8 @@ def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> list[Pat
     segmenter = Segmenter(settings.model, device=settings.device, threads=settings.threads)
     written = []
     for path, relative in tqdm(images, desc="infer", unit="img", disable=not settings.progress):
-        labels = segmenter.predict(read_image(path, exif_transpose=True))
+        plain, refined = _segment(segmenter, read_image(path, exif_transpose=True), settings.crf)
+        labels = refined if refined is not None else plain
         target = _label_png_path(settings.out, relative)
         save_label_png(target, labels, palette=segmenter.metadata.palette)
         written.append(target)
@@ -75,11 +87,15 @@ def _check_classes(dataset: CocoDataset, segmenter: Segmenter) -> None:
 
 @dataclass(frozen=True)
 class CocoInferResult:
-    """What :func:`infer_coco` did: images written and, when evaluating, the scores."""
+    """What :func:`infer_coco` did: images written and, when evaluating, the scores.
+
+    ``scores`` are of the model alone; ``crf_scores`` after the CRF (when one ran).
+    """
 
     num_images: int
     classes: tuple[str, ...]
     scores: SegmentationScores | None
+    crf_scores: SegmentationScores | None = None
 
 
 def infer_coco(
@@ -107,15 +123,21 @@ def infer_coco(
     segmenter = Segmenter(settings.model, device=settings.device, threads=settings.threads)
     if evaluate:
         _check_classes(dataset, segmenter)
-    confusion = ConfusionMatrix(segmenter.metadata.num_classes)
+    plain_cm = ConfusionMatrix(segmenter.metadata.num_classes)
+    crf_cm = ConfusionMatrix(segmenter.metadata.num_classes)
     for index in tqdm(range(len(dataset)), desc="infer", unit="img", disable=not settings.progress):
-        labels = segmenter.predict(dataset.read_image(index))
+        image = dataset.read_image(index)
+        plain, refined = _segment(segmenter, image, settings.crf)
         target = _label_png_path(settings.out, Path(dataset.images[index].file_name))
-        save_label_png(target, labels, palette=segmenter.metadata.palette)
+        save_label_png(target, refined if refined is not None else plain, palette=segmenter.metadata.palette)
         if evaluate:
-            confusion.update(dataset.label_map(index), labels)
+            truth = dataset.label_map(index)
+            plain_cm.update(truth, plain)
+            if refined is not None:
+                crf_cm.update(truth, refined)
     return CocoInferResult(
         num_images=len(dataset),
         classes=segmenter.metadata.classes,
-        scores=confusion.compute() if evaluate else None,
+        scores=plain_cm.compute() if evaluate else None,
+        crf_scores=crf_cm.compute() if evaluate and settings.crf is not None else None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess
 from tseg.runtime.labels import labels_from_scores, resize_scores

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from tseg.runtime.errors import TsegError
 from tseg.train.models import get_model
 

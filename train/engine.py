@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import labels_from_scores
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
+
 from tseg.runtime import __version__
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError

@@ -5,6 +5,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+
 from tseg.export.cli import main as export_cli
 from tseg.export.parity import compare, generated_inputs
 from tseg.runtime.metadata import ModelMetadata

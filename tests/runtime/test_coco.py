@@ -3,10 +3,10 @@ import shutil
 
 import numpy as np
 import pytest
-from tseg.runtime.coco import CocoDataset
-from tseg.runtime.errors import TsegError
 
 from tests.tiny_coco import CLASSES, write_tiny_coco
+from tseg.runtime.coco import CocoDataset
+from tseg.runtime.errors import TsegError
 
 
 @pytest.fixture

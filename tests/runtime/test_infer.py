@@ -4,6 +4,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+
 from tseg.runtime.cli import main as infer_cli
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.labels import read_label_png

@@ -5,6 +5,7 @@ import shutil
 import pytest
 import torch
 from click.testing import CliRunner
+
 from tseg.runtime.errors import TsegError
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 from tseg.train.cli import main as train_cli
