@@ -1,27 +1,27 @@
-"""A training run, top to bottom: settings -> data -> model -> optimizer -> loop."""
+"""A training run, top to bottom: settings -> processes -> data -> model -> optimizer -> loop."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
 
 from tseg.runtime import __version__
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import atomic_write_bytes
 from tseg.runtime.metadata import default_palette
 from tseg.runtime.metrics import SegmentationScores, format_scores
 from tseg.train.checkpoints import ModelSpec, save_checkpoint
-from tseg.train.data.dataset import SegmentationDataset, collate_with_full_labels
-from tseg.train.engine import evaluate, train_one_epoch
+from tseg.train.data.loaders import build_datasets, build_loaders, label_counts
+from tseg.train.distributed import DistContext, init_distributed, shutdown_distributed
+from tseg.train.engine import LossSpec, Precision, evaluate, train_one_epoch
 from tseg.train.models import check_model_name, get_model
+from tseg.train.optim import build_optimizer, build_schedule, parse_class_weights
+from tseg.train.resume import load_resume_checkpoint, restore_rng_state, training_state
+from tseg.train.runlog import RunLog, save_settings
 from tseg.train.settings import IMAGENET_MEAN, IMAGENET_STD, TrainSettings
 
 
@@ -62,44 +62,19 @@ def resolve_data_root(data: Path | None) -> Path:
     return data
 
 
-def _device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise TsegError(f"unknown device {name!r}; valid: auto, cpu, cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TsegError("device 'cuda' requested but PyTorch sees no CUDA GPU")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
-
-
-def _loaders(settings: TrainSettings, train: CocoDataset, val: CocoDataset):
-    size = (settings.size, settings.size)
-    common = dict(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache=settings.cache)
-    generator = torch.Generator().manual_seed(settings.seed)
-    train_loader = DataLoader(
-        SegmentationDataset(train, hflip=settings.hflip, **common),
-        batch_size=settings.batch_size,
-        shuffle=True,
-        drop_last=len(train) > settings.batch_size,
-        num_workers=settings.workers,
-        collate_fn=collate_with_full_labels,
-        generator=generator,
-    )
-    val_loader = DataLoader(
-        SegmentationDataset(val, **common),
-        batch_size=settings.batch_size,
-        num_workers=settings.workers,
-        collate_fn=collate_with_full_labels,
-    )
-    return train_loader, val_loader
-
-
-def _check_settings(settings: TrainSettings, train: CocoDataset, val: CocoDataset) -> None:
+def check_settings(settings: TrainSettings, train: CocoDataset, val: CocoDataset, world_size: int) -> None:
+    """Settings that cannot work with this data, caught before any work starts."""
     if settings.epochs < 1 or settings.batch_size < 1 or settings.size < 16 or settings.lr <= 0:
         raise TsegError(
             f"need epochs >= 1, batch size >= 1, size >= 16 and lr > 0; got {settings.epochs},"
             f" {settings.batch_size}, {settings.size}, {settings.lr}"
         )
+    if settings.accumulate < 1:
+        raise TsegError(f"accumulate must be >= 1, got {settings.accumulate}")
     if settings.batch_size > len(train):
         raise TsegError(f"batch size {settings.batch_size} exceeds the {len(train)} training images")
+    if settings.batch_size % world_size:
+        raise TsegError(f"batch size {settings.batch_size} must divide evenly over {world_size} processes")
     if val.classes != train.classes:
         raise TsegError(
             f"{val.json_path.name} and {train.json_path.name} have different categories:"
@@ -107,22 +82,6 @@ def _check_settings(settings: TrainSettings, train: CocoDataset, val: CocoDatase
         )
     if not train.has_annotations:
         raise TsegError(f"{train.json_path} has no annotations to train on")
-
-
-class MetricsLog:
-    """metrics.csv, rewritten atomically after every epoch."""
-
-    def __init__(self, path: Path, classes: tuple[str, ...]) -> None:
-        self.path, self.classes, self.rows = path, classes, []
-
-    def append(self, row: dict[str, float], scores: SegmentationScores) -> None:
-        row = dict(row, **{f"iou/{c}": v for c, v in zip(self.classes, scores.iou, strict=True)})
-        self.rows.append(row)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]))
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_bytes(self.path, buffer.getvalue().encode())
 
 
 def _model_spec(settings: TrainSettings, classes: tuple[str, ...]) -> ModelSpec:
@@ -137,81 +96,252 @@ def _model_spec(settings: TrainSettings, classes: tuple[str, ...]) -> ModelSpec:
     )
 
 
-def _start_run(settings: TrainSettings, root: Path) -> tuple[Path, dict]:
-    """Creates the run folder and saves the resolved settings in it."""
-    run_dir = create_run_dir(settings.runs_dir, settings.name)
+def _build_model(settings: TrainSettings, spec: ModelSpec, ctx: DistContext) -> torch.nn.Module:
+    torch.manual_seed(settings.seed)
+    model = get_model(
+        settings.model, num_classes=len(spec.classes), backbone_weights=settings.backbone_weights
+    )
+    if settings.sync_bn and ctx.device.type != "cuda":
+        raise TsegError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
+    if settings.sync_bn and ctx.distributed:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(ctx.device)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if ctx.distributed:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return model
+
+
+@dataclass
+class _Loop:
+    """Mutable state of the epoch loop (what last.pt saves for --resume)."""
+
+    start_epoch: int = 1
+    step: int = 0
+    best_miou: float = -1.0
+    best_epoch: int = 0
+
+
+def _prepare_run(settings: TrainSettings, root: Path, resume: Path | None, ctx: DistContext):
+    """(run folder, resolved settings dict); only rank 0 creates folders and files."""
     resolved = dict(settings.to_dict(), data=str(root), tseg_version=__version__)
-    atomic_write_bytes(run_dir / "settings.json", json.dumps(resolved, indent=2).encode())
+    if resume is not None:
+        return Path(resume), resolved
+    run_dir = create_run_dir(settings.runs_dir, settings.name) if ctx.is_main else None
+    if ctx.distributed:
+        shared = [str(run_dir) if run_dir else None]
+        dist.broadcast_object_list(shared, src=0)
+        run_dir = Path(shared[0])
+    if ctx.is_main:
+        save_settings(run_dir, resolved)
     return run_dir, resolved
 
 
-def train(settings: TrainSettings) -> RunResult:
-    """Runs a training from the settings; writes runs/NAME with checkpoints and metrics.
+def _restore(payload: dict, model, optimizer, scaler, log: RunLog | None) -> _Loop:
+    module = model.module if hasattr(model, "module") else model
+    module.load_state_dict(payload["state_dict"])
+    optimizer.load_state_dict(payload["optimizer"])
+    if scaler is not None and payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])
+    restore_rng_state(payload["rng"])
+    loop = _Loop(
+        start_epoch=payload["epoch"] + 1,
+        step=payload["step"],
+        best_miou=payload["best_miou"],
+        best_epoch=payload["best_epoch"],
+    )
+    if log is not None:
+        log.restore(payload["log"])
+    return loop
+
+
+def _load_splits(settings: TrainSettings, ctx: DistContext) -> tuple[Path, CocoDataset, CocoDataset]:
+    check_model_name(settings.model)
+    if ctx.distributed and not ctx.is_main:
+        dist.barrier()  # rank 0 generates the built-in dataset first
+    root = resolve_data_root(settings.data)
+    if ctx.distributed and ctx.is_main:
+        dist.barrier()
+    train = CocoDataset(root / settings.train_json, root=root)
+    val = CocoDataset(root / settings.val_json, root=root)
+    check_settings(settings, train, val, ctx.world_size)
+    return root, train, val
+
+
+def train(settings: TrainSettings, *, resume: str | Path | None = None) -> RunResult:
+    """Runs a training; writes runs/NAME with checkpoints, metrics, LR log and curves.
+
+    Args:
+        settings: the run's settings (ignored when resuming, except ``progress``).
+        resume: a run folder to continue from its last.pt, exactly where it stopped.
 
     Raises:
         TsegError: bad data or settings (one line, no traceback in the CLI).
     """
-    check_model_name(settings.model)
-    root = resolve_data_root(settings.data)
-    train_set = CocoDataset(root / settings.train_json, root=root)
-    val_set = CocoDataset(root / settings.val_json, root=root)
-    _check_settings(settings, train_set, val_set)
-    device = _device(settings.device)
-    torch.manual_seed(settings.seed)
-    spec = _model_spec(settings, train_set.classes)
-    model = get_model(
-        settings.model, num_classes=len(spec.classes), backbone_weights=settings.backbone_weights
-    )
-    model = model.to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    loaders = _loaders(settings, train_set, val_set)
-    run_dir, resolved = _start_run(settings, root)
-    print(
-        f"run {run_dir}: {settings.model}, {len(train_set)} train / {len(val_set)} val images"
-        f" from {root}, {len(spec.classes)} classes, device {device}",
-        flush=True,
-    )
-    return _fit(
-        settings, model, optimizer, loaders, spec=spec, run_dir=run_dir, resolved=resolved, device=device
-    )
+    payload = None
+    if resume is not None:
+        payload = load_resume_checkpoint(resume)
+        settings = replace(TrainSettings.from_dict(payload["settings"]), progress=settings.progress)
+    ctx = init_distributed(settings.device)
+    try:
+        return _run(settings, ctx, resume=Path(resume) if resume else None, payload=payload)
+    finally:
+        shutdown_distributed()
 
 
-def _fit(settings, model, optimizer, loaders, *, spec, run_dir, resolved, device) -> RunResult:
-    """The epoch loop: train, validate, log, checkpoint (last always, best on a new best mIoU)."""
-    train_loader, val_loader = loaders
-    log = MetricsLog(run_dir / "metrics.csv", spec.classes)
-    best_miou, best_epoch = -1.0, 0
-    for epoch in range(1, settings.epochs + 1):
-        start = time.perf_counter()
-        train_loss = train_one_epoch(
-            model, train_loader, optimizer, device=device, epoch=epoch, progress=settings.progress
-        )
-        val_loss, scores = evaluate(
-            model, val_loader, num_classes=len(spec.classes), device=device, progress=settings.progress
-        )
-        seconds = time.perf_counter() - start
-        metrics = {
-            "epoch": epoch,
-            "lr": settings.lr,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_miou": scores.miou,
-            "val_pixel_accuracy": scores.pixel_accuracy,
-            "seconds": seconds,
-        }
-        log.append(metrics, scores)
-        ckpt = dict(
-            spec=spec, model=model, epoch=epoch, metrics=metrics, settings=resolved, tseg_version=__version__
-        )
-        save_checkpoint(run_dir / "last.pt", **ckpt)
-        if scores.miou > best_miou:
-            best_miou, best_epoch = scores.miou, epoch
-            save_checkpoint(run_dir / "best.pt", **ckpt)
+def _run(
+    settings: TrainSettings, ctx: DistContext, *, resume: Path | None, payload: dict | None
+) -> RunResult:
+    root, train_coco, val_coco = _load_splits(settings, ctx)
+    spec = _model_spec(settings, train_coco.classes)
+    model = _build_model(settings, spec, ctx)
+    optimizer = build_optimizer(settings, model)
+    scaler = torch.amp.GradScaler("cuda") if settings.amp and ctx.device.type == "cuda" else None
+    train_set, val_set = build_datasets(settings, train_coco, val_coco)
+    sampler, train_loader, val_loader = build_loaders(settings, train_set, val_set, ctx)
+    schedule = build_schedule(settings, len(train_loader))
+    weights = parse_class_weights(
+        settings.class_weights, len(spec.classes), label_counts(train_set, len(spec.classes))
+    )
+    run_dir, resolved = _prepare_run(settings, root, resume, ctx)
+    log = RunLog(run_dir, spec.classes, tensorboard=settings.tensorboard) if ctx.is_main else None
+    loop = _restore(payload, model, optimizer, scaler, log) if payload else _Loop()
+    if loop.start_epoch > settings.epochs:
+        raise TsegError(f"{run_dir} already finished its {settings.epochs} epochs; nothing to resume")
+    if ctx.is_main:
         print(
-            f"epoch {epoch}/{settings.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}"
-            f"  val mIoU {scores.miou:.4f}  ({seconds:.0f} s)",
+            f"run {run_dir}: {settings.model}, {len(train_coco)} train / {len(val_coco)} val images from"
+            f" {root}, {len(spec.classes)} classes, {ctx.world_size} process(es) on {ctx.device}"
+            + (f", resuming at epoch {loop.start_epoch}" if payload else ""),
             flush=True,
         )
-    print(f"best val mIoU {best_miou:.4f} at epoch {best_epoch}; last epoch:")
-    print(format_scores(scores, spec.classes))
-    return RunResult(run_dir, best_miou, best_epoch, scores, spec.classes)
+    parts = dict(
+        model=model,
+        optimizer=optimizer,
+        scaler=scaler,
+        schedule=schedule,
+        sampler=sampler,
+        loaders=(train_loader, val_loader),
+        train_set=train_set,
+        log=log,
+        spec=spec,
+        loss=LossSpec(weight=weights, ignore_index=settings.ignore_index),
+        precision=Precision(amp=settings.amp, channels_last=settings.channels_last),
+    )
+    scores = _fit(settings, ctx, loop, run_dir=run_dir, resolved=resolved, **parts)
+    if ctx.is_main:
+        log.close()
+        _finish(run_dir, loop, scores, spec)
+    return RunResult(run_dir, loop.best_miou, loop.best_epoch, scores, spec.classes)
+
+
+def _fit(
+    settings,
+    ctx,
+    loop: _Loop,
+    *,
+    model,
+    optimizer,
+    scaler,
+    schedule,
+    sampler,
+    loaders,
+    train_set,
+    log,
+    spec,
+    loss,
+    precision,
+    run_dir,
+    resolved,
+) -> SegmentationScores:
+    """The epoch loop: train, validate, log, checkpoint (last always, best on a new best mIoU)."""
+    train_loader, val_loader = loaders
+    num_classes, show = len(spec.classes), settings.progress and ctx.is_main
+    scores = None
+    for epoch in range(loop.start_epoch, settings.epochs + 1):
+        start = time.perf_counter()
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        trained = train_one_epoch(
+            model,
+            train_loader,
+            optimizer,
+            schedule=schedule,
+            step=loop.step,
+            loss_spec=loss,
+            precision=precision,
+            accumulate=settings.accumulate,
+            num_classes=num_classes,
+            ctx=ctx,
+            epoch=epoch,
+            on_step=log.log_step if log else (lambda step, lr: None),
+            scaler=scaler,
+            progress=show,
+        )
+        loop.step = trained.step
+        val = evaluate(
+            model,
+            val_loader,
+            num_classes=num_classes,
+            loss_spec=loss,
+            precision=precision,
+            ctx=ctx,
+            progress=show,
+        )
+        scores = val.scores
+        metrics = {
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": trained.loss,
+            "val_loss": val.loss,
+            "train_miou": trained.scores.miou,
+            "val_miou": val.scores.miou,
+            "val_miou_at_train_size": val.scores_at_train_size.miou,
+            "val_pixel_accuracy": val.scores.pixel_accuracy,
+            "seconds": time.perf_counter() - start,
+        }
+        is_best = val.scores.miou > loop.best_miou
+        if is_best:
+            loop.best_miou, loop.best_epoch = val.scores.miou, epoch
+        if ctx.is_main:
+            log.log_epoch(metrics, val.scores)
+            _checkpoint(run_dir, model, spec, metrics, resolved, optimizer, scaler, loop, epoch, is_best, log)
+            log.flush()
+            print(
+                f"epoch {epoch}/{settings.epochs}  train loss {trained.loss:.4f}  val loss {val.loss:.4f}"
+                f"  train mIoU {trained.scores.miou:.4f}  val mIoU {val.scores.miou:.4f}"
+                f"  ({metrics['seconds']:.0f} s)",
+                flush=True,
+            )
+    return scores
+
+
+def _checkpoint(
+    run_dir, model, spec, metrics, resolved, optimizer, scaler, loop: _Loop, epoch, is_best, log: RunLog
+) -> None:
+    """last.pt (with everything --resume needs, the log rows included) and best.pt on a new best."""
+    state = training_state(
+        optimizer=optimizer,
+        scaler=scaler,
+        step=loop.step,
+        best_miou=loop.best_miou,
+        best_epoch=loop.best_epoch,
+    )
+    state["log"] = log.state()
+    common = dict(
+        spec=spec, model=model, epoch=epoch, metrics=metrics, settings=resolved, tseg_version=__version__
+    )
+    save_checkpoint(run_dir / "last.pt", extra=state, **common)
+    if is_best:
+        save_checkpoint(run_dir / "best.pt", **common)
+
+
+def _finish(run_dir: Path, loop: _Loop, scores: SegmentationScores | None, spec: ModelSpec) -> None:
+    from tseg.train.plots import plot_runs
+
+    plot_runs([run_dir], out=run_dir / "plots")
+    print(f"best val mIoU {loop.best_miou:.4f} at epoch {loop.best_epoch}; curves in {run_dir / 'plots'}")
+    if scores is not None:
+        print("last epoch: " + format_scores(scores, spec.classes))

@@ -11,30 +11,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.images import normalize, resize_image, resize_labels
-
-
-class _DecodedCache:
-    """Keeps each image and label map after its first decode (``cache=True``)."""
-
-    def __init__(self, coco: CocoDataset, size: Sequence[int], enabled: bool) -> None:
-        self.coco, self.size, self.enabled = coco, tuple(size), enabled
-        self._items: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def get(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(resized image, resized labels, full-size labels)."""
-        if index in self._items:
-            return self._items[index]
-        labels = self.coco.label_map(index)
-        item = (
-            resize_image(self.coco.read_image(index), self.size),
-            resize_labels(labels, self.size),
-            labels,
-        )
-        if self.enabled:
-            self._items[index] = item
-        return item
+from tseg.train.data.cache import DecodedSplit
+from tseg.train.data.transforms import AugmentSettings, augment_pair, build_augment, sample_seed
 
 
 class SegmentationDataset(Dataset):
@@ -45,11 +26,13 @@ class SegmentationDataset(Dataset):
         size: training (height, width).
         mean: normalisation mean (RGB, [0, 1] scale).
         std: normalisation std.
-        hflip: randomly mirror image and labels (training only).
-        cache: keep decoded, resized samples in memory after the first epoch.
+        augment: joint image/mask augmentation, or None (validation).
+        decoded: the split pre-decoded at ``size`` (``--cache``), or None to decode per item.
+        full_labels: also return the label map at the image's own size (validation).
+        seed: base of the per-sample augmentation seeds; call :meth:`set_epoch` each epoch.
 
     Items:
-        image (3, h, w) float32, labels (h, w) int64, full-size labels (H, W) int64.
+        image (3, h, w) float32, labels (h, w) int64, full-size labels (H, W) int64 or None.
     """
 
     def __init__(
@@ -59,26 +42,45 @@ class SegmentationDataset(Dataset):
         size: Sequence[int],
         mean: Sequence[float],
         std: Sequence[float],
-        hflip: bool = False,
-        cache: bool = False,
+        augment: AugmentSettings | None = None,
+        decoded: DecodedSplit | None = None,
+        full_labels: bool = False,
+        seed: int = 0,
     ) -> None:
-        self.coco = coco
-        self.mean, self.std, self.hflip = tuple(mean), tuple(std), hflip
-        self._cache = _DecodedCache(coco, size, cache)
+        self.coco, self.size, self.decoded = coco, tuple(size), decoded
+        self.mean, self.std, self.full_labels, self.seed = tuple(mean), tuple(std), full_labels, seed
+        self.augment = build_augment(augment, self.size) if augment and augment.enabled else None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch's augmentation stream (as DistributedSampler.set_epoch does)."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.coco)
 
+    def _resized(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if self.decoded is not None:
+            image, labels = np.asarray(self.decoded.images[index]), np.asarray(self.decoded.labels[index])
+            full = self.coco.label_map(index) if self.full_labels else None
+            return image, labels, full
+        full = self.coco.label_map(index)
+        image = resize_image(self.coco.read_image(index), self.size)
+        return image, resize_labels(full, self.size), (full if self.full_labels else None)
+
     def __getitem__(self, index: int):
-        image, labels, full_labels = self._cache.get(index)
-        if self.hflip and torch.rand(()) < 0.5:
-            image, labels = image[:, ::-1], labels[:, ::-1]
+        image, labels, full = self._resized(index)
+        if self.augment is not None:
+            chw, mask = augment_pair(
+                self.augment,
+                torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                torch.from_numpy(labels.astype(np.int64)),
+                seed=sample_seed(self.seed, self.epoch, index),
+            )
+            image, labels = chw.permute(1, 2, 0).numpy(), mask.numpy()
         tensor = torch.from_numpy(normalize(np.ascontiguousarray(image), mean=self.mean, std=self.std))
-        return (
-            tensor,
-            torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64)),
-            torch.from_numpy(full_labels.astype(np.int64)),
-        )
+        full_tensor = torch.from_numpy(full.astype(np.int64)) if full is not None else None
+        return tensor, torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64)), full_tensor
 
 
 def collate_with_full_labels(batch):

@@ -1,0 +1,95 @@
+"""Decode and resize a split once into uint8 .npy memmaps (`tseg-train --cache`).
+
+At 256 px an epoch is otherwise bound by JPEG decoding and polygon rasterising.
+The files are shared by DataLoader workers and by later runs at the same size;
+a run that crashes while building leaves no half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tseg.runtime.coco import CocoDataset
+from tseg.runtime.images import resize_image, resize_labels
+
+CACHE_VERSION = 1
+
+
+def default_decoded_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/tseg/decoded`` or ``~/.cache/tseg/decoded``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tseg" / "decoded"
+
+
+def _cache_key(coco: CocoDataset, size: Sequence[int]) -> str:
+    """Changes whenever the split's JSON, its root or the size changes."""
+    stat = coco.json_path.stat()
+    ident = [
+        CACHE_VERSION,
+        str(coco.json_path.resolve()),
+        str(coco.root.resolve()),
+        stat.st_size,
+        stat.st_mtime_ns,
+        list(size),
+    ]
+    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
+
+
+class DecodedSplit:
+    """A split's images and label maps at one size, memory-mapped read-only.
+
+    Attributes:
+        images: (N, h, w, 3) uint8.
+        labels: (N, h, w) uint8 (uint16 beyond 256 classes).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.images = np.load(folder / "images.npy", mmap_mode="r")
+        self.labels = np.load(folder / "labels.npy", mmap_mode="r")
+
+
+def _build(coco: CocoDataset, size: Sequence[int], target: Path, progress: bool) -> None:
+    height, width = size
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        label_dtype = np.uint8 if coco.num_classes <= 256 else np.uint16
+        images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (len(coco), height, width, 3))
+        labels = np.lib.format.open_memmap(tmp / "labels.npy", "w+", label_dtype, (len(coco), height, width))
+        for i in tqdm(
+            range(len(coco)), desc=f"cache {coco.json_path.name}", unit="img", disable=not progress
+        ):
+            images[i] = resize_image(coco.read_image(i), size)
+            labels[i] = resize_labels(coco.label_map(i), size)
+        images.flush()
+        labels.flush()
+        del images, labels
+        meta = {"json": str(coco.json_path), "size": list(size), "count": len(coco)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished the same cache first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def decoded_split(
+    coco: CocoDataset, *, size: Sequence[int], cache_dir: Path | None = None, progress: bool = True
+) -> DecodedSplit:
+    """The split decoded at ``size`` (height, width), built on first use."""
+    folder = (cache_dir or default_decoded_cache_dir()) / _cache_key(coco, size)
+    if not (folder / "meta.json").is_file():
+        _build(coco, tuple(size), folder, progress)
+    return DecodedSplit(folder)
