@@ -33,11 +33,20 @@ def run_demo(*, epochs: int, size: int, batch_size: int, lr: float, runs_dir: Pa
     """
     start = time.perf_counter()
     data = ensure_synthetic_dataset()
-    run = train(
-        TrainSettings(
-            data=data, epochs=epochs, size=size, batch_size=batch_size, lr=lr, name="demo", runs_dir=runs_dir
-        )
+    settings = TrainSettings(
+        data=data,
+        epochs=epochs,
+        size=size,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule="warmup-cosine",
+        warmup_epochs=0.5,
+        min_lr=lr / 20,
+        cache=True,
+        name="demo",
+        runs_dir=runs_dir,
     )
+    run = train(settings)
     exported = export_checkpoint(run.run_dir / "best.pt", data=data)
     print(exported.report.summary())
     predictions = run.run_dir / "val_predictions"

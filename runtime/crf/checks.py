@@ -1,0 +1,179 @@
+"""Argument checks for the CRF: each error says what was needed and what came."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from tseg.runtime.crf.parallel import available_threads
+from tseg.runtime.errors import TsegError
+
+Compat = float | ArrayLike
+"""A compatibility: scalar (Potts), (C,) vector (diagonal) or (C, C) matrix."""
+
+
+class CrfTypeError(TsegError, TypeError):
+    """An argument of the wrong type or dtype (a TypeError the CLI reports as TsegError)."""
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, np.ndarray):
+        return f"{x.dtype} array of shape {x.shape}"
+    return type(x).__name__
+
+
+def _need_array(name: str, x: object, need: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise CrfTypeError(f"{name}: need {need} numpy array, got {_describe(x)}")
+    return x
+
+
+def _check_finite(name: str, x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        raise TsegError(f"{name}: need finite values, got NaN or inf")
+
+
+def check_image(image: object) -> np.ndarray:
+    """An (H, W, 3) uint8 image."""
+    image = _need_array("image", image, "an (H, W, 3) uint8")
+    if image.dtype != np.uint8:
+        raise CrfTypeError(f"image: need dtype uint8 (H, W, 3), got {_describe(image)}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise TsegError(f"image: need shape (H, W, 3), got {image.shape}")
+    return image
+
+
+def check_float_array(name: str, x: object, layout: str) -> np.ndarray:
+    """A real floating (C, H, W) array with C >= 1, finite."""
+    x = _need_array(name, x, f"a float {layout}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise CrfTypeError(f"{name}: need a float dtype {layout}, got {_describe(x)}")
+    if x.ndim != 3 or min(x.shape) < 1:
+        raise TsegError(f"{name}: need shape {layout}, got {x.shape}")
+    _check_finite(name, x)
+    return x
+
+
+def check_probs(probs: object, height: int | None = None, width: int | None = None
+                ) -> np.ndarray:
+    """(C, H, W) probabilities in [0, 1], matching the image's H, W when given."""
+    probs = check_float_array("probs", probs, "(C, H, W)")
+    if height is not None:
+        _check_size("probs", probs.shape, height, width)
+    low, high = float(probs.min()), float(probs.max())
+    if low < 0.0 or high > 1.0:
+        raise TsegError(f"probs: need values in [0, 1], got [{low:g}, {high:g}]")
+    return probs
+
+
+def check_unary(unary: object, height: int, width: int) -> np.ndarray:
+    """(C, H, W) finite energies matching the image's H, W."""
+    unary = check_float_array("unary", unary, "(C, H, W)")
+    _check_size("unary", unary.shape, height, width)
+    return unary
+
+
+def _check_size(name: str, shape: tuple, height: int, width: int) -> None:
+    if tuple(shape[1:]) != (height, width):
+        raise TsegError(f"{name}: need shape (C, {height}, {width}) to match the image, "
+                        f"got {tuple(shape)}")
+
+
+def check_labels(labels: object, num_classes: int, unknown_label: int | None) -> np.ndarray:
+    """(H, W) integer labels in [0, num_classes) or equal to ``unknown_label``."""
+    labels = _need_array("labels", labels, "an (H, W) integer")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise CrfTypeError(f"labels: need an integer dtype (H, W), got {_describe(labels)}")
+    if labels.ndim != 2 or min(labels.shape) < 1:
+        raise TsegError(f"labels: need shape (H, W), got {labels.shape}")
+    bad = (labels < 0) | (labels >= num_classes)
+    if unknown_label is not None:
+        bad &= labels != unknown_label
+    if bad.any():
+        allowed = f"[0, {num_classes})" + ("" if unknown_label is None
+                                           else f" or {unknown_label} (unknown)")
+        raise TsegError(f"labels: need values in {allowed}, got {int(labels[bad][0])}")
+    return labels
+
+
+def check_num_classes(num_classes: object) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise CrfTypeError(f"num_classes: need an int, got {_describe(num_classes)}")
+    if num_classes < 2:
+        raise TsegError(f"num_classes: need >= 2, got {num_classes}")
+    return int(num_classes)
+
+
+def check_open_unit(name: str, value: object) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise CrfTypeError(f"{name}: need a float, got {_describe(value)}")
+    if not 0.0 < value < 1.0:
+        raise TsegError(f"{name}: need a value in (0, 1), got {value}")
+    return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise CrfTypeError(f"{name}: need a positive float, got {_describe(value)}")
+    if not (np.isfinite(value) and value > 0):
+        raise TsegError(f"{name}: need a finite value > 0, got {value}")
+    return float(value)
+
+
+def check_iterations(iterations: object) -> int:
+    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
+        raise CrfTypeError(f"iterations: need an int >= 0, got {_describe(iterations)}")
+    if iterations < 0:
+        raise TsegError(f"iterations: need an int >= 0, got {iterations}")
+    return int(iterations)
+
+
+def check_compat(name: str, compat: object, num_classes: int | None
+                 ) -> tuple[np.ndarray, bool] | None:
+    """Resolve a compatibility to the (C, C) float32 matrix subtracted from the logits.
+
+    Returns (matrix, is_diagonal), or None when ``num_classes`` is None (shape
+    unknown yet: only the type, rank and values are checked).
+    """
+    if isinstance(compat, numbers.Real) and not isinstance(compat, bool):
+        if not np.isfinite(compat):
+            raise TsegError(f"{name}: need a finite value, got {compat}")
+        if num_classes is None:
+            return None
+        # Potts: pydensecrf adds w * K~Q, i.e. subtracts (-w * I) @ K~Q.
+        return np.diag(np.full(num_classes, -compat, np.float32)), True
+    if not isinstance(compat, (np.ndarray, list, tuple)):
+        raise CrfTypeError(f"{name}: need a float, a (C,) or a (C, C) array, "
+                           f"got {_describe(compat)}")
+    try:
+        array = np.asarray(compat, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise CrfTypeError(f"{name}: need real numbers, got {_describe(compat)}") from exc
+    if array.ndim not in (1, 2) or (array.ndim == 2 and array.shape[0] != array.shape[1]):
+        raise TsegError(f"{name}: need a float, a (C,) or a (C, C) array, got shape "
+                        f"{array.shape}")
+    _check_finite(name, array)
+    if num_classes is None:
+        return None
+    if array.shape[0] != num_classes:
+        need = (num_classes,) if array.ndim == 1 else (num_classes, num_classes)
+        raise TsegError(f"{name}: need shape {need} for {num_classes} classes, "
+                        f"got {array.shape}")
+    if array.ndim == 1:
+        return np.diag(array), True
+    matrix = np.float32(0.5) * (array + array.T)
+    diagonal = not np.any(matrix - np.diag(np.diag(matrix)))
+    return np.ascontiguousarray(matrix), diagonal
+
+
+def check_threads(threads: object) -> int:
+    """None (every core available) or an int >= 1."""
+    if threads is None:
+        return available_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise CrfTypeError(f"threads: need an int >= 1 or None, got {_describe(threads)}")
+    if threads < 1:
+        raise TsegError(f"threads: need an int >= 1 or None, got {threads}")
+    return int(threads)

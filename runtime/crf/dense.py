@@ -1,0 +1,346 @@
+"""Fully connected CRF (Kraehenbuehl & Koltun 2011) with mean-field inference.
+
+The model and its numbers follow pydensecrf (DenseCRF2D with a Gaussian and a
+bilateral kernel, symmetric normalisation): https://arxiv.org/abs/1210.5644.
+Arrays at this boundary are label-first like the rest of tseg: probabilities and
+unaries (C, H, W), images (H, W, 3) uint8.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from tseg.runtime.crf import meanfield, parallel
+from tseg.runtime.crf.checks import (
+    Compat,
+    check_compat,
+    check_image,
+    check_iterations,
+    check_labels,
+    check_num_classes,
+    check_open_unit,
+    check_positive,
+    check_probs,
+    check_threads,
+    check_unary,
+)
+from tseg.runtime.crf.lattice import Lattice, build_lattices
+
+
+def _gaussian_features(height: int, width: int, sxy: float) -> np.ndarray:
+    # float32 division, as the reference computes i / sx in float.
+    s = np.float32(sxy)
+    f = np.empty((height, width, 2), np.float32)
+    f[..., 0] = np.arange(width, dtype=np.float32)[None, :] / s
+    f[..., 1] = np.arange(height, dtype=np.float32)[:, None] / s
+    return f.reshape(-1, 2)
+
+
+def _bilateral_features(image: np.ndarray, sxy: float, srgb: float) -> np.ndarray:
+    height, width = image.shape[:2]
+    f = np.empty((height, width, 5), np.float32)
+    f[..., :2] = _gaussian_features(height, width, sxy).reshape(height, width, 2)
+    f[..., 2:] = image.astype(np.float32) / np.float32(srgb)
+    return f.reshape(-1, 5)
+
+
+_gaussian_cache: OrderedDict[tuple, Lattice] = OrderedDict()
+_gaussian_cache_lock = threading.Lock()
+_GAUSSIAN_CACHE_BYTES = 128 * 2**20
+
+
+def _build(image: np.ndarray, gaussian_sxy: float, bilateral_sxy: float,
+           bilateral_srgb: float, threads: int) -> tuple[Lattice, Lattice]:
+    """Both lattices of an image. The Gaussian one depends on the image size and sxy
+    alone, so images of one size (a dataset, a video) share it: the last few are kept."""
+    height, width = image.shape[:2]
+    key = (height, width, float(np.float32(gaussian_sxy)))
+    with _gaussian_cache_lock:
+        gaussian = _gaussian_cache.get(key)
+        if gaussian is not None:
+            _gaussian_cache.move_to_end(key)
+    features = [_bilateral_features(image, bilateral_sxy, bilateral_srgb)]
+    if gaussian is None:  # built side by side with the bilateral one
+        features.insert(0, _gaussian_features(height, width, gaussian_sxy))
+    built = build_lattices(features, threads)
+    if gaussian is None:
+        gaussian = built[0]
+        _remember(key, gaussian)
+    return gaussian, built[-1]
+
+
+def _remember(key: tuple, lattice: Lattice) -> None:
+    # Shared between DenseCRF objects from now on: nothing writes lattices after the
+    # build (read-only flags would make Numba compile every kernel a second time).
+    with _gaussian_cache_lock:
+        _gaussian_cache[key] = lattice
+        total = sum(lat.nbytes for lat in _gaussian_cache.values())
+        while len(_gaussian_cache) > 2 or (total > _GAUSSIAN_CACHE_BYTES and
+                                           len(_gaussian_cache) > 1):
+            total -= _gaussian_cache.popitem(last=False)[1].nbytes
+        if total > _GAUSSIAN_CACHE_BYTES:  # a single huge image: keep nothing
+            _gaussian_cache.clear()
+
+
+class DenseCRF:
+    """Dense CRF over one image: the lattices are built once, inference runs per unary.
+
+    Pairwise energy: a Gaussian kernel on position (smoothness) and a bilateral kernel
+    on position and colour (appearance), each with symmetric normalisation. A scalar
+    compat ``w`` is pydensecrf's Potts model (it adds ``w * K~Q`` to the logits, i.e. it
+    equals the matrix ``-w * I``); a (C,) vector or (C, C) matrix ``M`` subtracts
+    ``M @ K~Q`` (a matrix is symmetrised as ``(M + M.T) / 2``), as pydensecrf does.
+
+    Args:
+        image: (H, W, 3) uint8 RGB image.
+        gaussian_sxy: Gaussian kernel width in pixels.
+        gaussian_compat: Gaussian compatibility: scalar, (C,) or (C, C).
+        bilateral_sxy: bilateral kernel width in pixels.
+        bilateral_srgb: bilateral kernel width in colour levels.
+        bilateral_compat: bilateral compatibility: scalar, (C,) or (C, C).
+        threads: threads for lattice building and inference; None: every core this
+            process may use.
+
+    Example:
+        >>> crf = DenseCRF(image)
+        >>> q = crf.inference(unary_from_probs(probs), iterations=5)
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        *,
+        gaussian_sxy: float = 3.0,
+        gaussian_compat: Compat = 3.0,
+        bilateral_sxy: float = 80.0,
+        bilateral_srgb: float = 13.0,
+        bilateral_compat: Compat = 10.0,
+        threads: int | None = None,
+    ) -> None:
+        check_image(image)
+        for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
+                            ("bilateral_srgb", bilateral_srgb)):
+            check_positive(name, value)
+        # Fail on a malformed compat now, not at the first inference.
+        check_compat("gaussian_compat", gaussian_compat, None)
+        check_compat("bilateral_compat", bilateral_compat, None)
+        self.height, self.width = image.shape[:2]
+        # Copies: a caller mutating its array later must not change this CRF.
+        self._compat = tuple(c if np.isscalar(c) else np.array(c, np.float32)
+                             for c in (gaussian_compat, bilateral_compat))
+        self.threads = check_threads(threads)
+        self.gaussian: Lattice
+        self.bilateral: Lattice
+        self.gaussian, self.bilateral = _build(image, gaussian_sxy, bilateral_sxy,
+                                               bilateral_srgb, self.threads)
+
+    def start(self, unary: np.ndarray) -> MeanField:
+        """Begin step-wise inference: Q = softmax(-unary), no iteration yet.
+
+        Args:
+            unary: (C, H, W) float energies (negative log-probabilities).
+
+        Returns:
+            A :class:`MeanField` whose :meth:`MeanField.step` runs iterations.
+        """
+        check_unary(unary, self.height, self.width)
+        return MeanField(self, unary)
+
+    def inference(self, unary: np.ndarray, *, iterations: int = 5) -> np.ndarray:
+        """Run mean field.
+
+        Args:
+            unary: (C, H, W) float energies (negative log-probabilities).
+            iterations: number of mean-field iterations, >= 0.
+
+        Returns:
+            Q: (C, H, W) float32 marginals, summing to 1 over C.
+        """
+        check_iterations(iterations)
+        state = self.start(unary)
+        state.step(iterations)
+        return state.probs()
+
+
+class MeanField:
+    """Mean-field state of one unary on a :class:`DenseCRF` (see ``DenseCRF.start``)."""
+
+    def __init__(self, crf: DenseCRF, unary: np.ndarray) -> None:
+        num_classes = unary.shape[0]
+        n = crf.height * crf.width
+        self._crf = crf
+        self._shape = unary.shape
+        # Pixel-major inside: a pixel's labels are one short contiguous vector, padded
+        # to whole SIMD registers. Padded labels get an energy so high that their
+        # probability is exactly 0, so they never reach the lattice (meanfield.initialise).
+        lanes = meanfield.padded_labels(num_classes)
+        self._unary = meanfield.aligned_zeros(n, lanes)
+        self._q = meanfield.aligned_zeros(n, lanes)
+        source = np.ascontiguousarray(unary.reshape(num_classes, n), np.float32)
+        parallel.run([(meanfield.initialise, (self._q, self._unary, source), n)], crf.threads)
+        self._kernels = []
+        for name, lattice, compat in (("gaussian_compat", crf.gaussian, crf._compat[0]),
+                                      ("bilateral_compat", crf.bilateral, crf._compat[1])):
+            matrix, diagonal = check_compat(name, compat, num_classes)
+            gain = np.zeros((lanes, lanes), np.float32)  # what the logits gain: -compat
+            gain[:num_classes, :num_classes] = -matrix
+            # Row 0 stands for a missing blur neighbour: it must stay zero.
+            rows = lattice.num_vertices + 1
+            buffers = (meanfield.aligned_zeros(rows, lanes), meanfield.aligned_zeros(rows, lanes))
+            self._kernels.append((lattice, gain, diagonal, buffers))
+        self.iterations = 0
+
+    def step(self, iterations: int = 1) -> None:
+        """Run ``iterations`` more mean-field iterations in place."""
+        check_iterations(iterations)
+        threads = self._crf.threads
+        n = self._q.shape[0]
+        for _ in range(iterations):
+            parallel.run([(meanfield.splat, (values, lat.indptr, lat.pixel, lat.splat_weight,
+                                             self._q, gain, diagonal), lat.num_vertices)
+                          for lat, gain, diagonal, (values, _) in self._kernels], threads)
+            blurred = meanfield.blur([(values, scratch, lat.neighbours)
+                                      for lat, _, _, (values, scratch) in self._kernels],
+                                     threads)
+            args = []
+            for (lat, _, _, _), values in zip(self._kernels, blurred, strict=True):
+                args += [lat.offsets, lat.slice_weight, values]
+            parallel.run([(meanfield.update, (self._q, self._unary, *args), n)], threads)
+            self.iterations += 1
+
+    def probs(self) -> np.ndarray:
+        """Current marginals Q, (C, H, W) float32 (a copy)."""
+        num_classes = self._shape[0]
+        return np.ascontiguousarray(self._q[:, :num_classes].T).reshape(self._shape)
+
+    def labels(self) -> np.ndarray:
+        """Current MAP labels, (H, W) int64: argmax of Q over C."""
+        return self._q[:, :self._shape[0]].argmax(axis=1).reshape(self._shape[1:])
+
+
+def unary_from_probs(probs: np.ndarray, *, clip: float = 1e-5) -> np.ndarray:
+    """Unary energies from class probabilities: ``-log(clip(probs, clip, 1))``.
+
+    Args:
+        probs: (C, H, W) float probabilities in [0, 1] (e.g. a softmax).
+        clip: smallest probability kept, so that 0 gives a finite energy.
+
+    Returns:
+        (C, H, W) float32 energies.
+    """
+    probs = check_probs(probs)
+    check_open_unit("clip", clip)
+    return -np.log(np.clip(probs.astype(np.float32), np.float32(clip), np.float32(1.0)))
+
+
+def unary_from_labels(
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    gt_prob: float = 0.7,
+    unknown_label: int | None = None,
+) -> np.ndarray:
+    """Unary energies from hard labels (a label PNG, a submission's masks).
+
+    The given label gets probability ``gt_prob`` and the others share the rest, as
+    pydensecrf's ``unary_from_labels(..., zero_unsure=False)``: label 0 is a real class
+    here. Pixels equal to ``unknown_label`` (e.g. 255, "void") get a uniform unary.
+
+    Args:
+        labels: (H, W) integer labels in [0, num_classes).
+        num_classes: number of classes C, >= 2.
+        gt_prob: confidence in the given labels, in (0, 1).
+        unknown_label: a label value that means "no opinion", or None.
+
+    Returns:
+        (C, H, W) float32 energies.
+    """
+    num_classes = check_num_classes(num_classes)
+    gt_prob = check_open_unit("gt_prob", gt_prob)
+    labels = check_labels(labels, num_classes, unknown_label)
+    other = -np.log((1.0 - gt_prob) / (num_classes - 1))
+    unary = np.full((num_classes, *labels.shape), other, np.float32)
+    known = labels != unknown_label if unknown_label is not None else np.ones(labels.shape, bool)
+    rows, cols = np.nonzero(known)
+    unary[labels[rows, cols], rows, cols] = -np.log(gt_prob)
+    if unknown_label is not None:
+        unary[:, ~known] = -np.log(1.0 / num_classes)
+    return unary
+
+
+def dense_crf(
+    probs: np.ndarray,
+    image: np.ndarray,
+    *,
+    iterations: int = 5,
+    gaussian_sxy: float = 3.0,
+    gaussian_compat: Compat = 3.0,
+    bilateral_sxy: float = 80.0,
+    bilateral_srgb: float = 13.0,
+    bilateral_compat: Compat = 10.0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Refine class probabilities with a dense CRF (pydensecrf's defaults).
+
+    Args:
+        probs: (C, H, W) float probabilities in [0, 1] (e.g. a softmax).
+        image: (H, W, 3) uint8 RGB image the probabilities belong to.
+        iterations: mean-field iterations, >= 0.
+        gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat:
+            kernel widths and compatibilities, see :class:`DenseCRF`.
+        threads: threads to use; None: every core this process may use.
+
+    Returns:
+        Q: (C, H, W) float32 refined probabilities; ``Q.argmax(0)`` gives labels.
+    """
+    check_image(image)
+    check_probs(probs, image.shape[0], image.shape[1])
+    check_iterations(iterations)
+    crf = DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
+                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                   bilateral_compat=bilateral_compat, threads=threads)
+    return crf.inference(unary_from_probs(probs), iterations=iterations)
+
+
+def dense_crf_labels(
+    labels: np.ndarray,
+    image: np.ndarray,
+    *,
+    num_classes: int,
+    gt_prob: float = 0.7,
+    unknown_label: int | None = None,
+    iterations: int = 5,
+    gaussian_sxy: float = 3.0,
+    gaussian_compat: Compat = 3.0,
+    bilateral_sxy: float = 80.0,
+    bilateral_srgb: float = 13.0,
+    bilateral_compat: Compat = 10.0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Refine hard labels (a label PNG, a submission's masks) with a dense CRF.
+
+    Args:
+        labels: (H, W) integer labels in [0, num_classes); label 0 is a class.
+        image: (H, W, 3) uint8 RGB image.
+        num_classes: number of classes C, >= 2.
+        gt_prob: confidence in the given labels, in (0, 1).
+        unknown_label: a label value that means "no opinion" (uniform unary), or None.
+        iterations, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
+        bilateral_compat, threads: as in :func:`dense_crf`.
+
+    Returns:
+        (H, W) refined labels, same dtype as ``labels``.
+    """
+    check_image(image)
+    unary = unary_from_labels(labels, num_classes=num_classes, gt_prob=gt_prob,
+                              unknown_label=unknown_label)
+    check_iterations(iterations)
+    crf = DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
+                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                   bilateral_compat=bilateral_compat, threads=threads)
+    state = crf.start(unary)
+    state.step(iterations)
+    return state.labels().astype(labels.dtype)

@@ -1,0 +1,307 @@
+"""Dense CRF API: shapes, validation, step-wise inference, threads, Numba settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tseg.runtime.crf import (
+    CrfTypeError,
+    DenseCRF,
+    dense_crf,
+    dense_crf_labels,
+    unary_from_labels,
+    unary_from_probs,
+)
+from tseg.runtime.errors import TsegError
+
+
+def make_image(height=24, width=32, seed=0):
+    """Two flat colour halves plus a little noise."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), np.float64)
+    image[:, : width // 2] = (200, 40, 40)
+    image[:, width // 2:] = (30, 60, 220)
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_probs(num_classes=3, height=24, width=32, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (num_classes, height, width))
+    probs = np.exp(logits - logits.max(0))
+    return (probs / probs.sum(0)).astype(np.float32)
+
+
+def softmax(x, axis=0):
+    e = np.exp(x - x.max(axis))
+    return e / e.sum(axis)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def test_dense_crf_returns_normalised_float32():
+    q = dense_crf(make_probs(), make_image())
+    assert q.shape == (3, 24, 32) and q.dtype == np.float32 and q.flags.c_contiguous
+    np.testing.assert_allclose(q.sum(0), 1.0, atol=1e-5)
+
+
+def test_zero_iterations_is_softmax_of_unary():
+    probs = make_probs()
+    q = dense_crf(probs, make_image(), iterations=0)
+    np.testing.assert_allclose(q, softmax(-unary_from_probs(probs)), atol=1e-6)
+
+
+def test_crf_follows_the_image_edge():
+    """Noisy labels on a two-colour image settle to the two halves."""
+    image = make_image(40, 40)
+    truth = np.zeros((40, 40), np.int64)
+    truth[:, 20:] = 1
+    rng = np.random.default_rng(1)
+    noisy = np.where(rng.random(truth.shape) < 0.25, 1 - truth, truth).astype(np.uint8)
+    refined = dense_crf_labels(noisy, image, num_classes=2, iterations=5)
+    assert refined.dtype == np.uint8
+    assert (refined == truth).mean() > 0.99 > (noisy == truth).mean()
+
+
+def test_label_zero_is_a_real_class():
+    unary = unary_from_labels(np.array([[0, 1], [2, 0]]), num_classes=3, gt_prob=0.7)
+    assert unary.shape == (3, 2, 2) and unary.dtype == np.float32
+    np.testing.assert_allclose(unary[:, 0, 0], -np.log([0.7, 0.15, 0.15]), rtol=1e-6)
+    np.testing.assert_allclose(unary[:, 1, 0], -np.log([0.15, 0.15, 0.7]), rtol=1e-6)
+
+
+def test_unknown_label_gets_a_uniform_unary():
+    unary = unary_from_labels(np.array([[255, 1]]), num_classes=4, unknown_label=255)
+    np.testing.assert_allclose(unary[:, 0, 0], -np.log(0.25), rtol=1e-6)
+    assert unary[1, 0, 1] < unary[0, 0, 1]
+
+
+def test_unary_from_probs_clips_zeros():
+    probs = np.zeros((2, 1, 1), np.float32)
+    probs[0] = 1.0
+    unary = unary_from_probs(probs)
+    np.testing.assert_allclose(unary[:, 0, 0], [0.0, -np.log(1e-5)], rtol=1e-5)
+
+
+# ---------------------------------------------------------------- API shapes
+
+
+def test_step_wise_equals_one_shot():
+    image, probs = make_image(), make_probs()
+    crf = DenseCRF(image)
+    unary = unary_from_probs(probs)
+    state = crf.start(unary)
+    state.step(2)
+    state.step(3)
+    assert state.iterations == 5
+    np.testing.assert_array_equal(state.probs(), crf.inference(unary, iterations=5))
+    np.testing.assert_array_equal(state.labels(), state.probs().argmax(0))
+
+
+def test_lattices_are_reused_across_unaries():
+    image = make_image()
+    crf = DenseCRF(image)
+    for seed, num_classes in ((0, 3), (1, 5)):
+        probs = make_probs(num_classes, seed=seed)
+        np.testing.assert_array_equal(crf.inference(unary_from_probs(probs)),
+                                      dense_crf(probs, image))
+
+
+def test_threads_do_not_change_results():
+    image, probs = make_image(64, 80), make_probs(4, 64, 80)
+    one = dense_crf(probs, image, threads=1)
+    np.testing.assert_array_equal(one, dense_crf(probs, image, threads=2))
+    np.testing.assert_array_equal(one, dense_crf(probs, image, threads=3))
+
+
+def test_compat_forms_agree():
+    """Potts w == diagonal vector -w == matrix -w I; a matrix is symmetrised."""
+    image, probs = make_image(), make_probs(3)
+    potts = dense_crf(probs, image, gaussian_compat=3.0, bilateral_compat=10.0)
+    vector = dense_crf(probs, image, gaussian_compat=np.full(3, -3.0),
+                       bilateral_compat=[-10.0, -10.0, -10.0])
+    matrix = dense_crf(probs, image, gaussian_compat=-3.0 * np.eye(3),
+                       bilateral_compat=-10.0 * np.eye(3))
+    np.testing.assert_allclose(vector, potts, atol=1e-6)
+    np.testing.assert_allclose(matrix, potts, atol=1e-6)
+    m = np.random.default_rng(0).uniform(-5, 5, (3, 3)).astype(np.float32)
+    np.testing.assert_allclose(dense_crf(probs, image, bilateral_compat=m),
+                               dense_crf(probs, image, bilateral_compat=m.T), atol=1e-6)
+
+
+def test_gaussian_lattice_is_shared_by_same_size_images():
+    from tseg.runtime.crf import dense
+
+    first, second = DenseCRF(make_image(seed=0)), DenseCRF(make_image(seed=1))
+    assert first.gaussian is second.gaussian
+    assert DenseCRF(make_image(), gaussian_sxy=2.0).gaussian is not first.gaussian
+    probs = make_probs()
+    cached = dense_crf(probs, make_image())
+    dense._gaussian_cache.clear()
+    np.testing.assert_array_equal(dense_crf(probs, make_image()), cached)
+
+
+def test_unpacked_lattice_keys_give_the_same_result(monkeypatch):
+    """Keys too wide for an int64 fall back to hash tables of key arrays."""
+    from tseg.runtime.crf import dense, lattice
+
+    image, probs = make_image(48, 40), make_probs(4, 48, 40)
+    dense._gaussian_cache.clear()
+    packed = dense_crf(probs, image, bilateral_srgb=3.0)
+    monkeypatch.setattr(lattice, "point_packing", lambda rem0: None)
+    dense._gaussian_cache.clear()
+    half = dense_crf(probs, image, bilateral_srgb=3.0)  # packed for the neighbours only
+    monkeypatch.setattr(lattice, "key_packing", lambda keys: None)
+    dense._gaussian_cache.clear()
+    unpacked = dense_crf(probs, image, bilateral_srgb=3.0)
+    dense._gaussian_cache.clear()
+    np.testing.assert_array_equal(half, packed)
+    np.testing.assert_array_equal(unpacked, packed)
+
+
+def test_single_pixel_and_single_class():
+    q = dense_crf(np.ones((1, 1, 1), np.float32), np.zeros((1, 1, 3), np.uint8))
+    np.testing.assert_array_equal(q, np.ones((1, 1, 1), np.float32))
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"probs": make_probs()[0]}, TsegError, "probs: need shape (C, H, W), got (24, 32)"),
+    ({"probs": make_probs(3, 24, 30)}, TsegError, "need shape (C, 24, 32) to match"),
+    ({"probs": make_probs().astype(np.int32)}, CrfTypeError, "need a float dtype"),
+    ({"probs": make_probs() * 2}, TsegError, "need values in [0, 1], got [0"),
+    ({"probs": np.full((2, 24, 32), np.nan, np.float32)}, TsegError, "need finite values"),
+    ({"probs": [[[0.5]]]}, CrfTypeError, "need a float (C, H, W) numpy array, got list"),
+    ({"image": make_image().astype(np.float32)}, CrfTypeError, "need dtype uint8"),
+    ({"image": make_image()[..., :2]}, TsegError, "image: need shape (H, W, 3), got"),
+    ({"iterations": -1}, TsegError, "iterations: need an int >= 0, got -1"),
+    ({"iterations": 2.0}, CrfTypeError, "iterations: need an int >= 0, got float"),
+    ({"gaussian_sxy": 0.0}, TsegError, "gaussian_sxy: need a finite value > 0, got 0.0"),
+    ({"bilateral_srgb": float("inf")}, TsegError, "bilateral_srgb: need a finite value > 0"),
+    ({"bilateral_compat": np.ones(4)}, TsegError, "need shape (3,) for 3 classes, got (4,)"),
+    ({"gaussian_compat": np.ones((3, 2))}, TsegError, "need a float, a (C,) or a (C, C)"),
+    ({"gaussian_compat": float("nan")}, TsegError, "gaussian_compat: need a finite value"),
+    ({"gaussian_compat": "potts"}, CrfTypeError, "need a float, a (C,) or a (C, C) array"),
+    ({"threads": 0}, TsegError, "threads: need an int >= 1 or None, got 0"),
+])
+def test_bad_arguments_say_what_was_needed(kwargs, error, message):
+    args = {"probs": make_probs(), "image": make_image(), **kwargs}
+    with pytest.raises(error) as info:
+        dense_crf(args.pop("probs"), args.pop("image"), **args)
+    assert message in str(info.value)
+
+
+def test_type_errors_are_type_and_tseg_errors():
+    assert issubclass(CrfTypeError, TypeError) and issubclass(CrfTypeError, TsegError)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"labels": np.full((24, 32), 3)}, "labels: need values in [0, 3), got 3"),
+    ({"labels": np.full((24, 32), 255), "unknown_label": 254}, "[0, 3) or 254 (unknown)"),
+    ({"num_classes": 1}, "num_classes: need >= 2, got 1"),
+    ({"gt_prob": 1.0}, "gt_prob: need a value in (0, 1), got 1.0"),
+    ({"labels": np.zeros((1, 24, 32), np.uint8)}, "labels: need shape (H, W)"),
+])
+def test_bad_labels_say_what_was_needed(kwargs, message):
+    args = {"labels": np.zeros((24, 32), np.uint8), "num_classes": 3, **kwargs}
+    with pytest.raises(TsegError) as info:
+        dense_crf_labels(args.pop("labels"), make_image(), **args)
+    assert message in str(info.value)
+
+
+def test_unary_must_match_the_crf_image():
+    crf = DenseCRF(make_image())
+    with pytest.raises(TsegError, match=r"unary: need shape \(C, 24, 32\) to match"):
+        crf.inference(np.zeros((2, 24, 31), np.float32))
+    with pytest.raises(TsegError, match="unary: need finite values"):
+        crf.inference(np.full((2, 24, 32), np.inf, np.float32))
+
+
+# ---------------------------------------------------------------- Numba and packaging
+
+
+def _kernels():
+    from numba.core.registry import CPUDispatcher
+
+    from tseg.runtime.crf import lattice, meanfield
+
+    for module in (lattice, meanfield):
+        for name in dir(module):
+            if isinstance(getattr(module, name), CPUDispatcher):
+                yield f"{module.__name__}.{name}", getattr(module, name)
+
+
+def test_kernels_are_cached_and_release_the_gil():
+    kernels = dict(_kernels())
+    assert len(kernels) >= 10
+    for name, kernel in kernels.items():
+        assert kernel.targetoptions.get("nogil") is True, name
+        assert kernel._cache.__class__.__name__ == "FunctionCache", name
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_parallel_run_covers_each_index_once_and_reraises(threads):
+    from tseg.runtime.crf import parallel
+
+    hits = np.zeros(50_000, np.int64)
+
+    def mark(out, start, stop):
+        out[start:stop] += 1
+
+    parallel.run([(mark, (hits,), 30_000), (mark, (hits[30_000:],), 20_000, 1)], threads)
+    np.testing.assert_array_equal(hits, 1)
+
+    def fail(start, stop):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        parallel.run([(fail, (), 100_000)], threads)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_crf_runs_in_a_forked_child_after_the_parent_used_threads():
+    import multiprocessing
+
+    image, probs = make_image(), make_probs()
+    expected = dense_crf(probs, image, threads=2)  # the parent's pool is up
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(dense_crf, (probs, image), {"threads": 2}).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_crf_package_never_imports_torch():
+    code = "import sys, tseg.runtime.crf; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_numba_cache_dir_is_respected_and_warm_start_is_fast(tmp_path):
+    """A cold process compiles into NUMBA_CACHE_DIR; the next one loads from it."""
+    script = textwrap.dedent("""
+        import time, numpy as np
+        t = time.perf_counter()
+        from tseg.runtime.crf import dense_crf
+        probs = np.full((2, 8, 8), 0.5, np.float32)
+        dense_crf(probs, np.zeros((8, 8, 3), np.uint8))
+        print(time.perf_counter() - t)
+    """)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        return float(out.strip().splitlines()[-1])
+
+    cold = run()
+    assert list(tmp_path.rglob("*.nbi")), "nothing was cached in NUMBA_CACHE_DIR"
+    warm = run()
+    assert warm < 3.0 and warm < cold, (cold, warm)
