@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RUNTIME_VENV ?= .venv-runtime
 SMOKE := build/runtime-smoke
 
-.PHONY: demo test venv lint runtime-smoke clean
+.PHONY: demo test venv lint runtime-smoke bench-crf bench-models bench-train crf-reference clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ runtime-smoke: venv
 	$(RUNTIME_VENV)/bin/tseg-infer $(SMOKE)/data/rgb --model $(SMOKE)/tiny.onnx --out $(SMOKE)/labels --quiet
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval --quiet
 	@echo "runtime smoke test passed: tseg-infer ran without torch"
+
+# Speed claims: each script prints ratios measured side by side in one run.
+bench-crf: venv
+	$(PY) benchmarks/crf.py
+bench-models: venv
+	$(PY) benchmarks/models.py
+bench-train: venv
+	$(PY) benchmarks/train.py
+
+# Regenerates tests/runtime/crf_reference/*.npz with pydensecrf2 (the CRF's oracle).
+crf-reference: venv
+	$(PY) benchmarks/make_crf_reference.py
 
 lint: venv
 	$(PY) -m ruff check .
