@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
+
 from tseg.runtime.errors import TsegError
 
 Builder = Callable[..., nn.Module]
@@ -38,13 +40,14 @@ def check_model_name(name: str) -> None:
         raise TsegError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
 
 
-def get_model(name: str, *, num_classes: int, backbone_weights: str | None = None, **kwargs) -> nn.Module:
+def get_model(name: str, *, num_classes: int, backbone_weights: str | Path | None = None, **kwargs) -> nn.Module:
     """Builds a registered model.
 
     Args:
         name: a name from :func:`list_models`.
         num_classes: output classes, background included.
-        backbone_weights: None (random init) or "imagenet".
+        backbone_weights: None (random init), "imagenet" (torchvision's ImageNet
+            weights) or a path to a torchvision-style backbone state dict (.pth/.pt).
         **kwargs: family-specific options (e.g. ``aux_loss``).
 
     Returns:

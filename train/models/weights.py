@@ -1,13 +1,23 @@
-"""Backbone weights through torchvision's weights API, with a one-line offline error."""
+"""Backbone weights: torchvision's ImageNet weights or a .pth file, through one loader.
+
+Every family builds its torchvision classification model (resnet50, vgg16_bn ...),
+loads weights into it with :func:`load_backbone_weights`, then wraps it. So
+``"imagenet"`` and a path to a torchvision-style state dict take the same road.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from tseg.runtime.errors import TsegError
 
-BACKBONE_WEIGHT_CHOICES = (None, "imagenet")
+BACKBONE_WEIGHT_CHOICES = "None, 'imagenet' or a path to a .pth/.pt state dict"
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt")
+_SHOWN = 3  # keys named per kind of mismatch in an error line
 
 
 def imagenet_weights(enum_cls):
@@ -37,10 +47,92 @@ def imagenet_weights(enum_cls):
     return weights
 
 
-def resolve_backbone_weights(backbone_weights: str | None, enum_cls):
-    """Maps tseg's ``backbone_weights`` option to a torchvision weights entry or None."""
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Reads a state dict (parameter name -> tensor) safely, with ``weights_only=True``.
+
+    Raises:
+        TsegError: missing file, not a torch file, or not a flat dict of tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TsegError(f"backbone weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, zip errors ...
+        raise TsegError(f"{path} is not a readable PyTorch file ({type(err).__name__})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        keys = ", ".join(map(repr, list(state)[:_SHOWN])) if isinstance(state, Mapping) else ""
+        raise TsegError(
+            f"{path} is not a state dict: need a dict of parameter name -> tensor (a torchvision"
+            f" model's state_dict()), got {type(state).__name__}" + (f" with keys {keys} ..." if keys else "")
+        )
+    return dict(state)
+
+
+def _names(keys: Sequence[str]) -> str:
+    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return ", ".join(keys[:_SHOWN]) + more
+
+
+def load_fitting_state_dict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, optional: Sequence[str] = ()
+) -> None:
+    """``model.load_state_dict`` with one-line errors that name the keys that do not fit.
+
+    Args:
+        model: the torchvision classification model (e.g. ``resnet50()``).
+        state: the weights to load.
+        source: where they came from, for messages.
+        optional: key prefixes the file may lack (heads the segmentation model drops, e.g. "fc.").
+
+    Raises:
+        TsegError: missing (non-optional) or unexpected keys, or tensors of another shape.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith(tuple(optional))]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = [
+        f"{label} {len(keys)} ({_names(keys)})"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
+        if keys
+    ]
+    if problems:
+        raise TsegError(f"{source} does not fit the {type(model).__name__} backbone: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=False)
+
+
+def load_backbone_weights(
+    model: nn.Module, backbone_weights: str | Path | None, enum_cls, *, optional: Sequence[str] = ()
+) -> nn.Module:
+    """Loads ImageNet or file weights into a torchvision classification model, in place.
+
+    Args:
+        model: a freshly built torchvision model (``resnet50()``, ``vgg16_bn()`` ...).
+        backbone_weights: None (keep the random init), "imagenet" (torchvision's
+            ``enum_cls.DEFAULT`` through its weights API) or a path to a .pth/.pt state dict.
+        enum_cls: the model's torchvision ``WeightsEnum`` class.
+        optional: key prefixes a file may lack (the classifier head the wrapper drops).
+
+    Returns:
+        ``model``, weights loaded.
+
+    Raises:
+        TsegError: an unknown option, ImageNet weights unavailable offline, a missing or
+            unreadable file, or keys that do not fit (a few are named).
+    """
     if backbone_weights is None:
-        return None
+        return model
     if backbone_weights == "imagenet":
-        return imagenet_weights(enum_cls)
-    raise TsegError(f"unknown backbone_weights {backbone_weights!r}; valid: {BACKBONE_WEIGHT_CHOICES}")
+        weights = imagenet_weights(enum_cls)
+        state, source = weights.get_state_dict(progress=True, check_hash=True), str(weights)
+    elif Path(backbone_weights).suffix in WEIGHT_FILE_SUFFIXES:
+        state, source = read_state_dict(backbone_weights), str(backbone_weights)
+    else:
+        raise TsegError(f"unknown backbone_weights {str(backbone_weights)!r}; valid: {BACKBONE_WEIGHT_CHOICES}")
+    load_fitting_state_dict(model, state, source=source, optional=optional)
+    return model
