@@ -99,6 +99,7 @@ def train_one_epoch(
     """
     model.train()
     confusion = ConfusionMatrix(num_classes, ignore_index=loss_spec.ignore_index)
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=ctx.device)
     total, count, batches = 0.0, 0, len(loader)
     bar = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", disable=not progress, leave=False)
     for index, (images, labels, _) in enumerate(bar):
@@ -117,11 +118,19 @@ def train_one_epoch(
             step = _optimizer_step(optimizer, scaler, schedule, step, on_step)
         total += loss.item() * images.shape[0]
         count += images.shape[0]
-        confusion.update(labels.cpu().numpy(), outputs["out"].argmax(1).cpu().numpy())
+        counts += _confusion_counts(labels, outputs["out"].detach().argmax(1), num_classes, loss_spec.ignore_index)
         bar.set_postfix(loss=f"{total / count:.4f}")
     total, count = ctx.sum([total, count])
-    confusion.matrix = ctx.sum_array(confusion.matrix)
+    confusion.matrix = ctx.sum_array(counts.reshape(num_classes, num_classes).cpu().numpy())
     return EpochResult(loss=total / max(count, 1), scores=confusion.compute(), step=step)
+
+
+def _confusion_counts(labels: torch.Tensor, preds: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """Flattened (C * C) confusion counts of one batch, computed where the tensors live (no host copy)."""
+    valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_index)
+    # Invalid pixels go to one extra bin instead of being masked out (no data-dependent shapes).
+    index = torch.where(valid, labels * num_classes + preds, num_classes * num_classes)
+    return torch.bincount(index.flatten(), minlength=num_classes * num_classes + 1)[:-1]
 
 
 def _optimizer_step(optimizer, scaler, schedule: LrSchedule, step: int, on_step) -> int:
@@ -168,9 +177,7 @@ def evaluate(
     full = ConfusionMatrix(num_classes, ignore_index=loss_spec.ignore_index)
     small = ConfusionMatrix(num_classes, ignore_index=loss_spec.ignore_index)
     total, count = 0.0, 0
-    for images, labels, full_labels in tqdm(
-        loader, desc="val", unit="batch", disable=not progress, leave=False
-    ):
+    for images, labels, full_labels in tqdm(loader, desc="val", unit="batch", disable=not progress, leave=False):
         images, labels = _to_device(images, labels, ctx, precision)
         with precision.autocast(ctx.device):
             outputs = model(images)
