@@ -214,12 +214,54 @@ def test_resume_errors(tmp_path):
 
 
 def test_plot_runs_draws_the_three_charts(tiny_run, tmp_path):
-    result = CliRunner().invoke(
-        plot_main, [str(tiny_run.run_dir), str(tiny_run.run_dir), "-o", str(tmp_path)]
-    )
+    result = CliRunner().invoke(plot_main, [str(tiny_run.run_dir), str(tiny_run.run_dir), "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     for name in ("lr.png", "loss.png", "miou.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert (tiny_run.run_dir / "plots" / "miou.png").is_file(), "each run saves its own curves"
     bad = CliRunner().invoke(plot_main, [str(tmp_path), "-o", str(tmp_path)])
     assert bad.exit_code == 1 and "not a tseg run" in bad.output
+
+
+def test_recipe_options_run_together(tiny_coco_dir, tmp_path, monkeypatch):
+    """AMP (bf16 on the CPU), accumulation, AdamW, balanced weights, cache, TensorBoard, step LR log."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    args = [
+        "--data",
+        str(tiny_coco_dir),
+        "--size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--accumulate",
+        "2",
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        "0.01",
+        "--class-weights",
+        "balanced",
+        "--amp",
+        "--cache",
+        "--tensorboard",
+        "--lr-schedule",
+        "warmup-poly",
+        "--warmup-epochs",
+        "0.5",
+        "--name",
+        "opts",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "-q",
+    ]
+    result = CliRunner().invoke(train_cli, args)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "opts"
+    steps = (run / "lr.csv").read_text().splitlines()[1:]
+    assert len(steps) == 2 * 2, "3 micro-batches of 2 -> 2 optimizer steps per epoch"
+    assert float(steps[0].split(",")[1]) == 0.0, "warm-up starts at 0"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "cache" / "tseg" / "decoded").iterdir()), "--cache wrote the decoded split"
+    assert '"amp": true' in (run / "settings.json").read_text()
