@@ -41,6 +41,7 @@ def run_demo(*, epochs: int, size: int, batch_size: int, lr: float, runs_dir: Pa
         lr=lr,
         lr_schedule="warmup-cosine",
         warmup_epochs=0.5,
+        bn_momentum=0.1,
         min_lr=lr / 20,
         cache=True,
         name="demo",

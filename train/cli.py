@@ -21,19 +21,11 @@ RESUME_COMPATIBLE = {"resume", "quiet", "show_models"}
     type=click.Path(path_type=Path),
     help="Dataset root (competition layout). Default: the built-in synthetic dataset.",
 )
-@click.option(
-    "--train-json", default="train.json", show_default=True, help="Training split, relative to --data."
-)
-@click.option(
-    "--val-json", default="val.json", show_default=True, help="Validation split, relative to --data."
-)
+@click.option("--train-json", default="train.json", show_default=True, help="Training split, relative to --data.")
+@click.option("--val-json", default="val.json", show_default=True, help="Validation split, relative to --data.")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Architecture (see --list-models).")
-@click.option(
-    "--backbone-weights", help="'imagenet' (torchvision's weights, cached or downloaded) or a .pth path."
-)
-@click.option(
-    "--size", default=256, show_default=True, type=int, help="Training size: images resized to SIZE x SIZE."
-)
+@click.option("--backbone-weights", help="'imagenet' (torchvision's weights, cached or downloaded) or a .pth path.")
+@click.option("--size", default=256, show_default=True, type=int, help="Training size: images resized to SIZE x SIZE.")
 @click.option("--epochs", default=10, show_default=True, type=int)
 @click.option(
     "--batch-size",
@@ -42,9 +34,7 @@ RESUME_COMPATIBLE = {"resume", "quiet", "show_models"}
     type=int,
     help="Global batch (split over torchrun processes).",
 )
-@click.option(
-    "--accumulate", default=1, show_default=True, type=int, help="Micro-batches per optimizer step."
-)
+@click.option("--accumulate", default=1, show_default=True, type=int, help="Micro-batches per optimizer step.")
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Peak learning rate.")
 @click.option(
     "--lr-schedule",
@@ -52,12 +42,8 @@ RESUME_COMPATIBLE = {"resume", "quiet", "show_models"}
     show_default=True,
     help="constant, warmup-cosine, warmup-poly (power 0.9) or warmup-step; stepped per iteration.",
 )
-@click.option(
-    "--warmup-steps", default=0, show_default=True, type=int, help="Linear warm-up from 0 to --lr, in steps."
-)
-@click.option(
-    "--warmup-epochs", default=0.0, show_default=True, type=float, help="Warm-up in epochs instead."
-)
+@click.option("--warmup-steps", default=0, show_default=True, type=int, help="Linear warm-up from 0 to --lr, in steps.")
+@click.option("--warmup-epochs", default=0.0, show_default=True, type=float, help="Warm-up in epochs instead.")
 @click.option("--min-lr", default=0.0, show_default=True, type=float, help="Where the decay ends.")
 @click.option("--optimizer", default="adam", show_default=True, help="adam, adamw or sgd.")
 @click.option("--weight-decay", default=0.0, show_default=True, type=float)
@@ -68,9 +54,7 @@ RESUME_COMPATIBLE = {"resume", "quiet", "show_models"}
     show_default=True,
     help="Cross-entropy weights: none, balanced (median frequency) or one number per class, comma-separated.",
 )
-@click.option(
-    "--ignore-index", default=255, show_default=True, type=int, help="Label left out of loss and metrics."
-)
+@click.option("--ignore-index", default=255, show_default=True, type=int, help="Label left out of loss and metrics.")
 @click.option("--hflip/--no-hflip", default=True, show_default=True, help="Random horizontal flips.")
 @click.option(
     "--scale-aug",
@@ -80,15 +64,14 @@ RESUME_COMPATIBLE = {"resume", "quiet", "show_models"}
     default=None,
     help="Random rescale in [MIN, MAX] then a random crop, e.g. --scale-aug 0.5 2.0.",
 )
-@click.option(
-    "--color-jitter", default=0.0, show_default=True, type=float, help="Colour jitter strength (0: off)."
-)
+@click.option("--color-jitter", default=0.0, show_default=True, type=float, help="Colour jitter strength (0: off).")
 @click.option("--amp", is_flag=True, help="Mixed precision: bf16 on the CPU, fp16 with a GradScaler on CUDA.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across torchrun processes.")
 @click.option(
-    "--name", default="run", show_default=True, help="Run name: the folder is runs/NAME (never overwritten)."
+    "--bn-momentum", type=float, help="BatchNorm running-stat momentum (e.g. 0.1 for short runs from scratch)."
 )
+@click.option("--name", default="run", show_default=True, help="Run name: the folder is runs/NAME (never overwritten).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(path_type=Path))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
@@ -131,9 +114,7 @@ def main(show_models: bool, quiet: bool, resume: Path | None, **options) -> None
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder for the PNG charts."
-)
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder for the PNG charts.")
 @one_line_errors
 def plot_main(runs: tuple[Path, ...], out: Path) -> None:
     """Draw the LR schedule, train/val loss and train/val mIoU of RUNS, one colour per run."""

@@ -98,9 +98,11 @@ def _model_spec(settings: TrainSettings, classes: tuple[str, ...]) -> ModelSpec:
 
 def _build_model(settings: TrainSettings, spec: ModelSpec, ctx: DistContext) -> torch.nn.Module:
     torch.manual_seed(settings.seed)
-    model = get_model(
-        settings.model, num_classes=len(spec.classes), backbone_weights=settings.backbone_weights
-    )
+    model = get_model(settings.model, num_classes=len(spec.classes), backbone_weights=settings.backbone_weights)
+    if settings.bn_momentum is not None:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = settings.bn_momentum
     if settings.sync_bn and ctx.device.type != "cuda":
         raise TsegError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     if settings.sync_bn and ctx.distributed:
@@ -191,9 +193,7 @@ def train(settings: TrainSettings, *, resume: str | Path | None = None) -> RunRe
         shutdown_distributed()
 
 
-def _run(
-    settings: TrainSettings, ctx: DistContext, *, resume: Path | None, payload: dict | None
-) -> RunResult:
+def _run(settings: TrainSettings, ctx: DistContext, *, resume: Path | None, payload: dict | None) -> RunResult:
     root, train_coco, val_coco = _load_splits(settings, ctx)
     spec = _model_spec(settings, train_coco.classes)
     model = _build_model(settings, spec, ctx)
@@ -202,9 +202,7 @@ def _run(
     train_set, val_set = build_datasets(settings, train_coco, val_coco)
     sampler, train_loader, val_loader = build_loaders(settings, train_set, val_set, ctx)
     schedule = build_schedule(settings, len(train_loader))
-    weights = parse_class_weights(
-        settings.class_weights, len(spec.classes), label_counts(train_set, len(spec.classes))
-    )
+    weights = parse_class_weights(settings.class_weights, len(spec.classes), label_counts(train_set, len(spec.classes)))
     run_dir, resolved = _prepare_run(settings, root, resume, ctx)
     log = RunLog(run_dir, spec.classes, tensorboard=settings.tensorboard) if ctx.is_main else None
     loop = _restore(payload, model, optimizer, scaler, log) if payload else _Loop()
@@ -330,9 +328,7 @@ def _checkpoint(
         best_epoch=loop.best_epoch,
     )
     state["log"] = log.state()
-    common = dict(
-        spec=spec, model=model, epoch=epoch, metrics=metrics, settings=resolved, tseg_version=__version__
-    )
+    common = dict(spec=spec, model=model, epoch=epoch, metrics=metrics, settings=resolved, tseg_version=__version__)
     save_checkpoint(run_dir / "last.pt", extra=state, **common)
     if is_best:
         save_checkpoint(run_dir / "best.pt", **common)

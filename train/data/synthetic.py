@@ -112,9 +112,7 @@ def generate_synthetic_dataset(
     return root
 
 
-def _write_dataset(
-    tmp: Path, counts: dict[str, int], size: tuple[int, int], seed: int, progress: bool
-) -> None:
+def _write_dataset(tmp: Path, counts: dict[str, int], size: tuple[int, int], seed: int, progress: bool) -> None:
     for folder in FOLDERS:
         (tmp / folder).mkdir()
     categories = [{"id": i + 1, "name": name, "supercategory": name} for i, name in enumerate(CATEGORY_NAMES)]
@@ -132,9 +130,7 @@ def _write_dataset(
             file_name = f"{FOLDERS[index % 3]}/{index // 3:04d}.jpg"
             (tmp / file_name).write_bytes(jpeg)
             split = order[index]
-            splits[split]["images"].append(
-                {"id": index, "width": size[1], "height": size[0], "file_name": file_name}
-            )
+            splits[split]["images"].append({"id": index, "width": size[1], "height": size[0], "file_name": file_name})
             if split != "test":
                 anns = [_annotation(obj, index, next_ann + k) for k, obj in enumerate(objects)]
                 splits[split]["annotations"] += anns
@@ -147,17 +143,13 @@ def _write_dataset(
 def _render_jpeg(seed: int, index: int, size: tuple[int, int]) -> tuple[bytes, tuple]:
     sample = render_synthetic_sample(seed=seed, index=index, image_size=size)
     buffer = io.BytesIO()
-    Image.fromarray(sample.image).save(
-        buffer, format="JPEG", quality=sample.jpeg_quality, subsampling="4:2:0"
-    )
+    Image.fromarray(sample.image).save(buffer, format="JPEG", quality=sample.jpeg_quality, subsampling="4:2:0")
     return buffer.getvalue(), sample.objects
 
 
 def _write_json_files(tmp, splits, categories, seed, size, counts) -> None:
     info = {"description": "tseg synthetic trash dataset", "version": GENERATOR_VERSION}
-    splits["train_all"] = {
-        key: splits["train"][key] + splits["val"][key] for key in ("images", "annotations")
-    }
+    splits["train_all"] = {key: splits["train"][key] + splits["val"][key] for key in ("images", "annotations")}
     for split, content in splits.items():
         _write_json(tmp / f"{split}.json", {"info": info, **content, "categories": categories})
     manifest = {

@@ -53,9 +53,7 @@ class SyntheticSample:
 # ------------------------------------------------------------------------- rendering
 
 
-def render_synthetic_sample(
-    *, seed: int, index: int, image_size: int | tuple[int, int] = 512
-) -> SyntheticSample:
+def render_synthetic_sample(*, seed: int, index: int, image_size: int | tuple[int, int] = 512) -> SyntheticSample:
     """Renders image ``index`` of the dataset with ``seed``.
 
     Args:

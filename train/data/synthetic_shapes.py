@@ -76,9 +76,7 @@ def smooth_noise(rng: np.random.Generator, height: int, width: int, cell: float)
     return np.clip(out[oy : oy + height, ox : ox + width], 0.0, 1.0)
 
 
-def fractal_noise(
-    rng: np.random.Generator, height: int, width: int, cell: float, octaves: int = 3
-) -> np.ndarray:
+def fractal_noise(rng: np.random.Generator, height: int, width: int, cell: float, octaves: int = 3) -> np.ndarray:
     """Sum of ``octaves`` value-noise layers, halving the cell each time; in [0, 1]."""
     total = np.zeros((height, width), dtype=np.float32)
     weight = 0.0
@@ -127,9 +125,7 @@ def mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 # object's length L, y across its width W, centred on 0.
 
 
-def blob_outline(
-    rng: np.random.Generator, length: float, width: float, *, wobble: float, jitter: float
-) -> np.ndarray:
+def blob_outline(rng: np.random.Generator, length: float, width: float, *, wobble: float, jitter: float) -> np.ndarray:
     """Irregular closed blob: an ellipse with random low harmonics and jagged noise."""
     n = 64
     t = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
