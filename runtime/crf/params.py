@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import atomic_write_bytes, softmax
+from tseg.runtime.labels import atomic_write_bytes, labels_from_scores, softmax
 
 CRF_FILE = "crf.json"
 
@@ -48,8 +48,7 @@ class CrfParams:
         """
         from tseg.runtime.crf.dense import dense_crf
 
-        q = dense_crf(softmax(scores), image, **asdict(self))
-        return q.argmax(axis=0).astype(np.uint8 if q.shape[0] <= 256 else np.uint16)
+        return labels_from_scores(dense_crf(softmax(scores), image, **asdict(self)))
 
     def save(self, path: str | Path) -> None:
         """Writes the parameters as JSON, atomically."""

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.crf.params import CrfParams
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import labels_from_scores, resize_scores
+from tseg.runtime.labels import labels_from_scores
 from tseg.runtime.metrics import ConfusionMatrix
 from tseg.runtime.segmenter import Segmenter
 
@@ -98,7 +98,7 @@ def tune_crf(
     with tqdm(total=count * len(settings), desc="crf-tune", unit="crf", disable=not progress) as bar:
         for index in range(count):
             image, truth = dataset.read_image(index), dataset.label_map(index)
-            scores = resize_scores(segmenter.logits(image), image.shape[:2])
+            scores = segmenter.scores(image)
             baseline.update(truth, labels_from_scores(scores))
             for params, matrix in zip(settings, matrices, strict=True):
                 matrix.update(truth, params.refine(scores, image))
