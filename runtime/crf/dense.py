@@ -165,60 +165,113 @@ class DenseCRF:
         return state.probs()
 
 
+class _Kernel:
+    """One pairwise kernel's state in mean field: its lattice, gain and buffers."""
+
+    def __init__(self, lattice: Lattice, compat_name: str, compat: Compat, num_classes: int,
+                 lanes: int, tasks: int) -> None:
+        matrix, self.diagonal = check_compat(compat_name, compat, num_classes)
+        # Row j: what label j's message adds to each label's logits: -compat^T,
+        # times the slice's alpha (the lattice leaves it out).
+        self.gain = np.zeros((lanes, lanes), np.float32)
+        scaled = -matrix.T * np.float32(lattice.alpha)
+        if self.diagonal:
+            self.gain[0, :num_classes] = np.diag(scaled)
+        else:
+            self.gain[:num_classes, :num_classes] = scaled
+        self.lattice = lattice
+        rows = lattice.num_vertices + 1  # row 0 stands for a missing blur neighbour
+        self.values = meanfield.aligned_zeros((rows, lanes))
+        self.scratch = meanfield.aligned_zeros((rows, lanes))
+        self.accs = meanfield.aligned_zeros((tasks, rows, lanes))
+        self.messages = self.values  # the blurred buffer the next pixel pass reads
+
+
 class MeanField:
-    """Mean-field state of one unary on a :class:`DenseCRF` (see ``DenseCRF.start``)."""
+    """Mean-field state of one unary on a :class:`DenseCRF` (see ``DenseCRF.start``).
+
+    Passes are lazy: a pass over the pixels computes Q from the previous messages and
+    splats it for the next iteration, and Q itself is written out only when asked for.
+    """
 
     def __init__(self, crf: DenseCRF, unary: np.ndarray) -> None:
         num_classes = unary.shape[0]
         n = crf.height * crf.width
         self._crf = crf
         self._shape = unary.shape
-        # Pixel-major inside: a pixel's labels are one short contiguous vector, padded
-        # to whole SIMD registers. Padded labels get an energy so high that their
-        # probability is exactly 0, so they never reach the lattice (meanfield.initialise).
         lanes = meanfield.padded_labels(num_classes)
-        self._unary = meanfield.aligned_zeros(n, lanes)
-        self._q = meanfield.aligned_zeros(n, lanes)
+        threads = crf.threads
+        # Pixels are split into contiguous ranges, each splatting into its own
+        # accumulators, fixed by the image size so threads do not change the sums.
+        self._bounds = meanfield.task_bounds(n)
+        tasks = len(self._bounds) - 1
+        self._base = meanfield.aligned_zeros((n, lanes))
         source = np.ascontiguousarray(unary.reshape(num_classes, n), np.float32)
-        parallel.run([(meanfield.initialise, (self._q, self._unary, source), n)], crf.threads)
-        self._kernels = []
-        for name, lattice, compat in (("gaussian_compat", crf.gaussian, crf._compat[0]),
-                                      ("bilateral_compat", crf.bilateral, crf._compat[1])):
-            matrix, diagonal = check_compat(name, compat, num_classes)
-            gain = np.zeros((lanes, lanes), np.float32)  # what the logits gain: -compat
-            gain[:num_classes, :num_classes] = -matrix
-            # Row 0 stands for a missing blur neighbour: it must stay zero.
-            rows = lattice.num_vertices + 1
-            buffers = (meanfield.aligned_zeros(rows, lanes), meanfield.aligned_zeros(rows, lanes))
-            self._kernels.append((lattice, gain, diagonal, buffers))
+        parallel.run([(meanfield.prepare_logits, (self._base, source), n)], threads)
+        self._q = np.empty((num_classes, n), np.float32)
+        self._kernels = [_Kernel(crf.gaussian, "gaussian_compat", crf._compat[0], num_classes,
+                                 lanes, tasks),
+                         _Kernel(crf.bilateral, "bilateral_compat", crf._compat[1], num_classes,
+                                 lanes, tasks)]
+        self._splatted = False  # the accumulators hold the splat of the current Q
+        self._q_written = False  # self._q holds the current Q
         self.iterations = 0
+
+    def _splat_pass(self) -> None:
+        """Splat the current Q (computed from the previous messages) for the next step."""
+        g, b = self._kernels
+        jobs = []
+        for t in range(len(self._bounds) - 1):
+            first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
+            args = (self._base, g.lattice.offsets, g.lattice.weights, g.messages,
+                    b.lattice.offsets, b.lattice.weights, b.messages, self.iterations > 0,
+                    g.accs[t], b.accs[t], first)
+            jobs.append((meanfield.splat_pass, args, count, count))
+        parallel.run(jobs, self._crf.threads)
+        self._splatted = True
+
+    def _output_pass(self) -> None:
+        """Write the current Q."""
+        g, b = self._kernels
+        args = (self._base, g.lattice.offsets, g.lattice.weights, g.messages,
+                b.lattice.offsets, b.lattice.weights, b.messages, self.iterations > 0, self._q)
+        parallel.run([(meanfield.output_pass, args, self._q.shape[1])], self._crf.threads)
+        self._q_written = True
+
+    def _messages(self) -> None:
+        """Gather the splats, apply the compatibilities, blur: the next pass's input."""
+        threads = self._crf.threads
+        parallel.run([(meanfield.gather_messages, (k.values, k.accs, k.gain, k.diagonal),
+                       k.lattice.num_vertices) for k in self._kernels], threads)
+        blurred = meanfield.blur([(k.values, k.scratch, k.lattice.neighbours)
+                                  for k in self._kernels], threads)
+        for kernel, result in zip(self._kernels, blurred, strict=True):
+            kernel.messages = result  # read by pixel passes until the next gather
+        self._splatted = False
 
     def step(self, iterations: int = 1) -> None:
         """Run ``iterations`` more mean-field iterations in place."""
         check_iterations(iterations)
-        threads = self._crf.threads
-        n = self._q.shape[0]
         for _ in range(iterations):
-            parallel.run([(meanfield.splat, (values, lat.indptr, lat.pixel, lat.splat_weight,
-                                             self._q, gain, diagonal), lat.num_vertices)
-                          for lat, gain, diagonal, (values, _) in self._kernels], threads)
-            blurred = meanfield.blur([(values, scratch, lat.neighbours)
-                                      for lat, _, _, (values, scratch) in self._kernels],
-                                     threads)
-            args = []
-            for (lat, _, _, _), values in zip(self._kernels, blurred, strict=True):
-                args += [lat.offsets, lat.slice_weight, values]
-            parallel.run([(meanfield.update, (self._q, self._unary, *args), n)], threads)
+            if not self._splatted:
+                self._splat_pass()
+            self._messages()
             self.iterations += 1
+            self._q_written = False
+        # Q is written (and splatted) only when asked for: probs(), labels(), step().
+
+    def _current_q(self) -> np.ndarray:
+        if not self._q_written:
+            self._output_pass()
+        return self._q
 
     def probs(self) -> np.ndarray:
         """Current marginals Q, (C, H, W) float32 (a copy)."""
-        num_classes = self._shape[0]
-        return np.ascontiguousarray(self._q[:, :num_classes].T).reshape(self._shape)
+        return self._current_q().reshape(self._shape).copy()
 
     def labels(self) -> np.ndarray:
         """Current MAP labels, (H, W) int64: argmax of Q over C."""
-        return self._q[:, :self._shape[0]].argmax(axis=1).reshape(self._shape[1:])
+        return self._current_q().argmax(axis=0).reshape(self._shape[1:])
 
 
 def unary_from_probs(probs: np.ndarray, *, clip: float = 1e-5) -> np.ndarray:

@@ -4,15 +4,13 @@ Reproduces the lattice of Kraehenbuehl's DenseCRF (the code behind pydensecrf): 
 same elevation, float32 rounding, rank tie-breaking, vertex keys and blur order, so
 filtering matches it to float rounding. The layout differs, for speed on few cores:
 
-- lattice values are (M + 1, L): the L labels of a vertex are contiguous and row 0 is
-  a zero row that stands for a missing blur neighbour (so the blur has no branches);
-- vertices are found by deduplicating simplices (per chunk in parallel, then a
-  short serial pass) with keys packed into an int64 when they fit, and blur
-  neighbours come from linear merges over the sorted packed keys, once per build;
-- splatting gathers through a vertex-major inverse map (CSR of pixel, weight), so it
-  runs in parallel over vertices without atomics or per-thread buffers;
-- the compatibility is applied on the vertices (it acts on labels, the filter on
-  pixels), and slicing, unary and softmax are one pass over pixels.
+- points are embedded and hashed in chunks in parallel, each chunk into its own
+  table, then merged (see :mod:`tseg.runtime.crf.hashing`); a point in the same
+  simplex as the previous one reuses its corners without a lookup;
+- per point, the corners' vertex rows + 1 and weights (N, d+1), used by both the
+  splat and the slice of :mod:`tseg.runtime.crf.meanfield`; vertex row 0 is a zero
+  row standing for a missing blur neighbour;
+- the symmetric normalisation is folded into the weights.
 
 Every kernel is compiled with ``cache=True`` (paid once per machine) and ``nogil=True``
 (callers may run a CRF beside other work).
@@ -23,20 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import parallel
-from tseg.runtime.crf.hashing import (
-    SIMPLEX_CHUNK,
-    blur_neighbours,
-    dedupe_simplices,
-    insert_vertices,
-    insert_vertices_packed,
-    key_packing,
-    merge_neighbours,
-    pack_keys,
-    point_offsets,
-    point_packing,
-)
-from tseg.runtime.crf.meanfield import blur
+from tseg.runtime.crf import hashing, meanfield, parallel, simd
 
 _EMBED_BLOCK = 64  # points embedded together, coordinate-major, so loops vectorise
 
@@ -80,84 +65,88 @@ def _embed_block(f, p0, scale, elev, rem0, rank):
             rem0[i, b] += shift
 
 
-@njit(cache=True, nogil=True)
-def embed(features, scale, rem0, rank, bary, start, stop):
-    """Embed points [start, stop): features (P, d) -> rem0, rank (P, d+1) int32 and the
-    barycentric weights bary (P, d+1) float32."""
-    d = features.shape[1]
-    inv = np.float32(1.0) / np.float32(d + 1)
-    elev = np.empty((d + 1, _EMBED_BLOCK), np.float32)
-    r0 = np.empty((d + 1, _EMBED_BLOCK), np.float32)
-    rk = np.empty((d + 1, _EMBED_BLOCK), np.float32)
-    tail = np.zeros((_EMBED_BLOCK, d), np.float32)
-    b = np.empty(d + 2, np.float32)
-    for p0 in range(start, stop, _EMBED_BLOCK):
-        count = min(_EMBED_BLOCK, stop - p0)
-        if count == _EMBED_BLOCK:
-            _embed_block(features, p0, scale, elev, r0, rk)
-        else:  # a last, partial block: embed a zero-padded copy
-            tail[:count] = features[p0:stop]
-            _embed_block(tail, 0, scale, elev, r0, rk)
-        for q in range(count):
-            b[:] = 0
-            for i in range(d + 1):
-                v = (elev[i, q] - r0[i, q]) * inv
-                k = d - np.int64(rk[i, q])
-                b[k] += v
-                b[k + 1] -= v
-            b[0] += np.float32(1.0) + b[d + 1]
-            for i in range(d + 1):
-                rem0[p0 + q, i] = np.int32(r0[i, q])
-                rank[p0 + q, i] = np.int32(rk[i, q])
-                bary[p0 + q, i] = b[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _barycentric(elev, rem0, rank, q, b, out, p):
+    """out[p] = the barycentric weights of point q of an embedded block (b: (d+2,)
+    scratch)."""
+    dp1 = elev.shape[0]
+    d = dp1 - 1
+    inv = np.float32(1.0) / np.float32(dp1)
+    b[:] = 0
+    for i in range(dp1):
+        v = (elev[i, q] - rem0[i, q]) * inv
+        k = d - np.int64(rank[i, q])
+        b[k] += v
+        b[k + 1] -= v
+    b[0] += np.float32(1.0) + b[d + 1]
+    for i in range(dp1):
+        out[p, i] = b[i]
 
 
 @njit(cache=True, nogil=True)
-def inverse_map(offsets, bary, m):
-    """Vertex-major CSR of the splat, in the reference's summation order.
+def hash_chunks(features, scale, low, units, starts, found, counts, offsets, bary,
+                start, stop):
+    """Embed and hash the points of chunks [start, stop), each into its own table.
 
-    Returns:
-        indptr (M+1,) int64; pixel (E,) int32 and weight (E,) float32, where the
-        entries indptr[v]:indptr[v+1] are the (pixel, barycentric weight) pairs that
-        splat onto vertex v, in pixel order.
+    Chunk c covers points starts[c] .. starts[c+1]; its local vertex ids go to
+    ``offsets``, its keys to ``found`` from row starts[c] * (d+1), their number to
+    ``counts[c]``; ``bary`` gets every point's barycentric weights.
     """
-    n, dp1 = offsets.shape
-    indptr = np.zeros(m + 1, np.int64)
-    for p in range(n):
-        for r in range(dp1):
-            indptr[offsets[p, r]] += 1  # offsets are vertex + 1
-    for v in range(m):
-        indptr[v + 1] += indptr[v]
-    pixel = np.empty(n * dp1, np.int32)
-    weight = np.empty(n * dp1, np.float32)
-    fill = indptr[:m].copy()
-    for p in range(n):
-        for r in range(dp1):
-            v = offsets[p, r] - 1
-            pixel[fill[v]] = p
-            weight[fill[v]] = bary[p, r]
-            fill[v] += 1
-    return indptr, pixel, weight
+    d = features.shape[1]
+    elev = np.empty((d + 1, _EMBED_BLOCK), np.float32)
+    rem0 = np.empty((d + 1, _EMBED_BLOCK), np.float32)
+    rank = np.empty((d + 1, _EMBED_BLOCK), np.float32)
+    tail = np.zeros((_EMBED_BLOCK, d), np.float32)
+    scratch = np.empty(d + 2, np.float32)
+    for c in range(start, stop):
+        keys = np.full((4096, 2), -1, np.int64)
+        ids = np.empty(4096, np.int32)
+        chunk_found = found[starts[c] * (d + 1):starts[c + 1] * (d + 1)]
+        n = 0
+        for p0 in range(starts[c], starts[c + 1], _EMBED_BLOCK):
+            count = min(_EMBED_BLOCK, starts[c + 1] - p0)
+            if count == _EMBED_BLOCK:
+                _embed_block(features, p0, scale, elev, rem0, rank)
+            else:  # a last, partial block: embed a zero-padded copy
+                tail[:count] = features[p0:p0 + count]
+                _embed_block(tail, 0, scale, elev, rem0, rank)
+            for q in range(count):
+                _barycentric(elev, rem0, rank, q, scratch, bary, p0 + q)
+            keys, ids, n = hashing.hash_points(rem0, rank, count, low, units, keys, ids,
+                                               chunk_found, n, offsets, p0)
+        counts[c] = n
 
 
 @njit(cache=True, nogil=True)
-def splat_norm(values, indptr, weight, start, stop):
-    """values[v + 1, 0] = sum of the weights splatted onto vertex v: filtering ones."""
-    for v in range(start, stop):
-        acc = np.float32(0.0)
-        for e in range(indptr[v], indptr[v + 1]):
-            acc += weight[e]
-        values[v + 1, 0] = acc
+def _feature_range(features, fmin, fmax):
+    """Per-column min and max (NumPy's axis-0 reductions are slow on narrow rows)."""
+    fmin[:] = np.inf
+    fmax[:] = -np.inf
+    for p in range(features.shape[0]):
+        for j in range(features.shape[1]):
+            fmin[j] = min(fmin[j], features[p, j])
+            fmax[j] = max(fmax[j], features[p, j])
 
 
-@njit(cache=True, nogil=True)
-def slice_norm(values, offsets, bary, alpha, out, start, stop):
-    """out[p] = filtered ones at pixel p: the symmetric normaliser's input."""
-    for p in range(start, stop):
-        acc = np.float32(0.0)
-        for r in range(offsets.shape[1]):
-            acc += bary[p, r] * values[offsets[p, r], 0] * alpha
-        out[p] = acc
+def _elevated_bounds(features: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the first d elevated coordinates over all points (interval arithmetic
+    on the features' ranges; the elevation is linear)."""
+    d = features.shape[1]
+    fmin = np.empty(d)
+    fmax = np.empty(d)
+    _feature_range(features, fmin, fmax)
+    lower = np.zeros(d)
+    upper = np.zeros(d)
+    for j in range(d):  # elev[j] = sum_{i >= j} cf_i - j cf_{j-1}, cf_i = f_i scale_i
+        coef = np.zeros(d)
+        coef[j:] = scale[j:]
+        if j > 0:
+            coef[j - 1] = -j * scale[j - 1]
+        lower[j] = np.sum(np.where(coef > 0, coef * fmin, coef * fmax))
+        upper[j] = np.sum(np.where(coef > 0, coef * fmax, coef * fmin))
+    return lower, upper
 
 
 @dataclass(frozen=True)
@@ -165,32 +154,29 @@ class Lattice:
     """A permutohedral lattice over N points with symmetric normalisation folded in.
 
     Filtering Q (N, L) is ``s * K(s * Q)`` with ``s = 1 / sqrt(K 1)``, as the
-    reference's default NORMALIZE_SYMMETRIC: ``s`` is baked into the splat weights
-    and, with the constant alpha, into the slice weights.
+    reference's default NORMALIZE_SYMMETRIC: ``s`` is baked into the weights, which
+    serve both the splat and the slice; the slice's constant ``alpha`` is left to the
+    caller (mean field folds it into the compatibility).
 
     Attributes:
         offsets: (N, d+1) int32, vertex index + 1 of each pixel's simplex corners.
-        slice_weight: (N, d+1) float32, barycentric weight * alpha * s[pixel].
-        indptr: (M+1,) int64 CSR row pointers of the splat, per vertex.
-        pixel: (E,) int32 source pixel of each splat entry.
-        splat_weight: (E,) float32 barycentric weight * s[pixel] of each entry.
+        weights: (N, d+1) float32, barycentric weight * s[pixel].
         neighbours: (d+1, M, 2) int32 blur neighbours (index + 1, 0 when missing).
+        alpha: the slice's scale, 1 / (1 + 2**-d).
     """
 
     offsets: np.ndarray
-    slice_weight: np.ndarray
-    indptr: np.ndarray
-    pixel: np.ndarray
-    splat_weight: np.ndarray
+    weights: np.ndarray
     neighbours: np.ndarray
+    alpha: float
 
     @property
     def num_vertices(self) -> int:
-        return self.indptr.shape[0] - 1
+        return self.neighbours.shape[1]
 
     @property
     def nbytes(self) -> int:
-        return sum(array.nbytes for array in vars(self).values())
+        return self.offsets.nbytes + self.weights.nbytes + self.neighbours.nbytes
 
 
 def _scale_factors(d: int) -> np.ndarray:
@@ -200,8 +186,11 @@ def _scale_factors(d: int) -> np.ndarray:
                     dtype=np.float32)
 
 
+_CHUNK_POINTS = 32768  # points hashed per table: the tables stay in cache
+
+
 class _Build:
-    """One lattice under construction: each method returns the parallel.run job of
+    """One lattice under construction: each method returns the parallel.run jobs of
     one stage, so that the stages of several lattices run side by side."""
 
     def __init__(self, features: np.ndarray, pad: int) -> None:
@@ -209,76 +198,47 @@ class _Build:
         if pad:  # the reference embeds 4 points at a time, zeros past the end
             features = np.concatenate([features, np.zeros((pad, d), np.float32)])
         self.features = features
-        size = self.n + pad
-        self.rem0 = np.empty((size, d + 1), np.int32)
-        self.rank = np.empty((size, d + 1), np.int32)
+        size = features.shape[0]
+        self.scale = _scale_factors(d)
+        self.low, self.shift, self.word = hashing.key_layout(
+            *_elevated_bounds(features, self.scale), d)
+        chunks = max(1, -(-size // _CHUNK_POINTS))
+        # Chunk bounds on whole embedding blocks, so only the last block is partial.
+        blocks = -(-size // _EMBED_BLOCK)
+        self.starts = np.array([min(size, blocks * c // chunks * _EMBED_BLOCK)
+                                for c in range(chunks + 1)], np.int64)
+        self.found = np.empty((size * (d + 1), 2), np.int64)  # pages touched as used
+        self.counts = np.zeros(chunks, np.int64)
+        self.offsets = np.empty((size, d + 1), np.int32)
         self.bary = np.empty((size, d + 1), np.float32)
-        chunks = -(-size // SIMPLEX_CHUNK)
-        self.local = np.empty(size, np.int32)
-        self.firsts = np.empty(size, np.int32)
-        self.counts = np.empty(chunks, np.int64)
 
-    def embed_job(self):
-        d = self.features.shape[1]
-        return (embed, (self.features, _scale_factors(d), self.rem0, self.rank, self.bary),
-                self.features.shape[0])
+    def hash_jobs(self):
+        args = (self.features, self.scale, self.low, hashing.key_units(self.shift, self.word),
+                self.starts, self.found, self.counts, self.offsets, self.bary)
+        return [(hash_chunks, args, self.counts.shape[0], 1)]
 
-    def dedupe_job(self):
-        return (dedupe_simplices, (self.rem0, self.rank, self.local, self.firsts,
-                                   self.counts), self.counts.shape[0], 1)
-
-    def insert_job(self):
-        """Serial: numbers simplices and vertices (keys packed in an int64 if they fit)."""
-        self.packing = point_packing(self.rem0)
-
+    def merge_jobs(self):
+        """Serial: numbers the chunks' vertices globally."""
         def job(start: int, stop: int) -> None:
-            args = (self.rem0, self.rank, self.firsts, self.counts)
-            if self.packing is None:
-                self.corner, self.corners, self.keys, self.slots = insert_vertices(*args)
-                self.m = self.keys.shape[0]
-            else:
-                self.corner, self.corners, self.packed = insert_vertices_packed(
-                    *args, *self.packing)
-                self.m = self.packed.shape[0]
-                # Sorted here, beside the other lattice's insertion, for the neighbours.
-                # (Vertex ids stay in first-touch order: renumbering them in key order
-                # makes the blur stream but scatters the splat and slice, a net loss.)
-                self.order = np.argsort(self.packed, kind="stable").astype(np.int32)
-                self.packed = self.packed[self.order]
-        return job, (), 1
+            self.keys, self.ids, self.vertices, self.remap = hashing.merge_chunks(
+                self.found, self.counts, self.starts, self.offsets.shape[1])
+            del self.found
+        return [(job, (), 1)]
 
-    def offsets_job(self):
-        self.offsets = np.empty((self.n, self.rem0.shape[1]), np.int32)
-        return (point_offsets, (self.local, self.corner, self.corners, self.offsets),
-                self.n)
-
-    def inverse_job(self):
-        def job(start: int, stop: int) -> None:  # serial
-            self.inverse = inverse_map(self.offsets, self.bary[:self.n], self.m)
-        return job, (), 1
-
-    def neighbours_job(self, threads: int):
-        """A merge over sorted packed keys when they pack into an int64 (linear passes
-        instead of 2(d+1) random hash probes a vertex), else hash lookups."""
-        dp1 = self.rem0.shape[1]
-        self.neighbours = nbr = np.empty((dp1, self.m, 2), np.int32)
-        if self.packing is None:
-            packing = key_packing(self.keys) if self.m else None
-            if packing is None:
-                return blur_neighbours, (self.keys, self.slots, nbr), self.m
-            self.packed = np.empty(self.m, np.int64)
-            parallel.run([(pack_keys, (self.keys, *packing, self.packed), self.m)], threads)
-            self.packing = packing
-            self.order = np.argsort(self.packed, kind="stable").astype(np.int32)
-            self.packed = self.packed[self.order]
-        return (merge_neighbours, (self.packed, self.order, self.packing[1], nbr), 2 * dp1, 1)
+    def finish_jobs(self):
+        """Global vertex rows in the offsets; blur neighbours by table lookups."""
+        m = self.vertices.shape[0]
+        self.neighbours = np.empty((self.offsets.shape[1], m, 2), np.int32)
+        self.ones = np.zeros((self.counts.shape[0], m + 1), np.float32)
+        deltas = hashing.neighbour_deltas(self.shift, self.word)
+        return [(remap_and_splat_ones, (self.offsets, self.remap, self.starts, self.n,
+                                        self.bary, self.ones), self.counts.shape[0], 1),
+                (hashing.find_neighbours, (self.vertices, self.keys, self.ids, deltas,
+                                           self.neighbours), m)]
 
 
 def build_lattices(features: list[np.ndarray], threads: int) -> list[Lattice]:
     """Build lattices and their symmetric normalisation, several at once.
-
-    The serial steps (hash insertion, inverse map) of different lattices run side by
-    side; the rest is split over points or vertices.
 
     Args:
         features: per lattice, (N, d) float32 C-contiguous points already divided by
@@ -290,34 +250,65 @@ def build_lattices(features: list[np.ndarray], threads: int) -> list[Lattice]:
     """
     pad = (-features[0].shape[0]) % 4
     builds = [_Build(f, pad) for f in features]
-    for stage in (_Build.embed_job, _Build.dedupe_job, _Build.insert_job,
-                  _Build.offsets_job):
-        parallel.run([stage(b) for b in builds], threads)
-    parallel.run([b.inverse_job() for b in builds]
-                 + [b.neighbours_job(threads) for b in builds], threads)
-    parts = ([b.offsets for b in builds], [b.bary[:b.n] for b in builds],
-             [b.inverse for b in builds], [b.neighbours for b in builds])
-    del builds  # the hash tables and per-point scratch: lower the peak
-    return _normalise(*parts, threads)
+    for stage in (_Build.hash_jobs, _Build.merge_jobs, _Build.finish_jobs):
+        parallel.run([job for b in builds for job in stage(b)], threads)
+    n = features[0].shape[0]
+    parts = [(b.offsets[:n], b.bary[:n], b.neighbours, b.ones) for b in builds]
+    del builds  # the hash tables: lower the peak
+    return _normalise(parts, threads)
 
 
-def _normalise(offsets, bary, inverse, neighbours, threads: int) -> list[Lattice]:
+@njit(cache=True, nogil=True)
+def remap_and_splat_ones(offsets, remap, starts, n, bary, ones, start, stop):
+    """For the chunks [start, stop): offsets[p, r] = global vertex row (id + 1), and
+    ones[c, row] += the barycentric weights of chunk c's points p < n (filtering ones,
+    for the normalisation; the reference's padding points are not splatted)."""
+    dp1 = offsets.shape[1]
+    for c in range(start, stop):
+        base = starts[c] * dp1
+        for p in range(starts[c], starts[c + 1]):
+            for r in range(dp1):
+                row = remap[base + offsets[p, r]] + 1
+                offsets[p, r] = row
+                if p < n:
+                    ones[c, row] += bary[p, r]
+
+
+@njit(cache=True, nogil=True)
+def gather_ones(values, ones, start, stop):
+    """values[v + 1, 0] = the chunks' splats of ones onto vertex v, summed in order."""
+    for v in range(start + 1, stop + 1):
+        total = np.float32(0.0)
+        for c in range(ones.shape[0]):
+            total += ones[c, v]
+        values[v, 0] = total
+
+
+@njit(cache=True, nogil=True)
+def symmetric_weights(values, offsets, bary, alpha, weights, start, stop):
+    """weights[p] = bary[p] / sqrt(K 1 at p): the filtered ones sliced, as the reference."""
+    for p in range(start, stop):
+        acc = np.float32(0.0)
+        for r in range(offsets.shape[1]):
+            acc += bary[p, r] * values[offsets[p, r], 0] * alpha
+        s = np.float32(1.0 / np.sqrt(np.float64(acc) + 1e-20))
+        for r in range(offsets.shape[1]):
+            weights[p, r] = bary[p, r] * s
+
+
+def _normalise(parts: list, threads: int) -> list[Lattice]:
     """Filter ones on each lattice and fold s = 1 / sqrt(K 1) into the weights."""
-    n = offsets[0].shape[0]
-    values = [np.zeros((nbr.shape[1] + 1, 1), np.float32) for nbr in neighbours]
-    parallel.run([(splat_norm, (v, indptr, weight), indptr.shape[0] - 1)
-                  for v, (indptr, _, weight) in zip(values, inverse, strict=True)], threads)
-    blurred = blur([(v, np.zeros_like(v), nbr) for v, nbr in zip(values, neighbours, strict=True)],
-                   threads)
-    alphas = [np.float32(1.0 / (1.0 + 2.0 ** -(nbr.shape[0] - 1))) for nbr in neighbours]
-    norms = [np.empty(n, np.float32) for _ in neighbours]
-    parallel.run([(slice_norm, args, n)
-                  for args in zip(blurred, offsets, bary, alphas, norms, strict=True)], threads)
-    lattices = []
-    for norm, alpha, off, b, (indptr, pixel, weight), nbr in zip(
-            norms, alphas, offsets, bary, inverse, neighbours, strict=True):
-        s = (1.0 / np.sqrt(norm.astype(np.float64) + 1e-20)).astype(np.float32)
-        weight *= s[pixel]
-        slice_weight = b * (alpha * s)[:, None]
-        lattices.append(Lattice(off, slice_weight, indptr, pixel, weight, nbr))
+    n = parts[0][0].shape[0]
+    values = [np.zeros((nbr.shape[1] + 1, simd.LANES), np.float32) for _, _, nbr, _ in parts]
+    parallel.run([(gather_ones, (v, ones), nbr.shape[1])
+                  for v, (_, _, nbr, ones) in zip(values, parts, strict=True)], threads)
+    blurred = meanfield.blur([(v, np.zeros_like(v), nbr)
+                              for v, (_, _, nbr, _) in zip(values, parts, strict=True)], threads)
+    lattices, jobs = [], []
+    for result, (offsets, bary, nbr, _) in zip(blurred, parts, strict=True):
+        alpha = np.float32(1.0 / (1.0 + 2.0 ** -(nbr.shape[0] - 1)))
+        weights = np.empty_like(bary)
+        jobs.append((symmetric_weights, (result, offsets, bary, alpha, weights), n))
+        lattices.append(Lattice(offsets, weights, nbr, float(alpha)))
+    parallel.run(jobs, threads)
     return lattices

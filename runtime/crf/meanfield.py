@@ -1,77 +1,177 @@
-"""Numba kernels of one mean-field step: splat, blur, and the fused per-pixel update.
+"""Numba kernels of mean field: one fused pass over pixels, then small passes over vertices.
 
-Arrays are pixel-major: Q and the unary are (N, L) float32, lattice values (M + 1, L)
-with a zero row 0 (see :mod:`tseg.runtime.crf.lattice`). Each kernel is serial over
-an index range [start, stop) and releases the GIL; :mod:`tseg.runtime.crf.parallel`
-spreads the ranges over threads.
+One iteration, for both lattices (Gaussian and bilateral):
+
+1. ``pixel_pass``: per pixel, logits = -unary + slice of the blurred messages, Q =
+   softmax(logits), then Q is splatted (scattered) onto the pixel's simplex corners.
+   Pixels stream in raster order, so the vertex rows they touch stay in cache, and Q
+   never goes to memory except when asked for. Each task splats into its own
+   accumulator, so threads need neither atomics nor locks.
+2. ``gather_messages``: per vertex, sum the tasks' accumulators, apply the (negated,
+   alpha-scaled) compatibility, and clear the accumulators for the next pass.
+3. ``blur_axis``: the lattice blur, one axis at a time.
+
+Rows are pixels or vertices, lanes are labels padded to a multiple of 8 (see
+:mod:`tseg.runtime.crf.simd`); vertex row 0 is a zero row that stands for a missing
+blur neighbour, so vertex ``v`` lives in row ``v + 1``. Every kernel is serial over
+``[start, stop)`` and releases the GIL; :mod:`tseg.runtime.crf.parallel` runs them.
 """
 
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import parallel
+from tseg.runtime.crf import parallel, simd
+
+_HUGE = np.float32(3.4028235e38)
 
 
 def padded_labels(num_classes: int) -> int:
-    """Labels stored per pixel and vertex: the classes padded to a SIMD-friendly
-    width (4, or a multiple of 8). Measured at 512 x 512: 4 classes run 35% faster
-    padded to 4 than to 16, 20 classes 20% faster padded to 24 than to 32."""
-    return 4 if num_classes <= 4 else -(-num_classes // 8) * 8
+    """Lanes stored per pixel and vertex: the classes padded to whole 8-lane groups."""
+    return -(-num_classes // simd.LANES) * simd.LANES
 
 
-def aligned_zeros(rows: int, lanes: int) -> np.ndarray:
-    """(rows, lanes) float32 zeros whose rows start on 64-byte cache lines.
+def aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """float32 zeros whose rows of 8-lane groups start on 64-byte cache lines.
 
-    NumPy aligns large buffers to 16 bytes only, so rows would straddle cache lines
-    more often than their size needs on random access (splat, blur, slice).
+    NumPy aligns large buffers to 16 bytes only, so groups would straddle cache lines
+    more often than their size needs on random access (splat and slice).
     """
-    flat = np.zeros(rows * lanes + 16, np.float32)
+    size = int(np.prod(shape))
+    flat = np.zeros(size + 16, np.float32)
     skip = (-flat.ctypes.data % 64) // 4
-    return flat[skip:skip + rows * lanes].reshape(rows, lanes)
+    return flat[skip:skip + size].reshape(shape)
 
 
 @njit(cache=True, nogil=True)
-def splat(values, indptr, pixel, weight, q, compat, diagonal, start, stop):
-    """values[v + 1] = compat @ (sum of weight[e] * q[pixel[e]] over vertex v's entries).
+def prepare_logits(base, unary, start, stop):
+    """base[p] = -unary[:, p] for p in range, the padded lanes -huge (probability 0).
 
-    The compatibility acts on labels and the filter on pixels, so applying it here, on
-    the M vertices, is exact and cheaper than on the N pixels after slicing.
+    ``unary`` is label-first (C, N); ``base`` pixel-major (N, lanes).
     """
-    n_labels = q.shape[1]
-    tmp = np.empty(n_labels, np.float32)
-    for v in range(start, stop):
-        row = values[v + 1]
-        row[:] = 0
-        for e in range(indptr[v], indptr[v + 1]):
-            w = weight[e]
-            src = q[pixel[e]]
-            for k in range(n_labels):
-                row[k] += w * src[k]
+    num_classes = unary.shape[0]
+    for p in range(start, stop):
+        for k in range(num_classes):
+            base[p, k] = -unary[k, p]
+        for k in range(num_classes, base.shape[1]):
+            base[p, k] = -_HUGE
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _softmax(x, lanes):
+    """x[0] = softmax(x[0]) over its lanes (padded lanes hold -huge and stay 0)."""
+    top = simd.group_max(x, 0, 0)
+    for lane in range(simd.LANES, lanes, simd.LANES):
+        top = max(top, simd.group_max(x, 0, lane))
+    total = np.float32(0.0)
+    for lane in range(0, lanes, simd.LANES):
+        total += simd.exp_shifted(x, 0, lane, top)
+    inv = np.float32(1.0) / total
+    for lane in range(0, lanes, simd.LANES):
+        simd.scale(x, 0, lane, inv)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _splat(acc, offsets, weights, p, x, lanes):
+    for r in range(offsets.shape[1]):
+        row = offsets[p, r]
+        w = weights[p, r]
+        for lane in range(0, lanes, simd.LANES):
+            simd.axpy(acc, row, x, 0, lane, w)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _logits(x, base, p, lanes, g_off, g_w, g_values, b_off, b_w, b_values, use_messages):
+    """x[0] = -unary[p] (+ both kernels' messages sliced at p)."""
+    for lane in range(0, lanes, simd.LANES):
+        simd.copy(x, 0, base, p, lane)
+        if use_messages:
+            simd.slice_add(x, 0, lane, g_values, g_off, g_w, p)
+            simd.slice_add(x, 0, lane, b_values, b_off, b_w, p)
+
+
+@njit(cache=True, nogil=True)
+def splat_pass(base, g_off, g_w, g_values, b_off, b_w, b_values, use_messages,
+               g_acc, b_acc, first, start, stop):
+    """Q at pixels first + [start, stop), splatted onto both lattices.
+
+    Args:
+        base: (N, lanes) -unary, pixel-major.
+        g_off, g_w, g_values: Gaussian lattice: (N, 3) corner rows, (N, 3) weights,
+            (M + 1, lanes) blurred messages of the previous Q.
+        b_off, b_w, b_values: the same for the bilateral lattice.
+        use_messages: False on the first pass (Q = softmax(-unary)).
+        g_acc, b_acc: (M + 1, lanes) this task's splat accumulators.
+        first: the task's first pixel; start, stop: the range within the task.
+    """
+    lanes = base.shape[1]
+    x = np.empty((1, lanes), np.float32)
+    for p in range(first + start, first + stop):
+        _logits(x, base, p, lanes, g_off, g_w, g_values, b_off, b_w, b_values, use_messages)
+        _softmax(x, lanes)
+        _splat(g_acc, g_off, g_w, p, x, lanes)
+        _splat(b_acc, b_off, b_w, p, x, lanes)
+
+
+@njit(cache=True, nogil=True)
+def output_pass(base, g_off, g_w, g_values, b_off, b_w, b_values, use_messages, q_out,
+                start, stop):
+    """q_out[:, p] = Q at pixels [start, stop), label-first (C, N); arguments as
+    splat_pass."""
+    lanes = base.shape[1]
+    x = np.empty((1, lanes), np.float32)
+    for p in range(start, stop):
+        _logits(x, base, p, lanes, g_off, g_w, g_values, b_off, b_w, b_values, use_messages)
+        _softmax(x, lanes)
+        for k in range(q_out.shape[0]):
+            q_out[k, p] = x[0, k]
+
+
+@njit(cache=True, nogil=True)
+def gather_messages(values, accs, gain, diagonal, start, stop):
+    """values[v + 1] = gain applied to the sum of accs[:, v + 1]; then accs[:, v + 1] = 0.
+
+    Args:
+        values: (M + 1, lanes) the blur's input.
+        accs: (T, M + 1, lanes) the tasks' splat accumulators.
+        gain: (lanes, lanes) what each label's message adds to each label's logits,
+            row j for label j (the compatibility's transpose, negated, times alpha);
+            for a diagonal one only row 0 is read, holding the diagonal.
+        diagonal: whether the compatibility is diagonal (Potts or a vector).
+    """
+    lanes = values.shape[1]
+    total = np.empty((1, lanes), np.float32)
+    for v in range(start + 1, stop + 1):
+        for lane in range(0, lanes, simd.LANES):
+            simd.copy(total, 0, accs[0], v, lane)
+            simd.zero(accs[0], v, lane)
+            for t in range(1, accs.shape[0]):
+                simd.axpy(total, 0, accs[t], v, lane, np.float32(1.0))
+                simd.zero(accs[t], v, lane)
         if diagonal:
-            for k in range(n_labels):
-                row[k] *= compat[k, k]
+            for lane in range(0, lanes, simd.LANES):
+                simd.multiply(values, v, total, 0, gain, 0, lane)
         else:
-            tmp[:] = row
-            for k in range(n_labels):
-                acc = np.float32(0.0)
-                for j in range(n_labels):
-                    acc += compat[k, j] * tmp[j]
-                row[k] = acc
+            for lane in range(0, lanes, simd.LANES):
+                simd.zero(values, v, lane)
+            for j in range(lanes):
+                w = total[0, j]
+                if w != 0:
+                    for lane in range(0, lanes, simd.LANES):
+                        simd.axpy(values, v, gain, j, lane, w)
 
 
 @njit(cache=True, nogil=True)
 def blur_axis(src, dst, nbr, axis, start, stop):
     """dst[v] = src[v] + (src[n1] + src[n2]) / 2 along one lattice axis, v in range."""
-    n_labels = src.shape[1]
-    half = np.float32(0.5)
+    lanes = src.shape[1]
     for v in range(start, stop):
         a = nbr[axis, v, 0]
         b = nbr[axis, v, 1]
-        for k in range(n_labels):
-            dst[v + 1, k] = src[v + 1, k] + half * (src[a, k] + src[b, k])
+        for lane in range(0, lanes, simd.LANES):
+            simd.blur_step(dst, src, v + 1, a, b, lane)
 
 
-def blur(pairs, threads: int) -> list:
+def blur(pairs: list, threads: int) -> list:
     """Blur several lattices at once, one axis per parallel region.
 
     Args:
@@ -95,94 +195,11 @@ def blur(pairs, threads: int) -> list:
     return [buffers[0] for buffers in current]
 
 
-@njit(cache=True, nogil=True, inline="always", fastmath=True)
-def _exp(x):
-    """float32 exp (Cephes' polynomial, relative error < 1e-7) that vectorises, unlike
-    the libm call; 0 below -87 so that padded labels get exactly zero probability."""
-    xc = max(x, np.float32(-87.0))
-    n = np.floor(xc * np.float32(1.44269504088896341) + np.float32(0.5))
-    r = xc - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    y = p * r * r + r + np.float32(1.0)
-    two_n = np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
-    return y * two_n if x > np.float32(-87.0) else np.float32(0.0)
+SPLAT_TASKS = 4  # pixel ranges splatted into separate accumulators, summed in order
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _add_slice(logits, p, offsets, slice_w, values):
-    for r in range(offsets.shape[1]):
-        w = slice_w[p, r]
-        row = values[offsets[p, r]]
-        for k in range(logits.shape[0]):
-            logits[k] += w * row[k]
-
-
-_BLOCK = 32  # pixels whose softmax is taken together, label-major, to vectorise
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _softmax_block(q, logits, p0, count):
-    """q[p0 + b] = softmax(logits[:, b]) for b < count; logits (L, _BLOCK), label-major
-    so that every loop runs over the block of pixels."""
-    n_labels = logits.shape[0]
-    top = np.empty(_BLOCK, np.float32)
-    total = np.zeros(_BLOCK, np.float32)
-    top[:] = logits[0]
-    for k in range(1, n_labels):
-        for b in range(_BLOCK):
-            top[b] = max(top[b], logits[k, b])
-    for k in range(n_labels):
-        for b in range(_BLOCK):
-            e = _exp(logits[k, b] - top[b])
-            logits[k, b] = e
-            total[b] += e
-    for b in range(_BLOCK):
-        total[b] = np.float32(1.0) / total[b]
-    for b in range(count):
-        for k in range(n_labels):
-            q[p0 + b, k] = logits[k, b] * total[b]
-
-
-@njit(cache=True, nogil=True)
-def update(q, unary, g_offsets, g_slice_w, g_values, b_offsets, b_slice_w, b_values,
-           start, stop):
-    """Q[p] = softmax(-U[p] + slice of both lattices) for p in range.
-
-    g_* is the Gaussian kernel, b_* the bilateral one; their values are the blurred
-    lattices of the current Q with the (negated) compatibilities already applied.
-    """
-    n_labels = q.shape[1]
-    acc = np.empty(n_labels, np.float32)
-    logits = np.zeros((n_labels, _BLOCK), np.float32)
-    for p0 in range(start, stop, _BLOCK):
-        count = min(_BLOCK, stop - p0)
-        for b in range(count):
-            p = p0 + b
-            for k in range(n_labels):
-                acc[k] = -unary[p, k]
-            _add_slice(acc, p, g_offsets, g_slice_w, g_values)
-            _add_slice(acc, p, b_offsets, b_slice_w, b_values)
-            logits[:, b] = acc
-        _softmax_block(q, logits, p0, count)
-
-
-@njit(cache=True, nogil=True)
-def initialise(q, unary, source, start, stop):
-    """For p in range: unary[p] = the label-first (C, N) energies of pixel p, padded
-    with float32's max (probability exactly 0), and Q[p] = softmax(-unary[p])."""
-    n_labels = source.shape[0]
-    huge = np.float32(3.4028235e38)
-    logits = np.zeros((q.shape[1], _BLOCK), np.float32)
-    for p0 in range(start, stop, _BLOCK):
-        count = min(_BLOCK, stop - p0)
-        for b in range(count):
-            for k in range(q.shape[1]):
-                u = source[k, p0 + b] if k < n_labels else huge
-                unary[p0 + b, k] = u
-                logits[k, b] = -u
-        _softmax_block(q, logits, p0, count)
+def task_bounds(n: int) -> list[int]:
+    """Pixel ranges of the splat tasks: fixed by the image size alone, so that the
+    sums (and so the results) do not depend on the number of threads."""
+    tasks = max(1, min(SPLAT_TASKS, n // 1024))
+    return [n * t // tasks for t in range(tasks + 1)]

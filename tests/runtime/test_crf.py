@@ -148,22 +148,34 @@ def test_gaussian_lattice_is_shared_by_same_size_images():
     np.testing.assert_array_equal(dense_crf(probs, make_image()), cached)
 
 
-def test_unpacked_lattice_keys_give_the_same_result(monkeypatch):
-    """Keys too wide for an int64 fall back to hash tables of key arrays."""
-    from tseg.runtime.crf import dense, lattice
+def test_keys_split_over_two_words_give_the_same_result(monkeypatch):
+    """Key fields that do not fit one int64 go to the second word."""
+    from tseg.runtime.crf import dense, hashing
 
     image, probs = make_image(48, 40), make_probs(4, 48, 40)
     dense._gaussian_cache.clear()
-    packed = dense_crf(probs, image, bilateral_srgb=3.0)
-    monkeypatch.setattr(lattice, "point_packing", lambda rem0: None)
+    one_word = dense_crf(probs, image, bilateral_sxy=200.0, bilateral_srgb=60.0)
+    layouts = []
+    original = hashing.key_layout
+
+    def spy(*args):
+        layouts.append(original(*args))
+        return layouts[-1]
+
+    monkeypatch.setattr(hashing, "key_layout", spy)
+    monkeypatch.setattr(hashing, "_WORD_BITS", 18)
     dense._gaussian_cache.clear()
-    half = dense_crf(probs, image, bilateral_srgb=3.0)  # packed for the neighbours only
-    monkeypatch.setattr(lattice, "key_packing", lambda keys: None)
+    two_words = dense_crf(probs, image, bilateral_sxy=200.0, bilateral_srgb=60.0)
     dense._gaussian_cache.clear()
-    unpacked = dense_crf(probs, image, bilateral_srgb=3.0)
-    dense._gaussian_cache.clear()
-    np.testing.assert_array_equal(half, packed)
-    np.testing.assert_array_equal(unpacked, packed)
+    assert any(set(word) == {0, 1} for _, _, word in layouts)  # the bilateral one
+    np.testing.assert_array_equal(two_words, one_word)
+
+
+def test_too_wide_lattice_keys_are_refused():
+    from tseg.runtime.crf import hashing
+
+    with pytest.raises(TsegError, match="larger kernel widths"):
+        hashing.key_layout(np.zeros(5), np.full(5, 2.0**40), 5)
 
 
 def test_single_pixel_and_single_class():
