@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from tseg.runtime.crf import meanfield, parallel
+from tseg.runtime.crf import meanfield, parallel, workspace
 from tseg.runtime.crf.checks import (
     Compat,
     check_compat,
@@ -27,24 +27,7 @@ from tseg.runtime.crf.checks import (
     check_threads,
     check_unary,
 )
-from tseg.runtime.crf.lattice import Lattice, build_lattices
-
-
-def _gaussian_features(height: int, width: int, sxy: float) -> np.ndarray:
-    # float32 division, as the reference computes i / sx in float.
-    s = np.float32(sxy)
-    f = np.empty((height, width, 2), np.float32)
-    f[..., 0] = np.arange(width, dtype=np.float32)[None, :] / s
-    f[..., 1] = np.arange(height, dtype=np.float32)[:, None] / s
-    return f.reshape(-1, 2)
-
-
-def _bilateral_features(image: np.ndarray, sxy: float, srgb: float) -> np.ndarray:
-    height, width = image.shape[:2]
-    f = np.empty((height, width, 5), np.float32)
-    f[..., :2] = _gaussian_features(height, width, sxy).reshape(height, width, 2)
-    f[..., 2:] = image.astype(np.float32) / np.float32(srgb)
-    return f.reshape(-1, 5)
+from tseg.runtime.crf.lattice import Lattice, build_lattices, pixel_features
 
 
 _gaussian_cache: OrderedDict[tuple, Lattice] = OrderedDict()
@@ -62,10 +45,10 @@ def _build(image: np.ndarray, gaussian_sxy: float, bilateral_sxy: float,
         gaussian = _gaussian_cache.get(key)
         if gaussian is not None:
             _gaussian_cache.move_to_end(key)
-    features = [_bilateral_features(image, bilateral_sxy, bilateral_srgb)]
+    features = [pixel_features(image, sxy=bilateral_sxy, srgb=bilateral_srgb, threads=threads)]
     if gaussian is None:  # built side by side with the bilateral one
-        features.insert(0, _gaussian_features(height, width, gaussian_sxy))
-    built = build_lattices(features, threads)
+        features.insert(0, pixel_features(image, sxy=gaussian_sxy, srgb=None, threads=threads))
+    built = build_lattices(features, height * width, threads)
     if gaussian is None:
         gaussian = built[0]
         _remember(key, gaussian)
@@ -162,14 +145,14 @@ class DenseCRF:
         check_iterations(iterations)
         state = self.start(unary)
         state.step(iterations)
-        return state.probs()
+        return state._current_q().reshape(unary.shape)  # no copy: the state goes
 
 
 class _Kernel:
     """One pairwise kernel's state in mean field: its lattice, gain and buffers."""
 
     def __init__(self, lattice: Lattice, compat_name: str, compat: Compat, num_classes: int,
-                 lanes: int, tasks: int) -> None:
+                 lanes: int, tasks: int, threads: int) -> None:
         matrix, self.diagonal = check_compat(compat_name, compat, num_classes)
         # Row j: what label j's message adds to each label's logits: -compat^T,
         # times the slice's alpha (the lattice leaves it out).
@@ -181,9 +164,10 @@ class _Kernel:
             self.gain[:num_classes, :num_classes] = scaled
         self.lattice = lattice
         rows = lattice.num_vertices + 1  # row 0 stands for a missing blur neighbour
-        self.values = meanfield.aligned_zeros((rows, lanes))
-        self.scratch = meanfield.aligned_zeros((rows, lanes))
-        self.accs = meanfield.aligned_zeros((tasks, rows, lanes))
+        self.values = workspace.array((rows, lanes))
+        self.scratch = workspace.array((rows, lanes))
+        self.values[0] = self.scratch[0] = 0
+        self.accs = workspace.array((tasks, rows, lanes), zero=True, threads=threads)
         self.messages = self.values  # the blurred buffer the next pixel pass reads
 
 
@@ -205,37 +189,37 @@ class MeanField:
         # accumulators, fixed by the image size so threads do not change the sums.
         self._bounds = meanfield.task_bounds(n)
         tasks = len(self._bounds) - 1
-        self._base = meanfield.aligned_zeros((n, lanes))
-        source = np.ascontiguousarray(unary.reshape(num_classes, n), np.float32)
-        parallel.run([(meanfield.prepare_logits, (self._base, source), n)], threads)
+        self._base = workspace.array((n, lanes))  # filled by the first pass
+        self._unary = np.ascontiguousarray(unary.reshape(num_classes, n), np.float32)
         self._q = np.empty((num_classes, n), np.float32)
+        self._no_output = np.empty((num_classes, 0), np.float32)
         self._kernels = [_Kernel(crf.gaussian, "gaussian_compat", crf._compat[0], num_classes,
-                                 lanes, tasks),
+                                 lanes, tasks, threads),
                          _Kernel(crf.bilateral, "bilateral_compat", crf._compat[1], num_classes,
-                                 lanes, tasks)]
+                                 lanes, tasks, threads)]
         self._splatted = False  # the accumulators hold the splat of the current Q
         self._q_written = False  # self._q holds the current Q
         self.iterations = 0
 
-    def _splat_pass(self) -> None:
-        """Splat the current Q (computed from the previous messages) for the next step."""
+    def _pixel_jobs(self, q_out: np.ndarray) -> list:
         g, b = self._kernels
         jobs = []
         for t in range(len(self._bounds) - 1):
             first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
-            args = (self._base, g.lattice.offsets, g.lattice.weights, g.messages,
-                    b.lattice.offsets, b.lattice.weights, b.messages, self.iterations > 0,
-                    g.accs[t], b.accs[t], first)
-            jobs.append((meanfield.splat_pass, args, count, count))
-        parallel.run(jobs, self._crf.threads)
+            args = (self._base, self._unary, g.lattice.offsets, g.lattice.weights,
+                    g.messages, b.lattice.offsets, b.lattice.weights, b.messages,
+                    self.iterations > 0, g.accs[t], b.accs[t], q_out, first)
+            jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk: one accumulator
+        return jobs
+
+    def _splat_pass(self) -> None:
+        """Splat the current Q (computed from the previous messages) for the next step."""
+        parallel.run(self._pixel_jobs(self._no_output), self._crf.threads)
         self._splatted = True
 
     def _output_pass(self) -> None:
         """Write the current Q."""
-        g, b = self._kernels
-        args = (self._base, g.lattice.offsets, g.lattice.weights, g.messages,
-                b.lattice.offsets, b.lattice.weights, b.messages, self.iterations > 0, self._q)
-        parallel.run([(meanfield.output_pass, args, self._q.shape[1])], self._crf.threads)
+        parallel.run(self._pixel_jobs(self._q), self._crf.threads)
         self._q_written = True
 
     def _messages(self) -> None:

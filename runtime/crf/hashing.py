@@ -50,7 +50,7 @@ def key_layout(lower: np.ndarray, upper: np.ndarray, d: int) -> tuple[np.ndarray
     return low, shift, word
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _slot(keys, w0, w1):
     """The slot of key (w0, w1) in an open-addressing table (multiplicative hashing on
     wrapping unsigned products), or of the empty slot where it would go."""
@@ -77,7 +77,7 @@ def _grow(keys, ids):
     return bigger, bigger_ids
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _same_simplex(rem0, rank, q, previous):
     for i in range(rem0.shape[0]):
         if rem0[i, q] != rem0[i, previous] or rank[i, q] != rank[i, previous]:
@@ -146,7 +146,7 @@ def hash_points(rem0, rank, count, low, units, keys, ids, found, n, out, p0):
 
 
 @njit(cache=True, nogil=True)
-def merge_chunks(found, counts, starts, dp1):
+def merge_chunks(found, counts, starts, dp1, remap):
     """Number every chunk's vertices globally, in chunk order (serial).
 
     Args:
@@ -155,8 +155,8 @@ def merge_chunks(found, counts, starts, dp1):
         starts: (chunks + 1,) first point of each chunk.
 
     Returns:
-        keys, ids: the global table; vertices (M, 2) int64 keys by global id; remap:
-        per row of ``found``, the global id.
+        keys, ids: the global table; vertices (M, 2) int64 keys by global id. ``remap``
+        gets, per row of ``found`` in use, the global id.
     """
     total = counts.sum()
     size = 1024
@@ -165,7 +165,6 @@ def merge_chunks(found, counts, starts, dp1):
     keys = np.full((size, 2), _EMPTY, np.int64)
     ids = np.empty(size, np.int32)
     vertices = np.empty((total, 2), np.int64)
-    remap = np.empty(found.shape[0], np.int32)
     m = 0
     for c in range(counts.shape[0]):
         base = starts[c] * dp1
@@ -177,7 +176,7 @@ def merge_chunks(found, counts, starts, dp1):
                 vertices[m] = found[i]
                 m += 1
             remap[i] = ids[s]
-    return keys, ids, vertices[:m].copy(), remap
+    return keys, ids, vertices[:m].copy()
 
 
 @njit(cache=True, nogil=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import hashing, meanfield, parallel, simd
+from tseg.runtime.crf import hashing, meanfield, parallel, simd, workspace
 
 _EMBED_BLOCK = 64  # points embedded together, coordinate-major, so loops vectorise
 
@@ -67,7 +67,7 @@ def _embed_block(f, p0, scale, elev, rem0, rank):
 
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _barycentric(elev, rem0, rank, q, b, out, p):
     """out[p] = the barycentric weights of point q of an embedded block (b: (d+2,)
     scratch)."""
@@ -193,10 +193,10 @@ class _Build:
     """One lattice under construction: each method returns the parallel.run jobs of
     one stage, so that the stages of several lattices run side by side."""
 
-    def __init__(self, features: np.ndarray, pad: int) -> None:
-        self.n, d = features.shape
-        if pad:  # the reference embeds 4 points at a time, zeros past the end
-            features = np.concatenate([features, np.zeros((pad, d), np.float32)])
+    def __init__(self, features: np.ndarray, n: int) -> None:
+        """features: (P, d) points, the first n real, the rest the reference's zero
+        padding (it embeds 4 points at a time)."""
+        self.n, d = n, features.shape[1]
         self.features = features
         size = features.shape[0]
         self.scale = _scale_factors(d)
@@ -207,10 +207,10 @@ class _Build:
         blocks = -(-size // _EMBED_BLOCK)
         self.starts = np.array([min(size, blocks * c // chunks * _EMBED_BLOCK)
                                 for c in range(chunks + 1)], np.int64)
-        self.found = np.empty((size * (d + 1), 2), np.int64)  # pages touched as used
+        self.found = workspace.array((size * (d + 1), 2), np.int64)
         self.counts = np.zeros(chunks, np.int64)
-        self.offsets = np.empty((size, d + 1), np.int32)
-        self.bary = np.empty((size, d + 1), np.float32)
+        self.offsets = workspace.array((size, d + 1), np.int32)
+        self.bary = workspace.array((size, d + 1), np.float32)
 
     def hash_jobs(self):
         args = (self.features, self.scale, self.low, hashing.key_units(self.shift, self.word),
@@ -220,16 +220,17 @@ class _Build:
     def merge_jobs(self):
         """Serial: numbers the chunks' vertices globally."""
         def job(start: int, stop: int) -> None:
-            self.keys, self.ids, self.vertices, self.remap = hashing.merge_chunks(
-                self.found, self.counts, self.starts, self.offsets.shape[1])
+            self.remap = workspace.array((self.found.shape[0],), np.int32)
+            self.keys, self.ids, self.vertices = hashing.merge_chunks(
+                self.found, self.counts, self.starts, self.offsets.shape[1], self.remap)
             del self.found
         return [(job, (), 1)]
 
     def finish_jobs(self):
         """Global vertex rows in the offsets; blur neighbours by table lookups."""
         m = self.vertices.shape[0]
-        self.neighbours = np.empty((self.offsets.shape[1], m, 2), np.int32)
-        self.ones = np.zeros((self.counts.shape[0], m + 1), np.float32)
+        self.neighbours = workspace.array((self.offsets.shape[1], m, 2), np.int32)
+        self.ones = workspace.array((self.counts.shape[0], m + 1), np.float32, zero=True)
         deltas = hashing.neighbour_deltas(self.shift, self.word)
         return [(remap_and_splat_ones, (self.offsets, self.remap, self.starts, self.n,
                                         self.bary, self.ones), self.counts.shape[0], 1),
@@ -237,22 +238,58 @@ class _Build:
                                            self.neighbours), m)]
 
 
-def build_lattices(features: list[np.ndarray], threads: int) -> list[Lattice]:
+@njit(cache=True, nogil=True)
+def _fill_features(image, sxy, srgb, out, start, stop):
+    """out[p] = (x, y[, r, g, b]) / widths for pixels p in range, in float32 as the
+    reference divides; rows past the image stay zero."""
+    height, width = image.shape[:2]
+    for p in range(start, stop):
+        if p >= height * width:
+            out[p, :] = 0
+            continue
+        out[p, 0] = np.float32(p % width) / sxy
+        out[p, 1] = np.float32(p // width) / sxy
+        for c in range(out.shape[1] - 2):
+            out[p, 2 + c] = np.float32(image[p // width, p % width, c]) / srgb
+
+
+def pixel_features(image: np.ndarray, *, sxy: float, srgb: float | None,
+                   threads: int) -> np.ndarray:
+    """Lattice features of every pixel: position / sxy, and colour / srgb unless None.
+
+    Returns:
+        (padded_points(H * W), 2 or 5) float32, zero past the pixels.
+    """
+    height, width = image.shape[:2]
+    d = 2 if srgb is None else 5
+    out = workspace.array((padded_points(height * width), d))
+    args = (image, np.float32(sxy), np.float32(1.0 if srgb is None else srgb), out)
+    parallel.run([(_fill_features, args, out.shape[0])], threads)
+    return out
+
+
+def padded_points(n: int) -> int:
+    """Points embedded for n pixels: the reference embeds 4 at a time, zeros past the end
+    (their vertices exist in its lattice, so they take part in the blur)."""
+    return n + (-n) % 4
+
+
+def build_lattices(features: list[np.ndarray], n: int, threads: int) -> list[Lattice]:
     """Build lattices and their symmetric normalisation, several at once.
 
     Args:
-        features: per lattice, (N, d) float32 C-contiguous points already divided by
-            the kernel widths (N the same for all, d may differ).
+        features: per lattice, (padded_points(n), d) float32 C-contiguous points
+            already divided by the kernel widths, zero past the n real ones (d may
+            differ between lattices).
+        n: real points (pixels).
         threads: threads to use.
 
     Returns:
         One :class:`Lattice` per feature array.
     """
-    pad = (-features[0].shape[0]) % 4
-    builds = [_Build(f, pad) for f in features]
+    builds = [_Build(f, n) for f in features]
     for stage in (_Build.hash_jobs, _Build.merge_jobs, _Build.finish_jobs):
         parallel.run([job for b in builds for job in stage(b)], threads)
-    n = features[0].shape[0]
     parts = [(b.offsets[:n], b.bary[:n], b.neighbours, b.ones) for b in builds]
     del builds  # the hash tables: lower the peak
     return _normalise(parts, threads)
@@ -299,15 +336,16 @@ def symmetric_weights(values, offsets, bary, alpha, weights, start, stop):
 def _normalise(parts: list, threads: int) -> list[Lattice]:
     """Filter ones on each lattice and fold s = 1 / sqrt(K 1) into the weights."""
     n = parts[0][0].shape[0]
-    values = [np.zeros((nbr.shape[1] + 1, simd.LANES), np.float32) for _, _, nbr, _ in parts]
+    values = [workspace.array((nbr.shape[1] + 1, simd.LANES), zero=True, threads=threads)
+              for _, _, nbr, _ in parts]
     parallel.run([(gather_ones, (v, ones), nbr.shape[1])
                   for v, (_, _, nbr, ones) in zip(values, parts, strict=True)], threads)
-    blurred = meanfield.blur([(v, np.zeros_like(v), nbr)
+    blurred = meanfield.blur([(v, workspace.array(v.shape, zero=True, threads=threads), nbr)
                               for v, (_, _, nbr, _) in zip(values, parts, strict=True)], threads)
     lattices, jobs = [], []
     for result, (offsets, bary, nbr, _) in zip(blurred, parts, strict=True):
         alpha = np.float32(1.0 / (1.0 + 2.0 ** -(nbr.shape[0] - 1)))
-        weights = np.empty_like(bary)
+        weights = workspace.array(bary.shape)
         jobs.append((symmetric_weights, (result, offsets, bary, alpha, weights), n))
         lattices.append(Lattice(offsets, weights, nbr, float(alpha)))
     parallel.run(jobs, threads)

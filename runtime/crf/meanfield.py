@@ -30,100 +30,64 @@ def padded_labels(num_classes: int) -> int:
     return -(-num_classes // simd.LANES) * simd.LANES
 
 
-def aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """float32 zeros whose rows of 8-lane groups start on 64-byte cache lines.
-
-    NumPy aligns large buffers to 16 bytes only, so groups would straddle cache lines
-    more often than their size needs on random access (splat and slice).
-    """
-    size = int(np.prod(shape))
-    flat = np.zeros(size + 16, np.float32)
-    skip = (-flat.ctypes.data % 64) // 4
-    return flat[skip:skip + size].reshape(shape)
-
-
 @njit(cache=True, nogil=True)
-def prepare_logits(base, unary, start, stop):
-    """base[p] = -unary[:, p] for p in range, the padded lanes -huge (probability 0).
+def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_messages,
+               g_acc, b_acc, q_out, first, start, stop):
+    """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
+    is empty, else written to it.
 
-    ``unary`` is label-first (C, N); ``base`` pixel-major (N, lanes).
-    """
-    num_classes = unary.shape[0]
-    for p in range(start, stop):
-        for k in range(num_classes):
-            base[p, k] = -unary[k, p]
-        for k in range(num_classes, base.shape[1]):
-            base[p, k] = -_HUGE
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _softmax(x, lanes):
-    """x[0] = softmax(x[0]) over its lanes (padded lanes hold -huge and stay 0)."""
-    top = simd.group_max(x, 0, 0)
-    for lane in range(simd.LANES, lanes, simd.LANES):
-        top = max(top, simd.group_max(x, 0, lane))
-    total = np.float32(0.0)
-    for lane in range(0, lanes, simd.LANES):
-        total += simd.exp_shifted(x, 0, lane, top)
-    inv = np.float32(1.0) / total
-    for lane in range(0, lanes, simd.LANES):
-        simd.scale(x, 0, lane, inv)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _splat(acc, offsets, weights, p, x, lanes):
-    for r in range(offsets.shape[1]):
-        row = offsets[p, r]
-        w = weights[p, r]
-        for lane in range(0, lanes, simd.LANES):
-            simd.axpy(acc, row, x, 0, lane, w)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _logits(x, base, p, lanes, g_off, g_w, g_values, b_off, b_w, b_values, use_messages):
-    """x[0] = -unary[p] (+ both kernels' messages sliced at p)."""
-    for lane in range(0, lanes, simd.LANES):
-        simd.copy(x, 0, base, p, lane)
-        if use_messages:
-            simd.slice_add(x, 0, lane, g_values, g_off, g_w, p)
-            simd.slice_add(x, 0, lane, b_values, b_off, b_w, p)
-
-
-@njit(cache=True, nogil=True)
-def splat_pass(base, g_off, g_w, g_values, b_off, b_w, b_values, use_messages,
-               g_acc, b_acc, first, start, stop):
-    """Q at pixels first + [start, stop), splatted onto both lattices.
+    Q = softmax(logits), logits = -unary (+ the messages sliced at the pixel). One
+    flat loop with intrinsics only: a call to a helper that takes arrays costs
+    atomic reference counting per pixel.
 
     Args:
-        base: (N, lanes) -unary, pixel-major.
+        base: (N, lanes) -unary, pixel-major; filled from ``unary`` on the first pass
+            (use_messages False), padded lanes -huge (probability 0).
+        unary: (C, N) label-first energies.
         g_off, g_w, g_values: Gaussian lattice: (N, 3) corner rows, (N, 3) weights,
             (M + 1, lanes) blurred messages of the previous Q.
         b_off, b_w, b_values: the same for the bilateral lattice.
         use_messages: False on the first pass (Q = softmax(-unary)).
         g_acc, b_acc: (M + 1, lanes) this task's splat accumulators.
+        q_out: (C, N) label-first output, or (C, 0) to splat instead.
         first: the task's first pixel; start, stop: the range within the task.
     """
     lanes = base.shape[1]
+    num_classes = unary.shape[0]
+    splat = q_out.shape[1] == 0
     x = np.empty((1, lanes), np.float32)
     for p in range(first + start, first + stop):
-        _logits(x, base, p, lanes, g_off, g_w, g_values, b_off, b_w, b_values, use_messages)
-        _softmax(x, lanes)
-        _splat(g_acc, g_off, g_w, p, x, lanes)
-        _splat(b_acc, b_off, b_w, p, x, lanes)
-
-
-@njit(cache=True, nogil=True)
-def output_pass(base, g_off, g_w, g_values, b_off, b_w, b_values, use_messages, q_out,
-                start, stop):
-    """q_out[:, p] = Q at pixels [start, stop), label-first (C, N); arguments as
-    splat_pass."""
-    lanes = base.shape[1]
-    x = np.empty((1, lanes), np.float32)
-    for p in range(start, stop):
-        _logits(x, base, p, lanes, g_off, g_w, g_values, b_off, b_w, b_values, use_messages)
-        _softmax(x, lanes)
-        for k in range(q_out.shape[0]):
-            q_out[k, p] = x[0, k]
+        top = -_HUGE
+        if use_messages:
+            for lane in range(0, lanes, simd.LANES):
+                top = max(top, simd.logits(x, lane, base, p, g_values, g_off, g_w, b_values,
+                                           b_off, b_w))
+        else:
+            for k in range(num_classes):
+                base[p, k] = -unary[k, p]
+            for k in range(num_classes, lanes):
+                base[p, k] = -_HUGE
+            for lane in range(0, lanes, simd.LANES):
+                simd.copy(x, 0, base, p, lane)
+                top = max(top, simd.group_max(x, 0, lane))
+        total = np.float32(0.0)
+        for lane in range(0, lanes, simd.LANES):
+            total += simd.exp_shifted(x, 0, lane, top)
+        inv = np.float32(1.0) / total  # Q = x * inv
+        if not splat:
+            for k in range(num_classes):
+                q_out[k, p] = x[0, k] * inv
+            continue
+        for r in range(g_off.shape[1]):
+            row = g_off[p, r]
+            w = g_w[p, r] * inv
+            for lane in range(0, lanes, simd.LANES):
+                simd.axpy(g_acc, row, x, 0, lane, w)
+        for r in range(b_off.shape[1]):
+            row = b_off[p, r]
+            w = b_w[p, r] * inv
+            for lane in range(0, lanes, simd.LANES):
+                simd.axpy(b_acc, row, x, 0, lane, w)
 
 
 @njit(cache=True, nogil=True)

@@ -17,6 +17,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 LANES = 8
+GAUSSIAN_CORNERS = 3  # simplex corners of a point: d + 1, d = 2 features (x, y)
+BILATERAL_CORNERS = 6  # d = 5 features (x, y, r, g, b)
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -82,49 +84,52 @@ def axpy(typingctx, dst, drow, src, srow, lane, weight):
     return types.void(dst, types.int64, src, types.int64, types.int64, types.float32), codegen
 
 
-@intrinsic
-def slice_add(typingctx, x, xrow, lane, values, offsets, weights, pixel):
-    """x[xrow, lane:lane+8] += sum over r of weights[pixel, r] * values[offsets[pixel, r], lane:lane+8].
+def _corner_sums(builder, val_a, off_a, w_a, p, lane, corners, accs):
+    """Add weights[p, r] * values[offsets[p, r], group] for the ``corners`` corners r
+    (fully unrolled) to accs[r % len(accs)]: several accumulators shorten the chain
+    of dependent FMAs. Returns the new accumulators."""
+    first = builder.mul(p, cgutils.unpack_tuple(builder, off_a.shape, 2)[1])
+    accs = list(accs)
+    for r in range(corners):
+        index = builder.add(first, ir.Constant(_I64, r))
+        vertex = builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64)
+        w = builder.load(builder.gep(w_a.data, [index]))
+        row = _load(builder, _group(builder, val_a, vertex, lane))
+        accs[r % len(accs)] = _fma(builder, row, _splat(builder, w), accs[r % len(accs)])
+    return accs
 
-    ``offsets`` (N, d+1) int32 and ``weights`` (N, d+1) float32: a pixel's simplex
-    corners and their weights. Two interleaved register accumulators halve the
-    dependency chain of the sum.
+
+@intrinsic
+def logits(typingctx, x, lane, base, pixel, g_values, g_offsets, g_weights, b_values,
+           b_offsets, b_weights):
+    """x[0, g] = base[pixel, g] + both kernels' messages sliced at the pixel; returns
+    the group's max. g is the group [lane, lane + 8).
+
+    Per kernel, ``offsets`` (N, d+1) int32 and ``weights`` (N, d+1) float32 are a
+    pixel's simplex corners (vertex rows) and their weights, ``values`` the (M + 1,
+    lanes) messages: the result adds sum over r of weights[pixel, r] *
+    values[offsets[pixel, r], g].
     """
-    if not (_is_f32_matrix(x, values, weights) and isinstance(offsets, types.Array)
-            and offsets.dtype == types.int32 and offsets.ndim == 2):
+    if not (_is_f32_matrix(x, base, g_values, g_weights, b_values, b_weights)
+            and all(isinstance(a, types.Array) and a.dtype == types.int32 and a.ndim == 2
+                    for a in (g_offsets, b_offsets))):
         return None
 
     def codegen(context, builder, sig, args):
-        xv, xr, ln, vals, offs, wts, p = args
-        x_a = _array(context, builder, sig.args[0], xv)
-        val_a = _array(context, builder, sig.args[3], vals)
-        off_a = _array(context, builder, sig.args[4], offs)
-        w_a = _array(context, builder, sig.args[5], wts)
-        corners = cgutils.unpack_tuple(builder, off_a.shape, 2)[1]
-        first = builder.mul(p, corners)
+        arrays = [_array(context, builder, t, v) if isinstance(t, types.Array) else v
+                  for t, v in zip(sig.args, args, strict=True)]
+        x_a, ln, base_a, p, gv, go, gw, bv, bo, bw = arrays
         zero = ir.Constant(_VEC, [0.0] * LANES)
-        accs = [cgutils.alloca_once_value(builder, zero) for _ in range(2)]
+        accs = _corner_sums(builder, gv, go, gw, p, ln, GAUSSIAN_CORNERS, [zero])
+        accs += _corner_sums(builder, bv, bo, bw, p, ln, BILATERAL_CORNERS, [zero, zero])
+        total = _load(builder, _group(builder, base_a, p, ln))
+        for acc in accs:
+            total = builder.fadd(total, acc, flags=_FAST)
+        _store(builder, total, _group(builder, x_a, ir.Constant(_I64, 0), ln))
+        return _call(builder, "vector.reduce.fmax", [total], result=_F32, fastmath=_FAST)
 
-        def add_corner(r, acc):
-            index = builder.add(first, r)
-            vertex = builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64)
-            w = builder.load(builder.gep(w_a.data, [index]))
-            row = _load(builder, _group(builder, val_a, vertex, ln))
-            builder.store(_fma(builder, row, _splat(builder, w), builder.load(acc)), acc)
-
-        pairs = builder.sdiv(corners, ir.Constant(_I64, 2))
-        with cgutils.for_range(builder, pairs) as loop:
-            r = builder.mul(loop.index, ir.Constant(_I64, 2))
-            add_corner(r, accs[0])
-            add_corner(builder.add(r, ir.Constant(_I64, 1)), accs[1])
-        odd = builder.icmp_signed("!=", builder.mul(pairs, ir.Constant(_I64, 2)), corners)
-        with builder.if_then(odd):
-            add_corner(builder.sub(corners, ir.Constant(_I64, 1)), accs[0])
-        xp = _group(builder, x_a, xr, ln)
-        total = builder.fadd(builder.load(accs[0]), builder.load(accs[1]), flags=_FAST)
-        _store(builder, builder.fadd(_load(builder, xp), total, flags=_FAST), xp)
-
-    sig = types.void(x, types.int64, types.int64, values, offsets, weights, types.int64)
+    sig = types.float32(x, types.int64, base, types.int64, g_values, g_offsets, g_weights,
+                        b_values, b_offsets, b_weights)
     return sig, codegen
 
 
