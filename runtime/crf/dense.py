@@ -225,7 +225,8 @@ class MeanField:
     def _messages(self) -> None:
         """Gather the splats, apply the compatibilities, blur: the next pass's input."""
         threads = self._crf.threads
-        parallel.run([(meanfield.gather_messages, (k.values, k.accs, k.gain, k.diagonal),
+        parallel.run([(meanfield.gather_messages,
+                       (k.values, k.accs.reshape(-1, k.accs.shape[2]), k.gain, k.diagonal),
                        k.lattice.num_vertices) for k in self._kernels], threads)
         blurred = meanfield.blur([(k.values, k.scratch, k.lattice.neighbours)
                                   for k in self._kernels], threads)

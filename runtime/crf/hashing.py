@@ -51,13 +51,18 @@ def key_layout(lower: np.ndarray, upper: np.ndarray, d: int) -> tuple[np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def _slot(keys, w0, w1):
-    """The slot of key (w0, w1) in an open-addressing table (multiplicative hashing on
-    wrapping unsigned products), or of the empty slot where it would go."""
+def _slot(keys, w0, w1, w2):
+    """The slot of key (w0, w1, w2) in an open-addressing table (multiplicative hashing
+    on wrapping unsigned products), or of the empty slot where it would go.
+
+    A table is one (slots, 4) int64 array, rows [w0, w1, w2, id]: a probe reads one
+    half cache line."""
     mask = keys.shape[0] - 1
-    x = (np.uint64(w0) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(w1) * np.uint64(0xC2B2AE3D27D4EB4F))
+    x = ((np.uint64(w0) * np.uint64(0x9E3779B97F4A7C15))
+         ^ (np.uint64(w1) * np.uint64(0xC2B2AE3D27D4EB4F))
+         ^ (np.uint64(w2) * np.uint64(0x165667B19E3779F9)))
     h = np.int64(x >> np.uint64(32)) & mask
-    while keys[h, 0] != w0 or keys[h, 1] != w1:
+    while keys[h, 0] != w0 or keys[h, 1] != w1 or keys[h, 2] != w2:
         if keys[h, 0] == _EMPTY:
             return h
         h = (h + 1) & mask
@@ -65,16 +70,21 @@ def _slot(keys, w0, w1):
 
 
 @njit(cache=True, nogil=True)
-def _grow(keys, ids):
+def new_table(size):
+    """An empty table of ``size`` (a power of two) slots."""
+    return np.full((size, 4), _EMPTY, np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _grow(table):
     """Twice the slots, rehashed."""
-    bigger = np.full((2 * keys.shape[0], 2), _EMPTY, np.int64)
-    bigger_ids = np.empty(2 * keys.shape[0], np.int32)
-    for s in range(keys.shape[0]):
-        if keys[s, 0] != _EMPTY:
-            t = _slot(bigger, keys[s, 0], keys[s, 1])
-            bigger[t] = keys[s]
-            bigger_ids[t] = ids[s]
-    return bigger, bigger_ids
+    bigger = new_table(2 * table.shape[0])
+    for s in range(table.shape[0]):
+        if table[s, 0] != _EMPTY:
+            t = _slot(bigger, table[s, 0], table[s, 1], table[s, 2])
+            for i in range(4):
+                bigger[t, i] = table[s, i]
+    return bigger
 
 
 @njit(cache=True, nogil=True)
@@ -86,63 +96,102 @@ def _same_simplex(rem0, rank, q, previous):
 
 
 @njit(cache=True, nogil=True)
-def hash_points(rem0, rank, count, low, units, keys, ids, found, n, out, p0):
-    """Add the simplex corners of ``count`` embedded points to one chunk's table.
+def _add_corners(rem0, rank, q, w0, w1, units, keys, found, n, simplices, sid, by_rank):
+    """simplices[sid, r] = local id of corner r of point q's simplex (corner 0 has key
+    (w0, w1)), adding new vertices to the table; returns the new vertex count.
+
+    Corner r + 1 adds 1 to every coordinate and subtracts d + 1 from the one of rank
+    d - r (the reference's "rem0 + r, or r - (d+1) where the rank is above d - r").
+    """
+    dp1 = rem0.shape[0]
+    ones0 = np.int64(0)
+    ones1 = np.int64(0)
+    for i in range(dp1):  # (d+1,) scratch: the unstored last coordinate unless overwritten
+        by_rank[i] = dp1 - 1
+    for i in range(dp1 - 1):
+        ones0 += units[i, 0]
+        ones1 += units[i, 1]
+        by_rank[np.int64(rank[i, q])] = i
+    for r in range(dp1):
+        if r > 0:
+            i = by_rank[dp1 - r]
+            w0 += ones0
+            w1 += ones1
+            if i < dp1 - 1:
+                w0 -= dp1 * units[i, 0]
+                w1 -= dp1 * units[i, 1]
+        s = _slot(keys, w0, w1, 0)
+        if keys[s, 0] == _EMPTY:
+            keys[s, 0] = w0
+            keys[s, 1] = w1
+            keys[s, 2] = 0
+            keys[s, 3] = n
+            found[n, 0] = w0
+            found[n, 1] = w1
+            n += 1
+        simplices[sid, r] = keys[s, 3]
+    return n
+
+
+@njit(cache=True, nogil=True)
+def hash_points(rem0, rank, count, low, units, tables, found, sizes, simplices, out, p0):
+    """Add the simplex corners of ``count`` embedded points to one chunk's tables.
+
+    Points of a simplex seen before in the chunk copy its corners: one lookup instead
+    of d + 1 (the previous point's simplex is checked first, without any).
 
     Args:
         rem0, rank: (d+1, B) float32 of a block of embedded points.
         count: points of the block to hash.
         low: (d,) the key layout's offsets; units: (d, 2) int64, the value of one
             step of each coordinate in the two key words (see key_units).
-        keys, ids: the chunk's table: slots of packed keys and their local ids.
-        found: (cap, 2) int64: the chunk's keys by local id, n of them so far.
+        tables: (vertex table, simplex table) of the chunk.
+        found: (cap, 2) int64: the chunk's vertex keys by local id.
+        sizes: (2,) int64: vertices and simplices so far (updated).
+        simplices: (cap, d+1) int32: the corners of each simplex by simplex id.
         out: (P, d+1) int32: gets the local id of each corner of point p0 + q.
 
     Returns:
-        (keys, ids, n): the table, grown when half full, and the new key count.
+        The tables, grown when half full.
     """
+    keys, skeys = tables
     dp1 = rem0.shape[0]
     by_rank = np.empty(dp1, np.int64)
     for q in range(count):
         p = p0 + q
         if q > 0 and _same_simplex(rem0, rank, q, q - 1):
-            out[p, :] = out[p - 1]  # the common case: no lookup
+            for r in range(dp1):  # the common case: no lookup
+                out[p, r] = out[p - 1, r]
             continue
-        if 2 * (n + dp1) >= keys.shape[0]:
-            keys, ids = _grow(keys, ids)
-        # Corner 0 is rem0; corner r + 1 adds 1 to every coordinate and subtracts d + 1
-        # from the one of rank d - r (the reference's "rem0 + r or r - (d+1)").
-        w0 = np.int64(0)
+        w0 = np.int64(0)  # corner 0's key: rem0
         w1 = np.int64(0)
-        ones0 = np.int64(0)
-        ones1 = np.int64(0)
-        for i in range(dp1):
-            by_rank[i] = dp1 - 1  # the unstored last coordinate unless overwritten
+        code = np.int64(0)  # the ranks: with rem0 they name the simplex
         for i in range(dp1 - 1):
             c = np.int64(rem0[i, q]) - low[i]
             w0 += c * units[i, 0]
             w1 += c * units[i, 1]
-            ones0 += units[i, 0]
-            ones1 += units[i, 1]
-            by_rank[np.int64(rank[i, q])] = i
+            code = (code << 4) + np.int64(rank[i, q])
+        s = _slot(skeys, w0, w1, code)
+        if skeys[s, 0] != _EMPTY:
+            for r in range(dp1):
+                out[p, r] = simplices[skeys[s, 3], r]
+            continue
+        ns = sizes[1]
+        sizes[1] = ns + 1
+        if 2 * (ns + 1) >= skeys.shape[0]:
+            skeys = _grow(skeys)
+            s = _slot(skeys, w0, w1, code)
+        skeys[s, 0] = w0
+        skeys[s, 1] = w1
+        skeys[s, 2] = code
+        skeys[s, 3] = ns
+        if 2 * (sizes[0] + dp1) >= keys.shape[0]:
+            keys = _grow(keys)
+        sizes[0] = _add_corners(rem0, rank, q, w0, w1, units, keys, found, sizes[0],
+                                simplices, ns, by_rank)
         for r in range(dp1):
-            if r > 0:
-                i = by_rank[dp1 - r]
-                w0 += ones0
-                w1 += ones1
-                if i < dp1 - 1:
-                    w0 -= dp1 * units[i, 0]
-                    w1 -= dp1 * units[i, 1]
-            s = _slot(keys, w0, w1)
-            if keys[s, 0] == _EMPTY:
-                keys[s, 0] = w0
-                keys[s, 1] = w1
-                ids[s] = n
-                found[n, 0] = w0
-                found[n, 1] = w1
-                n += 1
-            out[p, r] = ids[s]
-    return keys, ids, n
+            out[p, r] = simplices[ns, r]
+    return keys, skeys
 
 
 @njit(cache=True, nogil=True)
@@ -155,32 +204,34 @@ def merge_chunks(found, counts, starts, dp1, remap):
         starts: (chunks + 1,) first point of each chunk.
 
     Returns:
-        keys, ids: the global table; vertices (M, 2) int64 keys by global id. ``remap``
+        table: the global table; vertices (M, 2) int64 keys by global id. ``remap``
         gets, per row of ``found`` in use, the global id.
     """
     total = counts.sum()
     size = 1024
     while size < 2 * total:
         size *= 2
-    keys = np.full((size, 2), _EMPTY, np.int64)
-    ids = np.empty(size, np.int32)
+    keys = new_table(size)
     vertices = np.empty((total, 2), np.int64)
     m = 0
     for c in range(counts.shape[0]):
         base = starts[c] * dp1
         for i in range(base, base + counts[c]):
-            s = _slot(keys, found[i, 0], found[i, 1])
+            s = _slot(keys, found[i, 0], found[i, 1], 0)
             if keys[s, 0] == _EMPTY:
-                keys[s] = found[i]
-                ids[s] = m
-                vertices[m] = found[i]
+                keys[s, 0] = found[i, 0]
+                keys[s, 1] = found[i, 1]
+                keys[s, 2] = 0
+                keys[s, 3] = m
+                vertices[m, 0] = found[i, 0]
+                vertices[m, 1] = found[i, 1]
                 m += 1
-            remap[i] = ids[s]
-    return keys, ids, vertices[:m].copy()
+            remap[i] = keys[s, 3]
+    return keys, vertices[:m].copy()
 
 
 @njit(cache=True, nogil=True)
-def find_neighbours(vertices, keys, ids, deltas, nbr, start, stop):
+def find_neighbours(vertices, keys, deltas, nbr, start, stop):
     """nbr[j, v, side] = id + 1 of vertex v's neighbour along axis j (0 when absent).
 
     ``deltas`` (d+1, 2, 2): what the two key words gain for each axis and side.
@@ -191,8 +242,8 @@ def find_neighbours(vertices, keys, ids, deltas, nbr, start, stop):
             for side in range(2):
                 w0 = vertices[v, 0] + deltas[j, side, 0]
                 w1 = vertices[v, 1] + deltas[j, side, 1]
-                s = _slot(keys, w0, w1)
-                nbr[j, v, side] = 0 if keys[s, 0] == _EMPTY else ids[s] + 1
+                s = _slot(keys, w0, w1, 0)
+                nbr[j, v, side] = 0 if keys[s, 0] == _EMPTY else keys[s, 3] + 1
 
 
 def key_units(shift: np.ndarray, word: np.ndarray) -> np.ndarray:

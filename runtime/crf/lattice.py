@@ -68,21 +68,25 @@ def _embed_block(f, p0, scale, elev, rem0, rank):
 
 
 @njit(cache=True, nogil=True)
-def _barycentric(elev, rem0, rank, q, b, out, p):
-    """out[p] = the barycentric weights of point q of an embedded block (b: (d+2,)
-    scratch)."""
+def _barycentric(elev, rem0, rank, count, b, out, p0):
+    """out[p0 + q] = the barycentric weights of points q < count of an embedded block
+    (b: (d+2, _EMBED_BLOCK) scratch), as the reference computes them."""
     dp1 = elev.shape[0]
     d = dp1 - 1
     inv = np.float32(1.0) / np.float32(dp1)
-    b[:] = 0
+    for k in range(d + 2):
+        for q in range(_EMBED_BLOCK):
+            b[k, q] = 0
     for i in range(dp1):
-        v = (elev[i, q] - rem0[i, q]) * inv
-        k = d - np.int64(rank[i, q])
-        b[k] += v
-        b[k + 1] -= v
-    b[0] += np.float32(1.0) + b[d + 1]
-    for i in range(dp1):
-        out[p, i] = b[i]
+        for q in range(count):
+            v = (elev[i, q] - rem0[i, q]) * inv
+            k = d - np.int64(rank[i, q])
+            b[k, q] += v
+            b[k + 1, q] -= v
+    for q in range(count):
+        out[p0 + q, 0] = b[0, q] + (np.float32(1.0) + b[d + 1, q])  # the reference's order
+        for i in range(1, dp1):
+            out[p0 + q, i] = b[i, q]
 
 
 @njit(cache=True, nogil=True)
@@ -99,12 +103,16 @@ def hash_chunks(features, scale, low, units, starts, found, counts, offsets, bar
     rem0 = np.empty((d + 1, _EMBED_BLOCK), np.float32)
     rank = np.empty((d + 1, _EMBED_BLOCK), np.float32)
     tail = np.zeros((_EMBED_BLOCK, d), np.float32)
-    scratch = np.empty(d + 2, np.float32)
+    scratch = np.empty((d + 2, _EMBED_BLOCK), np.float32)
+    most = 0
     for c in range(start, stop):
-        keys = np.full((4096, 2), -1, np.int64)
-        ids = np.empty(4096, np.int32)
+        most = max(most, starts[c + 1] - starts[c])
+    simplices = np.empty((most, d + 1), np.int32)
+    sizes = np.zeros(2, np.int64)
+    for c in range(start, stop):
+        tables = (hashing.new_table(_TABLE_SLOTS), hashing.new_table(_TABLE_SLOTS))
         chunk_found = found[starts[c] * (d + 1):starts[c + 1] * (d + 1)]
-        n = 0
+        sizes[:] = 0
         for p0 in range(starts[c], starts[c + 1], _EMBED_BLOCK):
             count = min(_EMBED_BLOCK, starts[c + 1] - p0)
             if count == _EMBED_BLOCK:
@@ -112,11 +120,10 @@ def hash_chunks(features, scale, low, units, starts, found, counts, offsets, bar
             else:  # a last, partial block: embed a zero-padded copy
                 tail[:count] = features[p0:p0 + count]
                 _embed_block(tail, 0, scale, elev, rem0, rank)
-            for q in range(count):
-                _barycentric(elev, rem0, rank, q, scratch, bary, p0 + q)
-            keys, ids, n = hashing.hash_points(rem0, rank, count, low, units, keys, ids,
-                                               chunk_found, n, offsets, p0)
-        counts[c] = n
+            _barycentric(elev, rem0, rank, count, scratch, bary, p0)
+            tables = hashing.hash_points(rem0, rank, count, low, units, tables, chunk_found,
+                                         sizes, simplices, offsets, p0)
+        counts[c] = sizes[0]
 
 
 @njit(cache=True, nogil=True)
@@ -186,7 +193,8 @@ def _scale_factors(d: int) -> np.ndarray:
                     dtype=np.float32)
 
 
-_CHUNK_POINTS = 32768  # points hashed per table: the tables stay in cache
+_CHUNK_POINTS = 16384  # points hashed per table: the tables stay in cache
+_TABLE_SLOTS = 8192  # initial slots of a chunk's tables (they double when half full)
 
 
 class _Build:
@@ -221,7 +229,7 @@ class _Build:
         """Serial: numbers the chunks' vertices globally."""
         def job(start: int, stop: int) -> None:
             self.remap = workspace.array((self.found.shape[0],), np.int32)
-            self.keys, self.ids, self.vertices = hashing.merge_chunks(
+            self.keys, self.vertices = hashing.merge_chunks(
                 self.found, self.counts, self.starts, self.offsets.shape[1], self.remap)
             del self.found
         return [(job, (), 1)]
@@ -234,7 +242,7 @@ class _Build:
         deltas = hashing.neighbour_deltas(self.shift, self.word)
         return [(remap_and_splat_ones, (self.offsets, self.remap, self.starts, self.n,
                                         self.bary, self.ones), self.counts.shape[0], 1),
-                (hashing.find_neighbours, (self.vertices, self.keys, self.ids, deltas,
+                (hashing.find_neighbours, (self.vertices, self.keys, deltas,
                                            self.neighbours), m)]
 
 

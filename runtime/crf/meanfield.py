@@ -96,21 +96,23 @@ def gather_messages(values, accs, gain, diagonal, start, stop):
 
     Args:
         values: (M + 1, lanes) the blur's input.
-        accs: (T, M + 1, lanes) the tasks' splat accumulators.
+        accs: (T * (M + 1), lanes) the tasks' splat accumulators, one after the other.
         gain: (lanes, lanes) what each label's message adds to each label's logits,
             row j for label j (the compatibility's transpose, negated, times alpha);
             for a diagonal one only row 0 is read, holding the diagonal.
         diagonal: whether the compatibility is diagonal (Potts or a vector).
     """
     lanes = values.shape[1]
+    rows = values.shape[0]
+    tasks = accs.shape[0] // rows
     total = np.empty((1, lanes), np.float32)
     for v in range(start + 1, stop + 1):
         for lane in range(0, lanes, simd.LANES):
-            simd.copy(total, 0, accs[0], v, lane)
-            simd.zero(accs[0], v, lane)
-            for t in range(1, accs.shape[0]):
-                simd.axpy(total, 0, accs[t], v, lane, np.float32(1.0))
-                simd.zero(accs[t], v, lane)
+            simd.copy(total, 0, accs, v, lane)
+            simd.zero(accs, v, lane)
+            for t in range(1, tasks):
+                simd.axpy(total, 0, accs, t * rows + v, lane, np.float32(1.0))
+                simd.zero(accs, t * rows + v, lane)
         if diagonal:
             for lane in range(0, lanes, simd.LANES):
                 simd.multiply(values, v, total, 0, gain, 0, lane)
