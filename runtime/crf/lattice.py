@@ -126,24 +126,11 @@ def hash_chunks(features, scale, low, units, starts, found, counts, offsets, bar
         counts[c] = sizes[0]
 
 
-@njit(cache=True, nogil=True)
-def _feature_range(features, fmin, fmax):
-    """Per-column min and max (NumPy's axis-0 reductions are slow on narrow rows)."""
-    fmin[:] = np.inf
-    fmax[:] = -np.inf
-    for p in range(features.shape[0]):
-        for j in range(features.shape[1]):
-            fmin[j] = min(fmin[j], features[p, j])
-            fmax[j] = max(fmax[j], features[p, j])
-
-
-def _elevated_bounds(features: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _elevated_bounds(fmin: np.ndarray, fmax: np.ndarray,
+                     scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of the first d elevated coordinates over all points (interval arithmetic
-    on the features' ranges; the elevation is linear)."""
-    d = features.shape[1]
-    fmin = np.empty(d)
-    fmax = np.empty(d)
-    _feature_range(features, fmin, fmax)
+    on the features' bounds; the elevation is linear)."""
+    d = fmin.shape[0]
     lower = np.zeros(d)
     upper = np.zeros(d)
     for j in range(d):  # elev[j] = sum_{i >= j} cf_i - j cf_{j-1}, cf_i = f_i scale_i
@@ -201,15 +188,16 @@ class _Build:
     """One lattice under construction: each method returns the parallel.run jobs of
     one stage, so that the stages of several lattices run side by side."""
 
-    def __init__(self, features: np.ndarray, n: int) -> None:
+    def __init__(self, features: np.ndarray, bounds: tuple, n: int) -> None:
         """features: (P, d) points, the first n real, the rest the reference's zero
-        padding (it embeds 4 points at a time)."""
+        padding (it embeds 4 points at a time); bounds: (d,) lower and upper bounds
+        of every feature."""
         self.n, d = n, features.shape[1]
         self.features = features
         size = features.shape[0]
         self.scale = _scale_factors(d)
         self.low, self.shift, self.word = hashing.key_layout(
-            *_elevated_bounds(features, self.scale), d)
+            *_elevated_bounds(*bounds, self.scale), d)
         chunks = max(1, -(-size // _CHUNK_POINTS))
         # Chunk bounds on whole embedding blocks, so only the last block is partial.
         blocks = -(-size // _EMBED_BLOCK)
@@ -262,18 +250,22 @@ def _fill_features(image, sxy, srgb, out, start, stop):
 
 
 def pixel_features(image: np.ndarray, *, sxy: float, srgb: float | None,
-                   threads: int) -> np.ndarray:
+                   threads: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Lattice features of every pixel: position / sxy, and colour / srgb unless None.
 
     Returns:
-        (padded_points(H * W), 2 or 5) float32, zero past the pixels.
+        (padded_points(H * W), 2 or 5) float32 features, zero past the pixels, and
+        bounds (lower, upper) of each feature (colours: the whole uint8 range).
     """
     height, width = image.shape[:2]
     d = 2 if srgb is None else 5
     out = workspace.array((padded_points(height * width), d))
     args = (image, np.float32(sxy), np.float32(1.0 if srgb is None else srgb), out)
     parallel.run([(_fill_features, args, out.shape[0])], threads)
-    return out
+    upper = [(width - 1) / sxy, (height - 1) / sxy]
+    if srgb is not None:
+        upper += [255.0 / srgb] * 3
+    return out, (np.zeros(d), np.array(upper, np.float64))
 
 
 def padded_points(n: int) -> int:
@@ -282,20 +274,20 @@ def padded_points(n: int) -> int:
     return n + (-n) % 4
 
 
-def build_lattices(features: list[np.ndarray], n: int, threads: int) -> list[Lattice]:
+def build_lattices(features: list[tuple], n: int, threads: int) -> list[Lattice]:
     """Build lattices and their symmetric normalisation, several at once.
 
     Args:
-        features: per lattice, (padded_points(n), d) float32 C-contiguous points
-            already divided by the kernel widths, zero past the n real ones (d may
-            differ between lattices).
+        features: per lattice, what pixel_features returns: (padded_points(n), d)
+            float32 points already divided by the kernel widths, zero past the n real
+            ones (d may differ between lattices), and the features' bounds.
         n: real points (pixels).
         threads: threads to use.
 
     Returns:
         One :class:`Lattice` per feature array.
     """
-    builds = [_Build(f, n) for f in features]
+    builds = [_Build(f, bounds, n) for f, bounds in features]
     for stage in (_Build.hash_jobs, _Build.merge_jobs, _Build.finish_jobs):
         parallel.run([job for b in builds for job in stage(b)], threads)
     parts = [(b.offsets[:n], b.bary[:n], b.neighbours, b.ones) for b in builds]
