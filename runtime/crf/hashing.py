@@ -43,7 +43,7 @@ def key_layout(lower: np.ndarray, upper: np.ndarray, d: int) -> tuple[np.ndarray
         w = 0 if used[0] + bits[j] <= _WORD_BITS else 1
         if used[w] + bits[j] > _WORD_BITS:
             raise TsegError(f"CRF features span too wide a range ({int(bits.sum())} bits of "
-                            "lattice coordinates, at most 124): use larger kernel widths "
+                            f"lattice coordinates, at most {2 * _WORD_BITS}): use larger kernel widths "
                             "(sxy, srgb) for this image")
         shift[j], word[j] = used[w], w
         used[w] += bits[j]

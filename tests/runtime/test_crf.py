@@ -163,7 +163,7 @@ def test_keys_split_over_two_words_give_the_same_result(monkeypatch):
         return layouts[-1]
 
     monkeypatch.setattr(hashing, "key_layout", spy)
-    monkeypatch.setattr(hashing, "_WORD_BITS", 18)
+    monkeypatch.setattr(hashing, "_WORD_BITS", 24)
     dense._gaussian_cache.clear()
     two_words = dense_crf(probs, image, bilateral_sxy=200.0, bilateral_srgb=60.0)
     dense._gaussian_cache.clear()
