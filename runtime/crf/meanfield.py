@@ -9,7 +9,7 @@ One iteration, for both lattices (Gaussian and bilateral):
    accumulator, so threads need neither atomics nor locks.
 2. ``gather_messages``: per vertex, sum the tasks' accumulators, apply the (negated,
    alpha-scaled) compatibility, and clear the accumulators for the next pass.
-3. ``blur_axis``: the lattice blur, one axis at a time.
+3. ``blur_lattice``: the lattice blur, axis after axis, one lattice per thread.
 
 Rows are pixels or vertices, lanes are labels padded to a multiple of 8 (see
 :mod:`tseg.runtime.crf.simd`); vertex row 0 is a zero row that stands for a missing
@@ -23,6 +23,7 @@ from numba import njit
 from tseg.runtime.crf import parallel, simd
 
 _HUGE = np.float32(3.4028235e38)
+_BLOCK = 4  # pixels whose updates are interleaved
 
 
 def padded_labels(num_classes: int) -> int:
@@ -55,39 +56,41 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
     lanes = base.shape[1]
     num_classes = unary.shape[0]
     splat = q_out.shape[1] == 0
-    x = np.empty((1, lanes), np.float32)
-    for p in range(first + start, first + stop):
-        top = -_HUGE
-        if use_messages:
+    # _BLOCK pixels go through each step together: their dependency chains (slice,
+    # max, exp, sum, division) are independent, so the CPU overlaps them.
+    x = np.empty((_BLOCK, lanes), np.float32)
+    top = np.empty(_BLOCK, np.float32)
+    scale = np.empty(_BLOCK, np.float32)
+    for p0 in range(first + start, first + stop, _BLOCK):
+        count = min(_BLOCK, first + stop - p0)
+        for b in range(count):
+            p = p0 + b
+            top[b] = -_HUGE
+            if use_messages:
+                for lane in range(0, lanes, simd.LANES):
+                    top[b] = max(top[b], simd.logits(x, b, lane, base, p, g_values, g_off, g_w,
+                                                     b_values, b_off, b_w))
+            else:
+                for k in range(num_classes):
+                    base[p, k] = -unary[k, p]
+                for k in range(num_classes, lanes):
+                    base[p, k] = -_HUGE
+                for lane in range(0, lanes, simd.LANES):
+                    simd.copy(x, b, base, p, lane)
+                    top[b] = max(top[b], simd.group_max(x, b, lane))
+        for b in range(count):
+            total = np.float32(0.0)
             for lane in range(0, lanes, simd.LANES):
-                top = max(top, simd.logits(x, lane, base, p, g_values, g_off, g_w, b_values,
-                                           b_off, b_w))
-        else:
-            for k in range(num_classes):
-                base[p, k] = -unary[k, p]
-            for k in range(num_classes, lanes):
-                base[p, k] = -_HUGE
-            for lane in range(0, lanes, simd.LANES):
-                simd.copy(x, 0, base, p, lane)
-                top = max(top, simd.group_max(x, 0, lane))
-        total = np.float32(0.0)
-        for lane in range(0, lanes, simd.LANES):
-            total += simd.exp_shifted(x, 0, lane, top)
-        inv = np.float32(1.0) / total  # Q = x * inv
+                total += simd.exp_shifted(x, b, lane, top[b])
+            scale[b] = np.float32(1.0) / total  # Q = x * scale
         if not splat:
-            for k in range(num_classes):
-                q_out[k, p] = x[0, k] * inv
+            for k in range(num_classes):  # label-first: runs of the block's pixels
+                for b in range(count):
+                    q_out[k, p0 + b] = x[b, k] * scale[b]
             continue
-        for r in range(g_off.shape[1]):
-            row = g_off[p, r]
-            w = g_w[p, r] * inv
+        for b in range(count):
             for lane in range(0, lanes, simd.LANES):
-                simd.axpy(g_acc, row, x, 0, lane, w)
-        for r in range(b_off.shape[1]):
-            row = b_off[p, r]
-            w = b_w[p, r] * inv
-            for lane in range(0, lanes, simd.LANES):
-                simd.axpy(b_acc, row, x, 0, lane, w)
+                simd.splat(x, b, lane, scale[b], p0 + b, g_acc, g_off, g_w, b_acc, b_off, b_w)
 
 
 @njit(cache=True, nogil=True)
@@ -127,18 +130,24 @@ def gather_messages(values, accs, gain, diagonal, start, stop):
 
 
 @njit(cache=True, nogil=True)
-def blur_axis(src, dst, nbr, axis, start, stop):
-    """dst[v] = src[v] + (src[n1] + src[n2]) / 2 along one lattice axis, v in range."""
-    lanes = src.shape[1]
-    for v in range(start, stop):
-        a = nbr[axis, v, 0]
-        b = nbr[axis, v, 1]
-        for lane in range(0, lanes, simd.LANES):
-            simd.blur_step(dst, src, v + 1, a, b, lane)
+def blur_lattice(values, scratch, nbr, start, stop):
+    """The lattice blur, all d+1 axes in turn: along each, v += (n1 + n2) / 2, ping-
+    ponging between the buffers (the result is in ``values`` for an even number of
+    axes, else in ``scratch``). One job per lattice: an axis is too little work to
+    share between threads."""
+    lanes = values.shape[1]
+    src, dst = values, scratch
+    for axis in range(nbr.shape[0]):
+        for v in range(nbr.shape[1]):
+            a = nbr[axis, v, 0]
+            b = nbr[axis, v, 1]
+            for lane in range(0, lanes, simd.LANES):
+                simd.blur_step(dst, src, v + 1, a, b, lane)
+        src, dst = dst, src
 
 
 def blur(pairs: list, threads: int) -> list:
-    """Blur several lattices at once, one axis per parallel region.
+    """Blur several lattices at once, each on one thread.
 
     Args:
         pairs: (values, scratch, neighbours) per lattice; values hold the splat and
@@ -148,17 +157,8 @@ def blur(pairs: list, threads: int) -> list:
     Returns:
         Per lattice, the buffer (values or scratch) that holds the result.
     """
-    current = [[values, scratch] for values, scratch, _ in pairs]
-    for axis in range(max(nbr.shape[0] for _, _, nbr in pairs)):
-        jobs = []
-        for buffers, (_, _, nbr) in zip(current, pairs, strict=True):
-            if axis < nbr.shape[0]:
-                jobs.append((blur_axis, (buffers[0], buffers[1], nbr, axis), nbr.shape[1]))
-        parallel.run(jobs, threads)
-        for buffers, (_, _, nbr) in zip(current, pairs, strict=True):
-            if axis < nbr.shape[0]:
-                buffers.reverse()
-    return [buffers[0] for buffers in current]
+    parallel.run([(blur_lattice, pair, 1) for pair in pairs], threads)
+    return [values if nbr.shape[0] % 2 == 0 else scratch for values, scratch, nbr in pairs]
 
 
 SPLAT_TASKS = 4  # pixel ranges splatted into separate accumulators, summed in order

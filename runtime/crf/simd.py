@@ -100,9 +100,9 @@ def _corner_sums(builder, val_a, off_a, w_a, p, lane, corners, accs):
 
 
 @intrinsic
-def logits(typingctx, x, lane, base, pixel, g_values, g_offsets, g_weights, b_values,
+def logits(typingctx, x, xrow, lane, base, pixel, g_values, g_offsets, g_weights, b_values,
            b_offsets, b_weights):
-    """x[0, g] = base[pixel, g] + both kernels' messages sliced at the pixel; returns
+    """x[xrow, g] = base[pixel, g] + both kernels' messages sliced at the pixel; returns
     the group's max. g is the group [lane, lane + 8).
 
     Per kernel, ``offsets`` (N, d+1) int32 and ``weights`` (N, d+1) float32 are a
@@ -118,18 +118,53 @@ def logits(typingctx, x, lane, base, pixel, g_values, g_offsets, g_weights, b_va
     def codegen(context, builder, sig, args):
         arrays = [_array(context, builder, t, v) if isinstance(t, types.Array) else v
                   for t, v in zip(sig.args, args, strict=True)]
-        x_a, ln, base_a, p, gv, go, gw, bv, bo, bw = arrays
+        x_a, xr, ln, base_a, p, gv, go, gw, bv, bo, bw = arrays
         zero = ir.Constant(_VEC, [0.0] * LANES)
         accs = _corner_sums(builder, gv, go, gw, p, ln, GAUSSIAN_CORNERS, [zero])
         accs += _corner_sums(builder, bv, bo, bw, p, ln, BILATERAL_CORNERS, [zero, zero])
         total = _load(builder, _group(builder, base_a, p, ln))
         for acc in accs:
             total = builder.fadd(total, acc, flags=_FAST)
-        _store(builder, total, _group(builder, x_a, ir.Constant(_I64, 0), ln))
+        _store(builder, total, _group(builder, x_a, xr, ln))
         return _call(builder, "vector.reduce.fmax", [total], result=_F32, fastmath=_FAST)
 
-    sig = types.float32(x, types.int64, base, types.int64, g_values, g_offsets, g_weights,
+    sig = types.float32(x, types.int64, types.int64, base, types.int64, g_values, g_offsets,
+                        g_weights,
                         b_values, b_offsets, b_weights)
+    return sig, codegen
+
+
+def _splat_corners(builder, acc_a, off_a, w_a, p, lane, corners, x, scale):
+    first = builder.mul(p, cgutils.unpack_tuple(builder, off_a.shape, 2)[1])
+    for r in range(corners):
+        index = builder.add(first, ir.Constant(_I64, r))
+        vertex = builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64)
+        w = builder.fmul(builder.load(builder.gep(w_a.data, [index])), scale)
+        row = _group(builder, acc_a, vertex, lane)
+        _store(builder, _fma(builder, x, _splat(builder, w), _load(builder, row)), row)
+
+
+@intrinsic
+def splat(typingctx, x, xrow, lane, scale, pixel, g_acc, g_offsets, g_weights, b_acc,
+          b_offsets, b_weights):
+    """acc[offsets[pixel, r], g] += scale * weights[pixel, r] * x[xrow, g] over the simplex
+    corners r of both kernels (unrolled, see ``logits``); g is [lane, lane + 8)."""
+    if not (_is_f32_matrix(x, g_acc, g_weights, b_acc, b_weights)
+            and all(isinstance(a, types.Array) and a.dtype == types.int32 and a.ndim == 2
+                    for a in (g_offsets, b_offsets))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arrays = [_array(context, builder, t, v) if isinstance(t, types.Array) else v
+                  for t, v in zip(sig.args, args, strict=True)]
+        x_a, xr, ln, sc, p, ga, go, gw, ba, bo, bw = arrays
+        xv = _load(builder, _group(builder, x_a, xr, ln))
+        _splat_corners(builder, ga, go, gw, p, ln, GAUSSIAN_CORNERS, xv, sc)
+        _splat_corners(builder, ba, bo, bw, p, ln, BILATERAL_CORNERS, xv, sc)
+
+    sig = types.void(x, types.int64, types.int64, types.float32, types.int64, g_acc, g_offsets,
+                     g_weights,
+                     b_acc, b_offsets, b_weights)
     return sig, codegen
 
 
