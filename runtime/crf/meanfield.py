@@ -11,7 +11,7 @@ One iteration, for both lattices (Gaussian and bilateral):
    alpha-scaled) compatibility, and clear the accumulators for the next pass.
 3. ``blur_lattice``: the lattice blur, axis after axis, one lattice per thread.
 
-Rows are pixels or vertices, lanes are labels padded to a multiple of 8 (see
+Rows are pixels or vertices, lanes are labels padded to whole vector groups (see
 :mod:`tseg.runtime.crf.simd`); vertex row 0 is a zero row that stands for a missing
 blur neighbour, so vertex ``v`` lives in row ``v + 1``. Every kernel is serial over
 ``[start, stop)`` and releases the GIL; :mod:`tseg.runtime.crf.parallel` runs them.
@@ -27,7 +27,7 @@ _BLOCK = 4  # pixels whose updates are interleaved
 
 
 def padded_labels(num_classes: int) -> int:
-    """Lanes stored per pixel and vertex: the classes padded to whole 8-lane groups."""
+    """Lanes stored per pixel and vertex: the classes padded to whole vector groups."""
     return -(-num_classes // simd.LANES) * simd.LANES
 
 

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 from numba import njit
 
-_ALIGN = 64  # bytes: rows of 8-lane float32 groups start on cache lines
+_ALIGN = 64  # bytes: rows of float32 vector groups start on cache lines
 _KEEP_BYTES = 768 * 2**20  # buffers tracked at most (free or in use)
 _MIN_BYTES = 1 << 20  # smaller arrays come from NumPy directly
 

@@ -114,6 +114,25 @@ def test_lattices_are_reused_across_unaries():
                                       dense_crf(probs, image))
 
 
+@pytest.mark.parametrize("lanes", ["8", "16"])
+def test_either_vector_width_gives_the_same_result(lanes, tmp_path):
+    """Mean field runs in groups of 8 or 16 labels (by the CPU); both agree."""
+    script = textwrap.dedent("""
+        import sys, numpy as np
+        from tseg.runtime.crf import dense_crf, simd
+        assert simd.LANES == int(sys.argv[1]), simd.LANES
+        data = np.load(sys.argv[2])
+        np.save(sys.argv[2], dense_crf(data["probs"], data["image"]))
+    """)
+    image, probs = make_image(30, 20), make_probs(11, 30, 20)  # 11 labels: one group padded
+    inputs = tmp_path / "case.npz"
+    np.savez(inputs, probs=probs, image=image)
+    env = {**os.environ, "TSEG_CRF_LANES": lanes, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-c", script, lanes, str(inputs)], env=env, check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "case.npz.npy"), dense_crf(probs, image),
+                               atol=1e-5)
+
+
 def test_threads_do_not_change_results():
     image, probs = make_image(64, 80), make_probs(4, 64, 80)
     one = dense_crf(probs, image, threads=1)
