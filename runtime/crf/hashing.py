@@ -20,34 +20,44 @@ _WORD_BITS = 62
 _EMPTY = np.int64(-1)
 
 
-def key_layout(lower: np.ndarray, upper: np.ndarray, d: int) -> tuple[np.ndarray, ...]:
-    """Bit fields for vertex keys whose coordinates j lie in [lower[j], upper[j]].
+def key_layout(lower: np.ndarray, upper: np.ndarray, d: int,
+               direct_limit: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """How vertex keys whose coordinates j lie in [lower[j], upper[j]] become integers.
+
+    Coordinate j, offset by ``low[j]`` to be non-negative, adds ``units[j, w]`` per
+    step to key word w, leaving room for the simplex corners and their blur
+    neighbours, so that a corner or a neighbour is a key plus a constant. When the
+    coordinates' box has at most ``direct_limit`` points, word 0 is a mixed-radix
+    index into that box (a direct-addressed table, no hashing); otherwise each
+    coordinate gets a bit field in one of two words.
 
     Args:
         lower, upper: (d,) bounds of the points' elevated coordinates.
         d: the feature dimension.
+        direct_limit: the largest box to index directly.
 
     Returns:
-        (low, shift, word), each (d,) int64: field j holds coordinate j - low[j] at bit
-        ``shift[j]`` of word ``word[j]``, with room for the simplex corners and their
-        blur neighbours.
+        (low, units, size): (d,) and (d, 2) int64, and the box size when direct, else 0.
     """
     margin = 4 * (d + 1)
     low = np.floor(lower).astype(np.int64) - margin
     span = np.ceil(upper).astype(np.int64) + margin - low + 1
+    units = np.zeros((d, 2), np.int64)
+    size = int(np.prod(span.astype(np.float64)))
+    if size <= direct_limit:
+        units[:, 0] = np.concatenate([[1], np.cumprod(span)[:-1]])
+        return low, units, size
     bits = np.ceil(np.log2(span + 1)).astype(np.int64)
-    shift = np.zeros(d, np.int64)
-    word = np.zeros(d, np.int64)
     used = [0, 0]
     for j in range(d):
         w = 0 if used[0] + bits[j] <= _WORD_BITS else 1
         if used[w] + bits[j] > _WORD_BITS:
             raise TsegError(f"CRF features span too wide a range ({int(bits.sum())} bits of "
-                            f"lattice coordinates, at most {2 * _WORD_BITS}): use larger kernel widths "
-                            "(sxy, srgb) for this image")
-        shift[j], word[j] = used[w], w
+                            f"lattice coordinates, at most {2 * _WORD_BITS}): use larger "
+                            "kernel widths (sxy, srgb) for this image")
+        units[j, w] = 1 << int(used[w])
         used[w] += bits[j]
-    return low, shift, word
+    return low, units, 0
 
 
 @njit(cache=True, nogil=True)
@@ -144,7 +154,7 @@ def hash_points(rem0, rank, count, low, units, tables, found, sizes, simplices, 
         rem0, rank: (d+1, B) float32 of a block of embedded points.
         count: points of the block to hash.
         low: (d,) the key layout's offsets; units: (d, 2) int64, the value of one
-            step of each coordinate in the two key words (see key_units).
+            step of each coordinate in the two key words (see key_layout).
         tables: (vertex table, simplex table) of the chunk.
         found: (cap, 2) int64: the chunk's vertex keys by local id.
         sizes: (2,) int64: vertices and simplices so far (updated).
@@ -246,23 +256,16 @@ def find_neighbours(vertices, keys, deltas, nbr, start, stop):
                 nbr[j, v, side] = 0 if keys[s, 0] == _EMPTY else keys[s, 3] + 1
 
 
-def key_units(shift: np.ndarray, word: np.ndarray) -> np.ndarray:
-    """(d, 2) int64: what one step of each key coordinate adds to the two key words."""
-    units = np.zeros((shift.shape[0], 2), np.int64)
-    units[np.arange(shift.shape[0]), word] = np.left_shift(1, shift)
-    return units
-
-
-def neighbour_deltas(shift: np.ndarray, word: np.ndarray) -> np.ndarray:
+def neighbour_deltas(units: np.ndarray) -> np.ndarray:
     """(d+1, 2, 2) int64: per axis j and side, the change of the two key words.
 
     As the reference: side 0 is key - 1 with coordinate j + d, side 1 is key + 1
     with coordinate j - d (for j = d, every stored coordinate moves by -1 / +1).
     """
-    d = shift.shape[0]
+    d = units.shape[0]
     deltas = np.zeros((d + 1, 2, 2), np.int64)
     for j in range(d + 1):
         for side, step in ((0, -1), (1, 1)):
             for i in range(d):
-                deltas[j, side, word[i]] += (-step * d if i == j else step) * (1 << int(shift[i]))
+                deltas[j, side] += (-step * d if i == j else step) * units[i]
     return deltas

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import hashing, meanfield, parallel, simd, workspace
+from tseg.runtime.crf import direct, hashing, meanfield, parallel, simd, workspace
 
 _EMBED_BLOCK = 64  # points embedded together, coordinate-major, so loops vectorise
 
@@ -90,13 +90,15 @@ def _barycentric(elev, rem0, rank, count, b, out, p0):
 
 
 @njit(cache=True, nogil=True)
-def hash_chunks(features, scale, low, units, starts, found, counts, offsets, bary,
+def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets, bary,
                 start, stop):
     """Embed and hash the points of chunks [start, stop), each into its own table.
 
     Chunk c covers points starts[c] .. starts[c+1]; its local vertex ids go to
     ``offsets``, its keys to ``found`` from row starts[c] * (d+1), their number to
-    ``counts[c]``; ``bary`` gets every point's barycentric weights.
+    ``counts[c]``; ``bary`` gets every point's barycentric weights. With a direct
+    layout (``box`` not empty), corners are marked in the box and ``offsets`` get box
+    indices instead (see :mod:`tseg.runtime.crf.direct`).
     """
     d = features.shape[1]
     elev = np.empty((d + 1, _EMBED_BLOCK), np.float32)
@@ -108,6 +110,7 @@ def hash_chunks(features, scale, low, units, starts, found, counts, offsets, bar
     for c in range(start, stop):
         most = max(most, starts[c + 1] - starts[c])
     simplices = np.empty((most, d + 1), np.int32)
+    by_rank = np.empty(d + 1, np.int64)
     sizes = np.zeros(2, np.int64)
     for c in range(start, stop):
         tables = (hashing.new_table(_TABLE_SLOTS), hashing.new_table(_TABLE_SLOTS))
@@ -121,8 +124,11 @@ def hash_chunks(features, scale, low, units, starts, found, counts, offsets, bar
                 tail[:count] = features[p0:p0 + count]
                 _embed_block(tail, 0, scale, elev, rem0, rank)
             _barycentric(elev, rem0, rank, count, scratch, bary, p0)
-            tables = hashing.hash_points(rem0, rank, count, low, units, tables, chunk_found,
-                                         sizes, simplices, offsets, p0)
+            if box.shape[0]:
+                direct.mark_corners(rem0, rank, count, low, units, by_rank, box, offsets, p0)
+            else:
+                tables = hashing.hash_points(rem0, rank, count, low, units, tables,
+                                             chunk_found, sizes, simplices, offsets, p0)
         counts[c] = sizes[0]
 
 
@@ -182,13 +188,14 @@ def _scale_factors(d: int) -> np.ndarray:
 
 _CHUNK_POINTS = 16384  # points hashed per table: the tables stay in cache
 _TABLE_SLOTS = 8192  # initial slots of a chunk's tables (they double when half full)
+_DIRECT_SLOTS_PER_POINT = 8  # a key box up to this size is indexed directly, not hashed
 
 
 class _Build:
     """One lattice under construction: each method returns the parallel.run jobs of
     one stage, so that the stages of several lattices run side by side."""
 
-    def __init__(self, features: np.ndarray, bounds: tuple, n: int) -> None:
+    def __init__(self, features: np.ndarray, bounds: tuple, n: int, threads: int) -> None:
         """features: (P, d) points, the first n real, the rest the reference's zero
         padding (it embeds 4 points at a time); bounds: (d,) lower and upper bounds
         of every feature."""
@@ -196,26 +203,33 @@ class _Build:
         self.features = features
         size = features.shape[0]
         self.scale = _scale_factors(d)
-        self.low, self.shift, self.word = hashing.key_layout(
-            *_elevated_bounds(*bounds, self.scale), d)
+        self.low, self.units, box = hashing.key_layout(
+            *_elevated_bounds(*bounds, self.scale), d, direct_limit=_DIRECT_SLOTS_PER_POINT * size)
+        self.direct = box > 0
+        # A direct layout's box (int32 slots, zero = unmarked), else an empty one.
+        self.box = workspace.array((box,), np.int32, zero=True, threads=threads)
         chunks = max(1, -(-size // _CHUNK_POINTS))
         # Chunk bounds on whole embedding blocks, so only the last block is partial.
         blocks = -(-size // _EMBED_BLOCK)
         self.starts = np.array([min(size, blocks * c // chunks * _EMBED_BLOCK)
                                 for c in range(chunks + 1)], np.int64)
-        self.found = workspace.array((size * (d + 1), 2), np.int64)
+        self.found = workspace.array((0 if self.direct else size * (d + 1), 2), np.int64)
         self.counts = np.zeros(chunks, np.int64)
         self.offsets = workspace.array((size, d + 1), np.int32)
         self.bary = workspace.array((size, d + 1), np.float32)
 
     def hash_jobs(self):
-        args = (self.features, self.scale, self.low, hashing.key_units(self.shift, self.word),
-                self.starts, self.found, self.counts, self.offsets, self.bary)
+        args = (self.features, self.scale, self.low, self.units, self.box, self.starts,
+                self.found, self.counts, self.offsets, self.bary)
         return [(hash_chunks, args, self.counts.shape[0], 1)]
 
     def merge_jobs(self):
-        """Serial: numbers the chunks' vertices globally."""
+        """Serial: numbers the vertices (the chunks' hashed ones, or the box's)."""
         def job(start: int, stop: int) -> None:
+            if self.direct:
+                self.vertices = direct.number_vertices(self.box)
+                self.remap = self.box
+                return
             self.remap = workspace.array((self.found.shape[0],), np.int32)
             self.keys, self.vertices = hashing.merge_chunks(
                 self.found, self.counts, self.starts, self.offsets.shape[1], self.remap)
@@ -227,11 +241,14 @@ class _Build:
         m = self.vertices.shape[0]
         self.neighbours = workspace.array((self.offsets.shape[1], m, 2), np.int32)
         self.ones = workspace.array((self.counts.shape[0], m + 1), np.float32, zero=True)
-        deltas = hashing.neighbour_deltas(self.shift, self.word)
-        return [(remap_and_splat_ones, (self.offsets, self.remap, self.starts, self.n,
-                                        self.bary, self.ones), self.counts.shape[0], 1),
-                (hashing.find_neighbours, (self.vertices, self.keys, deltas,
-                                           self.neighbours), m)]
+        deltas = hashing.neighbour_deltas(self.units)
+        neighbours = ((direct.find_neighbours, (self.vertices, self.box, deltas, self.neighbours))
+                      if self.direct else
+                      (hashing.find_neighbours, (self.vertices, self.keys, deltas,
+                                                 self.neighbours)))
+        return [(remap_and_splat_ones, (self.offsets, self.remap, self.direct, self.starts,
+                                        self.n, self.bary, self.ones), self.counts.shape[0], 1),
+                (*neighbours, m)]
 
 
 @njit(cache=True, nogil=True)
@@ -287,7 +304,7 @@ def build_lattices(features: list[tuple], n: int, threads: int) -> list[Lattice]
     Returns:
         One :class:`Lattice` per feature array.
     """
-    builds = [_Build(f, bounds, n) for f, bounds in features]
+    builds = [_Build(f, bounds, n, threads) for f, bounds in features]
     for stage in (_Build.hash_jobs, _Build.merge_jobs, _Build.finish_jobs):
         parallel.run([job for b in builds for job in stage(b)], threads)
     parts = [(b.offsets[:n], b.bary[:n], b.neighbours, b.ones) for b in builds]
@@ -296,13 +313,16 @@ def build_lattices(features: list[tuple], n: int, threads: int) -> list[Lattice]
 
 
 @njit(cache=True, nogil=True)
-def remap_and_splat_ones(offsets, remap, starts, n, bary, ones, start, stop):
+def remap_and_splat_ones(offsets, remap, direct_ids, starts, n, bary, ones, start, stop):
     """For the chunks [start, stop): offsets[p, r] = global vertex row (id + 1), and
     ones[c, row] += the barycentric weights of chunk c's points p < n (filtering ones,
-    for the normalisation; the reference's padding points are not splatted)."""
+    for the normalisation; the reference's padding points are not splatted).
+
+    ``remap`` maps chunk c's local ids from row starts[c] * (d+1), or, when
+    ``direct_ids``, box indices directly."""
     dp1 = offsets.shape[1]
     for c in range(start, stop):
-        base = starts[c] * dp1
+        base = 0 if direct_ids else starts[c] * dp1
         for p in range(starts[c], starts[c + 1]):
             for r in range(dp1):
                 row = remap[base + offsets[p, r]] + 1

@@ -177,8 +177,8 @@ def test_keys_split_over_two_words_give_the_same_result(monkeypatch):
     layouts = []
     original = hashing.key_layout
 
-    def spy(*args):
-        layouts.append(original(*args))
+    def spy(*args, **kwargs):
+        layouts.append(original(*args, direct_limit=0))  # hashed, not direct-addressed
         return layouts[-1]
 
     monkeypatch.setattr(hashing, "key_layout", spy)
@@ -186,8 +186,32 @@ def test_keys_split_over_two_words_give_the_same_result(monkeypatch):
     dense._gaussian_cache.clear()
     two_words = dense_crf(probs, image, bilateral_sxy=200.0, bilateral_srgb=60.0)
     dense._gaussian_cache.clear()
-    assert any(set(word) == {0, 1} for _, _, word in layouts)  # the bilateral one
+    # The bilateral lattice's keys (hashed, not direct) use both words.
+    assert any(size == 0 and units[:, 0].any() and units[:, 1].any()
+               for _, units, size in layouts)
     np.testing.assert_array_equal(two_words, one_word)
+
+
+def test_direct_and_hashed_lattices_agree(monkeypatch):
+    """Small key boxes (the Gaussian lattice) are indexed directly, others hashed: the
+    same image through both paths gives the same result."""
+    from tseg.runtime.crf import dense, hashing
+
+    image, probs = make_image(37, 53), make_probs(5, 37, 53)
+    dense._gaussian_cache.clear()
+    default = dense_crf(probs, image, bilateral_srgb=5.0)
+    original = hashing.key_layout
+    monkeypatch.setattr(hashing, "key_layout",
+                        lambda *args, **kwargs: original(*args, direct_limit=0))
+    dense._gaussian_cache.clear()
+    hashed = dense_crf(probs, image, bilateral_srgb=5.0)
+    monkeypatch.setattr(hashing, "key_layout",
+                        lambda *args, **kwargs: original(*args, direct_limit=1 << 22))
+    dense._gaussian_cache.clear()
+    direct = dense_crf(probs, image, bilateral_srgb=5.0)
+    dense._gaussian_cache.clear()
+    np.testing.assert_array_equal(hashed, default)
+    np.testing.assert_array_equal(direct, default)
 
 
 def test_too_wide_lattice_keys_are_refused():

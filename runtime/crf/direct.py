@@ -1,0 +1,84 @@
+"""Direct-addressed vertex tables, for lattices whose keys fill a small box.
+
+The Gaussian kernel's lattice (d = 2, on pixel positions) has keys in a box of a few
+times as many integer points as pixels. There a vertex's key, as a mixed-radix index
+into the box (see :func:`tseg.runtime.crf.hashing.key_layout`), is its table slot:
+points mark their simplex corners in parallel without hashing, a prefix count numbers
+the marked slots, and a neighbour is the slot plus a constant.
+
+Vertex ids come out in index order rather than first-touch order; results do not
+depend on the numbering (sums run in pixel order either way).
+"""
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def mark_corners(rem0, rank, count, low, units, by_rank, table, out, p0):
+    """out[p0 + q, r] = box index of corner r of point q's simplex, table[index] = 1.
+
+    Args:
+        rem0, rank: (d+1, B) float32 of a block of embedded points; count of them used.
+        low, units: the key layout (units[:, 0] are the mixed-radix strides).
+        by_rank: (d+1,) int64 scratch.
+        table: the box, int32, zero where unmarked.
+        out: (P, d+1) int32.
+    """
+    dp1 = rem0.shape[0]
+    for q in range(count):
+        p = p0 + q
+        same = q > 0
+        for i in range(dp1):
+            if not same:
+                break
+            same = rem0[i, q] == rem0[i, q - 1] and rank[i, q] == rank[i, q - 1]
+        if same:  # the previous point's simplex
+            for r in range(dp1):
+                out[p, r] = out[p - 1, r]
+            continue
+        index = np.int64(0)
+        ones = np.int64(0)
+        for i in range(dp1):
+            by_rank[i] = dp1 - 1  # the unstored last coordinate unless overwritten
+        for i in range(dp1 - 1):
+            index += (np.int64(rem0[i, q]) - low[i]) * units[i, 0]
+            ones += units[i, 0]
+            by_rank[np.int64(rank[i, q])] = i
+        for r in range(dp1):  # as hashing's corners: +1 everywhere, -(d+1) at rank d - r
+            if r > 0:
+                i = by_rank[dp1 - r]
+                index += ones
+                if i < dp1 - 1:
+                    index -= dp1 * units[i, 0]
+            table[index] = 1
+            out[p, r] = index
+
+
+@njit(cache=True, nogil=True)
+def number_vertices(table):
+    """Number the marked slots in index order (serial): table[slot] = id, -1 where
+    unmarked. Returns the slot of each vertex, (M,) int64."""
+    m = 0
+    for k in range(table.shape[0]):
+        m += table[k] != 0
+    vertices = np.empty(m, np.int64)
+    m = 0
+    for k in range(table.shape[0]):
+        if table[k] != 0:
+            table[k] = m
+            vertices[m] = k
+            m += 1
+        else:
+            table[k] = -1
+    return vertices
+
+
+@njit(cache=True, nogil=True)
+def find_neighbours(vertices, table, deltas, nbr, start, stop):
+    """nbr[j, v, side] = id + 1 of vertex v's neighbour along axis j (0 when absent);
+    ``deltas[j, side, 0]`` is the neighbour's slot offset."""
+    for v in range(start, stop):
+        for j in range(deltas.shape[0]):
+            for side in range(2):
+                nbr[j, v, side] = table[vertices[v] + deltas[j, side, 0]] + 1
