@@ -29,7 +29,6 @@ from tseg.runtime.crf.checks import (
 )
 from tseg.runtime.crf.lattice import Lattice, build_lattices, pixel_features
 
-
 _gaussian_cache: OrderedDict[tuple, Lattice] = OrderedDict()
 _gaussian_cache_lock = threading.Lock()
 _GAUSSIAN_CACHE_BYTES = 128 * 2**20

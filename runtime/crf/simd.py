@@ -20,6 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+
 def _native_lanes() -> int:
     """float32 lanes per group: 16 where the CPU has 512-bit vectors (AVX-512, measured
     20% faster mean-field passes at 12 labels), else 8 (AVX, two SSE or NEON registers).

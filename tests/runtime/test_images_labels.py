@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from PIL import Image
+
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import find_images, normalize, read_image, resize_labels
 from tseg.runtime.labels import labels_from_scores, read_label_png, resize_scores, save_label_png
