@@ -9,7 +9,7 @@ One iteration, for both lattices (Gaussian and bilateral):
    accumulator, so threads need neither atomics nor locks.
 2. ``gather_messages``: per vertex, sum the tasks' accumulators, apply the (negated,
    alpha-scaled) compatibility, and clear the accumulators for the next pass.
-3. ``blur_lattice``: the lattice blur, axis after axis, one lattice per thread.
+3. ``blur``: the lattice blur, axis after axis.
 
 Rows are pixels or vertices, lanes are labels padded to whole vector groups (see
 :mod:`tseg.runtime.crf.simd`); vertex row 0 is a zero row that stands for a missing
@@ -130,24 +130,32 @@ def gather_messages(values, accs, gain, diagonal, start, stop):
 
 
 @njit(cache=True, nogil=True)
+def blur_axis(src, dst, nbr, axis, start, stop):
+    """dst[v] = src[v] + (src[n1] + src[n2]) / 2 along one lattice axis, v in range."""
+    lanes = src.shape[1]
+    for v in range(start, stop):
+        a = nbr[axis, v, 0]
+        b = nbr[axis, v, 1]
+        for lane in range(0, lanes, simd.LANES):
+            simd.blur_step(dst, src, v + 1, a, b, lane)
+
+
+@njit(cache=True, nogil=True)
 def blur_lattice(values, scratch, nbr, start, stop):
-    """The lattice blur, all d+1 axes in turn: along each, v += (n1 + n2) / 2, ping-
-    ponging between the buffers (the result is in ``values`` for an even number of
-    axes, else in ``scratch``). One job per lattice: an axis is too little work to
-    share between threads."""
-    lanes = values.shape[1]
+    """The whole blur of one lattice, axis after axis, ping-ponging between the buffers
+    (the result is in ``values`` for an even number of axes, else in ``scratch``)."""
     src, dst = values, scratch
     for axis in range(nbr.shape[0]):
-        for v in range(nbr.shape[1]):
-            a = nbr[axis, v, 0]
-            b = nbr[axis, v, 1]
-            for lane in range(0, lanes, simd.LANES):
-                simd.blur_step(dst, src, v + 1, a, b, lane)
+        blur_axis(src, dst, nbr, axis, 0, nbr.shape[1])
         src, dst = dst, src
 
 
+_SHARED_BLUR_ROWS = 1 << 16  # lattices at least this big share each axis among threads
+
+
 def blur(pairs: list, threads: int) -> list:
-    """Blur several lattices at once, each on one thread.
+    """Blur several lattices at once: small ones one per thread (an axis is too little
+    work to share), big ones axis by axis on all threads.
 
     Args:
         pairs: (values, scratch, neighbours) per lattice; values hold the splat and
@@ -157,7 +165,16 @@ def blur(pairs: list, threads: int) -> list:
     Returns:
         Per lattice, the buffer (values or scratch) that holds the result.
     """
-    parallel.run([(blur_lattice, pair, 1) for pair in pairs], threads)
+    small = [pair for pair in pairs if pair[2].shape[1] < _SHARED_BLUR_ROWS or threads == 1]
+    big = [pair for pair in pairs if not any(pair is s for s in small)]
+    jobs = [(blur_lattice, pair, 1) for pair in small]
+    for axis in range(max((nbr.shape[0] for _, _, nbr in big), default=0)):
+        jobs += [(blur_axis, (values, scratch, nbr, axis) if axis % 2 == 0 else
+                  (scratch, values, nbr, axis), nbr.shape[1])
+                 for values, scratch, nbr in big if axis < nbr.shape[0]]
+        parallel.run(jobs, threads)  # the small lattices' jobs go with the first axis
+        jobs = []
+    parallel.run(jobs, threads)
     return [values if nbr.shape[0] % 2 == 0 else scratch for values, scratch, nbr in pairs]
 
 
