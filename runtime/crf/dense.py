@@ -151,7 +151,7 @@ class _Kernel:
     """One pairwise kernel's state in mean field: its lattice, gain and buffers."""
 
     def __init__(self, lattice: Lattice, compat_name: str, compat: Compat, num_classes: int,
-                 lanes: int, tasks: int, threads: int) -> None:
+                 lanes: int, threads: int) -> None:
         matrix, self.diagonal = check_compat(compat_name, compat, num_classes)
         # Row j: what label j's message adds to each label's logits: -compat^T,
         # times the slice's alpha (the lattice leaves it out).
@@ -166,7 +166,12 @@ class _Kernel:
         self.values = workspace.array((rows, lanes))
         self.scratch = workspace.array((rows, lanes))
         self.values[0] = self.scratch[0] = 0
-        self.accs = workspace.array((tasks, rows, lanes), zero=True, threads=threads)
+        # Task t splats vertex rows lo..hi (those its pixels touch) into accumulator rows
+        # from base on: (T, 3) [lo, hi, base].
+        lo, hi = lattice.task_rows[:, 0], lattice.task_rows[:, 1]
+        sizes = hi - lo + 1
+        self.ranges = np.stack([lo, hi, np.cumsum(sizes) - sizes], axis=1).astype(np.int64)
+        self.accs = workspace.array((int(sizes.sum()), lanes), zero=True, threads=threads)
         self.messages = self.values  # the blurred buffer the next pixel pass reads
 
 
@@ -193,9 +198,9 @@ class MeanField:
         self._q = np.empty((num_classes, n), np.float32)
         self._no_output = np.empty((num_classes, 0), np.float32)
         self._kernels = [_Kernel(crf.gaussian, "gaussian_compat", crf._compat[0], num_classes,
-                                 lanes, tasks, threads),
+                                 lanes, threads),
                          _Kernel(crf.bilateral, "bilateral_compat", crf._compat[1], num_classes,
-                                 lanes, tasks, threads)]
+                                 lanes, threads)]
         self._splatted = False  # the accumulators hold the splat of the current Q
         self._q_written = False  # self._q holds the current Q
         self.iterations = 0
@@ -205,10 +210,11 @@ class MeanField:
         jobs = []
         for t in range(len(self._bounds) - 1):
             first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
+            shifts = [k.ranges[t, 2] - k.ranges[t, 0] for k in (g, b)]
             args = (self._base, self._unary, g.lattice.offsets, g.lattice.weights,
                     g.messages, b.lattice.offsets, b.lattice.weights, b.messages,
-                    self.iterations > 0, g.accs[t], b.accs[t], q_out, first)
-            jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk: one accumulator
+                    self.iterations > 0, g.accs, shifts[0], b.accs, shifts[1], q_out, first)
+            jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
         return jobs
 
     def _splat_pass(self) -> None:
@@ -224,8 +230,7 @@ class MeanField:
     def _messages(self) -> None:
         """Gather the splats, apply the compatibilities, blur: the next pass's input."""
         threads = self._crf.threads
-        parallel.run([(meanfield.gather_messages,
-                       (k.values, k.accs.reshape(-1, k.accs.shape[2]), k.gain, k.diagonal),
+        parallel.run([(meanfield.gather_messages, (k.values, k.accs, k.ranges, k.gain, k.diagonal),
                        k.lattice.num_vertices) for k in self._kernels], threads)
         blurred = meanfield.blur([(k.values, k.scratch, k.lattice.neighbours)
                                   for k in self._kernels], threads)

@@ -44,6 +44,12 @@ def key_layout(lower: np.ndarray, upper: np.ndarray, d: int,
     span = np.ceil(upper).astype(np.int64) + margin - low + 1
     units = np.zeros((d, 2), np.int64)
     size = int(np.prod(span.astype(np.float64)))
+    if d == 2 and span[0] * (span[0] + span[1]) <= 2 * direct_limit:  # about twice the box
+        # Index by (c0 + c1, c0): for positions (x, y), c0 + c1 grows with y alone, so a
+        # band of image rows is a band of vertex ids, and the mean-field tasks' splat
+        # accumulators (one band of rows each) stay small.
+        units[:, 0] = [1 + span[0], span[0]]
+        return low, units, int(span[0] * (span[0] + span[1]))
     if size <= direct_limit:
         units[:, 0] = np.concatenate([[1], np.cumprod(span)[:-1]])
         return low, units, size

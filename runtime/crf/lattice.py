@@ -163,12 +163,15 @@ class Lattice:
         weights: (N, d+1) float32, barycentric weight * s[pixel].
         neighbours: (d+1, M, 2) int32 blur neighbours (index + 1, 0 when missing).
         alpha: the slice's scale, 1 / (1 + 2**-d).
+        task_rows: (T, 2) int64, the smallest and largest vertex row touched by each
+            mean-field splat task's pixels (see meanfield.task_bounds).
     """
 
     offsets: np.ndarray
     weights: np.ndarray
     neighbours: np.ndarray
     alpha: float
+    task_rows: np.ndarray
 
     @property
     def num_vertices(self) -> int:
@@ -363,10 +366,13 @@ def _normalise(parts: list, threads: int) -> list[Lattice]:
     blurred = meanfield.blur([(v, workspace.array(v.shape, zero=True, threads=threads), nbr)
                               for v, (_, _, nbr, _) in zip(values, parts, strict=True)], threads)
     lattices, jobs = [], []
+    bounds = np.array(meanfield.task_bounds(n), np.int64)
     for result, (offsets, bary, nbr, _) in zip(blurred, parts, strict=True):
         alpha = np.float32(1.0 / (1.0 + 2.0 ** -(nbr.shape[0] - 1)))
         weights = workspace.array(bary.shape)
-        jobs.append((symmetric_weights, (result, offsets, bary, alpha, weights), n))
-        lattices.append(Lattice(offsets, weights, nbr, float(alpha)))
+        rows = np.empty((bounds.shape[0] - 1, 2), np.int64)
+        jobs += [(symmetric_weights, (result, offsets, bary, alpha, weights), n),
+                 (meanfield.task_ranges, (offsets, bounds, rows), rows.shape[0], 1)]
+        lattices.append(Lattice(offsets, weights, nbr, float(alpha), rows))
     parallel.run(jobs, threads)
     return lattices

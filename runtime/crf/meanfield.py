@@ -33,7 +33,7 @@ def padded_labels(num_classes: int) -> int:
 
 @njit(cache=True, nogil=True)
 def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_messages,
-               g_acc, b_acc, q_out, first, start, stop):
+               g_acc, g_shift, b_acc, b_shift, q_out, first, start, stop):
     """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
     is empty, else written to it.
 
@@ -49,7 +49,8 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
             (M + 1, lanes) blurred messages of the previous Q.
         b_off, b_w, b_values: the same for the bilateral lattice.
         use_messages: False on the first pass (Q = softmax(-unary)).
-        g_acc, b_acc: (M + 1, lanes) this task's splat accumulators.
+        g_acc, b_acc: the splat accumulators; vertex row v of this task goes to
+            row v + g_shift (b_shift) (see gather_messages).
         q_out: (C, N) label-first output, or (C, 0) to splat instead.
         first: the task's first pixel; start, stop: the range within the task.
     """
@@ -90,32 +91,36 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
             continue
         for b in range(count):
             for lane in range(0, lanes, simd.LANES):
-                simd.splat(x, b, lane, scale[b], p0 + b, g_acc, g_off, g_w, b_acc, b_off, b_w)
+                simd.splat(x, b, lane, scale[b], p0 + b, g_acc, g_shift, g_off, g_w, b_acc,
+                           b_shift, b_off, b_w)
 
 
 @njit(cache=True, nogil=True)
-def gather_messages(values, accs, gain, diagonal, start, stop):
-    """values[v + 1] = gain applied to the sum of accs[:, v + 1]; then accs[:, v + 1] = 0.
+def gather_messages(values, accs, ranges, gain, diagonal, start, stop):
+    """values[v + 1] = gain applied to the tasks' splats of vertex v; those are cleared.
 
     Args:
         values: (M + 1, lanes) the blur's input.
-        accs: (T * (M + 1), lanes) the tasks' splat accumulators, one after the other.
+        accs: (R, lanes) the splat accumulators: task t holds vertex rows
+            ranges[t, 0] .. ranges[t, 1] from row ranges[t, 2] on (a task touches a
+            band of the vertices, not all of them).
+        ranges: (T, 3) int64, see accs.
         gain: (lanes, lanes) what each label's message adds to each label's logits,
             row j for label j (the compatibility's transpose, negated, times alpha);
             for a diagonal one only row 0 is read, holding the diagonal.
         diagonal: whether the compatibility is diagonal (Potts or a vector).
     """
     lanes = values.shape[1]
-    rows = values.shape[0]
-    tasks = accs.shape[0] // rows
     total = np.empty((1, lanes), np.float32)
     for v in range(start + 1, stop + 1):
         for lane in range(0, lanes, simd.LANES):
-            simd.copy(total, 0, accs, v, lane)
-            simd.zero(accs, v, lane)
-            for t in range(1, tasks):
-                simd.axpy(total, 0, accs, t * rows + v, lane, np.float32(1.0))
-                simd.zero(accs, t * rows + v, lane)
+            simd.zero(total, 0, lane)
+        for t in range(ranges.shape[0]):  # in task order: sums do not depend on threads
+            if ranges[t, 0] <= v <= ranges[t, 1]:
+                row = v - ranges[t, 0] + ranges[t, 2]
+                for lane in range(0, lanes, simd.LANES):
+                    simd.axpy(total, 0, accs, row, lane, np.float32(1.0))
+                    simd.zero(accs, row, lane)
         if diagonal:
             for lane in range(0, lanes, simd.LANES):
                 simd.multiply(values, v, total, 0, gain, 0, lane)
@@ -127,6 +132,21 @@ def gather_messages(values, accs, gain, diagonal, start, stop):
                 if w != 0:
                     for lane in range(0, lanes, simd.LANES):
                         simd.axpy(values, v, gain, j, lane, w)
+
+
+@njit(cache=True, nogil=True)
+def task_ranges(offsets, bounds, ranges, start, stop):
+    """ranges[t, :2] = the smallest and largest vertex row of the pixels of tasks
+    [start, stop) (pixels bounds[t] .. bounds[t + 1])."""
+    for t in range(start, stop):
+        lo = np.int64(2**62)
+        hi = np.int64(0)
+        for p in range(bounds[t], bounds[t + 1]):
+            for r in range(offsets.shape[1]):
+                lo = min(lo, np.int64(offsets[p, r]))
+                hi = max(hi, np.int64(offsets[p, r]))
+        ranges[t, 0] = lo
+        ranges[t, 1] = hi
 
 
 @njit(cache=True, nogil=True)

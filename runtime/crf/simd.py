@@ -152,21 +152,24 @@ def logits(typingctx, x, xrow, lane, base, pixel, g_values, g_offsets, g_weights
     return sig, codegen
 
 
-def _splat_corners(builder, acc_a, off_a, w_a, p, lane, corners, x, scale):
+def _splat_corners(builder, acc_a, shift, off_a, w_a, p, lane, corners, x, scale):
     first = builder.mul(p, cgutils.unpack_tuple(builder, off_a.shape, 2)[1])
     for r in range(corners):
         index = builder.add(first, ir.Constant(_I64, r))
-        vertex = builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64)
+        vertex = builder.add(builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64),
+                             shift)
         w = builder.fmul(builder.load(builder.gep(w_a.data, [index])), scale)
         row = _group(builder, acc_a, vertex, lane)
         _store(builder, _fma(builder, x, _splat(builder, w), _load(builder, row)), row)
 
 
 @intrinsic
-def splat(typingctx, x, xrow, lane, scale, pixel, g_acc, g_offsets, g_weights, b_acc,
-          b_offsets, b_weights):
-    """acc[offsets[pixel, r], g] += scale * weights[pixel, r] * x[xrow, g] over the simplex
-    corners r of both kernels (unrolled, see ``logits``); g is [lane, lane + LANES)."""
+def splat(typingctx, x, xrow, lane, scale, pixel, g_acc, g_shift, g_offsets, g_weights, b_acc,
+          b_shift, b_offsets, b_weights):
+    """acc[offsets[pixel, r] + shift, g] += scale * weights[pixel, r] * x[xrow, g] over the
+    simplex corners r of both kernels (unrolled, see ``logits``); g is [lane, lane +
+    LANES). The shift maps vertex rows to the rows of an accumulator that holds a range
+    of them."""
     if not (_is_f32_matrix(x, g_acc, g_weights, b_acc, b_weights)
             and all(isinstance(a, types.Array) and a.dtype == types.int32 and a.ndim == 2
                     for a in (g_offsets, b_offsets))):
@@ -175,14 +178,13 @@ def splat(typingctx, x, xrow, lane, scale, pixel, g_acc, g_offsets, g_weights, b
     def codegen(context, builder, sig, args):
         arrays = [_array(context, builder, t, v) if isinstance(t, types.Array) else v
                   for t, v in zip(sig.args, args, strict=True)]
-        x_a, xr, ln, sc, p, ga, go, gw, ba, bo, bw = arrays
+        x_a, xr, ln, sc, p, ga, gs, go, gw, ba, bs, bo, bw = arrays
         xv = _load(builder, _group(builder, x_a, xr, ln))
-        _splat_corners(builder, ga, go, gw, p, ln, GAUSSIAN_CORNERS, xv, sc)
-        _splat_corners(builder, ba, bo, bw, p, ln, BILATERAL_CORNERS, xv, sc)
+        _splat_corners(builder, ga, gs, go, gw, p, ln, GAUSSIAN_CORNERS, xv, sc)
+        _splat_corners(builder, ba, bs, bo, bw, p, ln, BILATERAL_CORNERS, xv, sc)
 
-    sig = types.void(x, types.int64, types.int64, types.float32, types.int64, g_acc, g_offsets,
-                     g_weights,
-                     b_acc, b_offsets, b_weights)
+    sig = types.void(x, types.int64, types.int64, types.float32, types.int64, g_acc,
+                     types.int64, g_offsets, g_weights, b_acc, types.int64, b_offsets, b_weights)
     return sig, codegen
 
 
