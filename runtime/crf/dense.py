@@ -192,7 +192,6 @@ class MeanField:
         # Pixels are split into contiguous ranges, each splatting into its own
         # accumulators, fixed by the image size so threads do not change the sums.
         self._bounds = meanfield.task_bounds(n)
-        tasks = len(self._bounds) - 1
         self._base = workspace.array((n, lanes))  # filled by the first pass
         self._unary = np.ascontiguousarray(unary.reshape(num_classes, n), np.float32)
         self._q = np.empty((num_classes, n), np.float32)

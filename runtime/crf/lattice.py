@@ -5,8 +5,10 @@ same elevation, float32 rounding, rank tie-breaking, vertex keys and blur order,
 filtering matches it to float rounding. The layout differs, for speed on few cores:
 
 - points are embedded and hashed in chunks in parallel, each chunk into its own
-  table, then merged (see :mod:`tseg.runtime.crf.hashing`); a point in the same
-  simplex as the previous one reuses its corners without a lookup;
+  tables of simplices and vertices, then merged (see :mod:`tseg.runtime.crf.hashing`);
+  a point in the same simplex as the previous one reuses its corners without a
+  lookup. Lattices whose keys fill a small box (the Gaussian kernel's) skip hashing:
+  a key is its slot in a direct-addressed table (:mod:`tseg.runtime.crf.direct`);
 - per point, the corners' vertex rows + 1 and weights (N, d+1), used by both the
   splat and the slice of :mod:`tseg.runtime.crf.meanfield`; vertex row 0 is a zero
   row standing for a missing blur neighbour;
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import direct, hashing, meanfield, parallel, simd, workspace
+from tseg.runtime.crf import direct, hashing, meanfield, parallel, workspace
 
 _EMBED_BLOCK = 64  # points embedded together, coordinate-major, so loops vectorise
 
@@ -336,43 +338,65 @@ def remap_and_splat_ones(offsets, remap, direct_ids, starts, n, bary, ones, star
 
 @njit(cache=True, nogil=True)
 def gather_ones(values, ones, start, stop):
-    """values[v + 1, 0] = the chunks' splats of ones onto vertex v, summed in order."""
+    """values[v + 1] = the chunks' splats of ones onto vertex v, summed in order."""
     for v in range(start + 1, stop + 1):
         total = np.float32(0.0)
         for c in range(ones.shape[0]):
             total += ones[c, v]
-        values[v, 0] = total
+        values[v] = total
 
 
 @njit(cache=True, nogil=True)
-def symmetric_weights(values, offsets, bary, alpha, weights, start, stop):
-    """weights[p] = bary[p] / sqrt(K 1 at p): the filtered ones sliced, as the reference."""
-    for p in range(start, stop):
-        acc = np.float32(0.0)
-        for r in range(offsets.shape[1]):
-            acc += bary[p, r] * values[offsets[p, r], 0] * alpha
-        s = np.float32(1.0 / np.sqrt(np.float64(acc) + 1e-20))
-        for r in range(offsets.shape[1]):
-            weights[p, r] = bary[p, r] * s
+def blur_ones(values, scratch, nbr, start, stop):
+    """The blur of one lattice's filtered ones ((M + 1,) rows, row 0 zero), all axes;
+    the result is in ``values`` for an even number of axes, else in ``scratch``."""
+    src, dst = values, scratch
+    for axis in range(nbr.shape[0]):
+        for v in range(nbr.shape[1]):
+            dst[v + 1] = src[v + 1] + np.float32(0.5) * (src[nbr[axis, v, 0]] + src[nbr[axis, v, 1]])
+        src, dst = dst, src
+
+
+@njit(cache=True, nogil=True)
+def symmetric_weights(values, offsets, bary, alpha, weights, bounds, rows, start, stop):
+    """For the mean-field tasks [start, stop) (pixels bounds[t] .. bounds[t + 1]):
+    weights[p] = bary[p] / sqrt(K 1 at p), the filtered ones sliced as the reference
+    does, and rows[t] = the smallest and largest vertex row the task's pixels touch."""
+    for t in range(start, stop):
+        lo = np.int64(2**62)
+        hi = np.int64(0)
+        for p in range(bounds[t], bounds[t + 1]):
+            acc = np.float32(0.0)
+            for r in range(offsets.shape[1]):
+                row = offsets[p, r]
+                acc += bary[p, r] * values[row] * alpha
+                lo = min(lo, np.int64(row))
+                hi = max(hi, np.int64(row))
+            s = np.float32(1.0 / np.sqrt(np.float64(acc) + 1e-20))
+            for r in range(offsets.shape[1]):
+                weights[p, r] = bary[p, r] * s
+        rows[t, 0] = lo
+        rows[t, 1] = hi
 
 
 def _normalise(parts: list, threads: int) -> list[Lattice]:
     """Filter ones on each lattice and fold s = 1 / sqrt(K 1) into the weights."""
     n = parts[0][0].shape[0]
-    values = [workspace.array((nbr.shape[1] + 1, simd.LANES), zero=True, threads=threads)
-              for _, _, nbr, _ in parts]
+    values = [np.zeros(nbr.shape[1] + 1, np.float32) for _, _, nbr, _ in parts]
+    scratch = [np.zeros_like(v) for v in values]
     parallel.run([(gather_ones, (v, ones), nbr.shape[1])
                   for v, (_, _, nbr, ones) in zip(values, parts, strict=True)], threads)
-    blurred = meanfield.blur([(v, workspace.array(v.shape, zero=True, threads=threads), nbr)
-                              for v, (_, _, nbr, _) in zip(values, parts, strict=True)], threads)
+    parallel.run([(blur_ones, (v, w, nbr), 1)
+                  for v, w, (_, _, nbr, _) in zip(values, scratch, parts, strict=True)], threads)
     lattices, jobs = [], []
     bounds = np.array(meanfield.task_bounds(n), np.int64)
-    for result, (offsets, bary, nbr, _) in zip(blurred, parts, strict=True):
+    for v, w, (offsets, bary, nbr, _) in zip(values, scratch, parts, strict=True):
+        blurred = v if nbr.shape[0] % 2 == 0 else w
         alpha = np.float32(1.0 / (1.0 + 2.0 ** -(nbr.shape[0] - 1)))
         weights = workspace.array(bary.shape)
         rows = np.empty((bounds.shape[0] - 1, 2), np.int64)
-        jobs += [(symmetric_weights, (result, offsets, bary, alpha, weights), n),
-                 (meanfield.task_ranges, (offsets, bounds, rows), rows.shape[0], 1)]
+        jobs.append((symmetric_weights, (blurred, offsets, bary, alpha, weights, bounds, rows),
+                     rows.shape[0], 1))
         lattices.append(Lattice(offsets, weights, nbr, float(alpha), rows))
     parallel.run(jobs, threads)
     return lattices

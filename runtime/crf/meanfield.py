@@ -5,8 +5,9 @@ One iteration, for both lattices (Gaussian and bilateral):
 1. ``pixel_pass``: per pixel, logits = -unary + slice of the blurred messages, Q =
    softmax(logits), then Q is splatted (scattered) onto the pixel's simplex corners.
    Pixels stream in raster order, so the vertex rows they touch stay in cache, and Q
-   never goes to memory except when asked for. Each task splats into its own
-   accumulator, so threads need neither atomics nor locks.
+   never goes to memory except when asked for. Each task (a fixed band of pixel
+   rows) splats into its own accumulator, sized for the vertex rows it touches, so
+   threads need neither atomics nor locks.
 2. ``gather_messages``: per vertex, sum the tasks' accumulators, apply the (negated,
    alpha-scaled) compatibility, and clear the accumulators for the next pass.
 3. ``blur``: the lattice blur, axis after axis.
@@ -132,21 +133,6 @@ def gather_messages(values, accs, ranges, gain, diagonal, start, stop):
                 if w != 0:
                     for lane in range(0, lanes, simd.LANES):
                         simd.axpy(values, v, gain, j, lane, w)
-
-
-@njit(cache=True, nogil=True)
-def task_ranges(offsets, bounds, ranges, start, stop):
-    """ranges[t, :2] = the smallest and largest vertex row of the pixels of tasks
-    [start, stop) (pixels bounds[t] .. bounds[t + 1])."""
-    for t in range(start, stop):
-        lo = np.int64(2**62)
-        hi = np.int64(0)
-        for p in range(bounds[t], bounds[t + 1]):
-            for r in range(offsets.shape[1]):
-                lo = min(lo, np.int64(offsets[p, r]))
-                hi = max(hi, np.int64(offsets[p, r]))
-        ranges[t, 0] = lo
-        ranges[t, 1] = hi
 
 
 @njit(cache=True, nogil=True)
