@@ -194,7 +194,8 @@ class MeanField:
         self._bounds = meanfield.task_bounds(n)
         self._base = workspace.array((n, lanes))  # filled by the first pass
         self._unary = np.ascontiguousarray(unary.reshape(num_classes, n), np.float32)
-        self._q = np.empty((num_classes, n), np.float32)
+        # Pooled, though it may go to the caller: reused only once every view is gone.
+        self._q = workspace.array((num_classes, n))
         self._no_output = np.empty((num_classes, 0), np.float32)
         self._kernels = [_Kernel(crf.gaussian, "gaussian_compat", crf._compat[0], num_classes,
                                  lanes, threads),
@@ -274,7 +275,10 @@ def unary_from_probs(probs: np.ndarray, *, clip: float = 1e-5) -> np.ndarray:
     """
     probs = check_probs(probs)
     check_open_unit("clip", clip)
-    return -np.log(np.clip(probs.astype(np.float32), np.float32(clip), np.float32(1.0)))
+    unary = workspace.array(probs.shape)  # pooled: no fresh pages for a 512 px softmax
+    np.clip(probs, np.float32(clip), np.float32(1.0), out=unary)
+    np.log(unary, out=unary)
+    return np.negative(unary, out=unary)
 
 
 def unary_from_labels(
