@@ -229,11 +229,9 @@ class MeanField:
 
     def _messages(self) -> None:
         """Gather the splats, apply the compatibilities, blur: the next pass's input."""
-        threads = self._crf.threads
-        parallel.run([(meanfield.gather_messages, (k.values, k.accs, k.ranges, k.gain, k.diagonal),
-                       k.lattice.num_vertices) for k in self._kernels], threads)
-        blurred = meanfield.blur([(k.values, k.scratch, k.lattice.neighbours)
-                                  for k in self._kernels], threads)
+        blurred = meanfield.messages([(k.values, k.scratch, k.accs, k.ranges, k.gain, k.diagonal,
+                                       k.lattice.neighbours) for k in self._kernels],
+                                     self._crf.threads)
         for kernel, result in zip(self._kernels, blurred, strict=True):
             kernel.messages = result  # read by pixel passes until the next gather
         self._splatted = False

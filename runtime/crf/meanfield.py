@@ -171,6 +171,8 @@ def blur(pairs: list, threads: int) -> list:
     Returns:
         Per lattice, the buffer (values or scratch) that holds the result.
     """
+    if not pairs:
+        return []
     small = [pair for pair in pairs if pair[2].shape[1] < _SHARED_BLUR_ROWS or threads == 1]
     big = [pair for pair in pairs if not any(pair is s for s in small)]
     jobs = [(blur_lattice, pair, 1) for pair in small]
@@ -182,6 +184,33 @@ def blur(pairs: list, threads: int) -> list:
         jobs = []
     parallel.run(jobs, threads)
     return [values if nbr.shape[0] % 2 == 0 else scratch for values, scratch, nbr in pairs]
+
+
+@njit(cache=True, nogil=True)
+def lattice_messages(values, scratch, accs, ranges, gain, diagonal, nbr, start, stop):
+    """gather_messages over every vertex of one lattice, then its whole blur: one job,
+    so a small lattice costs one parallel region per iteration, not two."""
+    gather_messages(values, accs, ranges, gain, diagonal, 0, nbr.shape[1])
+    blur_lattice(values, scratch, nbr, 0, 1)
+
+
+def messages(kernels: list[tuple], threads: int) -> list:
+    """The next pass's messages of several lattices: gather, compatibility, blur.
+
+    Args:
+        kernels: per lattice, (values, scratch, accs, ranges, gain, diagonal,
+            neighbours), as gather_messages and blur take them.
+        threads: threads to use.
+
+    Returns:
+        Per lattice, the buffer (values or scratch) that holds the messages.
+    """
+    small = [k for k in kernels if k[6].shape[1] < _SHARED_BLUR_ROWS or threads == 1]
+    big = [k for k in kernels if not any(k is s for s in small)]
+    parallel.run([(lattice_messages, k, 1) for k in small]
+                 + [(gather_messages, k[:6], k[6].shape[1]) for k in big], threads)
+    blur([(k[0], k[1], k[6]) for k in big], threads)
+    return [k[0] if k[6].shape[0] % 2 == 0 else k[1] for k in kernels]
 
 
 SPLAT_TASKS = 4  # pixel ranges splatted into separate accumulators, summed in order
