@@ -208,7 +208,7 @@ def messages(kernels: list[tuple], threads: int) -> list:
     small = [k for k in kernels if k[6].shape[1] < _SHARED_BLUR_ROWS or threads == 1]
     big = [k for k in kernels if not any(k is s for s in small)]
     parallel.run([(lattice_messages, k, 1) for k in small]
-                 + [(gather_messages, k[:6], k[6].shape[1]) for k in big], threads)
+                 + [(gather_messages, (k[0], *k[2:6]), k[6].shape[1]) for k in big], threads)
     blur([(k[0], k[1], k[6]) for k in big], threads)
     return [k[0] if k[6].shape[0] % 2 == 0 else k[1] for k in kernels]
 

@@ -133,6 +133,16 @@ def test_either_vector_width_gives_the_same_result(lanes, tmp_path):
                                atol=1e-5)
 
 
+def test_big_lattices_share_their_blur_with_the_same_result(monkeypatch):
+    """Lattices of many vertices gather and blur axis by axis on all threads."""
+    from tseg.runtime.crf import meanfield
+
+    image, probs = make_image(40, 30), make_probs(4, 40, 30)
+    small = dense_crf(probs, image, threads=2)
+    monkeypatch.setattr(meanfield, "_SHARED_BLUR_ROWS", 1)
+    np.testing.assert_array_equal(dense_crf(probs, image, threads=2), small)
+
+
 def test_threads_do_not_change_results():
     image, probs = make_image(64, 80), make_probs(4, 64, 80)
     one = dense_crf(probs, image, threads=1)
