@@ -224,8 +224,8 @@ def merge_chunks(found, counts, starts, dp1, remap):
         gets, per row of ``found`` in use, the global id.
     """
     total = counts.sum()
-    size = 1024
-    while size < 2 * total:
+    size = 1024  # chunks share many vertices: sized for half of their sum, grown if need be
+    while size < total:
         size *= 2
     keys = new_table(size)
     vertices = np.empty((total, 2), np.int64)
@@ -233,6 +233,8 @@ def merge_chunks(found, counts, starts, dp1, remap):
     for c in range(counts.shape[0]):
         base = starts[c] * dp1
         for i in range(base, base + counts[c]):
+            if 2 * (m + 1) >= keys.shape[0]:
+                keys = _grow(keys)
             s = _slot(keys, found[i, 0], found[i, 1], 0)
             if keys[s, 0] == _EMPTY:
                 keys[s, 0] = found[i, 0]
