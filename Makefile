@@ -52,3 +52,4 @@ lint: venv
 
 clean:
 	rm -rf build dist *.egg-info $(RUNTIME_VENV)
+	find runtime train export -name '*.nbi' -o -name '*.nbc' | xargs rm -f  # Numba's kernel cache

@@ -7,9 +7,13 @@ lattice vertex, a lane a label. Each intrinsic here works on one group
 
 Why not plain loops: Numba turns SLP vectorisation off, so short fixed-length loops stay
 scalar, and a loop over a runtime number of labels carries alias checks and negative-index
-wrap-arounds per row. These intrinsics emit ``<8 x float>`` loads, FMAs and stores
+wrap-arounds per row. These intrinsics emit ``<LANES x float>`` loads, FMAs and stores
 directly (split into smaller registers where the CPU has none that wide), and keep
 the sums of a slice in registers instead of in memory.
+
+Developers: Numba's on-disk cache of a kernel is keyed on the kernel's own source file,
+so after editing this module only, delete ``runtime/crf/__pycache__/*.nb[ic]`` (``make
+clean`` does) or the cached kernels keep the old code.
 """
 
 import os
@@ -238,19 +242,6 @@ def exp_shifted(typingctx, x, row, lane, shift):
                      fastmath=_FAST)
 
     return types.float32(x, types.int64, types.int64, types.float32), codegen
-
-
-@intrinsic
-def scale(typingctx, x, row, lane, factor):
-    """x[row, lane:lane+LANES] *= factor."""
-    if not _is_f32_matrix(x):
-        return None
-
-    def codegen(context, builder, sig, args):
-        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
-        _store(builder, builder.fmul(_load(builder, xp), _splat(builder, args[3])), xp)
-
-    return types.void(x, types.int64, types.int64, types.float32), codegen
 
 
 @intrinsic
