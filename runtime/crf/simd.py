@@ -256,7 +256,7 @@ def blur_step(typingctx, dst, src, vertex, before, after, lane):
         pair = builder.fadd(_load(builder, _group(builder, src_a, a, ln)),
                             _load(builder, _group(builder, src_a, b, ln)))
         out = _fma(builder, pair, _splat(builder, ir.Constant(_F32, 0.5)),
-                          _load(builder, _group(builder, src_a, v, ln)))
+                   _load(builder, _group(builder, src_a, v, ln)))
         _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), v, ln))
 
     return types.void(dst, src, types.int64, types.int64, types.int64, types.int64), codegen
