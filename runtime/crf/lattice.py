@@ -115,7 +115,8 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     by_rank = np.empty(d + 1, np.int64)
     sizes = np.zeros(2, np.int64)
     for c in range(start, stop):
-        tables = (hashing.new_table(_TABLE_SLOTS), hashing.new_table(_TABLE_SLOTS))
+        slots = 1 if box.shape[0] else _TABLE_SLOTS  # a direct layout needs no tables
+        tables = (hashing.new_table(slots), hashing.new_table(slots))
         chunk_found = found[starts[c] * (d + 1):starts[c + 1] * (d + 1)]
         sizes[:] = 0
         for p0 in range(starts[c], starts[c + 1], _EMBED_BLOCK):

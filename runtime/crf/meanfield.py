@@ -32,7 +32,7 @@ def padded_labels(num_classes: int) -> int:
     return -(-num_classes // simd.LANES) * simd.LANES
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
 def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_messages,
                g_acc, g_shift, b_acc, b_shift, q_out, first, start, stop):
     """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
