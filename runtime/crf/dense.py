@@ -27,7 +27,8 @@ from tseg.runtime.crf.checks import (
     check_threads,
     check_unary,
 )
-from tseg.runtime.crf.lattice import Lattice, build_lattices, pixel_features
+from tseg.runtime.crf.features import pixel_features
+from tseg.runtime.crf.lattice import Lattice, build_lattices
 
 _gaussian_cache: OrderedDict[tuple, Lattice] = OrderedDict()
 _gaussian_cache_lock = threading.Lock()

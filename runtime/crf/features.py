@@ -1,0 +1,50 @@
+"""Lattice features of an image's pixels: positions and colours divided by the widths.
+
+The reference divides in float32 and embeds 4 points at a time, zeros past the end;
+those padding points are part of its lattice, so they are of ours.
+"""
+
+import numpy as np
+from numba import njit
+
+from tseg.runtime.crf import parallel, workspace
+
+
+@njit(cache=True, nogil=True)
+def _fill_features(image, sxy, srgb, out, start, stop):
+    """out[p] = (x, y[, r, g, b]) / widths for pixels p in range, in float32 as the
+    reference divides; rows past the image stay zero."""
+    height, width = image.shape[:2]
+    for p in range(start, stop):
+        if p >= height * width:
+            out[p, :] = 0
+            continue
+        out[p, 0] = np.float32(p % width) / sxy
+        out[p, 1] = np.float32(p // width) / sxy
+        for c in range(out.shape[1] - 2):
+            out[p, 2 + c] = np.float32(image[p // width, p % width, c]) / srgb
+
+
+def pixel_features(image: np.ndarray, *, sxy: float, srgb: float | None,
+                   threads: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Lattice features of every pixel: position / sxy, and colour / srgb unless None.
+
+    Returns:
+        (padded_points(H * W), 2 or 5) float32 features, zero past the pixels, and
+        bounds (lower, upper) of each feature (colours: the whole uint8 range).
+    """
+    height, width = image.shape[:2]
+    d = 2 if srgb is None else 5
+    out = workspace.array((padded_points(height * width), d))
+    args = (image, np.float32(sxy), np.float32(1.0 if srgb is None else srgb), out)
+    parallel.run([(_fill_features, args, out.shape[0])], threads)
+    upper = [(width - 1) / sxy, (height - 1) / sxy]
+    if srgb is not None:
+        upper += [255.0 / srgb] * 3
+    return out, (np.zeros(d), np.array(upper, np.float64))
+
+
+def padded_points(n: int) -> int:
+    """Points embedded for n pixels: the reference embeds 4 at a time, zeros past the end
+    (their vertices exist in its lattice, so they take part in the blur)."""
+    return n + (-n) % 4
