@@ -159,31 +159,18 @@ def blur_lattice(values, scratch, nbr, start, stop):
 _SHARED_BLUR_ROWS = 1 << 16  # lattices at least this big share each axis among threads
 
 
-def blur(pairs: list, threads: int) -> list:
-    """Blur several lattices at once: small ones one per thread (an axis is too little
-    work to share), big ones axis by axis on all threads.
+def _blur_shared(pairs: list, threads: int) -> None:
+    """Blur big lattices axis by axis, each axis shared among the threads.
 
     Args:
         pairs: (values, scratch, neighbours) per lattice; values hold the splat and
-            row 0 of both buffers is zero.
+            row 0 of both buffers is zero. The result lands as blur_lattice's does.
         threads: threads to use.
-
-    Returns:
-        Per lattice, the buffer (values or scratch) that holds the result.
     """
-    if not pairs:
-        return []
-    small = [pair for pair in pairs if pair[2].shape[1] < _SHARED_BLUR_ROWS or threads == 1]
-    big = [pair for pair in pairs if not any(pair is s for s in small)]
-    jobs = [(blur_lattice, pair, 1) for pair in small]
-    for axis in range(max((nbr.shape[0] for _, _, nbr in big), default=0)):
-        jobs += [(blur_axis, (values, scratch, nbr, axis) if axis % 2 == 0 else
-                  (scratch, values, nbr, axis), nbr.shape[1])
-                 for values, scratch, nbr in big if axis < nbr.shape[0]]
-        parallel.run(jobs, threads)  # the small lattices' jobs go with the first axis
-        jobs = []
-    parallel.run(jobs, threads)
-    return [values if nbr.shape[0] % 2 == 0 else scratch for values, scratch, nbr in pairs]
+    for axis in range(max((nbr.shape[0] for _, _, nbr in pairs), default=0)):
+        parallel.run([(blur_axis, (values, scratch, nbr, axis) if axis % 2 == 0 else
+                       (scratch, values, nbr, axis), nbr.shape[1])
+                      for values, scratch, nbr in pairs if axis < nbr.shape[0]], threads)
 
 
 @njit(cache=True, nogil=True)
@@ -197,19 +184,23 @@ def lattice_messages(values, scratch, accs, ranges, gain, diagonal, nbr, start, 
 def messages(kernels: list[tuple], threads: int) -> list:
     """The next pass's messages of several lattices: gather, compatibility, blur.
 
+    Small lattices run as one job each (an axis is too little work to share); big ones
+    gather on all threads, then blur axis by axis on all threads.
+
     Args:
         kernels: per lattice, (values, scratch, accs, ranges, gain, diagonal,
-            neighbours), as gather_messages and blur take them.
+            neighbours), as gather_messages and blur_lattice take them.
         threads: threads to use.
 
     Returns:
         Per lattice, the buffer (values or scratch) that holds the messages.
     """
-    small = [k for k in kernels if k[6].shape[1] < _SHARED_BLUR_ROWS or threads == 1]
-    big = [k for k in kernels if not any(k is s for s in small)]
-    parallel.run([(lattice_messages, k, 1) for k in small]
+    shared = [threads > 1 and k[6].shape[1] >= _SHARED_BLUR_ROWS for k in kernels]
+    big = [k for k, is_big in zip(kernels, shared, strict=True) if is_big]
+    parallel.run([(lattice_messages, k, 1) for k, is_big in zip(kernels, shared, strict=True)
+                  if not is_big]
                  + [(gather_messages, (k[0], *k[2:6]), k[6].shape[1]) for k in big], threads)
-    blur([(k[0], k[1], k[6]) for k in big], threads)
+    _blur_shared([(k[0], k[1], k[6]) for k in big], threads)
     return [k[0] if k[6].shape[0] % 2 == 0 else k[1] for k in kernels]
 
 
