@@ -13,46 +13,31 @@ depend on the numbering (sums run in pixel order either way).
 import numpy as np
 from numba import njit
 
+from tseg.runtime.crf import hashing
+
 
 @njit(cache=True, nogil=True)
-def mark_corners(rem0, rank, count, low, units, by_rank, table, out, p0):
+def mark_corners(rem0, rank, count, low, units, by_rank, corners, table, out, p0):
     """out[p0 + q, r] = box index of corner r of point q's simplex, table[index] = 1.
 
     Args:
         rem0, rank: (d+1, B) float32 of a block of embedded points; count of them used.
         low, units: the key layout (units[:, 0] are the mixed-radix strides).
-        by_rank: (d+1,) int64 scratch.
+        by_rank, corners: (d+1,) and (d+1, 2) int64 scratch.
         table: the box, int32, zero where unmarked.
         out: (P, d+1) int32.
     """
     dp1 = rem0.shape[0]
     for q in range(count):
         p = p0 + q
-        same = q > 0
-        for i in range(dp1):
-            if not same:
-                break
-            same = rem0[i, q] == rem0[i, q - 1] and rank[i, q] == rank[i, q - 1]
-        if same:  # the previous point's simplex
-            for r in range(dp1):
+        if q > 0 and hashing.same_simplex(rem0, rank, q, q - 1):
+            for r in range(dp1):  # the previous point's simplex
                 out[p, r] = out[p - 1, r]
             continue
-        index = np.int64(0)
-        ones = np.int64(0)
-        for i in range(dp1):
-            by_rank[i] = dp1 - 1  # the unstored last coordinate unless overwritten
-        for i in range(dp1 - 1):
-            index += (np.int64(rem0[i, q]) - low[i]) * units[i, 0]
-            ones += units[i, 0]
-            by_rank[np.int64(rank[i, q])] = i
-        for r in range(dp1):  # as hashing's corners: +1 everywhere, -(d+1) at rank d - r
-            if r > 0:
-                i = by_rank[dp1 - r]
-                index += ones
-                if i < dp1 - 1:
-                    index -= dp1 * units[i, 0]
-            table[index] = 1
-            out[p, r] = index
+        hashing.corner_keys(rem0, rank, q, low, units, by_rank, corners)
+        for r in range(dp1):  # word 0 of a direct layout's key is the box index
+            table[corners[r, 0]] = 1
+            out[p, r] = corners[r, 0]
 
 
 @njit(cache=True, nogil=True)

@@ -104,7 +104,7 @@ def _grow(table):
 
 
 @njit(cache=True, nogil=True)
-def _same_simplex(rem0, rank, q, previous):
+def same_simplex(rem0, rank, q, previous):
     for i in range(rem0.shape[0]):
         if rem0[i, q] != rem0[i, previous] or rank[i, q] != rank[i, previous]:
             return False
@@ -112,19 +112,30 @@ def _same_simplex(rem0, rank, q, previous):
 
 
 @njit(cache=True, nogil=True)
-def _add_corners(rem0, rank, q, w0, w1, units, keys, found, n, simplices, sid, by_rank):
-    """simplices[sid, r] = local id of corner r of point q's simplex (corner 0 has key
-    (w0, w1)), adding new vertices to the table; returns the new vertex count.
+def corner_keys(rem0, rank, q, low, units, by_rank, corners):
+    """corners[r] = the two key words of corner r of point q's simplex.
 
-    Corner r + 1 adds 1 to every coordinate and subtracts d + 1 from the one of rank
-    d - r (the reference's "rem0 + r, or r - (d+1) where the rank is above d - r").
+    Corner 0 is rem0; corner r + 1 adds 1 to every coordinate and subtracts d + 1 from
+    the one of rank d - r (the reference's "rem0 + r, or r - (d+1) where the rank is
+    above d - r").
+
+    Args:
+        rem0, rank: (d+1, B) float32 of a block of embedded points.
+        low, units: the key layout (see key_layout).
+        by_rank: (d+1,) int64 scratch.
+        corners: (d+1, 2) int64 output.
     """
     dp1 = rem0.shape[0]
+    w0 = np.int64(0)
+    w1 = np.int64(0)
     ones0 = np.int64(0)
     ones1 = np.int64(0)
-    for i in range(dp1):  # (d+1,) scratch: the unstored last coordinate unless overwritten
+    for i in range(dp1):  # the unstored last coordinate unless overwritten
         by_rank[i] = dp1 - 1
     for i in range(dp1 - 1):
+        c = np.int64(rem0[i, q]) - low[i]
+        w0 += c * units[i, 0]
+        w1 += c * units[i, 1]
         ones0 += units[i, 0]
         ones1 += units[i, 1]
         by_rank[np.int64(rank[i, q])] = i
@@ -136,6 +147,17 @@ def _add_corners(rem0, rank, q, w0, w1, units, keys, found, n, simplices, sid, b
             if i < dp1 - 1:
                 w0 -= dp1 * units[i, 0]
                 w1 -= dp1 * units[i, 1]
+        corners[r, 0] = w0
+        corners[r, 1] = w1
+
+
+@njit(cache=True, nogil=True)
+def _add_corners(corners, keys, found, n, simplices, sid):
+    """simplices[sid, r] = local id of the vertex with key corners[r], adding new
+    vertices to the table; returns the new vertex count."""
+    for r in range(corners.shape[0]):
+        w0 = corners[r, 0]
+        w1 = corners[r, 1]
         s = _slot(keys, w0, w1, 0)
         if keys[s, 0] == _EMPTY:
             keys[s, 0] = w0
@@ -173,9 +195,10 @@ def hash_points(rem0, rank, count, low, units, tables, found, sizes, simplices, 
     keys, skeys = tables
     dp1 = rem0.shape[0]
     by_rank = np.empty(dp1, np.int64)
+    corners = np.empty((dp1, 2), np.int64)
     for q in range(count):
         p = p0 + q
-        if q > 0 and _same_simplex(rem0, rank, q, q - 1):
+        if q > 0 and same_simplex(rem0, rank, q, q - 1):
             for r in range(dp1):  # the common case: no lookup
                 out[p, r] = out[p - 1, r]
             continue
@@ -203,8 +226,8 @@ def hash_points(rem0, rank, count, low, units, tables, found, sizes, simplices, 
         skeys[s, 3] = ns
         if 2 * (sizes[0] + dp1) >= keys.shape[0]:
             keys = _grow(keys)
-        sizes[0] = _add_corners(rem0, rank, q, w0, w1, units, keys, found, sizes[0],
-                                simplices, ns, by_rank)
+        corner_keys(rem0, rank, q, low, units, by_rank, corners)
+        sizes[0] = _add_corners(corners, keys, found, sizes[0], simplices, ns)
         for r in range(dp1):
             out[p, r] = simplices[ns, r]
     return keys, skeys

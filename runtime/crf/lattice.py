@@ -113,6 +113,7 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
         most = max(most, starts[c + 1] - starts[c])
     simplices = np.empty((most, d + 1), np.int32)
     by_rank = np.empty(d + 1, np.int64)
+    corners = np.empty((d + 1, 2), np.int64)
     sizes = np.zeros(2, np.int64)
     for c in range(start, stop):
         slots = 1 if box.shape[0] else _TABLE_SLOTS  # a direct layout needs no tables
@@ -128,7 +129,8 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
                 _embed_block(tail, 0, scale, elev, rem0, rank)
             _barycentric(elev, rem0, rank, count, scratch, bary, p0)
             if box.shape[0]:
-                direct.mark_corners(rem0, rank, count, low, units, by_rank, box, offsets, p0)
+                direct.mark_corners(rem0, rank, count, low, units, by_rank, corners, box,
+                                    offsets, p0)
             else:
                 tables = hashing.hash_points(rem0, rank, count, low, units, tables,
                                              chunk_found, sizes, simplices, offsets, p0)
