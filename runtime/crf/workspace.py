@@ -15,6 +15,8 @@ import threading
 import numpy as np
 from numba import njit
 
+from tseg.runtime.crf import parallel
+
 _ALIGN = 64  # bytes: rows of float32 vector groups start on cache lines
 _KEEP_BYTES = 768 * 2**20  # buffers tracked at most (free or in use)
 _MIN_BYTES = 1 << 20  # smaller arrays come from NumPy directly
@@ -66,8 +68,6 @@ def array(shape: tuple[int, ...], dtype: type = np.float32, *, zero: bool = Fals
         out = raw[skip:skip + nbytes].view(dtype).reshape(shape)
         del raw
     if zero:
-        from tseg.runtime.crf import parallel
-
         flat = out.reshape(-1).view(np.uint8)
         parallel.run([(_zero, (flat,), flat.shape[0], 1 << 20)], threads)
     return out
