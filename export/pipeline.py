@@ -10,7 +10,7 @@ from tseg.export.onnx import DEFAULT_OPSET, export_onnx
 from tseg.export.parity import MIN_AGREEMENT, ParityReport, compare, parity_inputs
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import atomic_write_bytes
+from tseg.runtime.files import atomic_write_bytes
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
 

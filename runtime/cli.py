@@ -10,7 +10,7 @@ import click
 from tseg.runtime.cli_errors import one_line_errors
 from tseg.runtime.crf.params import crf_file_for, resolve_crf_params
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import atomic_write_bytes
+from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metrics import format_scores
 from tseg.runtime.predict import CocoInferResult, InferSettings, infer_coco, infer_paths
 from tseg.runtime.session import DEVICES

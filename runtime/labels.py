@@ -8,13 +8,13 @@ align_corners=False)``, so training-time validation and the runtime agree.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from tseg.runtime.files import atomic_write_bytes
 
 
 def _source_grid(out_len: int, in_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,20 +67,6 @@ def labels_from_scores(scores: np.ndarray, size: Sequence[int] | None = None) ->
         scores = resize_scores(scores, size)
     dtype = np.uint8 if scores.shape[0] <= 256 else np.uint16
     return scores.argmax(axis=0).astype(dtype)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes a file so that readers see either the old or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_label_png(path: str | Path, labels: np.ndarray, *, palette: Sequence[Sequence[int]]) -> None:

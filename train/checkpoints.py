@@ -6,8 +6,6 @@ A checkpoint is a plain dict of tensors and primitives, so it loads with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import torch
 from torch import nn
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.files import atomic_write
 from tseg.train.models import get_model
 
 FORMAT = "tseg-checkpoint"
@@ -71,15 +70,7 @@ class ModelSpec:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file in the same folder, then os.replace: no torn files."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_checkpoint(

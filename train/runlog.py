@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import atomic_write_bytes
+from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metrics import SegmentationScores
 
 

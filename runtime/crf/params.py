@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import atomic_write_bytes, labels_from_scores, softmax
+from tseg.runtime.files import atomic_write_bytes
+from tseg.runtime.labels import labels_from_scores, softmax
 
 CRF_FILE = "crf.json"
 
