@@ -1,0 +1,119 @@
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tseg.runtime.errors import TsegError
+from tseg.runtime.files import (
+    TEMP_SUFFIX,
+    atomic_write,
+    atomic_write_bytes,
+    check_outputs_apart,
+    is_within,
+    remove_stale_temp_files,
+    safe_relative_path,
+)
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_written_files_get_the_umask_permissions_not_0600(tmp_path, umask_027):
+    target = tmp_path / "sub" / "a.bin"
+    atomic_write_bytes(target, b"abc")
+    assert target.read_bytes() == b"abc"
+    assert _mode(target) == 0o640
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert _mode(target) == _mode(plain)
+
+
+def test_replacing_keeps_no_temp_file(tmp_path):
+    target = tmp_path / "a.txt"
+    atomic_write_bytes(target, b"old")
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "last.pt"
+    atomic_write_bytes(target, b"epoch 1")
+
+    def crash(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, crash)
+    assert target.read_bytes() == b"epoch 1"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_full_disk_is_one_line_and_the_old_file_survives(tmp_path):
+    target = tmp_path / "last.pt"
+    atomic_write_bytes(target, b"epoch 1")
+
+    def full(tmp: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    with pytest.raises(TsegError, match="no space left") as info:
+        atomic_write(target, full)
+    assert "\n" not in str(info.value) and str(target) in str(info.value)
+    assert target.read_bytes() == b"epoch 1"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
+    stale = tmp_path / f".last.pt.abc123{TEMP_SUFFIX}"
+    stale.write_bytes(b"torn")
+    keep = [tmp_path / "last.pt", tmp_path / ".hidden", tmp_path / "x.tmp"]
+    for path in keep:
+        path.write_bytes(b"keep")
+    assert remove_stale_temp_files(tmp_path) == [stale]
+    assert not stale.exists() and all(p.exists() for p in keep)
+    assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+def test_is_within_resolves_spellings_and_symlinks(tmp_path):
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    assert is_within(tmp_path / "data" / "images", tmp_path / "data")
+    assert is_within(tmp_path / "data" / "images" / ".." / "images", tmp_path / "data" / "images")
+    assert is_within(tmp_path / "link" / "images", tmp_path / "data")
+    assert not is_within(tmp_path / "database", tmp_path / "data")
+    assert not is_within(tmp_path, tmp_path / "data")
+
+
+@pytest.mark.parametrize("bad", ["/etc/passwd", "../x.jpg", "a/../../x.jpg", "", ".", "a\x00b.jpg"])
+def test_relative_paths_that_escape_are_refused(bad):
+    with pytest.raises(TsegError, match="relative path inside"):
+        safe_relative_path(bad, what="val.json, image 3")
+
+
+def test_relative_paths_inside_pass():
+    assert safe_relative_path("images/a.jpg", what="x") == Path("images/a.jpg")
+    assert safe_relative_path("a..b.jpg", what="x") == Path("a..b.jpg")
+
+
+def test_outputs_inside_an_input_folder_are_refused(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "a.jpg").write_bytes(b"")
+    for out in (photos, photos / "labels", photos / "sub"):
+        with pytest.raises(TsegError, match="overlaps the input folder"):
+            check_outputs_apart(out, [photos])
+    with pytest.raises(TsegError, match="overlaps"):
+        check_outputs_apart(photos, [photos / "a.jpg"])  # a file given directly: its folder counts
+    check_outputs_apart(tmp_path / "labels", [photos, photos / "a.jpg"])
+    check_outputs_apart(tmp_path, [photos])  # an output folder above the inputs replaces nothing
