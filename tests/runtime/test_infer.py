@@ -1,13 +1,92 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
+from tests.onnx_models import COLOUR_CLASSES, colour_blocks_image, colour_labels, write_colour_model
 from tseg.runtime.cli import main as infer_cli
 from tseg.runtime.coco import CocoDataset
+from tseg.runtime.images import read_image
 from tseg.runtime.labels import read_label_png
+from tseg.runtime.metrics import ConfusionMatrix
+
+
+@pytest.fixture(scope="module")
+def colour_onnx(tmp_path_factory) -> Path:
+    """The hand-made colour model (tests/onnx_models.py): labels are a known function of the pixels."""
+    return write_colour_model(tmp_path_factory.mktemp("colour") / "colour.onnx")
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory) -> Path:
+    """Images of odd sizes with every class in view, one of them in a subfolder."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(9)
+    (root / "sub").mkdir()
+    for name, (height, width) in {"a.png": (37, 53), "b.png": (64, 21), "sub/c.png": (90, 120)}.items():
+        Image.fromarray(colour_blocks_image(rng, height, width)).save(root / name)
+    return root
+
+
+def assert_colour_labels(png: Path, image: np.ndarray) -> None:
+    """The PNG holds exactly the colour model's labels for ``image`` (ties aside)."""
+    expected, decided = colour_labels(image)
+    labels = read_label_png(png)
+    assert labels.shape == image.shape[:2], png
+    assert decided.mean() > 0.99, "too many ties for the check to mean anything"
+    mismatched = int((labels != expected)[decided].sum())
+    assert mismatched == 0, f"{png}: {mismatched} of {int(decided.sum())} pixels differ from the colour model"
+
+
+def run_infer(*args) -> str:
+    result = CliRunner().invoke(infer_cli, [*map(str, args), "-q"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_infer_folder_writes_the_models_labels(colour_onnx, photo_dir, tmp_path):
+    out = tmp_path / "out"
+    output = run_infer(photo_dir, "--model", colour_onnx, "--out", out)
+    assert "wrote 3 label map(s)" in output
+    for name in ("a.png", "b.png", "sub/c.png"):
+        image = read_image(photo_dir / name)
+        assert len(np.unique(colour_labels(image)[0])) == len(COLOUR_CLASSES), "every class should be in view"
+        assert_colour_labels(out / name, image)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "b.png", "sub/c.png"]
+
+
+def test_the_label_check_fails_for_an_all_background_model(photo_dir, tmp_path):
+    """The check above is not satisfied by shapes alone: a model that predicts background fails it."""
+    stub = write_colour_model(tmp_path / "stub.onnx", all_background=True)
+    run_infer(photo_dir / "a.png", "--model", stub, "--out", tmp_path / "out")
+    assert not read_label_png(tmp_path / "out" / "a.png").any()
+    with pytest.raises(AssertionError, match="pixels differ from the colour model"):
+        assert_colour_labels(tmp_path / "out" / "a.png", read_image(photo_dir / "a.png"))
+
+
+def test_infer_coco_eval_is_the_confusion_matrix_of_the_written_labels(colour_onnx, tiny_coco_dir, tmp_path):
+    output = run_infer("--coco", tiny_coco_dir / "val.json", "--model", colour_onnx, "--out", tmp_path, "--eval")
+    coco = CocoDataset(tiny_coco_dir / "val.json")
+    matrix = ConfusionMatrix(len(COLOUR_CLASSES))
+    for index, info in enumerate(coco.images):
+        image = coco.read_image(index)
+        png = tmp_path / Path(info.file_name).with_suffix(".png")
+        assert_colour_labels(png, image)
+        matrix.update(coco.label_map(index), read_label_png(png))
+    expected = matrix.compute()
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["miou"] == pytest.approx(expected.miou, abs=1e-12)
+    assert report["pixel_accuracy"] == pytest.approx(expected.pixel_accuracy, abs=1e-12)
+    assert list(report["iou"]) == list(COLOUR_CLASSES)
+    assert list(report["iou"].values()) == pytest.approx(list(expected.iou), abs=1e-12)
+    # The colour model finds the tiny dataset's objects in its colour images (not in the grey one).
+    assert 0.5 < report["miou"] < 1.0
+    assert f"mIoU {expected.miou:.4f}" in output
 
 
 def test_infer_folder_writes_pngs_at_image_size(tiny_onnx, tiny_coco_dir, tmp_path):
@@ -44,12 +123,50 @@ def test_infer_coco_eval_matches_training_time_miou(tiny_run, tiny_onnx, tiny_co
     )
     assert result.exit_code == 0, result.output
     coco = CocoDataset(tiny_coco_dir / "val.json")
-    for image in coco.images:
-        png = tmp_path / image.file_name.rsplit(".", 1)[0]
-        assert read_label_png(png.with_suffix(".png")).shape == (image.height, image.width)
+    for index, image in enumerate(coco.images):
+        labels = read_label_png(tmp_path / Path(image.file_name).with_suffix(".png"))
+        assert labels.shape == (image.height, image.width)
+        # Every image shows all four classes; even the one-epoch model tells some apart
+        # (the exact labels are checked with the hand-made colour model above).
+        assert len(np.unique(coco.label_map(index))) == 4
+        assert len(np.unique(labels)) >= 2, f"{image.file_name}: one label everywhere"
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["miou"] == pytest.approx(tiny_run.best_miou, abs=0.005)
-    assert "mIoU" in result.output
+    assert f"mIoU {report['miou']:.4f}" in result.output
+
+
+def write_rotated_jpeg(path: Path) -> np.ndarray:
+    """A JPEG stored 30 x 50 with EXIF orientation 6 (show rotated 90 degrees clockwise).
+
+    Returns:
+        The stored pixels as decoded, (30, 50, 3) uint8.
+    """
+    stored = np.full((30, 50, 3), 20, np.uint8)
+    stored[8:, :16] = (230, 30, 30)
+    stored[8:, 16:34] = (30, 220, 40)
+    stored[8:, 34:] = (40, 50, 240)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    return read_image(path)
+
+
+def test_infer_applies_exif_orientation_to_photos_but_not_to_coco_images(colour_onnx, tmp_path):
+    (tmp_path / "in").mkdir()
+    photo = tmp_path / "in" / "photo.jpg"
+    stored = write_rotated_jpeg(photo)
+    shown = np.rot90(stored, k=-1)  # orientation 6: the top row of the stored pixels becomes the right column
+    run_infer(photo, "--model", colour_onnx, "--out", tmp_path / "photos")
+    assert read_label_png(tmp_path / "photos" / "photo.png").shape == (50, 30)
+    assert_colour_labels(tmp_path / "photos" / "photo.png", np.ascontiguousarray(shown))
+
+    # COCO annotations refer to the stored pixels: the same file in a split is not rotated.
+    categories = [{"id": i, "name": name} for i, name in enumerate(COLOUR_CLASSES[1:], start=1)]
+    split = {"images": [{"id": 1, "file_name": "photo.jpg", "height": 30, "width": 50}], "categories": categories}
+    (tmp_path / "in" / "split.json").write_text(json.dumps(split))
+    run_infer("--coco", tmp_path / "in" / "split.json", "--model", colour_onnx, "--out", tmp_path / "coco")
+    assert read_label_png(tmp_path / "coco" / "photo.png").shape == (30, 50)
+    assert_colour_labels(tmp_path / "coco" / "photo.png", stored)
 
 
 @pytest.mark.parametrize(
