@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from tseg.runtime.cli_errors import one_line_errors
-from tseg.runtime.crf.params import crf_file_for, resolve_crf_params
+from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
+from tseg.runtime.crf.params import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metrics import format_scores
@@ -29,12 +31,12 @@ def crf_options(func):
     """--crf-<parameter> flags; unset ones come from crf.json beside the model, else defaults."""
     for name in reversed(CRF_FLAGS):
         flag = "--crf-" + name.replace("_", "-")
-        kind = click.IntRange(min=0) if name == "iterations" else float
+        kind = click.IntRange(min=0, max=MAX_ITERATIONS) if name == "iterations" else float
         func = click.option(flag, name, type=kind, help=f"CRF {name.replace('_', ' ')}.")(func)
     return func
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--model",
@@ -89,10 +91,28 @@ def crf_options(func):
     help="Execution provider; a GPU request that falls back to the CPU is reported.",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads.")
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(min=1),
+    help="Refuse images with more pixels than this (decompression-bomb guard; default: Pillow's limit).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @one_line_errors
 def main(
-    paths, model, out, coco, data, evaluate, use_crf, crf_tune, tune_images, device, threads, quiet, **crf
+    paths,
+    model,
+    out,
+    coco,
+    data,
+    evaluate,
+    use_crf,
+    crf_tune,
+    tune_images,
+    device,
+    threads,
+    max_image_pixels,
+    quiet,
+    **crf,
 ):
     """Segment PATHS (image files and folders) or a COCO split with an ONNX model.
 
@@ -102,29 +122,90 @@ def main(
       tseg-infer --coco data/val.json --model best.onnx --out pred/ --eval --crf
       tseg-infer --coco data/val.json --model best.onnx --crf-tune
     """
+    check_combinations(
+        given=given_options(click.get_current_context()), has_paths=bool(paths), has_coco=coco is not None
+    )
+    if max_image_pixels is not None:
+        _set_max_image_pixels(max_image_pixels)
     if crf_tune:
         return _tune(model, coco, data, crf, tune_images, device, threads, quiet)
-    if out is None:
-        raise TsegError("--out is required (the folder for the label PNGs)")
     params = resolve_crf_params(model, crf) if use_crf else None
     settings = InferSettings(
         model=model, out=out, device=device, threads=threads, progress=not quiet, crf=params
     )
     if coco is None:
-        if not paths:
-            raise TsegError("nothing to segment: give image files or folders, or --coco FILE")
-        if evaluate or data:
-            raise TsegError("--eval and --data need --coco")
         written = infer_paths(list(paths), settings=settings)
         click.echo(f"wrote {len(written)} label map(s) to {out}")
         return None
-    if paths:
-        raise TsegError("give either PATHS or --coco, not both")
     result = infer_coco(coco, data_root=data, settings=settings, evaluate=evaluate)
     click.echo(f"wrote {result.num_images} label map(s) for {coco} to {out}")
     if result.scores is not None:
         _report(result, model=model, coco=coco, out=out, crf=params)
     return None
+
+
+def given_options(context: click.Context) -> set[str]:
+    """The names of the options the user typed (or set through the environment), not defaults."""
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {name for name in context.params if context.get_parameter_source(name) in typed}
+
+
+def _flag(name: str) -> str:
+    """The command-line spelling of an option's parameter name."""
+    prefix = "--crf-" if name in CRF_FLAGS else "--"
+    return {"use_crf": "--crf", "evaluate": "--eval"}.get(name, prefix + name.replace("_", "-"))
+
+
+def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> None:
+    """Refuses settings that would be silently ignored, and missing ones, before any work.
+
+    Args:
+        given: names of the options the user set (see :func:`given_options`).
+        has_paths: PATHS were given.
+        has_coco: --coco was given.
+
+    Raises:
+        TsegError: naming the option and what it needs.
+    """
+    crf_flags = sorted(n for n in given if n in CRF_FLAGS)
+    if "crf_tune" in given:
+        from tseg.runtime.crf.tune import DEFAULT_GRID
+
+        clashes = [n for n in ("use_crf", "evaluate", "out") if n in given]
+        clashes += [n for n in crf_flags if n in DEFAULT_GRID]
+        if has_paths:
+            raise TsegError("--crf-tune searches on a COCO split (--coco); it does not take PATHS")
+        if clashes:
+            raise TsegError(
+                f"{_flag(clashes[0])} does not apply to --crf-tune (it searches "
+                f"{', '.join(_flag(n) for n in DEFAULT_GRID)}, prints the mIoU table and writes crf.json beside"
+                " the model); run tseg-infer --crf afterwards"
+            )
+        if not has_coco:
+            raise TsegError("--crf-tune needs --coco with an annotated split (e.g. val.json)")
+        return
+    if crf_flags and "use_crf" not in given:
+        raise TsegError(f"{_flag(crf_flags[0])} needs --crf (or --crf-tune)")
+    if "tune_images" in given:
+        raise TsegError("--tune-images needs --crf-tune")
+    if "out" not in given:
+        raise TsegError("--out is required (the folder for the label PNGs)")
+    if has_paths and has_coco:
+        raise TsegError("give either PATHS or --coco, not both")
+    if not has_coco:
+        if "evaluate" in given or "data" in given:
+            raise TsegError("--eval and --data need --coco")
+        if not has_paths:
+            raise TsegError("nothing to segment: give image files or folders, or --coco FILE")
+
+
+def _set_max_image_pixels(limit: int) -> None:
+    from tseg.runtime import images
+
+    setter = getattr(images, "set_max_image_pixels", None)
+    if setter is None:  # not in this tseg yet: refusing beats silently ignoring the flag
+        raise TsegError("--max-image-pixels is not supported by this tseg.runtime.images")
+    setter(limit)
 
 
 def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf) -> None:
@@ -142,7 +223,7 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
         click.echo(f"CRF mIoU {result.crf_scores.miou:.4f} vs {result.scores.miou:.4f} without ({gain:+.4f})")
         report.update(
             crf_miou=result.crf_scores.miou,
-            crf=crf.__dict__,
+            crf=asdict(crf),
             crf_iou=dict(zip(result.classes, result.crf_scores.iou, strict=True)),
         )
     atomic_write_bytes(out / "eval.json", json.dumps(report, indent=2).encode())
@@ -153,8 +234,6 @@ def _tune(model, coco, data, crf, tune_images, device, threads, quiet) -> None:
     from tseg.runtime.crf.tune import tune_crf
     from tseg.runtime.segmenter import Segmenter
 
-    if coco is None:
-        raise TsegError("--crf-tune needs --coco with an annotated split (e.g. val.json)")
     base = resolve_crf_params(model, crf)
     segmenter = Segmenter(model, device=device, threads=threads)
     result = tune_crf(
@@ -166,3 +245,7 @@ def _tune(model, coco, data, crf, tune_images, device, threads, quiet) -> None:
     target = crf_file_for(model)
     best.save(target)
     click.echo(f"best mIoU {miou:.4f} (no CRF {result.baseline_miou:.4f}); wrote {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ normalisation and inference size are stored as ONNX ``metadata_props``
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -15,19 +16,134 @@ from tseg.runtime.errors import TsegError
 
 PREFIX = "tseg."
 SCHEMA_VERSION = 1
+MAX_CLASSES = 256  # label PNGs are 8-bit palette images
+MAX_INPUT_SIDE = 8192
+MAX_NAME_CHARS = 200
+# Normalisation is on the [0, 1] pixel scale; beyond these the float32 input is garbage.
+MEAN_RANGE = (-1000.0, 1000.0)
+STD_RANGE = (1e-6, 1000.0)
+
+
+def _show(value: object) -> str:
+    """A short repr for error messages (metadata may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _sequence(key: str, value: object, need: str) -> Sequence:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TsegError(f"{key}: need {need}, got {_show(value)}")
+    return value
+
+
+def _check_classes(value: object) -> tuple[str, ...]:
+    need = f"a list of 2 to {MAX_CLASSES} unique, non-empty class names"
+    names = _sequence("classes", value, need)
+    if not 2 <= len(names) <= MAX_CLASSES:
+        raise TsegError(f"classes: need {need}, got {len(names)} name(s)")
+    for name in names:
+        if not _is_text(name) or not name.strip():
+            raise TsegError(
+                f"classes: need {need} (printable, at most {MAX_NAME_CHARS} characters), got {_show(name)}"
+            )
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise TsegError(f"classes: need {need}, got {_show(duplicates[0])} more than once")
+    return tuple(names)
+
+
+def _check_palette(value: object, num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    need = f"one palette colour per class ({num_classes}), each [r, g, b] with integers 0..255"
+    colours = _sequence("palette", value, need)
+    if len(colours) != num_classes:
+        raise TsegError(f"palette: need {need}, got {len(colours)} colour(s)")
+    for rgb in colours:
+        if (
+            isinstance(rgb, (str, bytes))
+            or not isinstance(rgb, Sequence)
+            or len(rgb) != 3
+            or not all(_is_int(c) and 0 <= c <= 255 for c in rgb)
+        ):
+            raise TsegError(f"palette: need {need}, got {_show(rgb)}")
+    return tuple((int(r), int(g), int(b)) for r, g, b in colours)
+
+
+def _check_reals(key: str, value: object, low: float, high: float) -> tuple[float, float, float]:
+    need = f"3 finite numbers in [{low:g}, {high:g}] (R, G, B on the [0, 1] pixel scale)"
+    values = _sequence(key, value, need)
+    # Compare before any float(): an int of 400 digits would overflow.
+    if len(values) != 3 or not all(_is_real(v) and low <= v <= high for v in values):
+        raise TsegError(f"{key}: need {need}, got {_show(value)}")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+def _check_input_size(value: object) -> tuple[int, int]:
+    need = f"[height, width] as integers in 1..{MAX_INPUT_SIDE}"
+    size = _sequence("input_size", value, need)
+    if len(size) != 2 or not all(_is_int(v) and 1 <= v <= MAX_INPUT_SIDE for v in size):
+        raise TsegError(f"input_size: need {need}, got {_show(value)}")
+    return int(size[0]), int(size[1])
+
+
+def _is_text(value: object) -> bool:
+    """A short printable string: names end up in one-line messages and reports."""
+    return isinstance(value, str) and len(value) <= MAX_NAME_CHARS and value.isprintable()
+
+
+def _check_text(key: str, value: object) -> str:
+    if not _is_text(value):
+        raise TsegError(
+            f"{key}: need a printable string of at most {MAX_NAME_CHARS} characters, got {_show(value)}"
+        )
+    return value
+
+
+def _check_schema(text: str) -> int:
+    version = text.strip()
+    if not version.isascii() or not version.isdigit() or len(version) > 6 or int(version) < 1:
+        raise TsegError(f"schema: need a version number 1..{SCHEMA_VERSION}, got {_show(text)}")
+    if int(version) > SCHEMA_VERSION:
+        raise TsegError(
+            f"schema: the model was written with tseg metadata version {int(version)}, this tseg reads up to"
+            f" {SCHEMA_VERSION}; upgrade tseg (pip install -U tseg)"
+        )
+    return int(version)
+
+
+def _decode(key: str, text: object) -> object:
+    """One JSON-encoded property; anything Python's parser cannot take is a TsegError."""
+    if not isinstance(text, str):
+        raise TsegError(f"{key}: need a JSON string, got {_show(text)}")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise TsegError(f"{key}: JSON nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, and integers too long to convert
+        raise TsegError(f"{key}: malformed JSON ({str(err)[:120]})") from None
 
 
 @dataclass(frozen=True)
 class ModelMetadata:
     """What the runtime must know about a model besides its graph.
 
+    Every field is checked (types and ranges) on construction, so a model whose
+    metadata was edited by hand is refused with one line instead of failing later.
+
     Attributes:
-        classes: class names in label order; label 0 is usually background.
-        palette: one (r, g, b) colour per class, for label PNGs.
-        mean: per-channel mean on the [0, 1] scale, RGB order.
-        std: per-channel standard deviation on the [0, 1] scale.
-        input_size: (height, width) the model was trained at; images are
-            resized to it before inference.
+        classes: 2 to 256 unique class names in label order; label 0 is usually background.
+        palette: one (r, g, b) colour per class, integers 0..255, for label PNGs.
+        mean: per-channel mean on the [0, 1] scale, RGB order (finite).
+        std: per-channel standard deviation on the [0, 1] scale (finite, > 0).
+        input_size: (height, width) the model was trained at, each 1..8192; images
+            are resized to it before inference.
         model_name: the registry name of the architecture.
         tseg_version: the tseg version that exported the model.
         extra: free-form provenance (training run, metrics), JSON-serialisable.
@@ -43,16 +159,20 @@ class ModelMetadata:
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if len(self.classes) < 2:
-            raise TsegError(f"need at least 2 classes, got {len(self.classes)}")
-        if len(self.palette) != len(self.classes):
-            raise TsegError(
-                f"need one palette colour per class ({len(self.classes)}), got {len(self.palette)}"
-            )
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise TsegError(f"need 3 means and 3 positive stds, got {self.mean} and {self.std}")
-        if len(self.input_size) != 2 or min(self.input_size) < 1:
-            raise TsegError(f"need input_size (height, width) >= 1, got {self.input_size}")
+        classes = _check_classes(self.classes)
+        checked = {
+            "classes": classes,
+            "palette": _check_palette(self.palette, len(classes)),
+            "mean": _check_reals("mean", self.mean, *MEAN_RANGE),
+            "std": _check_reals("std", self.std, *STD_RANGE),
+            "input_size": _check_input_size(self.input_size),
+            "model_name": _check_text("model_name", self.model_name),
+            "tseg_version": _check_text("tseg_version", self.tseg_version),
+        }
+        if not isinstance(self.extra, Mapping):
+            raise TsegError(f"extra: need a JSON object, got {_show(self.extra)}")
+        for name, value in checked.items():  # normalised: tuples of Python ints and floats
+            object.__setattr__(self, name, value)
 
     @property
     def num_classes(self) -> int:
@@ -66,33 +186,26 @@ class ModelMetadata:
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], *, source: str = "model") -> ModelMetadata:
-        """Decodes metadata written by :meth:`to_props`.
+        """Decodes and checks metadata written by :meth:`to_props`.
 
         Raises:
-            TsegError: the properties are missing or malformed, naming ``source``.
+            TsegError: the properties are missing or malformed: one line naming
+                ``source``, the key, what was expected and what came.
         """
         names = [f for f in cls.__dataclass_fields__ if f != "extra"]
-        missing = [n for n in names if PREFIX + n not in props]
+        missing = [n for n in [*names, "schema"] if PREFIX + n not in props]
         if missing:
             raise TsegError(
                 f"{source} has no tseg metadata (missing {', '.join(PREFIX + n for n in missing)});"
                 " export it with tseg-export"
             )
         try:
-            values = {n: json.loads(props[PREFIX + n]) for n in names}
-            values["extra"] = json.loads(props.get(PREFIX + "extra", "{}"))
-        except json.JSONDecodeError as err:
-            raise TsegError(f"{source} has malformed tseg metadata: {err}") from None
-        return cls(
-            classes=tuple(values["classes"]),
-            palette=tuple(tuple(int(c) for c in rgb) for rgb in values["palette"]),
-            mean=tuple(float(v) for v in values["mean"]),
-            std=tuple(float(v) for v in values["std"]),
-            input_size=tuple(int(v) for v in values["input_size"]),
-            model_name=str(values["model_name"]),
-            tseg_version=str(values["tseg_version"]),
-            extra=values["extra"],
-        )
+            _check_schema(str(props[PREFIX + "schema"]))
+            values = {n: _decode(n, props[PREFIX + n]) for n in names}
+            values["extra"] = _decode("extra", props.get(PREFIX + "extra", "{}"))
+            return cls(**values)
+        except TsegError as err:
+            raise TsegError(f"{source}: bad tseg metadata {PREFIX}{err}") from None
 
 
 def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
@@ -117,9 +230,6 @@ def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
 
 
 def as_rgb_triples(palette: Sequence[Sequence[int]]) -> tuple[tuple[int, int, int], ...]:
-    """Validates a palette given as a sequence of (r, g, b) in 0..255."""
-    triples = tuple(tuple(int(c) for c in rgb) for rgb in palette)
-    bad = [rgb for rgb in triples if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb)]
-    if bad:
-        raise TsegError(f"need palette colours as (r, g, b) in 0..255, got {bad[0]}")
-    return triples
+    """Validates a palette given as a sequence of (r, g, b) integers in 0..255."""
+    colours = _sequence("palette", palette, "a list of [r, g, b] colours")
+    return _check_palette(colours, len(colours))

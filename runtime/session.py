@@ -1,13 +1,22 @@
 """ONNX Runtime sessions: provider choice and a check of what really runs.
 
-onnxruntime-gpu lists CUDA and TensorRT even where they cannot load, and
-without an explicit provider list it quietly runs on the CPU. So we ask for
-providers explicitly and compare with ``session.get_providers()`` afterwards.
+onnxruntime-gpu lists CUDA and TensorRT even where they cannot load, and then
+quietly runs on the CPU (after printing coloured logs to stderr and, for TensorRT,
+a banner to stdout). So we ask for providers explicitly, keep ONNX Runtime's own
+output off the terminal while a session is created, and compare the providers we
+asked for with ``session.get_providers()`` afterwards: an explicit GPU device that
+did not load is an error naming the reason; ``auto`` falls back to the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
@@ -18,6 +27,15 @@ _PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+_LIBRARY_HINTS = {
+    "cuda": (
+        "the CUDA (12 or 13, as this onnxruntime-gpu was built for) and cuDNN 9 libraries, e.g. NVIDIA's pip"
+        " wheels (nvidia-cublas-cu12, nvidia-cudnn-cu12), and an NVIDIA driver"
+    ),
+    "tensorrt": "the TensorRT libraries (e.g. pip install tensorrt) besides CUDA and cuDNN 9, on the library path",
+}
+# ONNX Runtime's log severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal.
+_QUIET = 3
 
 
 def _nvidia_gpu_visible() -> bool:
@@ -27,7 +45,16 @@ def _nvidia_gpu_visible() -> bool:
     return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
-def _requested_providers(device: str, available: list[str]) -> list[str]:
+def requested_providers(device: str, available: list[str]) -> list[str]:
+    """The provider list to ask ONNX Runtime for.
+
+    Args:
+        device: one of :data:`DEVICES`.
+        available: ``onnxruntime.get_available_providers()``.
+
+    Raises:
+        TsegError: the device is unknown, or an explicit GPU device's provider is not in ``available``.
+    """
     if device not in DEVICES:
         raise TsegError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
     if device == "auto":
@@ -38,9 +65,56 @@ def _requested_providers(device: str, available: list[str]) -> list[str]:
     wanted = _PROVIDERS[device]
     if wanted[0] not in available:
         raise TsegError(
-            f"device {device!r} needs {wanted[0]}, but this onnxruntime offers only {', '.join(available)}"
+            f"--device {device} needs {wanted[0]}, but this onnxruntime offers only {', '.join(available)}:"
+            f" pip install onnxruntime-gpu (instead of onnxruntime) and {_LIBRARY_HINTS.get(device, 'its libraries')}"
         )
     return wanted
+
+
+def load_failure_reason(log: str) -> str:
+    """The gist of why ONNX Runtime could not load a provider, from its captured logs ('' if none)."""
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    reasons = []
+    missing = re.search(r"with error: ([^\n]+)", log)
+    if missing:
+        reasons.append(missing.group(1).strip())
+    needs = re.search(r"(Require[^.\n]*(?:\.[^.\n\s][^.\n]*)*)\.", log)
+    if needs:
+        reasons.append(needs.group(1).strip())
+    if not reasons:
+        failures = [line.strip() for line in log.splitlines() if "Please install" in line or "Failed" in line]
+        reasons += failures[:1]
+    return "; ".join(reasons)[:300]
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[io.StringIO]:
+    """Collects what native code and Python write to stdout and stderr inside the block.
+
+    ONNX Runtime logs provider failures from C++ (file descriptor 2) and its Python
+    wrapper prints a TensorRT fallback banner to stdout; neither belongs in tseg's
+    output. The text is available in the yielded buffer after the block.
+    """
+    text = io.StringIO()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no usable descriptors (embedded interpreters): capture Python output only
+        saved = []
+    with tempfile.TemporaryFile() as sink:
+        for fd in (1, 2)[: len(saved)]:
+            os.dup2(sink.fileno(), fd)
+        try:
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield text
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=False):
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            text.write(sink.read(65536).decode("utf-8", errors="replace"))
 
 
 def create_session(model_path: str | Path, *, device: str = "auto", threads: int | None = None):
@@ -48,42 +122,70 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
 
     Args:
         model_path: the .onnx file.
-        device: "auto" (CUDA when onnxruntime offers it and an NVIDIA GPU is
-            visible, else CPU), "cpu",
-            "cuda" or "tensorrt".
+        device: "auto" (CUDA when onnxruntime offers it, an NVIDIA GPU is
+            visible and the CUDA libraries load, else CPU), "cpu", "cuda" or
+            "tensorrt" (each of the last two: that provider or an error).
         threads: intra-op threads; None lets onnxruntime choose.
 
     Returns:
-        An ``onnxruntime.InferenceSession``. If a GPU provider was requested
-        but did not load, a warning naming the providers in use goes to stderr.
+        An ``onnxruntime.InferenceSession``. When ``auto`` runs on a GPU, or a
+        visible GPU could not be used, a note goes to stderr; nothing goes to stdout.
 
     Raises:
-        TsegError: the file is missing or not an ONNX model, or the device is unknown.
+        TsegError: the file is missing or not an ONNX model, the device is
+            unknown, or an explicit GPU device is not offered or does not load.
     """
     import onnxruntime as ort
 
     path = Path(model_path)
     if not path.is_file():
         raise TsegError(f"model file not found: {path}")
-    requested = _requested_providers(device, ort.get_available_providers())
+    ort.set_default_logger_severity(_QUIET)
+    requested = requested_providers(device, ort.get_available_providers())
     options = ort.SessionOptions()
     # Spinning worker threads steal the cores from the CRF that runs next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # Provider load failures are reported by us below, in one line.
-    options.log_severity_level = 3
+    options.log_severity_level = _QUIET
     if threads is not None:
         options.intra_op_num_threads = threads
+    # Warnings are captured too: they carry the "Require cuDNN 9.* and CUDA 13.*" line.
+    ort.set_default_logger_severity(2)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
+        with captured_output() as log:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
     except Exception as err:  # onnxruntime raises its own exception types
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TsegError(f"{path} is not a loadable ONNX model: {first_line[:300]}") from None
-    used = session.get_providers()
-    if requested[0] != "CPUExecutionProvider" and requested[0] not in used:
-        # Explicit requests warn; "auto" on a machine without a usable GPU only notes it.
-        level = "note" if device == "auto" else "WARNING"
-        print(
-            f"{level}: {requested[0]} ({device}) could not be loaded; running on {', '.join(used)}",
-            file=sys.stderr,
-        )
+    finally:
+        ort.set_default_logger_severity(_QUIET)
+    check_providers(session.get_providers(), requested=requested, device=device, log=log.getvalue())
     return session
+
+
+def check_providers(used: list[str], *, requested: list[str], device: str, log: str) -> None:
+    """Refuses an explicit GPU device that did not load; notes what ``auto`` chose.
+
+    Args:
+        used: ``session.get_providers()``.
+        requested: what was asked for (first = the device's own provider).
+        device: the user's device choice.
+        log: ONNX Runtime's captured output while the session was created.
+
+    Raises:
+        TsegError: ``device`` is "cuda" or "tensorrt" and its provider is not in ``used``.
+    """
+    wanted = requested[0]
+    if wanted == "CPUExecutionProvider":
+        return
+    reason = load_failure_reason(log)
+    because = f" ({reason})" if reason else ""
+    if wanted not in used:
+        if device != "auto":
+            raise TsegError(
+                f"--device {device}: {wanted} is installed but could not be loaded{because}; install"
+                f" {_LIBRARY_HINTS[device]}, or use --device cpu or auto"
+            )
+        print(f"note: --device auto: the GPU could not be used{because}; running on the CPU", file=sys.stderr)
+        return
+    if device == "auto":
+        print(f"note: --device auto: running on {wanted}", file=sys.stderr)

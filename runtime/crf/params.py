@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.labels import labels_from_scores, softmax
 
 CRF_FILE = "crf.json"
+MAX_ITERATIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,19 @@ class CrfParams:
     bilateral_compat: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.iterations < 0:
-            raise TsegError(f"CRF iterations must be >= 0, got {self.iterations}")
-        for name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb"):
-            if not getattr(self, name) > 0:
-                raise TsegError(f"CRF {name} must be > 0, got {getattr(self, name)}")
+        iterations = self.iterations
+        if not isinstance(iterations, numbers.Integral) or isinstance(iterations, bool):
+            raise TsegError(f"CRF iterations must be an integer, got {repr(iterations)[:60]}")
+        if not 0 <= iterations <= MAX_ITERATIONS:
+            raise TsegError(f"CRF iterations must be in 0..{MAX_ITERATIONS}, got {repr(iterations)[:60]}")
+        for f in fields(self)[1:]:
+            value = getattr(self, f.name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not -1e300 < value < 1e300:
+                raise TsegError(f"CRF {f.name} must be a finite number, got {repr(value)[:60]}")
+            if f.name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb") and not value > 0:
+                raise TsegError(f"CRF {f.name} must be > 0, got {value}")
+            object.__setattr__(self, f.name, float(value))
+        object.__setattr__(self, "iterations", int(iterations))
 
     def refine(self, scores: np.ndarray, image: np.ndarray) -> np.ndarray:
         """Labels after the CRF.
@@ -57,20 +67,25 @@ class CrfParams:
 
     @classmethod
     def load(cls, path: str | Path) -> CrfParams:
-        """Reads parameters written by :meth:`save`; unknown keys are an error."""
+        """Reads parameters written by :meth:`save`.
+
+        Unknown keys, and values of the wrong type (a string, a bool, a float
+        where iterations need an integer), are an error, not converted.
+        """
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise TsegError(f"cannot read CRF parameters from {path}: {err}") from None
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, encoding, huge ints
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise TsegError(f"cannot read CRF parameters from {path}: {first}") from None
         valid = [f.name for f in fields(cls)]
         if not isinstance(data, dict) or set(data) - set(valid):
-            unknown = sorted(set(data) - set(valid)) if isinstance(data, dict) else data
-            raise TsegError(f"{path}: unknown CRF parameters {unknown}; valid: {', '.join(valid)}")
+            unknown = sorted(set(data) - set(valid)) if isinstance(data, dict) else type(data).__name__
+            raise TsegError(f"{path}: unknown CRF parameters {str(unknown)[:200]}; valid: {', '.join(valid)}")
         try:
-            return cls(**{k: (int if k == "iterations" else float)(v) for k, v in data.items()})
-        except (TypeError, ValueError) as err:
-            raise TsegError(f"{path}: bad CRF parameter value ({err})") from None
+            return cls(**data)
+        except TsegError as err:
+            raise TsegError(f"{path}: {err}") from None
 
 
 def crf_file_for(model_path: str | Path) -> Path:
@@ -79,7 +94,16 @@ def crf_file_for(model_path: str | Path) -> Path:
 
 
 def resolve_crf_params(model_path: str | Path, overrides: dict[str, float | int | None]) -> CrfParams:
-    """crf.json beside the model (if any) or the defaults, then non-None ``overrides``."""
+    """The CRF settings to use: defaults < crf.json beside the model < non-None ``overrides``.
+
+    Args:
+        model_path: the .onnx file; its folder's crf.json is read when present.
+        overrides: parameter -> value from the command line (None: not given).
+
+    Raises:
+        TsegError: crf.json is unreadable or malformed (also when a folder has its
+            name), or a value is out of range.
+    """
     path = crf_file_for(model_path)
-    base = CrfParams.load(path) if path.is_file() else CrfParams()
+    base = CrfParams.load(path) if path.exists() else CrfParams()
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

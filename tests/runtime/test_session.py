@@ -1,0 +1,221 @@
+"""Provider selection: an explicit GPU device loads or fails in one line; auto falls back.
+
+There is no GPU here, so ONNX Runtime is replaced by a fake module that offers
+providers, "loads" some of them and, like the real one, logs provider failures
+from native code (file descriptor 2) and prints TensorRT's fallback banner to stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from tseg.runtime import session as session_module
+from tseg.runtime.errors import TsegError
+from tseg.runtime.session import create_session, load_failure_reason, requested_providers
+
+CUDA, TRT, CPU = "CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"
+# What onnxruntime-gpu 1.31 logged on this machine when CUDA could not load (colours included).
+REAL_LOG = (
+    "\x1b[1;31m2026-11-30 20:19:57.9 [E:onnxruntime:Default, provider_bridge_ort.cc:2458 operator()] "
+    "/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:2043 onnxruntime::Provider& "
+    "onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library "
+    ".../libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open shared object file: "
+    "No such file or directory\n\x1b[m\n\x1b[0;93m2026-11-30 20:19:57.9 [W:onnxruntime:Default, "
+    "onnxruntime_pybind_state.cc:1295 CreateExecutionProviderFactoryInstance] Failed to create "
+    "CUDAExecutionProvider. Require cuDNN 9.* and CUDA 13.*. Please install all dependencies as mentioned "
+    "in the GPU requirements page, make sure they're in the PATH, and that your GPU is supported.\x1b[m\n"
+)
+
+
+def fake_ort(*, available, loads, fails_with=None):
+    """A stand-in for the onnxruntime module.
+
+    Args:
+        available: what get_available_providers() offers.
+        loads: the providers a session really gets (of those requested).
+        fails_with: an exception InferenceSession raises instead.
+    """
+    calls = types.SimpleNamespace(severity=[], requested=None)
+
+    class SessionOptions:
+        def __init__(self):
+            self.log_severity_level = 2
+            self.intra_op_num_threads = 0
+            self.config = {}
+
+        def add_session_config_entry(self, key, value):
+            self.config[key] = value
+
+    class InferenceSession:
+        def __init__(self, path, sess_options, providers):
+            calls.requested = list(providers)
+            calls.options = sess_options
+            if fails_with is not None:
+                raise fails_with
+            self._used = [p for p in providers if p in loads]
+            if providers[0] != CPU and providers[0] not in loads:
+                os.write(2, REAL_LOG.encode())  # native code logs straight to the descriptor
+                if providers[0] == TRT:
+                    print("*************** EP Error ***************\nFalling back and retrying.")
+
+        def get_providers(self):
+            return self._used
+
+    module = types.ModuleType("onnxruntime")
+    module.get_available_providers = lambda: list(available)
+    module.set_default_logger_severity = calls.severity.append
+    module.SessionOptions = SessionOptions
+    module.InferenceSession = InferenceSession
+    return module, calls
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"not read by the fake")
+    return path
+
+
+def use(monkeypatch, module, *, gpu_visible=True):
+    monkeypatch.setitem(sys.modules, "onnxruntime", module)
+    monkeypatch.setattr(session_module, "_nvidia_gpu_visible", lambda: gpu_visible)
+
+
+@pytest.mark.parametrize("device", ["cuda", "tensorrt"])
+def test_an_explicit_gpu_device_that_is_not_offered_is_an_error(monkeypatch, model_file, capfd, device):
+    module, calls = fake_ort(available=[CPU], loads=[CPU])
+    use(monkeypatch, module)
+    with pytest.raises(TsegError) as caught:
+        create_session(model_file, device=device)
+    text = str(caught.value)
+    assert f"--device {device}" in text and "offers only CPUExecutionProvider" in text
+    assert "pip install onnxruntime-gpu" in text and "\n" not in text
+    assert calls.requested is None  # refused before trying
+    assert capfd.readouterr() == ("", "")
+
+
+def test_an_explicit_cuda_that_does_not_load_is_an_error_with_the_reason(monkeypatch, model_file, capfd):
+    module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=[CPU])
+    use(monkeypatch, module)
+    with pytest.raises(TsegError) as caught:
+        create_session(model_file, device="cuda")
+    text = str(caught.value)
+    assert calls.requested == [CUDA, CPU]
+    assert "CUDAExecutionProvider is installed but could not be loaded" in text
+    assert "libcublasLt.so.13: cannot open shared object file" in text and "Require cuDNN 9.* and CUDA 13.*" in text
+    assert "cuDNN 9" in text and "--device cpu" in text and "\n" not in text
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # ONNX Runtime's own log lines were kept off the terminal
+
+
+def test_an_explicit_tensorrt_that_falls_back_to_cuda_is_an_error(monkeypatch, model_file, capfd):
+    module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=[CUDA, CPU])
+    use(monkeypatch, module)
+    with pytest.raises(TsegError, match="TensorrtExecutionProvider is installed but could not be loaded.*TensorRT"):
+        create_session(model_file, device="tensorrt")
+    assert calls.requested == [TRT, CUDA, CPU]
+    assert capfd.readouterr() == ("", "")  # the "EP Error" banner did not reach stdout
+
+
+@pytest.mark.parametrize(("device", "loads"), [("cuda", [CUDA, CPU]), ("tensorrt", [TRT, CUDA, CPU]), ("cpu", [CPU])])
+def test_an_explicit_device_that_loads_is_used_quietly(monkeypatch, model_file, capfd, device, loads):
+    module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=loads)
+    use(monkeypatch, module)
+    session = create_session(model_file, device=device, threads=2)
+    assert session.get_providers()[0] == loads[0]
+    assert calls.options.intra_op_num_threads == 2
+    assert calls.options.log_severity_level == 3
+    assert calls.severity and calls.severity[-1] == 3  # the default logger is quiet again afterwards
+    assert capfd.readouterr() == ("", "")
+
+
+def test_auto_uses_cuda_when_it_loads_and_says_so_on_stderr(monkeypatch, model_file, capfd):
+    module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=[CUDA, CPU])
+    use(monkeypatch, module, gpu_visible=True)
+    create_session(model_file, device="auto")
+    assert calls.requested == [CUDA, CPU]
+    out, err = capfd.readouterr()
+    assert out == "" and err == "note: --device auto: running on CUDAExecutionProvider\n"
+
+
+def test_auto_falls_back_to_the_cpu_when_cuda_does_not_load(monkeypatch, model_file, capfd):
+    module, calls = fake_ort(available=[CUDA, CPU], loads=[CPU])
+    use(monkeypatch, module, gpu_visible=True)
+    session = create_session(model_file, device="auto")
+    assert session.get_providers() == [CPU]
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "running on the CPU" in err and "libcublasLt.so.13" in err
+
+
+@pytest.mark.parametrize(("available", "gpu_visible"), [([CUDA, CPU], False), ([CPU], True)])
+def test_auto_on_a_cpu_only_machine_asks_for_the_cpu_and_stays_quiet(
+    monkeypatch, model_file, capfd, available, gpu_visible
+):
+    module, calls = fake_ort(available=available, loads=[CUDA, CPU])
+    use(monkeypatch, module, gpu_visible=gpu_visible)
+    create_session(model_file, device="auto")
+    assert calls.requested == [CPU]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_model_onnx_runtime_cannot_load_is_one_line(monkeypatch, model_file):
+    module, _ = fake_ort(available=[CPU], loads=[CPU], fails_with=RuntimeError("[ONNXRuntimeError] : 7 : bad\nmore"))
+    use(monkeypatch, module)
+    with pytest.raises(TsegError, match=r"m.onnx is not a loadable ONNX model: \[ONNXRuntimeError\] : 7 : bad$"):
+        create_session(model_file, device="cpu")
+
+
+def test_unknown_devices_and_missing_files_are_refused(tmp_path):
+    with pytest.raises(TsegError, match="unknown device 'gpu'; valid: auto, cpu, cuda, tensorrt"):
+        requested_providers("gpu", [CPU])
+    with pytest.raises(TsegError, match="model file not found"):
+        create_session(tmp_path / "missing.onnx", device="cpu")
+
+
+def test_load_failure_reason_keeps_the_missing_library_and_the_requirement():
+    assert load_failure_reason(REAL_LOG) == (
+        "libcublasLt.so.13: cannot open shared object file: No such file or directory;"
+        " Require cuDNN 9.* and CUDA 13.*"
+    )
+    assert load_failure_reason("") == ""
+
+
+def test_a_real_session_prints_nothing(tmp_path, capfd):
+    from tests.runtime.test_model_checks import conv_model
+
+    session = create_session(conv_model(tmp_path / "m.onnx"), device="cpu")
+    assert session.get_providers() == [CPU]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_explicit_gpu_devices_on_this_machine_give_one_line_or_run_quietly(tmp_path):
+    """Whatever this machine has: no ONNX Runtime banner or log reaches stdout or stderr."""
+    from tests.runtime.test_model_checks import conv_model
+
+    model = conv_model(tmp_path / "m.onnx")
+    code = (
+        "import sys\n"
+        "from tseg.runtime.cli_errors import one_line_errors\n"
+        "from tseg.runtime.session import create_session\n"
+        "import click\n"
+        "@click.command()\n"
+        "@click.argument('device')\n"
+        "@one_line_errors\n"
+        "def main(device):\n"
+        f"    create_session({str(model)!r}, device=device)\n"
+        "    print('ok')\n"
+        "main()\n"
+    )
+    for device in ("cuda", "tensorrt"):
+        run = subprocess.run([sys.executable, "-c", code, device], capture_output=True, text=True, timeout=120)
+        if run.returncode == 0:
+            assert run.stdout == "ok\n" and run.stderr == ""
+        else:
+            assert run.returncode == 1 and run.stdout == ""
+            assert run.stderr.count("\n") == 1 and run.stderr.startswith(f"Error: --device {device}"), run.stderr
