@@ -231,11 +231,14 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
 
 
 def _tune(model, coco, data, crf, tune_images, device, threads, quiet) -> None:
+    from tseg.runtime.coco import CocoDataset
     from tseg.runtime.crf.tune import tune_crf
+    from tseg.runtime.predict import check_classes
     from tseg.runtime.segmenter import Segmenter
 
     base = resolve_crf_params(model, crf)
     segmenter = Segmenter(model, device=device, threads=threads)
+    check_classes(CocoDataset(coco, root=data), segmenter)  # before the costly search, not in its middle
     result = tune_crf(
         coco, data_root=data, segmenter=segmenter, base=base, max_images=tune_images, progress=not quiet
     )

@@ -154,7 +154,8 @@ def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> list[Pat
     return targets
 
 
-def _check_classes(dataset: CocoDataset, segmenter: Segmenter) -> None:
+def check_classes(dataset: CocoDataset, segmenter: Segmenter) -> None:
+    """Refuses scoring a model against a split with another number of classes (names may differ: warned)."""
     model_classes = segmenter.metadata.classes
     if len(model_classes) != dataset.num_classes:
         raise TsegError(
@@ -215,7 +216,7 @@ def infer_coco(
     targets = plan_targets(out, sources)
     segmenter = Segmenter(settings.model, device=settings.device, threads=settings.threads)
     if evaluate:
-        _check_classes(dataset, segmenter)
+        check_classes(dataset, segmenter)
     plain_cm = ConfusionMatrix(segmenter.metadata.num_classes)
     crf_cm = ConfusionMatrix(segmenter.metadata.num_classes)
     for index in tqdm(range(len(dataset)), desc="infer", unit="img", disable=not settings.progress):

@@ -237,6 +237,13 @@ def test_eval_with_a_model_of_other_classes_is_refused(tiny_coco_dir, tmp_path):
     assert not (tmp_path / "out" / "eval.json").exists()
 
 
+def test_crf_tune_with_a_model_of_other_classes_is_refused_before_the_search(tiny_coco_dir, tmp_path):
+    three = conv_model(tmp_path / "three.onnx")
+    result = invoke("--coco", tiny_coco_dir / "val.json", "--model", three, "--crf-tune")
+    assert_one_line_error(result, "the model has 3 classes but val.json has 4")
+    assert not (tmp_path / CRF_FILE).exists()
+
+
 # ----------------------------------------------------------------------------- settings
 
 
