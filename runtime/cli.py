@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +33,8 @@ def crf_options(func):
     for name in reversed(CRF_FLAGS):
         flag = "--crf-" + name.replace("_", "-")
         kind = click.IntRange(min=0, max=MAX_ITERATIONS) if name == "iterations" else float
-        func = click.option(flag, name, type=kind, help=f"CRF {name.replace('_', ' ')}.")(func)
+        text = f"CRF {name.replace('_', ' ')} (with --crf or --crf-tune)."
+        func = click.option(flag, name, type=kind, help=text)(func)
     return func
 
 
@@ -88,13 +90,14 @@ def crf_options(func):
     type=click.Choice(DEVICES),
     default="auto",
     show_default=True,
-    help="Execution provider; a GPU request that falls back to the CPU is reported.",
+    help="Execution provider. cuda, tensorrt: that provider or an error; auto: CUDA when it loads, else the CPU.",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads.")
 @click.option(
     "--max-image-pixels",
-    type=click.IntRange(min=1),
-    help="Refuse images with more pixels than this (decompression-bomb guard; default: Pillow's limit).",
+    metavar="N|none",
+    help="Refuse images of more pixels than N, a decompression-bomb guard (default: Pillow's 89478485;"
+    " 'none': no limit; also TSEG_MAX_IMAGE_PIXELS).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @one_line_errors
@@ -125,22 +128,19 @@ def main(
     check_combinations(
         given=given_options(click.get_current_context()), has_paths=bool(paths), has_coco=coco is not None
     )
-    if max_image_pixels is not None:
-        _set_max_image_pixels(max_image_pixels)
-    if crf_tune:
-        return _tune(model, coco, data, crf, tune_images, device, threads, quiet)
-    params = resolve_crf_params(model, crf) if use_crf else None
-    settings = InferSettings(
-        model=model, out=out, device=device, threads=threads, progress=not quiet, crf=params
-    )
-    if coco is None:
-        written = infer_paths(list(paths), settings=settings)
-        click.echo(f"wrote {len(written)} label map(s) to {out}")
-        return None
-    result = infer_coco(coco, data_root=data, settings=settings, evaluate=evaluate)
-    click.echo(f"wrote {result.num_images} label map(s) for {coco} to {out}")
-    if result.scores is not None:
-        _report(result, model=model, coco=coco, out=out, crf=params)
+    with _pixel_limit(max_image_pixels):
+        if crf_tune:
+            return _tune(model, coco, data, crf, tune_images, device, threads, quiet)
+        params = resolve_crf_params(model, crf) if use_crf else None
+        settings = InferSettings(model=model, out=out, device=device, threads=threads, progress=not quiet, crf=params)
+        if coco is None:
+            written = infer_paths(list(paths), settings=settings)
+            click.echo(f"wrote {len(written)} label map(s) to {out}")
+            return None
+        result = infer_coco(coco, data_root=data, settings=settings, evaluate=evaluate)
+        click.echo(f"wrote {result.num_images} label map(s) for {coco} to {out}")
+        if result.scores is not None:
+            _report(result, model=model, coco=coco, out=out, crf=params)
     return None
 
 
@@ -199,13 +199,15 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
             raise TsegError("nothing to segment: give image files or folders, or --coco FILE")
 
 
-def _set_max_image_pixels(limit: int) -> None:
+def _pixel_limit(text: str | None) -> contextlib.AbstractContextManager:
+    """The image pixel limit of --max-image-pixels while the command runs (unchanged when not given)."""
+    if text is None:
+        return contextlib.nullcontext()
     from tseg.runtime import images
 
-    setter = getattr(images, "set_max_image_pixels", None)
-    if setter is None:  # not in this tseg yet: refusing beats silently ignoring the flag
+    if not hasattr(images, "image_pixel_limit"):  # refusing beats silently ignoring the flag
         raise TsegError("--max-image-pixels is not supported by this tseg.runtime.images")
-    setter(limit)
+    return images.image_pixel_limit(images.parse_pixel_limit(text, what="--max-image-pixels"))
 
 
 def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf) -> None:

@@ -269,6 +269,7 @@ def test_crf_tune_with_a_model_of_other_classes_is_refused_before_the_search(tin
         (["{img}", "--out", "{out}", "--crf", "--crf-gaussian-sxy", "-1"], "gaussian_sxy must be > 0"),
         (["{img}", "--out", "{out}", "--crf", "--crf-iterations", "100000"], "--crf-iterations"),
         (["{img}", "--out", "{out}", "--max-image-pixels", "0"], "--max-image-pixels"),
+        (["{img}", "--out", "{out}", "--max-image-pixels", "2e8"], "--max-image-pixels"),
         (["{img}", "--out", "{out}", "--device", "gpu"], "--device"),
         (["{img}", "--out", "{out}", "--no-such-flag"], "--no-such-flag"),
         (["{img}", "--out", "{out}", "--threads", "x"], "--threads"),
@@ -309,19 +310,20 @@ def test_flags_override_crf_json_which_overrides_the_defaults(tmp_path):
         resolve_crf_params(model, {})
 
 
-def test_max_image_pixels_refuses_bigger_images_in_one_line(model, photos, tmp_path):
+def test_max_image_pixels_refuses_bigger_images_in_one_line_and_only_while_the_command_runs(model, photos, tmp_path):
     from tseg.runtime import images
 
-    if not hasattr(images, "set_max_image_pixels"):
-        pytest.skip("tseg.runtime.images.set_max_image_pixels has not landed yet")
+    if not hasattr(images, "image_pixel_limit"):
+        pytest.skip("tseg.runtime.images.image_pixel_limit has not landed yet")
     before = images.max_image_pixels()
-    try:
-        result = invoke(photos / "a.jpg", "--model", model, "--out", tmp_path / "out", "--max-image-pixels", "59")
-        assert_one_line_error(result, "--max-image-pixels")
-        result = invoke(photos / "a.jpg", "--model", model, "--out", tmp_path / "out", "--max-image-pixels", "60")
+    image = photos / "a.jpg"  # 10 x 6 = 60 pixels
+    result = invoke(image, "--model", model, "--out", tmp_path / "out", "--max-image-pixels", "59")
+    assert_one_line_error(result, "60 pixels is over the limit of 59")
+    assert not (tmp_path / "out").exists()
+    for limit in ("60", "none"):
+        result = invoke(image, "--model", model, "--out", tmp_path / "out", "--max-image-pixels", limit)
         assert result.exit_code == 0, result.output
-    finally:
-        images.set_max_image_pixels(before)
+    assert images.max_image_pixels() == before
 
 
 # ----------------------------------------------------------------------------- the CLI wrapper
