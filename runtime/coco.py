@@ -3,12 +3,12 @@
 Label 0 is background (COCO has no background annotation); object classes
 follow the order of the JSON's ``categories`` list, whatever their ids. Where
 objects overlap, the larger label wins, as the competition's baseline did.
-Polygons and RLE (compressed or not) are decoded by pycocotools.
+Polygons and RLE (compressed or not) are decoded by pycocotools, once
+:mod:`tseg.runtime.coco_checks` has checked them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +16,22 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from tseg.runtime.coco_checks import (
+    MAX_PIXELS,
+    MAX_SIDE,
+    check_int,
+    check_name,
+    check_segmentation,
+    is_int,
+    load_json,
+)
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import read_image
+from tseg.runtime.files import safe_relative_path
+from tseg.runtime.images import max_image_pixels, pixel_limit_message, read_image
 
 BACKGROUND = "Background"
+MAX_CLASSES = 2**16
+"""Label maps are uint16 at most: background plus 65535 categories."""
 
 
 @dataclass(frozen=True)
@@ -32,81 +44,113 @@ class CocoImage:
     width: int
 
 
-def _load_json(path: Path) -> dict:
-    if not path.is_file():
-        raise TsegError(f"annotation file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise TsegError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise TsegError(f"{path}: need a COCO object at the top level, got {type(data).__name__}")
-    return data
-
-
 def _parse_images(data: dict, source: Path) -> list[CocoImage]:
     raw = data.get("images")
     if not isinstance(raw, list) or not raw:
         raise TsegError(f"{source} has no images: need a non-empty 'images' list")
-    images, seen = [], set()
-    for entry in raw:
-        try:
-            image = CocoImage(
-                id=int(entry["id"]),
-                file_name=str(entry["file_name"]),
-                height=int(entry["height"]),
-                width=int(entry["width"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            raise TsegError(
-                f"{source}: need images with id, file_name, height and width, got {entry!r:.200}"
-            ) from None
-        if image.id in seen:
+    images: list[CocoImage] = []
+    ids: set[int] = set()
+    names: dict[Path, int] = {}
+    for index, entry in enumerate(raw):
+        image = _parse_image(entry, index, source)
+        if image.id in ids:
             raise TsegError(f"{source}: image id {image.id} appears twice")
-        seen.add(image.id)
+        key = Path(image.file_name)
+        if key in names:
+            raise TsegError(
+                f"{source}: images {names[key]} and {image.id} have the same file_name {image.file_name!r}"
+                " (their results would overwrite each other)"
+            )
+        ids.add(image.id)
+        names[key] = image.id
         images.append(image)
     return images
+
+
+def _parse_image(entry: object, index: int, source: Path) -> CocoImage:
+    if not isinstance(entry, dict) or not {"id", "file_name", "height", "width"} <= entry.keys():
+        raise TsegError(f"{source}: need images with id, file_name, height and width, got {entry!r:.200}")
+    what = f"{source}: images[{index}]"
+    image_id = check_int(entry["id"], what=f"{what} id")
+    what = f"{source}: image {image_id}"
+    file_name = entry["file_name"]
+    if not isinstance(file_name, str):
+        raise TsegError(f"{what}: need a file_name string, got {type(file_name).__name__}")
+    safe_relative_path(file_name, what=f"{what} file_name")
+    height = check_int(entry["height"], what=f"{what} ({file_name}) height", low=1, high=MAX_SIDE)
+    width = check_int(entry["width"], what=f"{what} ({file_name}) width", low=1, high=MAX_SIDE)
+    limit = max_image_pixels()
+    if limit is not None and height * width > limit:
+        raise TsegError(f"{what} ({file_name}) is {width}x{height}: {pixel_limit_message(height * width, limit)}")
+    if height * width > MAX_PIXELS:
+        raise TsegError(
+            f"{what} ({file_name}) is {width}x{height} = {height * width} pixels, more than the"
+            f" {MAX_PIXELS} that pycocotools can index"
+        )
+    return CocoImage(id=image_id, file_name=file_name, height=height, width=width)
 
 
 def _parse_categories(data: dict, source: Path) -> tuple[tuple[str, ...], dict[int, int]]:
     raw = data.get("categories")
     if not isinstance(raw, list) or not raw:
         raise TsegError(f"{source} has no categories: need a non-empty 'categories' list")
+    if len(raw) >= MAX_CLASSES:
+        raise TsegError(f"{source} has {len(raw)} categories: at most {MAX_CLASSES - 1} are supported")
     names, labels = [BACKGROUND], {}
     for entry in raw:
-        try:
-            cat_id, name = int(entry["id"]), str(entry["name"])
-        except (KeyError, TypeError, ValueError):
-            raise TsegError(f"{source}: need categories with id and name, got {entry!r:.200}") from None
+        if not isinstance(entry, dict) or "id" not in entry or "name" not in entry:
+            raise TsegError(f"{source}: need categories with id and name, got {entry!r:.200}")
+        cat_id = check_int(entry["id"], what=f"{source}: category id")
+        name = check_name(entry["name"], what=f"{source}: category {cat_id} name")
         if cat_id in labels:
             raise TsegError(f"{source}: category id {cat_id} appears twice")
+        if name in names:
+            taken = "tseg's label 0 for unannotated pixels" if name == BACKGROUND else "another category"
+            raise TsegError(f"{source}: category {cat_id} is named {name!r} like {taken}: class names must be unique")
         labels[cat_id] = len(names)
         names.append(name)
     return tuple(names), labels
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """One checked annotation: its id, its label and its segmentation."""
+
+    ann_id: int
+    label: int
+    segmentation: list | dict
+
+
 def _group_annotations(
-    data: dict, source: Path, image_ids: set[int], category_labels: Mapping[int, int]
-) -> dict[int, list[dict]]:
-    grouped: dict[int, list[dict]] = {image_id: [] for image_id in image_ids}
-    raw = data.get("annotations") or []
+    data: dict, source: Path, images: Mapping[int, CocoImage], category_labels: Mapping[int, int]
+) -> dict[int, list[_Shape]]:
+    grouped: dict[int, list[_Shape]] = {image_id: [] for image_id in images}
+    raw = data.get("annotations")
+    raw = [] if raw is None else raw
     if not isinstance(raw, list):
         raise TsegError(f"{source}: need 'annotations' to be a list, got {type(raw).__name__}")
-    for ann in raw:
+    seen: set[int] = set()
+    for index, ann in enumerate(raw):
         if not isinstance(ann, dict) or "segmentation" not in ann:
             raise TsegError(f"{source}: annotation without a segmentation: {ann!r:.200}")
-        ann_id = ann.get("id", "?")
-        if ann.get("image_id") not in grouped:
+        ann_id = check_int(ann.get("id"), what=f"{source}: annotations[{index}] id")
+        if ann_id in seen:
+            raise TsegError(f"{source}: annotation id {ann_id} appears twice")
+        seen.add(ann_id)
+        image_id, cat_id = ann.get("image_id"), ann.get("category_id")
+        if not is_int(image_id) or image_id not in images:
+            raise TsegError(f"{source}: annotation {ann_id} refers to unknown image id {image_id!r:.60}")
+        if not is_int(cat_id) or cat_id not in category_labels:
             raise TsegError(
-                f"{source}: annotation {ann_id} refers to unknown image id {ann.get('image_id')!r}"
-            )
-        if ann.get("category_id") not in category_labels:
-            raise TsegError(
-                f"{source}: annotation {ann_id} has unknown category id {ann.get('category_id')!r}"
+                f"{source}: annotation {ann_id} has unknown category id {cat_id!r:.60}"
                 f" (valid ids: {sorted(category_labels)})"
             )
-        grouped[ann["image_id"]].append(ann)
+        if "iscrowd" in ann and not (is_int(ann["iscrowd"]) and ann["iscrowd"] in (0, 1)):
+            raise TsegError(f"{source}: annotation {ann_id}: need iscrowd 0 or 1, got {ann['iscrowd']!r:.60}")
+        image = images[image_id]
+        where = f"{source}: annotation {ann_id} (image {image_id}, {image.file_name})"
+        check_segmentation(ann["segmentation"], height=image.height, width=image.width, where=where)
+        grouped[image_id].append(_Shape(ann_id, category_labels[cat_id], ann["segmentation"]))
     return grouped
 
 
@@ -114,37 +158,35 @@ def annotation_mask(ann: Mapping, height: int, width: int) -> np.ndarray:
     """Decodes one annotation's segmentation to an (H, W) uint8 0/1 mask.
 
     Accepts polygons (a list of flat [x1, y1, x2, y2, ...] lists), uncompressed
-    RLE (``counts`` a list) and compressed RLE (``counts`` a string).
+    RLE (``counts`` a list) and compressed RLE (``counts`` a string); all are
+    checked (see :mod:`tseg.runtime.coco_checks`) before pycocotools sees them.
 
     Raises:
-        TsegError: the segmentation is malformed.
+        TsegError: the segmentation is malformed or out of the image's bounds.
     """
-    seg = ann["segmentation"]
     where = f"annotation {ann.get('id', '?')}"
+    if "segmentation" not in ann:
+        raise TsegError(f"{where} has no segmentation")
+    check_segmentation(ann["segmentation"], height=height, width=width, where=where)
+    return _decode(ann["segmentation"], height, width, where)
+
+
+def _decode(seg: list | dict, height: int, width: int, where: str) -> np.ndarray:
+    """(H, W) uint8 mask of a segmentation that passed :func:`check_segmentation`."""
     try:
         if isinstance(seg, list):
-            polygons = [p for p in seg if len(p) > 0]
-            for polygon in polygons:
-                if len(polygon) < 6 or len(polygon) % 2:
-                    raise TsegError(
-                        f"{where}: need polygons of >= 3 (x, y) points, got {len(polygon)} numbers"
-                    )
+            polygons = [[float(v) for v in polygon] for polygon in seg if len(polygon) > 0]
             if not polygons:
                 return np.zeros((height, width), dtype=np.uint8)
-            rle = mask_utils.merge(
-                mask_utils.frPyObjects([[float(v) for v in p] for p in polygons], height, width)
-            )
-        elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
-            if list(seg["size"]) != [height, width]:
-                raise TsegError(f"{where}: RLE size {seg['size']} differs from image {[height, width]}")
-            rle = mask_utils.frPyObjects(seg, height, width) if isinstance(seg["counts"], list) else seg
+            rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+        elif isinstance(seg["counts"], list):
+            uncompressed = {"size": [height, width], "counts": [int(c) for c in seg["counts"]]}
+            rle = mask_utils.frPyObjects(uncompressed, height, width)
         else:
-            raise TsegError(f"{where}: need polygons or RLE with counts and size, got {seg!r:.120}")
+            rle = {"size": [height, width], "counts": seg["counts"]}
         return mask_utils.decode(rle)
-    except TsegError:
-        raise
-    except Exception as err:  # pycocotools raises bare Exception/TypeError on bad input
-        raise TsegError(f"{where}: malformed segmentation ({err})") from None
+    except Exception as err:  # a backstop: pycocotools raises bare Exception/TypeError on bad input
+        raise TsegError(f"{where}: malformed segmentation ({' '.join(str(err).split())})") from None
 
 
 class CocoDataset:
@@ -155,6 +197,9 @@ class CocoDataset:
         root: folder that ``file_name`` entries are relative to; defaults to
             the JSON's folder.
 
+    Everything in the JSON is checked here (see :mod:`tseg.runtime.coco_checks`),
+    so a bad file fails before any work is done.
+
     Raises:
         TsegError: the JSON is missing, malformed or refers to missing files.
     """
@@ -164,13 +209,14 @@ class CocoDataset:
         self.root = Path(root) if root is not None else self.json_path.parent
         if not self.root.is_dir():
             raise TsegError(f"data folder not found: {self.root}")
-        data = _load_json(self.json_path)
+        data = load_json(self.json_path)
         self.images = _parse_images(data, self.json_path)
         self.classes, self.category_labels = _parse_categories(data, self.json_path)
         self.has_annotations = bool(data.get("annotations"))
         self._annotations = _group_annotations(
-            data, self.json_path, {im.id for im in self.images}, self.category_labels
+            data, self.json_path, {im.id: im for im in self.images}, self.category_labels
         )
+        del data
         missing = [im.file_name for im in self.images if not (self.root / im.file_name).is_file()]
         if missing:
             raise TsegError(
@@ -204,12 +250,8 @@ class CocoDataset:
         info = self.images[index]
         dtype = np.uint8 if self.num_classes <= 256 else np.uint16
         labels = np.zeros((info.height, info.width), dtype=dtype)
-        for ann in self._annotations[info.id]:
-            where = f"{self.json_path.name}, image {info.file_name}"
-            try:
-                mask = annotation_mask(ann, info.height, info.width)
-            except TsegError as err:
-                raise TsegError(f"{where}: {err}") from None
-            label = self.category_labels[ann["category_id"]]
-            np.maximum(labels, mask.astype(dtype) * label, out=labels)
+        for shape in self._annotations[info.id]:
+            where = f"{self.json_path}: annotation {shape.ann_id} (image {info.id}, {info.file_name})"
+            mask = _decode(shape.segmentation, info.height, info.width, where)
+            np.maximum(labels, mask.astype(dtype) * shape.label, out=labels)
         return labels

@@ -6,22 +6,111 @@ pixels in both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from tseg.runtime.errors import TsegError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+MAX_IMAGE_PIXELS_ENV = "TSEG_MAX_IMAGE_PIXELS"
+"""Environment variable with the pixel limit (a positive integer, or ``none``)."""
+
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+"""Pillow's default ``Image.MAX_IMAGE_PIXELS`` (a 24-bit image of about 256 MiB)."""
+
+_UNSET = object()
+_max_pixels: object = _UNSET  # set_max_image_pixels() wins over the environment variable
+
+
+def parse_pixel_limit(text: str, *, what: str) -> int | None:
+    """Parses a pixel limit as a user writes it: a positive integer, or ``none`` for no limit.
+
+    Args:
+        text: e.g. ``"200000000"`` or ``"200_000_000"`` (not ``"2e8"``), or ``"none"``.
+        what: names the setting in errors (e.g. ``--max-image-pixels``).
+
+    Raises:
+        TsegError: anything else.
+    """
+    cleaned = str(text).strip().replace("_", "")
+    if cleaned.lower() == "none":
+        return None
+    if not cleaned.isdigit() or int(cleaned) < 1:
+        raise TsegError(f"{what}: need a positive number of pixels or 'none' (no limit), got {text!r:.40}")
+    return int(cleaned)
+
+
+def set_max_image_pixels(pixels: int | None) -> None:
+    """Sets the largest image (width * height) that :func:`read_image` decodes.
+
+    The limit guards against decompression bombs (a small file that expands to
+    gigabytes). It wins over the environment variable ``TSEG_MAX_IMAGE_PIXELS``.
+    Raising it above Pillow's own limit raises Pillow's (``PIL.Image.MAX_IMAGE_PIXELS``)
+    to match when an image is read, as Pillow would refuse the image otherwise.
+
+    Args:
+        pixels: a positive integer, or None for no limit.
+
+    Raises:
+        TsegError: ``pixels`` is not a positive integer or None.
+    """
+    global _max_pixels
+    if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1):
+        raise TsegError(f"max image pixels: need a positive integer or None (no limit), got {pixels!r:.40}")
+    _max_pixels = pixels
+
+
+def max_image_pixels() -> int | None:
+    """The pixel limit now in force: set by :func:`set_max_image_pixels`, else by
+    ``TSEG_MAX_IMAGE_PIXELS``, else :data:`DEFAULT_MAX_IMAGE_PIXELS`; None = no limit.
+
+    Raises:
+        TsegError: the environment variable is set to something that is not a limit.
+    """
+    if _max_pixels is not _UNSET:
+        return _max_pixels  # type: ignore[return-value]
+    env = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if env:
+        return parse_pixel_limit(env, what=f"environment variable {MAX_IMAGE_PIXELS_ENV}")
+    return DEFAULT_MAX_IMAGE_PIXELS
+
+
+@contextmanager
+def image_pixel_limit(pixels: int | None) -> Iterator[None]:
+    """Runs a block with :func:`set_max_image_pixels` (``pixels``), then restores the previous setting."""
+    global _max_pixels
+    previous = _max_pixels
+    set_max_image_pixels(pixels)
+    try:
+        yield
+    finally:
+        _max_pixels = previous
+
+
+def pixel_limit_message(pixels: int, limit: int) -> str:
+    """Says that an image is over the pixel limit, and how to raise the limit."""
+    return (
+        f"{pixels} pixels is over the limit of {limit} that guards against decompression bombs;"
+        f" if the image is genuine, raise the limit with --max-image-pixels {pixels}"
+        f" (or the environment variable {MAX_IMAGE_PIXELS_ENV}; 'none' removes the limit)"
+    )
+
+
 def read_image(path: str | Path, *, exif_transpose: bool = False) -> np.ndarray:
     """Reads an image file as RGB.
 
-    Grayscale, palette, RGBA (alpha dropped onto black), CMYK and 16-bit
-    images are converted to 8-bit RGB.
+    Grayscale, palette, RGBA (alpha dropped onto black), CMYK, 16-bit and float
+    images are converted to 8-bit RGB; of an animation, the first frame is read.
+    Images over :func:`max_image_pixels` are refused before they are decoded.
 
     Args:
         path: the image file.
@@ -32,30 +121,91 @@ def read_image(path: str | Path, *, exif_transpose: bool = False) -> np.ndarray:
         (H, W, 3) uint8 array.
 
     Raises:
-        TsegError: the file is missing or not a readable image.
+        TsegError: the file is missing, not a readable image, empty (0 pixels) or over the pixel limit.
     """
     path = Path(path)
     if not path.is_file():
-        raise TsegError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if exif_transpose:
-                img = ImageOps.exif_transpose(img)
+        raise TsegError(f"{path} is a folder, not an image file" if path.is_dir() else f"image file not found: {path}")
+    limit = max_image_pixels()
+    # catch_warnings swaps the process's warning filters while the image is read (not thread-safe
+    # before Python 3.14): at worst another thread's Pillow warning is hidden for that moment.
+    with warnings.catch_warnings():
+        # Pillow warns above its own pixel limit: only for images tseg refuses anyway (see _open_image).
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns on corrupt EXIF (even when opening a JPEG): it matters only if its orientation is used.
+        warnings.filterwarnings("error" if exif_transpose else "ignore", message=_CORRUPT_EXIF, category=UserWarning)
+        try:
+            return _decode_image(path, limit=limit, exif_transpose=exif_transpose)
+        except TsegError:
+            raise
+        except UserWarning as warning:
+            raise TsegError(
+                f"cannot apply the EXIF orientation of {path}: its EXIF data is corrupt ({_one_line(warning)})"
+            ) from None
+        except Exception as err:  # Pillow's decoders raise many types on a corrupt file; all mean "cannot read"
+            raise TsegError(f"cannot read image {path}: {_one_line(err) or type(err).__name__}") from None
+
+
+_CORRUPT_EXIF = r"(?i)(possibly )?corrupt exif"
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
+
+
+def _decode_image(path: Path, *, limit: int | None, exif_transpose: bool) -> np.ndarray:
+    with _open_image(path, limit) as img:
+        width, height = img.size
+        if width * height == 0:
+            raise TsegError(f"cannot read image {path}: it has no pixels ({width}x{height})")
+        if limit is not None and width * height > limit:
+            raise TsegError(f"{path} is {width}x{height}: {pixel_limit_message(width * height, limit)}")
+        img.load()
+        if exif_transpose:
+            img = ImageOps.exif_transpose(img)
+        try:
             return to_rgb_array(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise TsegError(f"cannot read image {path}: {err}") from None
+        except TsegError as err:
+            raise TsegError(f"cannot read image {path}: {err}") from None
+
+
+def _open_image(path: Path, limit: int | None) -> Image.Image:
+    """Image.open with Pillow's decompression-bomb check following tseg's limit.
+
+    Pillow warns above its limit and refuses above twice that; tseg refuses above
+    its own limit (checked by the caller), so Pillow's warning is only ever seen
+    for an image tseg refuses.
+    """
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    if pillow_limit is not None and (limit is None or limit > pillow_limit):
+        Image.MAX_IMAGE_PIXELS = limit  # the user raised tseg's limit: Pillow's follows
+        pillow_limit = limit
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as err:
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels = int(found.group(1)) if found else 2 * (pillow_limit or 0) + 1
+        raise TsegError(f"{path}: {pixel_limit_message(pixels, limit or pillow_limit or 0)}") from None
+
+
+_WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def to_rgb_array(img: Image.Image) -> np.ndarray:
-    """Converts a PIL image of any mode to an (H, W, 3) uint8 RGB array."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grayscale: scale to 8 bits instead of clipping at 255.
+    """Converts a PIL image of any mode to an (H, W, 3) uint8 RGB array.
+
+    Raises:
+        TsegError: a float image with NaN or infinite pixels.
+    """
+    if img.mode in _WIDE_GRAY_MODES:
+        # 16/32-bit integer or float grayscale: scale the brightest pixel to 255 instead of clipping.
         data = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(data).all():
+            raise TsegError(f"a {img.mode} image with NaN or infinite pixels cannot be shown as RGB")
         peak = data.max() if data.size and data.max() > 0 else 1.0
         data = np.clip(data * (255.0 / peak), 0, 255).astype(np.uint8)
         return np.repeat(data[:, :, None], 3, axis=2)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "RGBa", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tseg.runtime.errors import TsegError
+
 
 @dataclass(frozen=True)
 class SegmentationScores:
@@ -36,28 +38,63 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = None) -> None:
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+            raise TsegError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+        if ignore_index is not None and (
+            isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))
+        ):
+            raise TsegError(f"ignore_index must be an integer or None, got {ignore_index!r}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
     def update(self, truth: np.ndarray, prediction: np.ndarray) -> None:
-        """Adds one image (or batch): integer arrays of the same shape."""
+        """Adds one image (or batch).
+
+        Args:
+            truth: integer labels of any shape, e.g. (H, W) or (N, H, W); each in
+                [0, C) or equal to ``ignore_index`` (those pixels are not counted).
+            prediction: integer labels of the same shape, each in [0, C).
+
+        Raises:
+            TsegError: the shapes differ, an array is not of an integer type, or a
+                label is not a class (a silently dropped label would skew the scores).
+        """
+        truth, prediction = np.asarray(truth), np.asarray(prediction)
+        for name, array in (("truth", truth), ("prediction", prediction)):
+            if array.dtype.kind not in "iu":
+                raise TsegError(f"need integer {name} labels, got an array of {array.dtype}")
         if truth.shape != prediction.shape:
-            raise ValueError(f"truth and prediction shapes differ: {truth.shape} vs {prediction.shape}")
-        truth = truth.reshape(-1).astype(np.int64)
-        prediction = prediction.reshape(-1).astype(np.int64)
-        valid = (truth >= 0) & (truth < self.num_classes)
-        if self.ignore_index is not None:
-            valid &= truth != self.ignore_index
-        index = self.num_classes * truth[valid] + prediction[valid]
+            raise TsegError(f"truth and prediction shapes differ: {truth.shape} vs {prediction.shape}")
+        if truth.size == 0:
+            return
+        truth, prediction = truth.reshape(-1), prediction.reshape(-1)
+        counted = truth != self.ignore_index if self.ignore_index is not None else slice(None)
+        self._check_range("truth", truth[counted])
+        self._check_range("prediction", prediction)
+        truth = truth[counted].astype(np.int64, copy=False)
+        index = self.num_classes * truth + prediction[counted].astype(np.int64, copy=False)
         self.matrix += np.bincount(index, minlength=self.num_classes**2).reshape(
             self.num_classes, self.num_classes
         )
 
+    def _check_range(self, name: str, labels: np.ndarray) -> None:
+        if labels.size == 0 or (labels.min() >= 0 and labels.max() < self.num_classes):
+            return
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        shown = ", ".join(str(v) for v in np.unique(bad)[:5])
+        ignore = "" if name != "truth" or self.ignore_index is None else f" (or the ignore index {self.ignore_index})"
+        raise TsegError(
+            f"{name} label(s) {shown} are not classes: need labels in [0, {self.num_classes}){ignore},"
+            f" {bad.size} pixel(s) are out of range"
+        )
+
     def merge(self, other: ConfusionMatrix) -> None:
         """Adds another matrix's counts (e.g. from another worker)."""
+        if other.matrix.shape != self.matrix.shape:
+            raise TsegError(
+                f"cannot merge a {other.num_classes}-class confusion matrix into a {self.num_classes}-class one"
+            )
         self.matrix += other.matrix
 
     def compute(self) -> SegmentationScores:

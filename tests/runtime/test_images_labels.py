@@ -3,12 +3,24 @@ import pytest
 from PIL import Image
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import find_images, normalize, read_image, resize_labels
+from tseg.runtime.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    MAX_IMAGE_PIXELS_ENV,
+    find_images,
+    image_pixel_limit,
+    max_image_pixels,
+    normalize,
+    parse_pixel_limit,
+    read_image,
+    resize_labels,
+    set_max_image_pixels,
+    to_rgb_array,
+)
 from tseg.runtime.labels import labels_from_scores, read_label_png, resize_scores, save_label_png
 from tseg.runtime.metadata import ModelMetadata, default_palette
 
 
-@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK", "LA"])
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK", "LA", "1", "F", "I"])
 def test_read_image_any_mode_gives_rgb_uint8(tmp_path, mode):
     rng = np.random.default_rng(0)
     base = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
@@ -17,7 +29,7 @@ def test_read_image_any_mode_gives_rgb_uint8(tmp_path, mode):
         if mode != "I;16"
         else Image.fromarray(rng.integers(0, 65535, (20, 30), dtype=np.uint16))
     )
-    path = tmp_path / ("x.tiff" if mode in ("I;16", "CMYK") else "x.png")
+    path = tmp_path / ("x.tiff" if mode in ("I;16", "CMYK", "F", "I") else "x.png")
     img.save(path)
     out = read_image(path)
     assert out.shape == (20, 30, 3) and out.dtype == np.uint8
@@ -99,3 +111,172 @@ def test_metadata_round_trip_and_errors():
             model_name="m",
             tseg_version="0",
         )
+
+
+def _save(path, image, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+def test_image_over_the_pixel_limit_is_one_line_saying_how_to_raise_it(tmp_path):
+    path = _save(tmp_path / "big.png", Image.new("RGB", (30, 20)))
+    with image_pixel_limit(599):
+        with pytest.raises(TsegError) as caught:
+            read_image(path)
+    message = str(caught.value)
+    assert "600 pixels is over the limit of 599" in message and "--max-image-pixels 600" in message
+    assert "TSEG_MAX_IMAGE_PIXELS" in message and "\n" not in message
+    with image_pixel_limit(600):
+        assert read_image(path).shape == (20, 30, 3)
+    with image_pixel_limit(None):
+        assert read_image(path).shape == (20, 30, 3)
+
+
+def test_pixel_limit_from_the_environment_and_its_errors(tmp_path, monkeypatch):
+    path = _save(tmp_path / "big.png", Image.new("RGB", (30, 20)))
+    assert max_image_pixels() == DEFAULT_MAX_IMAGE_PIXELS == 89_478_485
+    monkeypatch.setenv(MAX_IMAGE_PIXELS_ENV, "500")
+    with pytest.raises(TsegError, match="over the limit of 500"):
+        read_image(path)
+    with image_pixel_limit(1000):  # the setting wins over the environment
+        read_image(path)
+    monkeypatch.setenv(MAX_IMAGE_PIXELS_ENV, "None")
+    assert max_image_pixels() is None
+    monkeypatch.setenv(MAX_IMAGE_PIXELS_ENV, "2e8")
+    with pytest.raises(TsegError, match=r"environment variable TSEG_MAX_IMAGE_PIXELS: need a positive number"):
+        read_image(path)
+    assert parse_pixel_limit("200_000_000", what="x") == 200_000_000
+    for bad in ("0", "-5", "", "1.5", "lots"):
+        with pytest.raises(TsegError, match="--max-image-pixels: need a positive number of pixels or 'none'"):
+            parse_pixel_limit(bad, what="--max-image-pixels")
+    for bad in (0, -1, True, 1.5, "100"):
+        with pytest.raises(TsegError, match="need a positive integer or None"):
+            set_max_image_pixels(bad)
+
+
+def test_decompression_bomb_beyond_pillows_own_limit_is_one_line(tmp_path, recwarn):
+    # 1-bit PNGs of zeros: a few kB on disk, 100 and 180 Mpx once decoded.
+    for side in (10_000, 13_400):  # Pillow warns above 89.5 Mpx and refuses above twice that
+        path = _save(tmp_path / f"bomb{side}.png", Image.new("1", (side, side)))
+        with pytest.raises(TsegError, match=rf"{side * side} pixels is over the limit of 89478485"):
+            read_image(path)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_raising_the_limit_above_pillows_lets_pillow_open_the_image(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # as if Pillow's limit were 100 pixels
+    path = _save(tmp_path / "x.png", Image.new("RGB", (30, 20)))  # 600 > 2 x 100: Pillow alone refuses it
+    with image_pixel_limit(150):
+        with pytest.raises(TsegError, match="600 pixels is over the limit of 150"):
+            read_image(path)
+    with image_pixel_limit(1000):
+        assert read_image(path).shape == (20, 30, 3)
+
+
+def test_truncated_and_empty_files_are_one_line(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("t.png", "t.jpg"):
+        full = _save(tmp_path / f"full{name}", Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+        data = full.read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 2])
+        with pytest.raises(TsegError, match=rf"cannot read image .*{name}") as caught:
+            read_image(tmp_path / name)
+        assert "\n" not in str(caught.value)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(TsegError, match="cannot read image"):
+        read_image(tmp_path / "empty.png")
+    with pytest.raises(TsegError, match="is a folder, not an image file"):
+        read_image(tmp_path)
+
+
+def test_zero_pixel_image_is_refused(tmp_path, monkeypatch):
+    # Pillow cannot write a 0x0 file; an opened image that reports 0x0 stands in for one.
+    path = _save(tmp_path / "x.png", Image.new("RGB", (3, 2)))
+    original_open = Image.open
+
+    def open_empty(*args, **kwargs):
+        img = original_open(*args, **kwargs)
+        img._size = (0, 0)
+        return img
+
+    monkeypatch.setattr(Image, "open", open_empty)
+    with pytest.raises(TsegError, match=r"it has no pixels \(0x0\)"):
+        read_image(path)
+
+
+@pytest.mark.parametrize(
+    ("mode", "pixel", "expected"),
+    [
+        ("1", 1, (255, 255, 255)),
+        ("F", 0.5, (255, 255, 255)),  # the brightest pixel becomes 255
+        ("I", 70_000, (255, 255, 255)),
+        ("I;16B", 4000, (255, 255, 255)),
+        ("LA", (200, 0), (0, 0, 0)),  # fully transparent: black
+        ("PA", (3, 255), None),
+        ("RGBa", (10, 20, 30, 255), (10, 20, 30)),
+        ("HSV", (0, 0, 255), (255, 255, 255)),
+        ("LAB", (100, 128, 128), None),
+        ("YCbCr", (128, 128, 128), (128, 128, 128)),
+    ],
+)
+def test_exotic_modes_give_rgb(mode, pixel, expected):
+    img = Image.new(mode, (5, 4))
+    img.putpixel((1, 2), pixel)
+    out = to_rgb_array(img)
+    assert out.shape == (4, 5, 3) and out.dtype == np.uint8
+    if expected is not None:
+        assert tuple(out[2, 1]) == pytest.approx(expected, abs=2)
+
+
+def test_float_image_with_nan_is_refused(tmp_path):
+    path = tmp_path / "nan.tiff"
+    Image.fromarray(np.array([[0.5, np.nan]], dtype=np.float32)).save(path)
+    with pytest.raises(TsegError, match=r"cannot read image .*nan\.tiff: a F image with NaN"):
+        read_image(path)
+
+
+def test_palette_transparency_goes_onto_black(tmp_path):
+    img = Image.new("P", (4, 4), 1)
+    img.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    img.info["transparency"] = 1
+    path = _save(tmp_path / "t.png", img, transparency=1)
+    assert (read_image(path) == 0).all()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_animation_reads_its_first_frame(tmp_path, suffix):
+    frames = [Image.new("RGB", (8, 6), colour) for colour in ((250, 0, 0), (0, 0, 250))]
+    path = tmp_path / f"anim{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, lossless=True)
+    assert Image.open(path).n_frames == 2
+    out = read_image(path)
+    assert out.shape == (6, 8, 3) and out[..., 0].min() > 200 and out[..., 2].max() < 50
+
+
+def _jpeg_with_orientation(path, orientation):
+    stored = np.zeros((20, 30, 3), np.uint8)
+    stored[:8, :10] = (255, 0, 0)  # a red block in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, quality=95, exif=exif.tobytes())
+    return path
+
+
+def test_exif_orientation_6_is_applied_only_when_asked(tmp_path):
+    path = _jpeg_with_orientation(tmp_path / "phone.jpg", 6)
+    stored = read_image(path)
+    assert stored.shape == (20, 30, 3) and stored[0, 0, 0] > 200
+    upright = read_image(path, exif_transpose=True)
+    assert upright.shape == (30, 20, 3)
+    np.testing.assert_array_equal(upright, np.rot90(stored, k=-1))  # 6: turn 90 degrees clockwise to view
+    assert upright[0, -1, 0] > 200 and upright[0, 0, 0] < 50
+
+
+def test_bad_exif_orientation_gives_stored_pixels_or_one_line(tmp_path):
+    path = _jpeg_with_orientation(tmp_path / "odd.jpg", 9)  # no such orientation: the pixels stay as stored
+    np.testing.assert_array_equal(read_image(path, exif_transpose=True), read_image(path))
+    corrupt = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x09\x00\x00"
+    path = _save(tmp_path / "corrupt.jpg", Image.new("RGB", (30, 20)), exif=corrupt)
+    assert read_image(path).shape == (20, 30, 3)  # EXIF unused: no complaint
+    with pytest.raises(TsegError, match=r"EXIF orientation of .*corrupt\.jpg: its EXIF data is corrupt"):
+        read_image(path, exif_transpose=True)
