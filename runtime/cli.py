@@ -15,9 +15,10 @@ from tseg.runtime.crf.params import MAX_ITERATIONS, crf_file_for, resolve_crf_pa
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metrics import format_scores
-from tseg.runtime.predict import CocoInferResult, InferSettings, infer_coco, infer_paths
+from tseg.runtime.predict import EVAL_FILE, CocoInferResult, InferSettings, infer_coco, infer_paths
 from tseg.runtime.session import DEVICES
 
+MAX_THREADS = 256
 CRF_FLAGS = (
     "iterations",
     "gaussian_sxy",
@@ -92,7 +93,7 @@ def crf_options(func):
     show_default=True,
     help="Execution provider. cuda, tensorrt: that provider or an error; auto: CUDA when it loads, else the CPU.",
 )
-@click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads.")
+@click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), help="ONNX Runtime intra-op threads.")
 @click.option(
     "--max-image-pixels",
     metavar="N|none",
@@ -228,8 +229,8 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
             crf=asdict(crf),
             crf_iou=dict(zip(result.classes, result.crf_scores.iou, strict=True)),
         )
-    atomic_write_bytes(out / "eval.json", json.dumps(report, indent=2).encode())
-    click.echo(f"scores saved to {out / 'eval.json'}")
+    atomic_write_bytes(out / EVAL_FILE, json.dumps(report, indent=2).encode())
+    click.echo(f"scores saved to {out / EVAL_FILE}")
 
 
 def _tune(model, coco, data, crf, tune_images, device, threads, quiet) -> None:

@@ -47,6 +47,7 @@ def _segment(segmenter: Segmenter, image, crf: CrfParams | None):
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EVAL_FILE = "eval.json"  # the scores of --eval, in --out
 
 
 def _is_label_png(path: Path) -> bool:
@@ -214,6 +215,9 @@ def infer_coco(
     where = dataset.json_path.name
     sources = [(f"{where} image {im.id} ({im.file_name})", Path(im.file_name)) for im in dataset.images]
     targets = plan_targets(out, sources)
+    report = out / EVAL_FILE
+    if evaluate and (report.is_symlink() or (report.exists() and not report.is_file())):
+        raise TsegError(f"{report} exists and is not a file tseg wrote: choose another --out or move it away")
     segmenter = Segmenter(settings.model, device=settings.device, threads=settings.threads)
     if evaluate:
         check_classes(dataset, segmenter)

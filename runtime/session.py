@@ -139,6 +139,8 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
 
     path = Path(model_path)
     if not path.is_file():
+        if path.exists():
+            raise TsegError(f"--model {path} is not a file: need an .onnx file exported by tseg-export")
         raise TsegError(f"model file not found: {path}")
     ort.set_default_logger_severity(_QUIET)
     requested = requested_providers(device, ort.get_available_providers())

@@ -230,6 +230,13 @@ def test_coco_file_names_sharing_a_label_png_are_refused(model, tmp_path):
     assert "im/a.jpg" in result.stderr and "im/a.png" in result.stderr
 
 
+def test_an_eval_json_that_is_a_folder_is_refused_before_any_work(model, tiny_coco_dir, tmp_path):
+    (tmp_path / "out" / "eval.json").mkdir(parents=True)
+    result = invoke("--coco", tiny_coco_dir / "val.json", "--model", model, "--out", tmp_path / "out", "--eval")
+    assert_one_line_error(result, "eval.json exists and is not a file tseg wrote")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["eval.json"]
+
+
 def test_eval_with_a_model_of_other_classes_is_refused(tiny_coco_dir, tmp_path):
     three = conv_model(tmp_path / "three.onnx")  # 3 classes; the split has 4 with background
     result = invoke("--coco", tiny_coco_dir / "val.json", "--model", three, "--out", tmp_path / "out", "--eval")
@@ -271,6 +278,7 @@ def test_crf_tune_with_a_model_of_other_classes_is_refused_before_the_search(tin
         (["{img}", "--out", "{out}", "--max-image-pixels", "0"], "--max-image-pixels"),
         (["{img}", "--out", "{out}", "--max-image-pixels", "2e8"], "--max-image-pixels"),
         (["{img}", "--out", "{out}", "--device", "gpu"], "--device"),
+        (["{img}", "--out", "{out}", "--threads", "100000"], "--threads"),
         (["{img}", "--out", "{out}", "--no-such-flag"], "--no-such-flag"),
         (["{img}", "--out", "{out}", "--threads", "x"], "--threads"),
     ],

@@ -400,6 +400,8 @@ def test_a_file_that_is_not_onnx_is_one_line(tmp_path):
     with pytest.raises(TsegError, match="junk.onnx is not a loadable ONNX model"):
         Segmenter(junk, device="cpu")
     with pytest.raises(TsegError, match="model file not found"):
+        Segmenter(tmp_path / "missing.onnx", device="cpu")
+    with pytest.raises(TsegError, match="is not a file"):
         Segmenter(tmp_path, device="cpu")
 
 
