@@ -219,3 +219,28 @@ def test_explicit_gpu_devices_on_this_machine_give_one_line_or_run_quietly(tmp_p
         else:
             assert run.returncode == 1 and run.stdout == ""
             assert run.stderr.count("\n") == 1 and run.stderr.startswith(f"Error: --device {device}"), run.stderr
+
+
+def test_captured_output_takes_native_and_python_output_and_restores_the_terminal(capfd):
+    with session_module.captured_output() as log:
+        os.write(1, b"native out\n")
+        os.write(2, b"native err\n")
+        print("python out")
+        print("python err", file=sys.stderr)
+    assert capfd.readouterr() == ("", "")
+    for line in ("native out", "native err", "python out", "python err"):
+        assert line in log.getvalue()
+    print("after")
+    os.write(2, b"after err\n")
+    assert capfd.readouterr() == ("after\n", "after err\n")
+
+
+def test_captured_output_without_a_temp_file_still_takes_python_output(monkeypatch, capfd):
+    def no_temp_files():
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(session_module.tempfile, "TemporaryFile", no_temp_files)
+    with session_module.captured_output() as log:
+        print("python out")
+    assert log.getvalue() == "python out\n"
+    assert capfd.readouterr() == ("", "")
