@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -12,6 +13,12 @@ from tseg.runtime.errors import TsegError
 
 Compat = float | ArrayLike
 """A compatibility: scalar (Potts), (C,) vector (diagonal) or (C, C) matrix."""
+
+MAX_ENERGY = 1e6
+"""Largest magnitude of a unary energy or a compatibility: logits stay far from
+float32's overflow (an overflow would turn Q into NaN)."""
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class CrfTypeError(TsegError, TypeError):
@@ -72,7 +79,15 @@ def check_unary(unary: object, height: int, width: int) -> np.ndarray:
     """(C, H, W) finite energies matching the image's H, W."""
     unary = check_float_array("unary", unary, "(C, H, W)")
     _check_size("unary", unary.shape, height, width)
+    _check_magnitude("unary", unary)
     return unary
+
+
+def _check_magnitude(name: str, x: np.ndarray) -> None:
+    largest = float(np.abs(x).max()) if x.size else 0.0
+    if largest > MAX_ENERGY:
+        raise TsegError(f"{name}: need values in [-{MAX_ENERGY:g}, {MAX_ENERGY:g}], "
+                        f"got {largest:g} in magnitude")
 
 
 def _check_size(name: str, shape: tuple, height: int, width: int) -> None:
@@ -88,6 +103,9 @@ def check_labels(labels: object, num_classes: int, unknown_label: int | None) ->
         raise CrfTypeError(f"labels: need an integer dtype (H, W), got {_describe(labels)}")
     if labels.ndim != 2 or min(labels.shape) < 1:
         raise TsegError(f"labels: need shape (H, W), got {labels.shape}")
+    if unknown_label is not None and (isinstance(unknown_label, bool)
+                                      or not isinstance(unknown_label, numbers.Integral)):
+        raise CrfTypeError(f"unknown_label: need an int or None, got {_describe(unknown_label)}")
     bad = (labels < 0) | (labels >= num_classes)
     if unknown_label is not None:
         bad &= labels != unknown_label
@@ -106,20 +124,30 @@ def check_num_classes(num_classes: object) -> int:
     return int(num_classes)
 
 
-def check_open_unit(name: str, value: object) -> float:
+def _real(name: str, value: object, need: str) -> float:
+    """``value`` as a float (+-inf past float's range); bools and non-reals refused."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise CrfTypeError(f"{name}: need a float, got {_describe(value)}")
+        raise CrfTypeError(f"{name}: need {need}, got {_describe(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # an int past 1e308
+        return math.inf if value > 0 else -math.inf
+
+
+def check_open_unit(name: str, value: object) -> float:
+    value = _real(name, value, "a float")
     if not 0.0 < value < 1.0:
         raise TsegError(f"{name}: need a value in (0, 1), got {value}")
-    return float(value)
+    return value
 
 
 def check_positive(name: str, value: object) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise CrfTypeError(f"{name}: need a positive float, got {_describe(value)}")
-    if not (np.isfinite(value) and value > 0):
-        raise TsegError(f"{name}: need a finite value > 0, got {value}")
-    return float(value)
+    """A kernel width: finite, > 0 and a normal float32 (the lattice computes in float32)."""
+    value = _real(name, value, "a positive float")
+    if not (math.isfinite(value) and _FLOAT32_TINY <= value <= _FLOAT32_MAX):
+        raise TsegError(f"{name}: need a finite value > 0 (from {_FLOAT32_TINY:.3g} to "
+                        f"{_FLOAT32_MAX:.3g}), got {value}")
+    return value
 
 
 def check_iterations(iterations: object) -> int:
@@ -138,8 +166,12 @@ def check_compat(name: str, compat: object, num_classes: int | None
     unknown yet: only the type, rank and values are checked).
     """
     if isinstance(compat, numbers.Real) and not isinstance(compat, bool):
-        if not np.isfinite(compat):
+        compat = _real(name, compat, "a float")
+        if not math.isfinite(compat):
             raise TsegError(f"{name}: need a finite value, got {compat}")
+        if abs(compat) > MAX_ENERGY:
+            raise TsegError(f"{name}: need a value in [-{MAX_ENERGY:g}, {MAX_ENERGY:g}], "
+                            f"got {compat}")
         if num_classes is None:
             return None
         # Potts: pydensecrf adds w * K~Q, i.e. subtracts (-w * I) @ K~Q.
@@ -148,15 +180,19 @@ def check_compat(name: str, compat: object, num_classes: int | None
         raise CrfTypeError(f"{name}: need a float, a (C,) or a (C, C) array, "
                            f"got {_describe(compat)}")
     try:
-        array = np.asarray(compat, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+        array = np.asarray(compat)
+    except (TypeError, ValueError) as exc:  # ragged nesting
         raise CrfTypeError(f"{name}: need real numbers, got {_describe(compat)}") from exc
+    if array.dtype.kind not in "iuf":  # bool, complex, strings, objects
+        raise CrfTypeError(f"{name}: need real numbers, got {_describe(array)}")
     if array.ndim not in (1, 2) or (array.ndim == 2 and array.shape[0] != array.shape[1]):
         raise TsegError(f"{name}: need a float, a (C,) or a (C, C) array, got shape "
                         f"{array.shape}")
-    _check_finite(name, array)
+    _check_finite(name, array.astype(np.float64))
+    _check_magnitude(name, array.astype(np.float64))
     if num_classes is None:
         return None
+    array = array.astype(np.float32)
     if array.shape[0] != num_classes:
         need = (num_classes,) if array.ndim == 1 else (num_classes, num_classes)
         raise TsegError(f"{name}: need shape {need} for {num_classes} classes, "

@@ -25,9 +25,15 @@ def _fill_features(image, sxy, srgb, out, start, stop):
             out[p, 2 + c] = np.float32(image[p // width, p % width, c]) / srgb
 
 
-def pixel_features(image: np.ndarray, *, sxy: float, srgb: float | None,
-                   threads: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def pixel_features(image: np.ndarray, *, sxy: float, srgb: float | None, threads: int,
+                   lease: workspace.Lease) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Lattice features of every pixel: position / sxy, and colour / srgb unless None.
+
+    Args:
+        image: (H, W, 3) uint8, any strides.
+        sxy: position width in pixels; srgb: colour width, or None for positions only.
+        threads: threads to use.
+        lease: owner of the features' (pooled) memory.
 
     Returns:
         (padded_points(H * W), 2 or 5) float32 features, zero past the pixels, and
@@ -35,7 +41,7 @@ def pixel_features(image: np.ndarray, *, sxy: float, srgb: float | None,
     """
     height, width = image.shape[:2]
     d = 2 if srgb is None else 5
-    out = workspace.array((padded_points(height * width), d))
+    out = lease.array((padded_points(height * width), d))
     args = (image, np.float32(sxy), np.float32(1.0 if srgb is None else srgb), out)
     parallel.run([(_fill_features, args, out.shape[0])], threads)
     upper = [(width - 1) / sxy, (height - 1) / sxy]

@@ -17,6 +17,9 @@ from numba import njit
 from tseg.runtime.errors import TsegError
 
 _WORD_BITS = 62
+# Elevated coordinates are float32: past 2**24 they are no longer exact integers and a
+# point could land outside the key box computed from the bounds.
+_MAX_COORDINATE = float(2**24)
 _EMPTY = np.int64(-1)
 
 
@@ -39,6 +42,10 @@ def key_layout(lower: np.ndarray, upper: np.ndarray, d: int,
     Returns:
         (low, units, size): (d,) and (d, 2) int64, and the box size when direct, else 0.
     """
+    if not (np.isfinite(lower).all() and np.isfinite(upper).all()
+            and max(np.abs(lower).max(), np.abs(upper).max()) <= _MAX_COORDINATE):
+        raise TsegError("CRF features span too wide a range (lattice coordinates beyond "
+                        "2**24): use larger kernel widths (sxy, srgb) for this image")
     margin = 4 * (d + 1)
     low = np.floor(lower).astype(np.int64) - margin
     span = np.ceil(upper).astype(np.int64) + margin - low + 1

@@ -67,8 +67,6 @@ def _embed_block(f, p0, scale, elev, rem0, rank):
             rem0[i, b] += shift
 
 
-
-
 @njit(cache=True, nogil=True)
 def _barycentric(elev, rem0, rank, count, b, out, p0):
     """out[p0 + q] = the barycentric weights of points q < count of an embedded block
@@ -163,6 +161,10 @@ class Lattice:
     serve both the splat and the slice; the slice's constant ``alpha`` is left to the
     caller (mean field folds it into the compatibility).
 
+    The arrays live in pooled memory owned by ``lease``: each user of the lattice
+    (a DenseCRF, a mean-field state, the Gaussian lattice cache) retains the lease and
+    releases it when done; after the last release the arrays must not be read.
+
     Attributes:
         offsets: (N, d+1) int32, vertex index + 1 of each pixel's simplex corners.
         weights: (N, d+1) float32, barycentric weight * s[pixel].
@@ -170,6 +172,7 @@ class Lattice:
         alpha: the slice's scale, 1 / (1 + 2**-d).
         task_rows: (T, 2) int64, the smallest and largest vertex row touched by each
             mean-field splat task's pixels (see meanfield.task_bounds).
+        lease: the owner of the arrays' memory.
     """
 
     offsets: np.ndarray
@@ -177,6 +180,7 @@ class Lattice:
     neighbours: np.ndarray
     alpha: float
     task_rows: np.ndarray
+    lease: workspace.Lease
 
     @property
     def num_vertices(self) -> int:
@@ -203,28 +207,32 @@ class _Build:
     """One lattice under construction: each method returns the parallel.run jobs of
     one stage, so that the stages of several lattices run side by side."""
 
-    def __init__(self, features: np.ndarray, bounds: tuple, n: int, threads: int) -> None:
+    def __init__(self, features: np.ndarray, bounds: tuple, n: int, threads: int,
+                 scratch: workspace.Lease) -> None:
         """features: (P, d) points, the first n real, the rest the reference's zero
         padding (it embeds 4 points at a time); bounds: (d,) lower and upper bounds
-        of every feature."""
+        of every feature; scratch: the lease of the build's temporary arrays (the
+        lattice's own go to ``self.lease``)."""
         self.n, d = n, features.shape[1]
         self.features = features
+        self.scratch = scratch
+        self.lease = workspace.Lease()
         size = features.shape[0]
         self.scale = _scale_factors(d)
         self.low, self.units, box = hashing.key_layout(
             *_elevated_bounds(*bounds, self.scale), d, direct_limit=_DIRECT_SLOTS_PER_POINT * size)
         self.direct = box > 0
         # A direct layout's box (int32 slots, zero = unmarked), else an empty one.
-        self.box = workspace.array((box,), np.int32, zero=True, threads=threads)
+        self.box = scratch.array((box,), np.int32, zero=True, threads=threads)
         chunks = max(1, -(-size // _CHUNK_POINTS))
         # Chunk bounds on whole embedding blocks, so only the last block is partial.
         blocks = -(-size // _EMBED_BLOCK)
         self.starts = np.array([min(size, blocks * c // chunks * _EMBED_BLOCK)
                                 for c in range(chunks + 1)], np.int64)
-        self.found = workspace.array((0 if self.direct else size * (d + 1), 2), np.int64)
+        self.found = scratch.array((0 if self.direct else size * (d + 1), 2), np.int64)
         self.counts = np.zeros(chunks, np.int64)
-        self.offsets = workspace.array((size, d + 1), np.int32)
-        self.bary = workspace.array((size, d + 1), np.float32)
+        self.offsets = self.lease.array((size, d + 1), np.int32)
+        self.bary = scratch.array((size, d + 1), np.float32)
 
     def hash_jobs(self):
         args = (self.features, self.scale, self.low, self.units, self.box, self.starts,
@@ -233,22 +241,26 @@ class _Build:
 
     def merge_jobs(self):
         """Serial: numbers the vertices (the chunks' hashed ones, or the box's)."""
+        self.scratch.give_back(self.features)  # embedded: no longer read
+        del self.features
+
         def job(start: int, stop: int) -> None:
             if self.direct:
                 self.vertices = direct.number_vertices(self.box)
                 self.remap = self.box
                 return
-            self.remap = workspace.array((self.found.shape[0],), np.int32)
+            self.remap = self.scratch.array((self.found.shape[0],), np.int32)
             self.keys, self.vertices = hashing.merge_chunks(
                 self.found, self.counts, self.starts, self.offsets.shape[1], self.remap)
+            self.scratch.give_back(self.found)
             del self.found
         return [(job, (), 1)]
 
     def finish_jobs(self):
         """Global vertex rows in the offsets; blur neighbours by table lookups."""
         m = self.vertices.shape[0]
-        self.neighbours = workspace.array((self.offsets.shape[1], m, 2), np.int32)
-        self.ones = workspace.array((self.counts.shape[0], m + 1), np.float32, zero=True)
+        self.neighbours = self.lease.array((self.offsets.shape[1], m, 2), np.int32)
+        self.ones = self.scratch.array((self.counts.shape[0], m + 1), np.float32, zero=True)
         deltas = hashing.neighbour_deltas(self.units)
         neighbours = ((direct.find_neighbours, (self.vertices, self.box, deltas, self.neighbours))
                       if self.direct else
@@ -258,27 +270,52 @@ class _Build:
                                         self.n, self.bary, self.ones), self.counts.shape[0], 1),
                 (*neighbours, m)]
 
+    def drop_tables(self) -> None:
+        """Return the vertex tables (built): only bary and ones are read from now on."""
+        self.scratch.give_back(self.remap)
+        if self.box is not self.remap:
+            self.scratch.give_back(self.box)
+        del self.remap, self.box, self.vertices
+        self.__dict__.pop("keys", None)
 
-def build_lattices(features: list[tuple], n: int, threads: int) -> list[Lattice]:
+
+def build_lattices(features: list[tuple], n: int, threads: int,
+                   scratch: workspace.Lease) -> list[Lattice]:
     """Build lattices and their symmetric normalisation, several at once.
 
     Args:
         features: per lattice, what :func:`tseg.runtime.crf.features.pixel_features`
             returns: (padded_points(n), d) float32 points already divided by the
             kernel widths, zero past the n real ones (d may differ between lattices),
-            and the features' bounds.
+            and the features' bounds. Given back to ``scratch`` once embedded.
         n: real points (pixels).
         threads: threads to use.
+        scratch: the lease of the build's temporary arrays (the features' too); what
+            is left of them is the caller's to release.
 
     Returns:
-        One :class:`Lattice` per feature array.
+        One :class:`Lattice` per feature array, each owning its lease (one owner: the
+        caller, who releases it).
     """
-    builds = [_Build(f, bounds, n, threads) for f, bounds in features]
-    for stage in (_Build.hash_jobs, _Build.merge_jobs, _Build.finish_jobs):
-        parallel.run([job for b in builds for job in stage(b)], threads)
-    parts = [(b.offsets[:n], b.bary[:n], b.neighbours, b.ones) for b in builds]
-    del builds  # the hash tables: lower the peak
-    return _normalise(parts, threads)
+    builds = []
+    try:
+        for f, bounds in features:
+            builds.append(_Build(f, bounds, n, threads, scratch))
+        for stage in (_Build.hash_jobs, _Build.merge_jobs, _Build.finish_jobs):
+            parallel.run([job for b in builds for job in stage(b)], threads)
+        for b in builds:
+            b.drop_tables()  # lower the peak
+        parts = [(b.offsets[:n], b.bary[:n], b.neighbours, b.ones) for b in builds]
+        leases = [b.lease for b in builds]
+        lattices = _normalise(parts, leases, threads)
+    except BaseException:
+        for b in builds:
+            b.lease.release()
+        raise
+    for b in builds:
+        scratch.give_back(b.bary)
+        scratch.give_back(b.ones)
+    return lattices
 
 
 @njit(cache=True, nogil=True)
@@ -343,7 +380,7 @@ def symmetric_weights(values, offsets, bary, alpha, weights, bounds, rows, start
         rows[t, 1] = hi
 
 
-def _normalise(parts: list, threads: int) -> list[Lattice]:
+def _normalise(parts: list, leases: list, threads: int) -> list[Lattice]:
     """Filter ones on each lattice and fold s = 1 / sqrt(K 1) into the weights."""
     n = parts[0][0].shape[0]
     values = [np.zeros(nbr.shape[1] + 1, np.float32) for _, _, nbr, _ in parts]
@@ -354,13 +391,13 @@ def _normalise(parts: list, threads: int) -> list[Lattice]:
                   for v, w, (_, _, nbr, _) in zip(values, scratch, parts, strict=True)], threads)
     lattices, jobs = [], []
     bounds = np.array(meanfield.task_bounds(n), np.int64)
-    for v, w, (offsets, bary, nbr, _) in zip(values, scratch, parts, strict=True):
+    for v, w, (offsets, bary, nbr, _), lease in zip(values, scratch, parts, leases, strict=True):
         blurred = v if nbr.shape[0] % 2 == 0 else w
         alpha = np.float32(1.0 / (1.0 + 2.0 ** -(nbr.shape[0] - 1)))
-        weights = workspace.array(bary.shape)
+        weights = lease.array(bary.shape)
         rows = np.empty((bounds.shape[0] - 1, 2), np.int64)
         jobs.append((symmetric_weights, (blurred, offsets, bary, alpha, weights, bounds, rows),
                      rows.shape[0], 1))
-        lattices.append(Lattice(offsets, weights, nbr, float(alpha), rows))
+        lattices.append(Lattice(offsets, weights, nbr, float(alpha), rows, lease))
     parallel.run(jobs, threads)
     return lattices

@@ -1,0 +1,179 @@
+"""Mean-field state of one unary on a DenseCRF: its buffers, passes and results.
+
+The state owns its buffers (one :class:`tseg.runtime.crf.workspace.Lease`) and one
+ownership of each lattice it reads, so closing the DenseCRF meanwhile is safe. Arrays it
+returns (:meth:`MeanField.probs`, :meth:`MeanField.labels`) are the caller's: never
+pooled memory that a later call could overwrite.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tseg.runtime.crf import meanfield, parallel, workspace
+from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
+from tseg.runtime.crf.lattice import Lattice
+from tseg.runtime.errors import TsegError
+
+if TYPE_CHECKING:
+    from tseg.runtime.crf.dense import DenseCRF
+
+
+class _Kernel:
+    """One pairwise kernel's state in mean field: its lattice, gain and buffers."""
+
+    def __init__(self, lattice: Lattice, compat_name: str, compat: Compat, num_classes: int,
+                 lanes: int, threads: int, lease: workspace.Lease) -> None:
+        matrix, self.diagonal = check_compat(compat_name, compat, num_classes)
+        # Row j: what label j's message adds to each label's logits: -compat^T,
+        # times the slice's alpha (the lattice leaves it out).
+        self.gain = np.zeros((lanes, lanes), np.float32)
+        scaled = -matrix.T * np.float32(lattice.alpha)
+        if self.diagonal:
+            self.gain[0, :num_classes] = np.diag(scaled)
+        else:
+            self.gain[:num_classes, :num_classes] = scaled
+        self.lattice = lattice
+        rows = lattice.num_vertices + 1  # row 0 stands for a missing blur neighbour
+        self.values = lease.array((rows, lanes))
+        self.scratch = lease.array((rows, lanes))
+        self.values[0] = self.scratch[0] = 0
+        # Task t splats vertex rows lo..hi (those its pixels touch) into accumulator rows
+        # from base on: (T, 3) [lo, hi, base].
+        lo, hi = lattice.task_rows[:, 0], lattice.task_rows[:, 1]
+        sizes = hi - lo + 1
+        self.ranges = np.stack([lo, hi, np.cumsum(sizes) - sizes], axis=1).astype(np.int64)
+        self.accs = lease.array((int(sizes.sum()), lanes), zero=True, threads=threads)
+        self.messages = self.values  # the blurred buffer the next pixel pass reads
+
+
+def _usable_as_is(x: np.ndarray) -> bool:
+    """Whether the kernels can read ``x`` directly: native float32, C order, aligned,
+    writeable (a read-only array would make Numba compile every kernel again)."""
+    return (x.dtype == np.dtype(np.float32) and x.flags.c_contiguous and x.flags.aligned
+            and x.flags.writeable)
+
+
+class MeanField:
+    """Mean-field state of one unary on a :class:`DenseCRF` (see ``DenseCRF.start``).
+
+    Passes are lazy: a pass over the pixels computes Q from the previous messages and
+    splats it for the next iteration, and Q itself is written out only when asked for.
+    Close it (or use it as a context manager) to return its buffers to the pool at once;
+    otherwise they go back when it is garbage collected.
+    """
+
+    def __init__(self, crf: DenseCRF, unary: np.ndarray, lattices: list[Lattice]) -> None:
+        """``lattices``: the CRF's (Gaussian, bilateral), retained once for this state."""
+        num_classes = unary.shape[0]
+        n = crf.height * crf.width
+        self._lease = workspace.Lease()
+        self._holdings = workspace.Holdings(self, [self._lease, *(lat.lease for lat in lattices)])
+        self._threads = crf.threads
+        self._shape = unary.shape
+        self._q: np.ndarray | None = None  # pooled: only copies of it leave this state
+        try:
+            lanes = meanfield.padded_labels(num_classes)
+            # Pixels are split into contiguous ranges, each splatting into its own
+            # accumulators, fixed by the image size so threads do not change the sums.
+            self._bounds = meanfield.task_bounds(n)
+            self._base = self._lease.array((n, lanes))  # filled by the first pass
+            if _usable_as_is(unary):
+                self._unary = unary.reshape(num_classes, n)  # read, never written
+            else:  # any layout, byte order or float dtype: one copy
+                self._unary = self._lease.array((num_classes, n))
+                np.copyto(self._unary.reshape(unary.shape), unary, casting="same_kind")
+            self._no_output = np.empty((num_classes, 0), np.float32)
+            self._kernels = [_Kernel(lat, name, compat, num_classes, lanes, self._threads,
+                                     self._lease)
+                             for lat, name, compat in zip(lattices, ("gaussian_compat",
+                                                                     "bilateral_compat"),
+                                                          crf._compat, strict=True)]
+        except BaseException:
+            self.close()
+            raise
+        self._splatted = False  # the accumulators hold the splat of the current Q
+        self._q_written = False  # self._q holds the current Q
+        self.iterations = 0
+
+    def close(self) -> None:
+        """Return this state's buffers to the pool; it cannot be used afterwards."""
+        self._holdings.close()
+
+    def __enter__(self) -> MeanField:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._holdings.closed:
+            raise TsegError("MeanField: this state is closed; start a new one with DenseCRF.start")
+
+    def _pixel_jobs(self, q_out: np.ndarray) -> list:
+        g, b = self._kernels
+        jobs = []
+        for t in range(len(self._bounds) - 1):
+            first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
+            shifts = [k.ranges[t, 2] - k.ranges[t, 0] for k in (g, b)]
+            args = (self._base, self._unary, g.lattice.offsets, g.lattice.weights,
+                    g.messages, b.lattice.offsets, b.lattice.weights, b.messages,
+                    self.iterations > 0, g.accs, shifts[0], b.accs, shifts[1], q_out, first)
+            jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
+        return jobs
+
+    def _splat_pass(self) -> None:
+        """Splat the current Q (computed from the previous messages) for the next step."""
+        parallel.run(self._pixel_jobs(self._no_output), self._threads)
+        self._splatted = True
+
+    def _messages(self) -> None:
+        """Gather the splats, apply the compatibilities, blur: the next pass's input."""
+        blurred = meanfield.messages([(k.values, k.scratch, k.accs, k.ranges, k.gain, k.diagonal,
+                                       k.lattice.neighbours) for k in self._kernels],
+                                     self._threads)
+        for kernel, result in zip(self._kernels, blurred, strict=True):
+            kernel.messages = result  # read by pixel passes until the next gather
+        self._splatted = False
+
+    def step(self, iterations: int = 1) -> None:
+        """Run ``iterations`` more mean-field iterations in place."""
+        check_iterations(iterations)
+        self._check_open()
+        for _ in range(iterations):
+            if not self._splatted:
+                self._splat_pass()
+            self._messages()
+            self.iterations += 1
+            self._q_written = False
+        # Q is written (and splatted) only when asked for: probs(), labels(), step().
+
+    def _current_q(self) -> np.ndarray:
+        """The current Q, (C, N), in this state's pooled buffer."""
+        self._check_open()
+        if self._q is None:
+            self._q = self._lease.array((self._shape[0], self._shape[1] * self._shape[2]))
+        if not self._q_written:
+            parallel.run(self._pixel_jobs(self._q), self._threads)
+            self._q_written = True
+        return self._q
+
+    def _write_probs(self, out: np.ndarray) -> np.ndarray:
+        """Write the current Q into ``out`` ((C, H, W) C-contiguous float32, the
+        caller's) without a pooled intermediate; returns ``out``."""
+        self._check_open()
+        if self._q_written:
+            np.copyto(out, self._q.reshape(self._shape))
+        else:
+            parallel.run(self._pixel_jobs(out.reshape(self._shape[0], -1)), self._threads)
+        return out
+
+    def probs(self) -> np.ndarray:
+        """Current marginals Q, (C, H, W) float32, a new array of the caller's."""
+        return self._current_q().reshape(self._shape).copy()
+
+    def labels(self) -> np.ndarray:
+        """Current MAP labels, (H, W) int64 (a new array): argmax of Q over C."""
+        return self._current_q().argmax(axis=0).reshape(self._shape[1:])
