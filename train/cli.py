@@ -104,11 +104,14 @@ def main(show_models: bool, quiet: bool, resume: Path | None, **options) -> None
     if show_models:
         click.echo("\n".join(list_models()))
         return
+    ctx = click.get_current_context()
+    given = {n for n in options if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}
     if resume is not None:
-        ctx = click.get_current_context()
-        changed = [n for n in options if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
-        if changed:
-            raise TsegError(f"--resume continues a run with its saved settings; drop {', '.join(changed)}")
+        if given:
+            flags = sorted(p.opts[0] for p in ctx.command.params if p.name in given)
+            raise TsegError(f"--resume continues a run with its saved settings; drop {', '.join(flags)}")
+    elif "momentum" in given and options["optimizer"] != "sgd":
+        raise TsegError(f"--momentum applies to --optimizer sgd only, not {options['optimizer']!r}; drop it")
     train(TrainSettings(progress=not quiet, **options), resume=resume)
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from tseg.runtime.errors import TsegError
 from tseg.train.schedules import LrSchedule
-from tseg.train.settings import OPTIMIZERS, TrainSettings
+from tseg.train.settings import OPTIMIZERS, TrainSettings, check_class_weights
 
 
 def build_optimizer(settings: TrainSettings, model: nn.Module) -> torch.optim.Optimizer:
@@ -75,13 +75,10 @@ def parse_class_weights(spec: str, num_classes: int, label_counts) -> torch.Tens
         weights = np.zeros(num_classes)
         weights[present] = np.median(freq[present]) / freq[present]
         return torch.tensor(weights, dtype=torch.float32)
-    try:
-        values = [float(v) for v in spec.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != num_classes or min(values, default=-1) < 0:
+    values = check_class_weights(spec)
+    if len(values) != num_classes:
         raise TsegError(
             f"--class-weights needs 'none', 'balanced' or {num_classes} non-negative comma-separated"
-            f" numbers, got {spec!r}"
+            f" numbers (one per class), got {len(values)}: {spec!r}"
         )
     return torch.tensor(values, dtype=torch.float32)

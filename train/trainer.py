@@ -12,6 +12,7 @@ import torch.distributed as dist
 from tseg.runtime import __version__
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
+from tseg.runtime.files import remove_stale_temp_files
 from tseg.runtime.metadata import default_palette
 from tseg.runtime.metrics import SegmentationScores, format_scores
 from tseg.train.checkpoints import ModelSpec, save_checkpoint
@@ -19,8 +20,9 @@ from tseg.train.data.loaders import build_datasets, build_loaders, label_counts
 from tseg.train.distributed import DistContext, init_distributed, shutdown_distributed
 from tseg.train.engine import LossSpec, Precision, evaluate, train_one_epoch
 from tseg.train.models import check_model_name, get_model
+from tseg.train.models.weights import load_fitting_state_dict
 from tseg.train.optim import build_optimizer, build_schedule, parse_class_weights
-from tseg.train.resume import load_resume_checkpoint, restore_rng_state, training_state
+from tseg.train.resume import load_resume_checkpoint, restore_rng_state, resume_settings, training_state
 from tseg.train.runlog import RunLog, save_settings
 from tseg.train.settings import IMAGENET_MEAN, IMAGENET_STD, TrainSettings
 
@@ -63,14 +65,10 @@ def resolve_data_root(data: Path | None) -> Path:
 
 
 def check_settings(settings: TrainSettings, train: CocoDataset, val: CocoDataset, world_size: int) -> None:
-    """Settings that cannot work with this data, caught before any work starts."""
-    if settings.epochs < 1 or settings.batch_size < 1 or settings.size < 16 or settings.lr <= 0:
-        raise TsegError(
-            f"need epochs >= 1, batch size >= 1, size >= 16 and lr > 0; got {settings.epochs},"
-            f" {settings.batch_size}, {settings.size}, {settings.lr}"
-        )
-    if settings.accumulate < 1:
-        raise TsegError(f"accumulate must be >= 1, got {settings.accumulate}")
+    """Settings that cannot work with this data, caught before any work starts.
+
+    (Each setting's own type and range are checked when TrainSettings is made.)
+    """
     if settings.batch_size > len(train):
         raise TsegError(f"batch size {settings.batch_size} exceeds the {len(train)} training images")
     if settings.batch_size % world_size:
@@ -82,6 +80,11 @@ def check_settings(settings: TrainSettings, train: CocoDataset, val: CocoDataset
         )
     if not train.has_annotations:
         raise TsegError(f"{train.json_path} has no annotations to train on")
+    if settings.ignore_index < len(train.classes):
+        raise TsegError(
+            f"--ignore-index {settings.ignore_index} is the label of class"
+            f" {train.classes[settings.ignore_index]!r}; choose a label from {len(train.classes)} to 255"
+        )
 
 
 def _model_spec(settings: TrainSettings, classes: tuple[str, ...]) -> ModelSpec:
@@ -130,6 +133,9 @@ def _prepare_run(settings: TrainSettings, root: Path, resume: Path | None, ctx: 
     """(run folder, resolved settings dict); only rank 0 creates folders and files."""
     resolved = dict(settings.to_dict(), data=str(root), tseg_version=__version__)
     if resume is not None:
+        if ctx.is_main:  # temp files of writes that the crash cut short
+            for folder in (resume, resume / "plots"):
+                remove_stale_temp_files(folder)
         return Path(resume), resolved
     run_dir = create_run_dir(settings.runs_dir, settings.name) if ctx.is_main else None
     if ctx.distributed:
@@ -141,22 +147,32 @@ def _prepare_run(settings: TrainSettings, root: Path, resume: Path | None, ctx: 
     return run_dir, resolved
 
 
-def _restore(payload: dict, model, optimizer, scaler, log: RunLog | None) -> _Loop:
+def _restore(payload: dict, model, optimizer, scaler, log: RunLog | None, *, source: Path) -> _Loop:
+    """Puts a run back where its last.pt left it.
+
+    Raises:
+        TsegError: the saved state does not fit this run (model, optimizer, RNG or log).
+    """
     module = model.module if hasattr(model, "module") else model
-    module.load_state_dict(payload["state_dict"])
-    optimizer.load_state_dict(payload["optimizer"])
-    if scaler is not None and payload.get("scaler"):
-        scaler.load_state_dict(payload["scaler"])
-    restore_rng_state(payload["rng"])
-    loop = _Loop(
+    load_fitting_state_dict(module, payload["state_dict"], source=f"{source}'s state_dict", target="the run's model")
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        if scaler is not None and payload.get("scaler"):
+            scaler.load_state_dict(payload["scaler"])
+        restore_rng_state(payload["rng"])
+        if log is not None:
+            log.restore(payload["log"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise TsegError(
+            f"cannot resume: {source} holds training state that does not fit this run ({type(err).__name__}: {detail})"
+        ) from None
+    return _Loop(
         start_epoch=payload["epoch"] + 1,
         step=payload["step"],
         best_miou=payload["best_miou"],
         best_epoch=payload["best_epoch"],
     )
-    if log is not None:
-        log.restore(payload["log"])
-    return loop
 
 
 def _load_splits(settings: TrainSettings, ctx: DistContext) -> tuple[Path, CocoDataset, CocoDataset]:
@@ -185,7 +201,8 @@ def train(settings: TrainSettings, *, resume: str | Path | None = None) -> RunRe
     payload = None
     if resume is not None:
         payload = load_resume_checkpoint(resume)
-        settings = replace(TrainSettings.from_dict(payload["settings"]), progress=settings.progress)
+        saved = resume_settings(payload, source=Path(resume) / "last.pt")
+        settings = replace(saved, progress=settings.progress)
     ctx = init_distributed(settings.device)
     try:
         return _run(settings, ctx, resume=Path(resume) if resume else None, payload=payload)
@@ -205,7 +222,7 @@ def _run(settings: TrainSettings, ctx: DistContext, *, resume: Path | None, payl
     weights = parse_class_weights(settings.class_weights, len(spec.classes), label_counts(train_set, len(spec.classes)))
     run_dir, resolved = _prepare_run(settings, root, resume, ctx)
     log = RunLog(run_dir, spec.classes, tensorboard=settings.tensorboard) if ctx.is_main else None
-    loop = _restore(payload, model, optimizer, scaler, log) if payload else _Loop()
+    loop = _restore(payload, model, optimizer, scaler, log, source=run_dir / "last.pt") if payload else _Loop()
     if loop.start_epoch > settings.epochs:
         raise TsegError(f"{run_dir} already finished its {settings.epochs} epochs; nothing to resume")
     if ctx.is_main:

@@ -19,7 +19,10 @@ def build_datasets(settings: TrainSettings, train: CocoDataset, val: CocoDataset
     common = dict(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     cache = settings.cache
     augment = AugmentSettings(
-        hflip=settings.hflip, scale_range=settings.scale_range, color_jitter=settings.color_jitter
+        hflip=settings.hflip,
+        scale_range=settings.scale_range,
+        color_jitter=settings.color_jitter,
+        ignore_index=settings.ignore_index,
     )
     train_set = SegmentationDataset(
         train,

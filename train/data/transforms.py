@@ -13,7 +13,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-IGNORE_INDEX = 255  # label of pixels padded in by crops; excluded from loss and metrics
+IGNORE_INDEX = 255  # default label of pixels padded in by crops; excluded from loss and metrics
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,14 @@ class AugmentSettings:
             training size; None disables it.
         color_jitter: brightness/contrast/saturation strength (hue a tenth of
             it); 0 disables it.
+        ignore_index: the label that fills mask pixels padded in by the crop (the
+            run's ``--ignore-index``, so the loss and metrics skip them).
     """
 
     hflip: bool = True
     scale_range: tuple[float, float] | None = (0.5, 2.0)
     color_jitter: float = 0.2
+    ignore_index: int = IGNORE_INDEX
 
     @property
     def enabled(self) -> bool:
@@ -45,7 +48,7 @@ def build_augment(settings: AugmentSettings, size: tuple[int, int]) -> v2.Compos
         steps += [
             v2.ScaleJitter(target_size=size, scale_range=(low, high), antialias=True),
             v2.RandomCrop(
-                size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+                size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: settings.ignore_index}
             ),
         ]
     if settings.hflip:
@@ -57,8 +60,8 @@ def build_augment(settings: AugmentSettings, size: tuple[int, int]) -> v2.Compos
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A distinct, reproducible seed per (run seed, epoch, sample)."""
-    return (seed * 1_000_003 + epoch) * 1_000_033 + index
+    """A distinct, reproducible seed per (run seed, epoch, sample), within torch.manual_seed's range."""
+    return ((seed * 1_000_003 + epoch) * 1_000_033 + index) % 2**64
 
 
 def augment_pair(

@@ -1,0 +1,163 @@
+"""Every training setting is checked when TrainSettings is made: one line naming the option."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from tseg.runtime.errors import TsegError
+from tseg.train.cli import main as train_cli
+from tseg.train.data.transforms import sample_seed
+from tseg.train.settings import MAX_SEED, TrainSettings
+
+NAN, INF = math.nan, math.inf
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"lr": NAN}, "--lr must be a finite number > 0, got nan"),
+        ({"lr": INF}, "--lr must be a finite number > 0, got inf"),
+        ({"lr": -1.0}, "--lr must be a finite number > 0"),
+        ({"lr": 0.0}, "--lr must be a finite number > 0"),
+        ({"lr": "0.1"}, "--lr must be a finite number > 0, got '0.1'"),
+        ({"min_lr": -1.0, "lr_schedule": "warmup-cosine"}, "--min-lr must be a number from 0 to --lr"),
+        ({"min_lr": NAN, "lr_schedule": "warmup-cosine"}, "--min-lr must be a number from 0 to --lr"),
+        ({"min_lr": 0.1, "lr": 0.01, "lr_schedule": "warmup-cosine"}, "--min-lr must be a number from 0 to --lr"),
+        ({"weight_decay": NAN}, "--weight-decay must be a finite number >= 0, got nan"),
+        ({"weight_decay": -0.1}, "--weight-decay must be a finite number >= 0"),
+        ({"momentum": -0.5, "optimizer": "sgd"}, "--momentum must be a finite number in [0, 1)"),
+        ({"momentum": 1.0, "optimizer": "sgd"}, "--momentum must be a finite number in [0, 1)"),
+        ({"warmup_epochs": NAN}, "--warmup-epochs must be a finite number >= 0, got nan"),
+        ({"warmup_epochs": -1.0}, "--warmup-epochs must be a finite number >= 0"),
+        ({"warmup_steps": -1}, "--warmup-steps must be an integer >= 0, got -1"),
+        ({"color_jitter": INF}, "--color-jitter must be a finite number in [0, 1], got inf"),
+        ({"color_jitter": -0.1}, "--color-jitter must be a finite number in [0, 1]"),
+        ({"bn_momentum": NAN}, "--bn-momentum must be a finite number in (0, 1], got nan"),
+        ({"bn_momentum": 0.0}, "--bn-momentum must be a finite number in (0, 1]"),
+        ({"scale_range": (NAN, 2.0)}, "--scale-aug needs MIN MAX with 0 < MIN <= MAX <= 4"),
+        ({"scale_range": (2.0, 1.0)}, "--scale-aug needs MIN MAX with 0 < MIN <= MAX <= 4"),
+        ({"scale_range": (0.0, 1.0)}, "--scale-aug needs MIN MAX"),
+        ({"scale_range": (0.5, INF)}, "--scale-aug needs MIN MAX"),
+        ({"scale_range": (0.5, 100.0)}, "--scale-aug needs MIN MAX"),
+        ({"epochs": 0}, "--epochs must be an integer >= 1, got 0"),
+        ({"epochs": 2.5}, "--epochs must be an integer >= 1, got 2.5"),
+        ({"epochs": True}, "--epochs must be an integer >= 1, got True"),
+        ({"batch_size": -1}, "--batch-size must be an integer >= 1, got -1"),
+        ({"accumulate": 0}, "--accumulate must be an integer >= 1, got 0"),
+        ({"size": 0}, "--size must be an integer 16..4096, got 0"),
+        ({"size": 15}, "--size must be an integer 16..4096"),
+        ({"size": 100_000}, "--size must be an integer 16..4096, got 100000"),
+        ({"ignore_index": 300}, "--ignore-index must be an integer 0..255, got 300"),
+        ({"ignore_index": -1}, "--ignore-index must be an integer 0..255, got -1"),
+        ({"seed": -1}, "--seed must be an integer 0..4294967295, got -1"),
+        ({"seed": MAX_SEED + 1}, "--seed must be an integer 0..4294967295"),
+        ({"workers": -1}, "--workers must be an integer 0..256, got -1"),
+        ({"workers": 100_000}, "--workers must be an integer 0..256"),
+        ({"class_weights": "1,nan,1,1"}, "--class-weights needs 'none', 'balanced' or one finite number >= 0"),
+        ({"class_weights": "1,inf,1,1"}, "--class-weights needs"),
+        ({"class_weights": "1,-1,1,1"}, "--class-weights needs"),
+        ({"class_weights": "0,0,0,0"}, "not all 0"),
+        ({"class_weights": "a,b"}, "--class-weights needs"),
+        ({"class_weights": ""}, "--class-weights needs"),
+        ({"warmup_steps": 3, "warmup_epochs": 1.0}, "give --warmup-steps or --warmup-epochs, not both"),
+        ({"min_lr": 1e-5}, "--min-lr 1e-05 has no effect with the constant LR schedule"),
+        ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; valid: adam, adamw, sgd"),
+        ({"lr_schedule": "linear"}, "unknown LR schedule 'linear'; valid: constant"),
+        ({"device": "tpu"}, "unknown device 'tpu'; valid: auto, cpu, cuda"),
+        ({"amp": 1}, "amp must be True or False, got 1"),
+        ({"name": ""}, "--name must be a non-empty string"),
+        ({"name": "a\x00b"}, "without NUL characters"),
+        ({"name": "../x"}, "run name must be a plain folder name"),
+        ({"train_json": None}, "--train-json must be a non-empty string"),
+        ({"runs_dir": "runs"}, "runs_dir must be a Path"),
+    ],
+)
+def test_bad_settings_raise_one_clear_error(fields, message):
+    with pytest.raises(TsegError) as info:
+        TrainSettings(**fields)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+
+
+def test_boundary_settings_are_accepted():
+    settings = TrainSettings(
+        size=16,
+        lr=1e-9,
+        min_lr=1e-9,
+        lr_schedule="warmup-poly",
+        warmup_epochs=0.5,
+        momentum=0.0,
+        optimizer="sgd",
+        color_jitter=1.0,
+        bn_momentum=1.0,
+        scale_range=(4.0, 4.0),
+        ignore_index=0,
+        seed=MAX_SEED,
+        workers=0,
+        class_weights="0,1.5,2,0",
+    )
+    assert TrainSettings.from_dict(settings.to_dict()) == settings
+
+
+def test_sample_seeds_stay_in_torch_range_for_every_valid_seed():
+    import torch
+
+    big = sample_seed(MAX_SEED, 10_000, 10**9)
+    assert 0 <= big < 2**64
+    torch.manual_seed(big)  # raises "Overflow" if the seed leaves torch's range
+    assert sample_seed(3, 2, 1) == (3 * 1_000_003 + 2) * 1_000_033 + 1, "small seeds keep their streams"
+
+
+def _cli(args, runs_dir):
+    return CliRunner().invoke(train_cli, [*args, "--runs-dir", str(runs_dir), "-q"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+        (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+        (["--lr", "-1"], "--lr must be a finite number > 0"),
+        (["--min-lr", "-1", "--lr-schedule", "warmup-cosine"], "--min-lr must be a number from 0 to --lr"),
+        (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
+        (["--momentum", "-0.5", "--optimizer", "sgd"], "--momentum must be a finite number in [0, 1)"),
+        (["--momentum", "0.5"], "--momentum applies to --optimizer sgd only, not 'adam'"),
+        (["--warmup-epochs", "nan"], "--warmup-epochs must be a finite number >= 0"),
+        (["--warmup-steps", "2", "--warmup-epochs", "1"], "give --warmup-steps or --warmup-epochs, not both"),
+        (["--epochs", "0"], "--epochs must be an integer >= 1"),
+        (["--batch-size", "-1"], "--batch-size must be an integer >= 1"),
+        (["--size", "0"], "--size must be an integer 16..4096"),
+        (["--scale-aug", "nan", "2"], "--scale-aug needs MIN MAX"),
+        (["--scale-aug", "2", "1"], "--scale-aug needs MIN MAX"),
+        (["--color-jitter", "inf"], "--color-jitter must be a finite number in [0, 1]"),
+        (["--ignore-index", "300"], "--ignore-index must be an integer 0..255"),
+        (["--ignore-index", "-1"], "--ignore-index must be an integer 0..255"),
+        (["--class-weights", "1,nan"], "--class-weights needs"),
+        (["--bn-momentum", "nan"], "--bn-momentum must be a finite number in (0, 1]"),
+        (["--min-lr", "0.0001"], "has no effect with the constant LR schedule"),
+    ],
+)
+def test_cli_rejects_bad_numbers_before_any_work(tmp_path, args, message):
+    runs = tmp_path / "runs"
+    result = _cli(["--data", str(tmp_path / "no-data"), *args], runs)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"Error: {result.stderr.strip()[7:]}" and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert result.stdout == "" and not runs.exists(), "refused before the run folder or any data"
+
+
+def test_resume_names_the_options_to_drop(tmp_path):
+    result = _cli(["--resume", str(tmp_path), "--scale-aug", "0.5", "2", "--lr", "0.1"], tmp_path)
+    assert result.exit_code == 1
+    assert "drop --lr, --runs-dir, --scale-aug" in result.stderr
+
+
+def test_cli_ignore_index_must_not_be_a_class_label(tiny_coco_dir, tmp_path):
+    args = ["--data", str(tiny_coco_dir), "--size", "32", "--batch-size", "2", "--ignore-index", "2"]
+    result = _cli(args, tmp_path / "runs")
+    assert result.exit_code == 1
+    assert "--ignore-index 2 is the label of class 'Paper'; choose a label from 4 to 255" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
