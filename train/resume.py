@@ -11,6 +11,7 @@ import torch
 
 from tseg.runtime.errors import TsegError
 from tseg.train.checkpoints import load_checkpoint
+from tseg.train.settings import TrainSettings
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,6 +47,21 @@ def training_state(*, optimizer, scaler, step: int, best_miou: float, best_epoch
     }
 
 
+# Entries of last.pt that --resume needs, and the type each must have.
+RESUME_KEYS = {
+    "model": dict,
+    "state_dict": dict,
+    "optimizer": dict,
+    "rng": dict,
+    "log": dict,
+    "settings": dict,
+    "epoch": int,
+    "step": int,
+    "best_epoch": int,
+    "best_miou": (int, float),
+}
+
+
 def load_resume_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     """runs/RUN/last.pt, checked to hold the training state.
 
@@ -61,4 +77,22 @@ def load_resume_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     payload = load_checkpoint(path)
     if "optimizer" not in payload or "rng" not in payload:
         raise TsegError(f"cannot resume: {path} holds no training state (optimizer, RNG)")
+    for key, kind in RESUME_KEYS.items():
+        value = payload.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TsegError(f"cannot resume: {path} has a missing or malformed {key!r} entry ({type(value).__name__})")
+    if payload["epoch"] < 0 or payload["step"] < 0:
+        raise TsegError(f"cannot resume: {path} has a negative epoch or step ({payload['epoch']}, {payload['step']})")
     return payload
+
+
+def resume_settings(payload: dict[str, Any], *, source: Path) -> TrainSettings:
+    """The settings a resumed run continues with, as saved in its last.pt.
+
+    Raises:
+        TsegError: the saved settings are malformed or out of range, naming ``source``.
+    """
+    try:
+        return TrainSettings.from_dict(payload["settings"])
+    except (TsegError, TypeError) as err:
+        raise TsegError(f"cannot resume: {source} has invalid saved settings: {err}") from None

@@ -7,6 +7,7 @@ a run that crashes while building leaves no half-written cache behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tseg.runtime.coco import CocoDataset
+from tseg.runtime.errors import TsegError
 from tseg.runtime.images import resize_image, resize_labels
 
 CACHE_VERSION = 1
@@ -28,6 +30,13 @@ def default_decoded_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/tseg/decoded`` or ``~/.cache/tseg/decoded``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "tseg" / "decoded"
+
+
+def ordinary_folder_mode() -> int:
+    """The mode ``mkdir`` gives a folder (0777 less the umask); ``tempfile.mkdtemp`` gives 0700."""
+    mask = os.umask(0o022)  # the umask can only be read by setting it: set it straight back
+    os.umask(mask)
+    return 0o777 & ~mask
 
 
 def _cache_key(coco: CocoDataset, size: Sequence[int]) -> str:
@@ -66,6 +75,8 @@ def _build(coco: CocoDataset, size: Sequence[int], target: Path, progress: bool)
         label_dtype = np.uint8 if coco.num_classes <= 256 else np.uint16
         images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (len(coco), height, width, 3))
         labels = np.lib.format.open_memmap(tmp / "labels.npy", "w+", label_dtype, (len(coco), height, width))
+        for name in ("images.npy", "labels.npy"):
+            _reserve(tmp / name)
         for i in tqdm(
             range(len(coco)), desc=f"cache {coco.json_path.name}", unit="img", disable=not progress
         ):
@@ -76,13 +87,33 @@ def _build(coco: CocoDataset, size: Sequence[int], target: Path, progress: bool)
         del images, labels
         meta = {"json": str(coco.json_path), "size": list(size), "count": len(coco)}
         (tmp / "meta.json").write_text(json.dumps(meta))
+        os.chmod(tmp, ordinary_folder_mode())
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished the same cache first
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TsegError(
+                f"no space left on the device for the decoded cache in {target.parent}; free space,"
+                " set XDG_CACHE_HOME elsewhere or drop --cache"
+            ) from None
         raise
+
+
+def _reserve(path: Path) -> None:
+    """Allocates a memmap's blocks now: on a full disk, writing a sparse memmap is a SIGBUS later.
+
+    Raises:
+        OSError: ENOSPC/EDQUOT when the disk cannot hold the file (unsupported file systems pass).
+    """
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
 
 
 def decoded_split(

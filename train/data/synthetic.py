@@ -33,6 +33,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from tseg.train.data.cache import ordinary_folder_mode
 from tseg.train.data.synthetic_classes import CATEGORY_NAMES
 from tseg.train.data.synthetic_scene import (
     SyntheticObject,
@@ -105,6 +106,7 @@ def generate_synthetic_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
         _write_dataset(tmp, counts, (height, width), seed, progress)
+        os.chmod(tmp, ordinary_folder_mode())  # mkdtemp made it 0700
         os.replace(tmp, root)
     finally:
         if tmp.exists():

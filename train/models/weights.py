@@ -75,7 +75,12 @@ def _names(keys: Sequence[str]) -> str:
 
 
 def load_fitting_state_dict(
-    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, optional: Sequence[str] = ()
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    optional: Sequence[str] = (),
+    target: str | None = None,
 ) -> None:
     """``model.load_state_dict`` with one-line errors that name the keys that do not fit.
 
@@ -84,6 +89,7 @@ def load_fitting_state_dict(
         state: the weights to load.
         source: where they came from, for messages.
         optional: key prefixes the file may lack (heads the segmentation model drops, e.g. "fc.").
+        target: names the model in messages (default: "the <class name> backbone").
 
     Raises:
         TsegError: missing (non-optional) or unexpected keys, or tensors of another shape.
@@ -102,7 +108,8 @@ def load_fitting_state_dict(
         if keys
     ]
     if problems:
-        raise TsegError(f"{source} does not fit the {type(model).__name__} backbone: {'; '.join(problems)}")
+        target = target or f"the {type(model).__name__} backbone"
+        raise TsegError(f"{source} does not fit {target}: {'; '.join(problems)}")
     model.load_state_dict(state, strict=False)
 
 

@@ -1,0 +1,131 @@
+"""A damaged or foreign checkpoint is one TsegError naming the file and what is wrong."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tseg.export.cli import main as export_cli
+from tseg.runtime.errors import TsegError
+from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
+
+
+@pytest.fixture(scope="module")
+def payload(tiny_run):
+    return load_checkpoint(tiny_run.run_dir / "best.pt")
+
+
+def _set(path, value):
+    def change(p):
+        target = p
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return change
+
+
+def _drop(path):
+    def change(p):
+        target = p
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+
+    return change
+
+
+def _more_classes(p):
+    """A spec for 5 classes (names, kwargs, palette agree) over weights trained for 4."""
+    p["model"]["classes"].append("Plastic")
+    p["model"]["kwargs"]["num_classes"] = 5
+    p["model"]["palette"].append([1, 2, 3])
+
+
+def _rename_key(p):
+    state = p["state_dict"]
+    key = next(iter(state))
+    state["renamed." + key] = state.pop(key)
+
+
+def _nan_weight(p):
+    key = next(k for k, v in p["state_dict"].items() if v.is_floating_point())
+    p["state_dict"][key] = p["state_dict"][key].clone().fill_(math.nan)
+
+
+CASES = [
+    ("no-model", _drop(["model"]), "has no 'model' entry"),
+    ("no-state-dict", _drop(["state_dict"]), "has no 'state_dict' entry"),
+    ("model-not-dict", _set(["model"], [1, 2]), "'model' must be a dict"),
+    ("no-classes", _drop(["model", "classes"]), "the model spec lacks classes"),
+    ("no-name", _drop(["model", "name"]), "the model spec lacks name"),
+    ("unknown-name", _set(["model", "name"], "resnet9000"), "unknown model 'resnet9000'; valid:"),
+    ("kwargs-not-dict", _set(["model", "kwargs"], [4]), "model kwargs must be a dict"),
+    ("unknown-kwarg", _set(["model", "kwargs", "dropout"], 0.5), "unexpected keyword argument 'dropout'"),
+    ("num-classes-string", _set(["model", "kwargs", "num_classes"], "4"), "kwargs num_classes='4' does not match"),
+    ("num-classes-missing", _drop(["model", "kwargs", "num_classes"]), "kwargs num_classes=None does not match"),
+    ("classes-vs-num-classes", _set(["model", "kwargs", "num_classes"], 5), "num_classes=5 does not match its 4"),
+    ("classes-not-strings", _set(["model", "classes"], [1, 2, 3, 4]), "classes must be a list of non-empty names"),
+    ("classes-duplicate", _set(["model", "classes"], ["a", "a", "b", "c"]), "need 2 to 65536 distinct class names"),
+    ("palette-short", _set(["model", "palette"], [[0, 0, 0]] * 3), "need one palette colour per class (4), got 3"),
+    ("palette-300", _set(["model", "palette", 1], [300, 0, 0]), "palette colours must be (r, g, b) integers 0..255"),
+    ("palette-strings", _set(["model", "palette", 1], ["red", 0, 0]), "palette colours must be"),
+    ("mean-nan", _set(["model", "mean"], [math.nan, 0.5, 0.5]), "mean must be 3 finite numbers"),
+    ("mean-two", _set(["model", "mean"], [0.5, 0.5]), "mean must be 3 finite numbers"),
+    ("std-zero", _set(["model", "std"], [0.2, 0.0, 0.2]), "std must be 3 finite numbers > 0"),
+    ("std-negative", _set(["model", "std"], [0.2, -1.0, 0.2]), "std must be 3 finite numbers > 0"),
+    ("std-inf", _set(["model", "std"], [0.2, math.inf, 0.2]), "std must be 3 finite numbers > 0"),
+    ("input-size-zero", _set(["model", "input_size"], [0, 32]), "input_size must be (height, width) in 1..4096"),
+    ("input-size-huge", _set(["model", "input_size"], [10**9, 32]), "input_size must be (height, width)"),
+    ("input-size-strings", _set(["model", "input_size"], ["32", "32"]), "input_size must be (height, width)"),
+    ("state-dict-not-tensors", _set(["state_dict"], {"a": 1}), "state_dict must map parameter names to tensors"),
+    ("weights-missing-key", _rename_key, "state_dict does not fit deeplabv3_mobilenet_v3_large with 4 classes"),
+    ("weights-nan", _nan_weight, "weights hold NaN or infinity"),
+    ("class-count-vs-weights", _more_classes, "wrong shape"),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "message"), CASES, ids=[c[0] for c in CASES])
+def test_damaged_checkpoints_are_one_line_errors(payload, name, change, message):
+    broken = copy.deepcopy(payload)
+    change(broken)
+    with pytest.raises(TsegError) as info:
+        model_from_checkpoint(broken, source="runs/x/best.pt")
+    text = str(info.value)
+    assert message in text, text
+    assert text.startswith("runs/x/best.pt") and "\n" not in text
+
+
+def test_missing_and_unexpected_keys_and_shapes_are_named(payload):
+    broken = copy.deepcopy(payload)
+    _more_classes(broken)
+    _rename_key(broken)
+    with pytest.raises(TsegError) as info:
+        model_from_checkpoint(broken, source="ck.pt")
+    text = str(info.value)
+    assert "missing 1 (" in text and "unexpected 1 (renamed." in text
+    assert "wrong shape" in text and "(4, " in text and "(5, " in text, "the last layer's class counts are shown"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_drop(["model"]), "has no 'model' entry"),
+        (_set(["model", "kwargs", "bogus"], 1), "cannot be built with kwargs"),
+        (_more_classes, "does not fit deeplabv3_mobilenet_v3_large with 5 classes"),
+        (_set(["format_version"], "1"), "malformed format_version '1'"),
+    ],
+)
+def test_export_cli_refuses_damaged_checkpoints_in_one_line(payload, tmp_path, change, message):
+    broken = copy.deepcopy(payload)
+    change(broken)
+    torch.save(broken, tmp_path / "bad.pt")
+    result = CliRunner().invoke(export_cli, ["--onnx", str(tmp_path / "bad.pt")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and message in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"], "nothing written"
