@@ -210,7 +210,7 @@ def test_resume_errors(tmp_path):
         result = CliRunner().invoke(train_cli, ["--resume", str(target)])
         assert result.exit_code == 1 and message in result.output, result.output
     result = CliRunner().invoke(train_cli, ["--resume", str(tmp_path / "empty"), "--lr", "0.1"])
-    assert "drop lr" in result.output
+    assert "drop --lr" in result.output
 
 
 def test_plot_runs_draws_the_three_charts(tiny_run, tmp_path):
@@ -223,9 +223,49 @@ def test_plot_runs_draws_the_three_charts(tiny_run, tmp_path):
     assert bad.exit_code == 1 and "not a tseg run" in bad.output
 
 
+def _spy_training(monkeypatch):
+    """Records, per training-time loss call, the logits dtype and the class weights; counts optimizer steps."""
+    from tseg.train import engine
+
+    calls, steps = [], []
+    real_loss, real_step = engine.segmentation_loss, torch.optim.AdamW.step
+
+    def spy_loss(outputs, labels, spec):
+        if torch.is_grad_enabled():
+            calls.append((outputs["out"].dtype, spec.weight))
+        return real_loss(outputs, labels, spec)
+
+    def spy_step(self, *args, **kwargs):
+        steps.append(1)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "segmentation_loss", spy_loss)
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy_step)
+    return calls, steps
+
+
+def _balanced_weights(root, size):
+    """Median-frequency weights computed naively from the resized training labels."""
+    coco = CocoDataset(root / "train.json")
+    counts = np.zeros(coco.num_classes)
+    for i in range(len(coco)):
+        labels = resize_labels(coco.label_map(i), size)
+        for c in range(coco.num_classes):
+            counts[c] += (labels == c).sum()
+    freq = counts / counts.sum()
+    present = freq[freq > 0]
+    return torch.tensor([np.median(present) / f if f > 0 else 0.0 for f in freq], dtype=torch.float32)
+
+
 def test_recipe_options_run_together(tiny_coco_dir, tmp_path, monkeypatch):
-    """AMP (bf16 on the CPU), accumulation, AdamW, balanced weights, cache, TensorBoard, step LR log."""
+    """AMP (bf16 on the CPU), accumulation, AdamW, balanced weights, cache, TensorBoard, step LR log.
+
+    Each option must have its effect, not only be accepted: the forward runs in bf16, the
+    balanced weights reach the loss, 3 micro-batches per epoch make 2 optimizer steps, the
+    decoded cache is written, and every file gets the umask's permissions.
+    """
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls, steps = _spy_training(monkeypatch)
     args = [
         "--data",
         str(tiny_coco_dir),
@@ -256,12 +296,30 @@ def test_recipe_options_run_together(tiny_coco_dir, tmp_path, monkeypatch):
         str(tmp_path / "runs"),
         "-q",
     ]
-    result = CliRunner().invoke(train_cli, args)
+    old_umask = os.umask(0o027)
+    try:
+        result = CliRunner().invoke(train_cli, args)
+    finally:
+        os.umask(old_umask)
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "opts"
-    steps = (run / "lr.csv").read_text().splitlines()[1:]
-    assert len(steps) == 2 * 2, "3 micro-batches of 2 -> 2 optimizer steps per epoch"
-    assert float(steps[0].split(",")[1]) == 0.0, "warm-up starts at 0"
+    assert len(calls) == 2 * 3, "6 training images in micro-batches of 2, two epochs"
+    assert len(steps) == 2 * 2, "--accumulate 2: 3 micro-batches -> 2 optimizer steps per epoch"
+    lr_steps = (run / "lr.csv").read_text().splitlines()[1:]
+    assert len(lr_steps) == len(steps) and float(lr_steps[0].split(",")[1]) == 0.0, "warm-up starts at 0"
+    assert {dtype for dtype, _ in calls} == {torch.bfloat16}, "--amp runs the forward in bf16 autocast"
+    expected = _balanced_weights(tiny_coco_dir, (32, 32))
+    for _, weight in calls:
+        assert weight is not None and torch.allclose(weight, expected), (weight, expected)
+    assert len(set(expected.tolist())) > 1, "the split is unbalanced, so the weights differ"
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert list((tmp_path / "cache" / "tseg" / "decoded").iterdir()), "--cache wrote the decoded split"
+    cache = tmp_path / "cache" / "tseg" / "decoded"
+    assert list(cache.iterdir()), "--cache wrote the decoded split"
     assert '"amp": true' in (run / "settings.json").read_text()
+    for path in [run, *run.rglob("*"), *cache.rglob("*")]:
+        want = 0o750 if path.is_dir() else 0o640
+        assert path.stat().st_mode & 0o777 == want, (path, oct(path.stat().st_mode))
+    rows = _rows(run)
+    best = torch.load(run / "best.pt", weights_only=True)
+    best_row = max(rows, key=lambda r: float(r["val_miou"]))
+    assert best["epoch"] == int(best_row["epoch"]) and best["metrics"]["val_miou"] == float(best_row["val_miou"])
