@@ -73,3 +73,7 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, min_ag
             f"ONNX output disagrees with PyTorch: worst argmax agreement"
             f" {result.report.worst_agreement:.4%} < {min_agreement:.1%}"
         )
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ module imports without the export extra installed.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tseg.runtime.metadata import ModelMetadata
 from tseg.train.checkpoints import ModelSpec
 
 DEFAULT_OPSET = 18
+MIN_OPSET = 18  # torch.onnx's dynamo exporter writes nothing older (asked for less, it keeps 18)
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
@@ -34,6 +36,48 @@ class LogitsOnly(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)["out"]
+
+
+@functools.lru_cache(maxsize=1)
+def max_opset() -> int:
+    """The newest default-domain opset that both the installed onnx and ONNX Runtime take."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "probe",
+        [value("x", TensorProto.FLOAT, [1])],
+        [value("y", TensorProto.FLOAT, [1])],
+    )
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the refusals below are expected; keep them off stderr
+    for opset in range(onnx.defs.onnx_opset_version(), MIN_OPSET, -1):
+        opsets = [helper.make_opsetid("", opset)]
+        model = helper.make_model(graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets))
+        try:
+            ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            return opset
+        except Exception:  # ONNX Runtime refuses an opset newer than it knows
+            continue
+    return MIN_OPSET
+
+
+def check_opset(opset: object) -> int:
+    """``opset`` if this tseg can export it and ONNX Runtime here can run it.
+
+    Raises:
+        TsegError: not an integer in MIN_OPSET..max_opset().
+    """
+    high = max_opset()
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= high:
+        raise TsegError(
+            f"--opset must be {MIN_OPSET}..{high} (the exporter writes no older opset; the installed"
+            f" onnx and ONNX Runtime take none newer), got {opset!r}"
+        )
+    return opset
 
 
 def metadata_for(spec: ModelSpec, *, extra: dict) -> ModelMetadata:
@@ -107,6 +151,9 @@ def export_onnx(
         import onnxslim
 
         proto = onnxslim.slim(proto)
+    written = [entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")]
+    if written != [opset]:
+        raise TsegError(f"asked for opset {opset} but the exporter wrote {written}; nothing was saved")
     del proto.metadata_props[:]
     for key, value in metadata_for(spec, extra=extra or {}).to_props().items():
         proto.metadata_props.add(key=key, value=value)

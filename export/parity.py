@@ -50,13 +50,14 @@ class ParityReport:
         return bool(self.worst_agreement >= self.min_agreement and np.isfinite(self.max_abs_diff))
 
     def to_dict(self) -> dict:
+        """Strict-JSON form: a non-finite difference (NaN or inf logits) becomes null."""
         return {
             "passed": self.passed,
             "worst_argmax_agreement": self.worst_agreement,
-            "max_abs_diff": self.max_abs_diff,
+            "max_abs_diff": _finite_or_none(self.max_abs_diff),
             "min_agreement": self.min_agreement,
             "providers": list(self.providers),
-            "cases": [asdict(c) for c in self.cases],
+            "cases": [dict(asdict(c), max_abs_diff=_finite_or_none(c.max_abs_diff)) for c in self.cases],
         }
 
     def summary(self) -> str:
@@ -71,6 +72,10 @@ class ParityReport:
             f" (need >= {self.min_agreement:.1%}), max |dlogit| {self.max_abs_diff:.2e}"
         )
         return "\n".join(lines)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if np.isfinite(value) else None
 
 
 def generated_inputs(spec: ModelSpec, *, seed: int = 0) -> list[tuple[str, np.ndarray]]:
