@@ -37,9 +37,19 @@ def _need_array(name: str, x: object, need: str) -> np.ndarray:
     return x
 
 
-def _check_finite(name: str, x: np.ndarray) -> None:
-    if not np.isfinite(x).all():
+def _value_range(name: str, x: np.ndarray) -> tuple[float, float]:
+    """(min, max) of a non-empty real array, both finite (NaN propagates into them):
+    two passes over the data and no temporary array."""
+    low, high = float(x.min()), float(x.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise TsegError(f"{name}: need finite values, got NaN or inf")
+    return low, high
+
+
+def _check_magnitude(name: str, low: float, high: float) -> None:
+    if max(-low, high) > MAX_ENERGY:
+        raise TsegError(f"{name}: need values in [-{MAX_ENERGY:g}, {MAX_ENERGY:g}], "
+                        f"got {max(-low, high):g} in magnitude")
 
 
 def check_image(image: object) -> np.ndarray:
@@ -53,13 +63,12 @@ def check_image(image: object) -> np.ndarray:
 
 
 def check_float_array(name: str, x: object, layout: str) -> np.ndarray:
-    """A real floating (C, H, W) array with C >= 1, finite."""
+    """A real floating (C, H, W) array with C, H, W >= 1 (values unchecked)."""
     x = _need_array(name, x, f"a float {layout}")
     if not np.issubdtype(x.dtype, np.floating):
         raise CrfTypeError(f"{name}: need a float dtype {layout}, got {_describe(x)}")
     if x.ndim != 3 or min(x.shape) < 1:
         raise TsegError(f"{name}: need shape {layout}, got {x.shape}")
-    _check_finite(name, x)
     return x
 
 
@@ -69,25 +78,18 @@ def check_probs(probs: object, height: int | None = None, width: int | None = No
     probs = check_float_array("probs", probs, "(C, H, W)")
     if height is not None:
         _check_size("probs", probs.shape, height, width)
-    low, high = float(probs.min()), float(probs.max())
+    low, high = _value_range("probs", probs)
     if low < 0.0 or high > 1.0:
         raise TsegError(f"probs: need values in [0, 1], got [{low:g}, {high:g}]")
     return probs
 
 
 def check_unary(unary: object, height: int, width: int) -> np.ndarray:
-    """(C, H, W) finite energies matching the image's H, W."""
+    """(C, H, W) finite energies of magnitude at most MAX_ENERGY, matching the image's H, W."""
     unary = check_float_array("unary", unary, "(C, H, W)")
     _check_size("unary", unary.shape, height, width)
-    _check_magnitude("unary", unary)
+    _check_magnitude("unary", *_value_range("unary", unary))
     return unary
-
-
-def _check_magnitude(name: str, x: np.ndarray) -> None:
-    largest = float(np.abs(x).max()) if x.size else 0.0
-    if largest > MAX_ENERGY:
-        raise TsegError(f"{name}: need values in [-{MAX_ENERGY:g}, {MAX_ENERGY:g}], "
-                        f"got {largest:g} in magnitude")
 
 
 def _check_size(name: str, shape: tuple, height: int, width: int) -> None:
@@ -188,8 +190,8 @@ def check_compat(name: str, compat: object, num_classes: int | None
     if array.ndim not in (1, 2) or (array.ndim == 2 and array.shape[0] != array.shape[1]):
         raise TsegError(f"{name}: need a float, a (C,) or a (C, C) array, got shape "
                         f"{array.shape}")
-    _check_finite(name, array.astype(np.float64))
-    _check_magnitude(name, array.astype(np.float64))
+    if array.size:
+        _check_magnitude(name, *_value_range(name, array.astype(np.float64)))
     if num_classes is None:
         return None
     array = array.astype(np.float32)

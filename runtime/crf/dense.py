@@ -142,6 +142,10 @@ class DenseCRF:
             (or use it in a ``with`` block) to return its buffers at once.
         """
         check_unary(unary, self.height, self.width)
+        return self._start(unary)
+
+    def _start(self, unary: np.ndarray) -> MeanField:
+        """start() on a checked unary."""
         lattices = [self.gaussian, self.bilateral]
         retained = []
         try:
@@ -166,7 +170,12 @@ class DenseCRF:
             Q: (C, H, W) float32 marginals, summing to 1 over C (a new array).
         """
         check_iterations(iterations)
-        with self.start(unary) as state:
+        check_unary(unary, self.height, self.width)
+        return self._inference(unary, iterations)
+
+    def _inference(self, unary: np.ndarray, iterations: int) -> np.ndarray:
+        """inference() on checked arguments."""
+        with self._start(unary) as state:
             state.step(iterations)
             return state._write_probs(np.empty(unary.shape, np.float32))
 
@@ -269,8 +278,8 @@ def dense_crf(
                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                   bilateral_compat=bilateral_compat, threads=threads) as crf, \
             workspace.Lease() as lease:
-        unary = _unary_from_probs(probs, 1e-5, lease.array(probs.shape))
-        return crf.inference(unary, iterations=iterations)
+        unary = _unary_from_probs(probs, 1e-5, lease.array(probs.shape))  # finite, <= 12
+        return crf._inference(unary, iterations)
 
 
 def dense_crf_labels(
@@ -313,6 +322,6 @@ def dense_crf_labels(
             workspace.Lease() as lease:
         unary = _unary_from_labels(labels, num_classes, gt_prob, unknown_label,
                                    lease.array((num_classes, *labels.shape)))
-        with crf.start(unary) as state:
+        with crf._start(unary) as state:
             state.step(iterations)
             return state.labels().astype(labels.dtype)

@@ -290,12 +290,10 @@ def build_lattices(features: list[tuple], n: int, threads: int,
             and the features' bounds. Given back to ``scratch`` once embedded.
         n: real points (pixels).
         threads: threads to use.
-        scratch: the lease of the build's temporary arrays (the features' too); what
-            is left of them is the caller's to release.
+        scratch: the lease of the temporary arrays (the features' too), the caller's.
 
     Returns:
-        One :class:`Lattice` per feature array, each owning its lease (one owner: the
-        caller, who releases it).
+        One :class:`Lattice` per feature array, its lease owned once, by the caller.
     """
     builds = []
     try:

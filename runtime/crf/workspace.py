@@ -10,6 +10,9 @@ large arrays come from a pool of raw buffers with explicit ownership:
   so threads cannot share one;
 - a lease shared by several owners (a cached lattice used by several CRFs) is retained
   once per owner (:meth:`Lease.retain`) and goes back to the pool at the last release;
+- long-lived owners (a DenseCRF, a mean-field state) keep their leases in
+  :class:`Holdings`, released by their ``close()``; a finalizer releases them too when
+  such an object is dropped unclosed, as a safety net only;
 - arrays handed to a caller (results) never come from the pool;
 - the pool keeps at most ``_KEEP_BYTES`` of free buffers (the oldest go first).
 
@@ -19,6 +22,7 @@ No reference counts of the interpreter are read: reuse depends only on these cal
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -35,6 +39,16 @@ _MIN_BYTES = 1 << 20  # smaller arrays come from NumPy directly
 _lock = threading.Lock()
 _free: list[np.ndarray] = []  # raw uint8 buffers nobody holds, oldest first
 _deferred: collections.deque = collections.deque()  # leases released by finalizers
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held the lock at the fork; it does not exist here.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass
