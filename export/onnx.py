@@ -68,15 +68,23 @@ def max_opset() -> int:
 def check_opset(opset: object) -> int:
     """``opset`` if this tseg can export it and ONNX Runtime here can run it.
 
+    The onnx package's bound is checked first: probing ONNX Runtime imports it, and that
+    import writes under $HOME, which a refused input should not cause.
+
     Raises:
-        TsegError: not an integer in MIN_OPSET..max_opset().
+        TsegError: not an integer from MIN_OPSET to the newest opset onnx and ONNX Runtime take.
     """
-    high = max_opset()
-    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= high:
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
         raise TsegError(
-            f"--opset must be {MIN_OPSET}..{high} (the exporter writes no older opset; the installed"
-            f" onnx and ONNX Runtime take none newer), got {opset!r}"
+            f"--opset must be an integer from {MIN_OPSET} (the exporter writes no older one) to {newest}"
+            f" (the installed onnx's newest), got {opset!r}"
         )
+    if opset > max_opset():
+        high = max_opset()
+        raise TsegError(f"--opset {opset} is newer than the installed ONNX Runtime runs; use {MIN_OPSET}..{high}")
     return opset
 
 

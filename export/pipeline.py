@@ -133,7 +133,6 @@ def export_checkpoint(
     """
     checkpoint = Path(checkpoint)
     onnx_path, parity_path = check_export_paths(checkpoint, Path(out) if out is not None else None)
-    check_opset(opset)
     coco = None
     if data is not None:
         if not Path(data).is_dir():
@@ -144,6 +143,7 @@ def export_checkpoint(
         coco = CocoDataset(split, root=data)
     payload = load_checkpoint(checkpoint)
     model, spec = model_from_checkpoint(payload, source=str(checkpoint))
+    check_opset(opset)  # after the checkpoint: its probe imports ONNX Runtime, which writes under $HOME
     _remove_stale_outputs(onnx_path, parity_path)
     extra = _provenance(checkpoint, payload)
     export_onnx(model, spec, onnx_path, opset=opset, simplify=simplify, extra=extra)

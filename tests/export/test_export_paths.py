@@ -56,7 +56,7 @@ def _refused(args, message, folder):
         (None, ["--onnx", "missing.pt"], "checkpoint not found: missing.pt"),
         (None, ["--onnx", "ck.pt", "--data", "nowhere"], "data folder not found: nowhere"),
         (None, ["--onnx", "ck.pt", "--data", "runs"], "--data runs has no validation split val.json"),
-        (None, ["--onnx", "ck.pt", "--opset", "17"], f"--opset must be {MIN_OPSET}.."),
+        (None, ["--onnx", "ck.pt", "--opset", "17"], f"--opset must be an integer from {MIN_OPSET} "),
         (None, ["--onnx", "ck.pt", "--opset", "999"], "--opset must be"),
         (None, ["--onnx", "ck.pt", "--opset", "-1"], "--opset must be"),
     ],
@@ -74,6 +74,16 @@ def test_export_refuses_before_any_work(workdir, setup, args, message):
     elif setup in ("dir.onnx", "dir.parity.json"):
         os.mkdir(setup)
     _refused(args, message, workdir)
+
+
+def test_an_opset_onnx_knows_but_onnx_runtime_does_not_is_refused(workdir):
+    import onnx
+
+    if max_opset() >= onnx.defs.onnx_opset_version():
+        pytest.skip("ONNX Runtime here runs every opset onnx knows")
+    newer = str(max_opset() + 1)
+    message = f"--opset {newer} is newer than the installed ONNX Runtime"
+    _refused(["--onnx", "ck.pt", "--opset", newer], message, workdir)
 
 
 def test_opset_range_is_what_onnx_runtime_loads():
