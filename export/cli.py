@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from tseg.runtime.cli_errors import one_line_errors
+from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--onnx",
     "checkpoint",
@@ -31,9 +31,7 @@ from tseg.runtime.cli_errors import one_line_errors
 @click.option("--val-json", default="val.json", show_default=True)
 @click.option("--parity-images", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--opset", default=18, show_default=True, type=int)
-@click.option(
-    "--simplify/--no-simplify", default=True, show_default=True, help="Simplify the graph with onnxslim."
-)
+@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify the graph with onnxslim.")
 @click.option(
     "--min-agreement",
     default=0.999,

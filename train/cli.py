@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from tseg.runtime.cli_errors import one_line_errors
+from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 from tseg.runtime.errors import TsegError
 from tseg.train.settings import DEFAULT_MODEL, TrainSettings
 
@@ -15,7 +15,7 @@ from tseg.train.settings import DEFAULT_MODEL, TrainSettings
 RESUME_COMPATIBLE = {"resume", "quiet", "show_models"}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -115,7 +115,7 @@ def main(show_models: bool, quiet: bool, resume: Path | None, **options) -> None
     train(TrainSettings(progress=not quiet, **options), resume=resume)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder for the PNG charts.")
 @one_line_errors

@@ -17,7 +17,7 @@ DEFAULT_MODEL = "deeplabv3_mobilenet_v3_large"
 OPTIMIZERS = ("adam", "adamw", "sgd")
 MAX_SIZE = 4096  # training side in pixels; beyond it one image's tensors alone take gigabytes
 MAX_SCALE = 4.0  # --scale-aug upper bound (torchvision's reference recipe uses 0.5-2.0)
-MAX_WORKERS = 256
+MAX_WORKERS = 64  # DataLoader processes, each a copy of the main one
 MAX_SEED = 2**32 - 1
 
 

@@ -54,8 +54,8 @@ NAN, INF = math.nan, math.inf
         ({"ignore_index": -1}, "--ignore-index must be an integer 0..255, got -1"),
         ({"seed": -1}, "--seed must be an integer 0..4294967295, got -1"),
         ({"seed": MAX_SEED + 1}, "--seed must be an integer 0..4294967295"),
-        ({"workers": -1}, "--workers must be an integer 0..256, got -1"),
-        ({"workers": 100_000}, "--workers must be an integer 0..256"),
+        ({"workers": -1}, "--workers must be an integer 0..64, got -1"),
+        ({"workers": 100_000}, "--workers must be an integer 0..64"),
         ({"class_weights": "1,nan,1,1"}, "--class-weights needs 'none', 'balanced' or one finite number >= 0"),
         ({"class_weights": "1,inf,1,1"}, "--class-weights needs"),
         ({"class_weights": "1,-1,1,1"}, "--class-weights needs"),
@@ -161,3 +161,27 @@ def test_cli_ignore_index_must_not_be_a_class_label(tiny_coco_dir, tmp_path):
     assert result.exit_code == 1
     assert "--ignore-index 2 is the label of class 'Paper'; choose a label from 4 to 255" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("train", ["--epochs", "abc"], "Invalid value for '--epochs': 'abc' is not a valid integer"),
+        ("train", ["--lr", "fast"], "Invalid value for '--lr'"),
+        ("train", ["--bogus"], "No such option '--bogus'"),
+        ("train", ["--scale-aug", "0.5"], "Option '--scale-aug' requires 2 arguments"),
+        ("plot", ["runs/x"], "Missing option '--out'"),
+        ("export", ["--onnx", "x.pt", "--parity-images", "0"], "Invalid value for '--parity-images'"),
+        ("export", ["--onnx", "x.pt", "--min-agreement", "2"], "Invalid value for '--min-agreement'"),
+        ("export", ["--onnx", "x.pt", "--opset", "x"], "Invalid value for '--opset'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_1(tmp_path, command, args, message):
+    from tseg.export.cli import main as export_cli
+    from tseg.train.cli import plot_main
+
+    cli = {"train": train_cli, "plot": plot_main, "export": export_cli}[command]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
