@@ -129,3 +129,20 @@ def test_export_cli_refuses_damaged_checkpoints_in_one_line(payload, tmp_path, c
     assert result.stderr.startswith("Error: ") and message in result.stderr, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"], "nothing written"
+
+
+@pytest.mark.parametrize("multi_grid", [[1, 2, 10**6], [0, 1, 2], [1, 2], "124", [1.0, 2, 4], [True, 2, 4]])
+def test_builder_kwargs_that_would_blow_up_memory_or_crash_are_refused(multi_grid):
+    from tseg.train.checkpoints import ModelSpec
+
+    spec = ModelSpec(
+        name="deeplabv3_resnet50",
+        kwargs={"num_classes": 2, "multi_grid": multi_grid},
+        classes=("a", "b"),
+        palette=((0, 0, 0), (1, 1, 1)),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.2, 0.2, 0.2),
+        input_size=(32, 32),
+    )
+    with pytest.raises(TsegError, match=r"^ck.pt: model 'deeplabv3_resnet50' cannot be built .*multi_grid must be"):
+        spec.build(source="ck.pt")

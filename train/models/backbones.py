@@ -17,6 +17,9 @@ OUTPUT_STRIDES = (8, 16)
 _RESNETS = {50: (tvm.resnet50, tvm.ResNet50_Weights), 101: (tvm.resnet101, tvm.ResNet101_Weights)}
 
 
+MAX_MULTI_GRID = 16
+
+
 def check_output_stride(output_stride: int) -> None:
     """Raises TsegError unless ``output_stride`` is 8 or 16."""
     if output_stride not in OUTPUT_STRIDES:
@@ -59,8 +62,15 @@ def set_dilation(layer: nn.Sequential, rates: Sequence[int]) -> None:
 
 def multi_grid_rates(output_stride: int, multi_grid: Sequence[int]) -> tuple[int, ...]:
     """layer4's rates: the unit rates of multi-grid times layer4's base rate (2 at OS16, 4 at OS8)."""
-    if len(multi_grid) != 3 or not all(isinstance(r, int) and r >= 1 for r in multi_grid):
-        raise TsegError(f"multi_grid must be three positive ints (e.g. (1, 2, 4)), got {multi_grid!r}")
+    # A rate is also the padding of its 3x3 convolutions: a huge one would pad every feature map huge.
+    if (
+        not isinstance(multi_grid, (list, tuple))
+        or len(multi_grid) != 3
+        or not all(isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= MAX_MULTI_GRID for r in multi_grid)
+    ):
+        raise TsegError(
+            f"multi_grid must be three ints from 1 to {MAX_MULTI_GRID} (e.g. (1, 2, 4)), got {multi_grid!r}"
+        )
     base = 32 // output_stride
     return tuple(base * r for r in multi_grid)
 
