@@ -1,0 +1,302 @@
+"""Runs the bad-input corpus through the tseg CLIs, each case in a subprocess under a memory limit.
+
+As a program it prints the totals table (and, with ``--failures``, every failing case)::
+
+    python -m tests.hardening.runner --work /tmp/hardening
+    python -m tests.hardening.runner --tiny-model M.onnx --checkpoint C.pt --coco DIR --work /tmp/h
+    python -m tests.hardening.runner --code /tmp/tseg-before --work /tmp/h-before   # other code
+
+Without the three fixture options it trains and exports the tiny model itself (a minute).
+``--code TREE`` runs the CLIs against another checkout's runtime/, train/ and export/
+(through a PYTHONPATH shim; the corpus is still generated with this checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tests.hardening.cases import Case, Fixtures, Sandbox
+from tests.hardening.checks import CaseResult, compare, snapshot
+
+MIB = 1 << 20
+# The child's data segment (heap and private mappings); torch's import needs ~1 GiB of it.
+DATA_LIMIT_MIB = 3072
+RSS_LIMIT_MIB = 2048
+TIMEOUT_S = 90.0
+OUTPUT_HEAD = 64 << 10
+# Runs the CLI under the memory limit and reports its wait status and peak RSS to a file.
+# ru_maxrss of a process includes the RSS of whatever it was forked from before its exec
+# (Linux keeps the old mm's high-water mark across exec), so the CLI is spawned from this
+# small interpreter, not from the big harness process, and measured by it.
+_LIMIT_SHIM = """
+import os, resource, sys
+limit, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+pid = os.posix_spawn(argv[0], argv, os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as handle:
+    handle.write(f"{status} {usage.ru_maxrss}")
+"""
+
+
+def console_script(tool: str) -> list[str]:
+    """The installed ``tseg-<tool>`` entry point beside this interpreter."""
+    return [str(Path(sys.executable).parent / f"tseg-{tool}")]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How cases are run.
+
+    Attributes:
+        work: folder for the sandboxes (one per case) and the logs.
+        timeout_s: per case.
+        data_limit_mib: RLIMIT_DATA of the child.
+        rss_limit_mib: peak RSS above which a case fails.
+        pythonpath: prepended to the child's PYTHONPATH (the shim for ``--code``).
+        launcher: tool -> command prefix (default: the console scripts).
+    """
+
+    work: Path
+    timeout_s: float = TIMEOUT_S
+    data_limit_mib: int = DATA_LIMIT_MIB
+    rss_limit_mib: float = RSS_LIMIT_MIB
+    pythonpath: str | None = None
+    launcher: Callable[[str], list[str]] = console_script
+
+
+def child_env(box: Sandbox, settings: RunSettings) -> dict[str, str]:
+    """The environment of a case: HOME in the sandbox, quiet threads, a shared matplotlib cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "PYTEST_", "COV_"))}
+    tmp = settings.work / "tmp" / box.root.name
+    tmp.mkdir(parents=True, exist_ok=True)
+    env.update(
+        HOME=str(box.home),
+        TMPDIR=str(tmp),
+        MPLCONFIGDIR=str(settings.work / "mplconfig"),
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        COLUMNS="100",
+    )
+    env.pop("PYTHONPATH", None)
+    if settings.pythonpath:
+        env["PYTHONPATH"] = settings.pythonpath
+    return env
+
+
+def _read_head(path: Path) -> tuple[str, int]:
+    """(the first OUTPUT_HEAD bytes as text, the number of lines in the whole file)."""
+    data = path.read_bytes()
+    text = data.rstrip().decode("utf-8", errors="replace")
+    return text[:OUTPUT_HEAD], (len(text.splitlines()) if text else 0)
+
+
+def _wait(process: subprocess.Popen, timeout_s: float, report: Path) -> tuple[int | None, float, bool]:
+    """Waits for the shim (killing its process group at the timeout).
+
+    Returns:
+        (the CLI's exit code, negative for a signal; its peak RSS in MiB; timed out).
+    """
+    lock, state = threading.Lock(), {"done": False, "timed_out": False}
+
+    def kill() -> None:
+        with lock:
+            if not state["done"]:
+                state["timed_out"] = True
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    timer = threading.Timer(timeout_s, kill)
+    timer.start()
+    process.wait()
+    with lock:
+        state["done"] = True
+    timer.cancel()
+    if not report.is_file():  # the shim itself was killed: the timeout, or a harness failure
+        return process.returncode, 0.0, state["timed_out"]
+    status, peak_kib = (int(v) for v in report.read_text().split())
+    return os.waitstatus_to_exitcode(status), peak_kib / 1024, state["timed_out"]
+
+
+def run_case(case: Case, fixtures: Fixtures, settings: RunSettings) -> CaseResult:
+    """Builds the case's sandbox, runs its CLI there, and records what happened."""
+    result = CaseResult(case.name, case.tool, case.expect_ok, rss_limit_mib=settings.rss_limit_mib)
+    root = settings.work / "cases" / case.slug
+    shutil.rmtree(root, ignore_errors=True)
+    box = Sandbox(root, fixtures)
+    try:
+        args = case.build(box)
+    except Exception as err:  # a harness bug: reported as the case's failure, never hidden
+        result.build_error = f"{type(err).__name__}: {err}"
+        return result
+    logs = settings.work / "logs" / case.slug
+    logs.mkdir(parents=True, exist_ok=True)
+    before = snapshot(box.root)
+    report = logs / "exit"
+    report.unlink(missing_ok=True)
+    command = [sys.executable, "-S", "-c", _LIMIT_SHIM, str(settings.data_limit_mib * MIB), str(report)]
+    command += settings.launcher(case.tool) + list(args)
+    (logs / "command.json").write_text(json.dumps(command))
+    start = time.monotonic()
+    with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
+        process = subprocess.Popen(
+            command,
+            cwd=box.root,
+            env=child_env(box, settings),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        result.returncode, result.peak_rss_mib, result.timed_out = _wait(process, settings.timeout_s, report)
+    result.seconds = time.monotonic() - start
+    result.stdout, _ = _read_head(logs / "stdout")
+    result.stderr, result.stderr_lines = _read_head(logs / "stderr")
+    result.outside, result.changed = compare(before, snapshot(box.root))
+    return result
+
+
+def run_cases(
+    cases: Sequence[Case], fixtures: Fixtures, settings: RunSettings, *, workers: int = 3
+) -> list[CaseResult]:
+    """Runs every case, ``workers`` at a time, torch-importing ones first (they take longest).
+
+    Returns:
+        The results in the order of ``cases``.
+    """
+    order = sorted(range(len(cases)), key=lambda i: cases[i].tool == "infer")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {i: pool.submit(run_case, cases[i], fixtures, settings) for i in order}
+        return [futures[i].result() for i in range(len(cases))]
+
+
+TOTALS = (
+    ("cases", lambda r: True),
+    ("passed", lambda r: not r.problems()),
+    ("one-line errors", lambda r: r.one_line_error),
+    ("tracebacks", lambda r: r.traceback),
+    ("multi-line stderr (no traceback)", lambda r: not r.traceback and r.stderr_lines > 1),
+    ("exit 0 (bad input accepted)", lambda r: r.returncode == 0),
+    ("other wrong exit code", lambda r: r.returncode not in (0, 1) and not r.killed and not r.timed_out),
+    ("writes outside out/ (not $HOME)", lambda r: bool(r.writes_outside)),
+    ("writes into $HOME", lambda r: bool(r.home_writes)),
+    ("inputs changed", lambda r: bool(r.changed)),
+    ("memory over limit / killed", lambda r: r.memory_problem),
+    ("timeouts", lambda r: r.timed_out),
+    ("harness build errors", lambda r: bool(r.build_error)),
+)
+
+
+def totals(results: Sequence[CaseResult]) -> dict[str, int]:
+    """The table's figures for the bad-input cases (controls are counted apart)."""
+    bad = [r for r in results if not r.expect_ok]
+    table = {name: sum(1 for r in bad if test(r)) for name, test in TOTALS}
+    controls = [r for r in results if r.expect_ok]
+    table["controls passed"] = sum(1 for r in controls if not r.problems())
+    table["controls"] = len(controls)
+    return table
+
+
+def format_totals(table: dict[str, int], title: str = "") -> str:
+    width = max(map(len, table))
+    lines = [title] if title else []
+    return "\n".join(lines + [f"{name:<{width}}  {value:>5}" for name, value in table.items()])
+
+
+def make_shim(code: Path, work: Path) -> str:
+    """A PYTHONPATH folder whose tseg/ namespace links to ``code``'s runtime/, train/ and export/."""
+    shim = work / "shim" / "tseg"
+    shim.mkdir(parents=True, exist_ok=True)
+    for stage in ("runtime", "train", "export"):
+        link = shim / stage
+        if not link.is_symlink():
+            link.symlink_to((code / stage).resolve(), target_is_directory=True)
+    return str(shim.parent)
+
+
+def imported_from(pythonpath: str | None) -> str:
+    """Where a child with this PYTHONPATH imports tseg.runtime from (resolved)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    code = "import os, tseg.runtime as r; print(os.path.realpath(r.__file__))"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def build_fixtures(folder: Path) -> Fixtures:
+    """The tiny dataset, a 1-epoch run and its export, as tests/conftest.py makes them."""
+    from tests.conftest import TINY_MODEL, TINY_SIZE
+    from tests.tiny_coco import write_tiny_coco
+    from tseg.export.pipeline import export_checkpoint
+    from tseg.train.settings import TrainSettings
+    from tseg.train.trainer import train
+
+    coco = folder / "coco"
+    if not (folder / "runs" / "tiny" / "best.onnx").is_file():
+        coco.mkdir(parents=True, exist_ok=True)
+        write_tiny_coco(coco)
+        settings = TrainSettings(
+            data=coco, model=TINY_MODEL, size=TINY_SIZE, epochs=1, batch_size=2, name="tiny",
+            runs_dir=folder / "runs", progress=False,
+        )  # fmt: skip
+        export_checkpoint(train(settings).run_dir / "best.pt")
+    run = folder / "runs" / "tiny"
+    return Fixtures(model=run / "best.onnx", checkpoint=run / "best.pt", coco=coco)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tests.hardening.corpus import all_cases
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="empty folder for sandboxes, logs, fixtures")
+    parser.add_argument("--tiny-model", type=Path)
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--coco", type=Path)
+    parser.add_argument("--code", type=Path, help="run the CLIs of this checkout instead")
+    parser.add_argument("--only", default="", help="run the cases whose name contains this")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S)
+    parser.add_argument("--failures", action="store_true", help="also print every failing case in full")
+    parser.add_argument("--summary", action="store_true", help="also print one line per failing case")
+    parser.add_argument("--json", type=Path, help="write every result here")
+    options = parser.parse_args(argv)
+    if options.tiny_model and options.checkpoint and options.coco:
+        fixtures = Fixtures(options.tiny_model, options.checkpoint, options.coco)
+    else:
+        fixtures = build_fixtures(options.work / "fixtures")
+    pythonpath = make_shim(options.code, options.work) if options.code else None
+    print(f"tseg.runtime imported from {imported_from(pythonpath)}")
+    cases = [c for c in all_cases() if options.only in c.name]
+    settings = RunSettings(work=options.work, timeout_s=options.timeout, pythonpath=pythonpath)
+    start = time.monotonic()
+    results = run_cases(cases, fixtures, settings, workers=options.workers)
+    if options.failures:
+        for result in results:
+            if result.problems():
+                print(result.describe(), end="\n\n")
+    if options.summary:
+        print("\n".join(r.summary() for r in results if r.problems()))
+    if options.json:
+        options.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    print(format_totals(totals(results), f"{len(results)} cases in {time.monotonic() - start:.0f} s"))
+    return 0 if all(not r.problems() for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Issue 9's acceptance harness: every bad input gives exit 1, one line, no traceback, no lost file.
+
+All selected cases run once, concurrently, each in its own subprocess and sandbox (module
+fixture); then one test per case asserts that case's result. ``python -m
+tests.hardening.runner`` runs the same corpus and prints the totals.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.hardening.cases import Fixtures
+from tests.hardening.corpus import all_cases
+from tests.hardening.runner import RunSettings, run_cases
+
+CASES = all_cases()
+WORKERS = 3
+
+
+@pytest.fixture(scope="module")
+def hardening_results(request, tiny_onnx, tiny_run, tiny_coco_dir, tmp_path_factory):
+    """name -> CaseResult for the cases this session selected (all of them under `make test`)."""
+    selected = {
+        item.callspec.params["case"].name
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec") and "case" in item.callspec.params
+    }
+    fixtures = Fixtures(model=tiny_onnx, checkpoint=tiny_run.run_dir / "best.pt", coco=tiny_coco_dir)
+    settings = RunSettings(work=tmp_path_factory.mktemp("hardening"))
+    results = run_cases([c for c in CASES if c.name in selected], fixtures, settings, workers=WORKERS)
+    return {result.name: result for result in results}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_case(case, hardening_results):
+    result = hardening_results[case.name]
+    assert not result.problems(), result.describe()
+
+
+def test_corpus_covers_every_class_of_the_issue():
+    bad = [case for case in CASES if not case.expect_ok]
+    per_class = Counter(case.name.split("/")[0] for case in bad)
+    assert len(bad) >= 100
+    for group in ("overwrite", "export", "coco", "json", "model", "ckpt", "train", "plot", "image", "settings"):
+        assert per_class[group] >= 5, f"only {per_class[group]} {group} cases"
+    assert {case.tool for case in bad} == {"infer", "train", "export", "plot"}
+    assert sum(case.expect_ok for case in CASES) >= 3
