@@ -273,6 +273,18 @@ SETTINGS_CASES = [
 ]
 
 
+# --- command lines that click itself rejects (types, ranges, unknown options) -----------------
+
+USAGE_CASES = [
+    _case("usage/infer-unknown-option", _photos_with("--bogus")),
+    _case("usage/infer-threads-zero", _photos_with("--threads", "0")),
+    _case("usage/infer-device-unknown", _photos_with("--device", "gpu")),
+    _case("usage/infer-crf-iterations-negative", _photos_with("--crf", "--crf-iterations", "-1")),
+    _case("usage/infer-crf-sxy-not-a-number", _photos_with("--crf", "--crf-gaussian-sxy", "wide")),
+    _case("usage/infer-no-model", lambda box: [box.rel(box.photos()), "--out", "out/labels", "-q"]),
+]
+
+
 # --- controls: valid runs that must succeed (they check the harness, not tseg) ----------------
 
 
@@ -286,4 +298,4 @@ CONTROL_CASES = [
     _case("control/infer-real-model-coco-eval", _real_model_coco, expect_ok=True),
 ]
 
-INFER_CASES = OVERWRITE_CASES + IMAGE_CASES + MODEL_CASES + SETTINGS_CASES + CONTROL_CASES
+INFER_CASES = OVERWRITE_CASES + IMAGE_CASES + MODEL_CASES + SETTINGS_CASES + USAGE_CASES + CONTROL_CASES

@@ -201,4 +201,13 @@ PLOT_CASES = [
     _plot("control/plot-real-run", _real_run, expect_ok=True),
 ]
 
-TORCH_CASES = TRAIN_CASES + EXPORT_CASES + PLOT_CASES
+# Command lines that click itself rejects: answered before torch is imported.
+USAGE_CASES = [
+    Case("usage/train-lr-not-a-number", "train", lambda box: train_args(box, "--lr", "fast")),
+    Case("usage/train-epochs-fraction", "train", lambda box: train_args(box, "--epochs", "1.5")),
+    Case("usage/export-parity-images-zero", "export", lambda box: ["--onnx", "x.pt", "--parity-images", "0"]),
+    Case("usage/export-min-agreement-2", "export", lambda box: ["--onnx", "x.pt", "--min-agreement", "2"]),
+    Case("usage/plot-without-out", "plot", lambda box: [box.rel(box.inputs)]),
+]
+
+TORCH_CASES = TRAIN_CASES + EXPORT_CASES + PLOT_CASES + USAGE_CASES

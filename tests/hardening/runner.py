@@ -22,9 +22,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tests.hardening.cases import Case, Fixtures, Sandbox
@@ -33,7 +33,8 @@ from tests.hardening.checks import CaseResult, compare, snapshot
 MIB = 1 << 20
 # The child's data segment (heap and private mappings); torch's import needs ~1 GiB of it.
 DATA_LIMIT_MIB = 3072
-RSS_LIMIT_MIB = 2048
+# Peak RSS a case may reach: the runtime alone needs ~250 MiB, torch's CLIs ~1 GiB.
+RSS_LIMITS_MIB = {"infer": 1024, "plot": 1024, "train": 2048, "export": 2048}
 TIMEOUT_S = 90.0
 OUTPUT_HEAD = 64 << 10
 # Runs the CLI under the memory limit and reports its wait status and peak RSS to a file.
@@ -64,7 +65,7 @@ class RunSettings:
         work: folder for the sandboxes (one per case) and the logs.
         timeout_s: per case.
         data_limit_mib: RLIMIT_DATA of the child.
-        rss_limit_mib: peak RSS above which a case fails.
+        rss_limits_mib: tool -> peak RSS above which a case fails.
         pythonpath: prepended to the child's PYTHONPATH (the shim for ``--code``).
         launcher: tool -> command prefix (default: the console scripts).
     """
@@ -72,14 +73,15 @@ class RunSettings:
     work: Path
     timeout_s: float = TIMEOUT_S
     data_limit_mib: int = DATA_LIMIT_MIB
-    rss_limit_mib: float = RSS_LIMIT_MIB
+    rss_limits_mib: Mapping[str, float] = field(default_factory=lambda: dict(RSS_LIMITS_MIB))
     pythonpath: str | None = None
     launcher: Callable[[str], list[str]] = console_script
 
 
 def child_env(box: Sandbox, settings: RunSettings) -> dict[str, str]:
     """The environment of a case: HOME in the sandbox, quiet threads, a shared matplotlib cache."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "PYTEST_", "COV_"))}
+    # Hermetic: no caller's XDG folders, and no ORT_* switches (tseg must quiet ONNX Runtime itself).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "PYTEST_", "COV_", "ORT_"))}
     tmp = settings.work / "tmp" / box.root.name
     tmp.mkdir(parents=True, exist_ok=True)
     env.update(
@@ -134,7 +136,7 @@ def _wait(process: subprocess.Popen, timeout_s: float, report: Path) -> tuple[in
 
 def run_case(case: Case, fixtures: Fixtures, settings: RunSettings) -> CaseResult:
     """Builds the case's sandbox, runs its CLI there, and records what happened."""
-    result = CaseResult(case.name, case.tool, case.expect_ok, rss_limit_mib=settings.rss_limit_mib)
+    result = CaseResult(case.name, case.tool, case.expect_ok, rss_limit_mib=settings.rss_limits_mib[case.tool])
     root = settings.work / "cases" / case.slug
     shutil.rmtree(root, ignore_errors=True)
     box = Sandbox(root, fixtures)
@@ -167,6 +169,8 @@ def run_case(case: Case, fixtures: Fixtures, settings: RunSettings) -> CaseResul
     result.stdout, _ = _read_head(logs / "stdout")
     result.stderr, result.stderr_lines = _read_head(logs / "stderr")
     result.outside, result.changed = compare(before, snapshot(box.root))
+    if not result.problems():  # a failing case's sandbox stays for inspection; a passing one is 50 MB at most
+        shutil.rmtree(box.root, ignore_errors=True)
     return result
 
 

@@ -76,7 +76,7 @@ def fake_settings(tmp_path_factory) -> RunSettings:
         work=work,
         timeout_s=3,
         data_limit_mib=1024,
-        rss_limit_mib=200,
+        rss_limits_mib={"infer": 200},
         launcher=lambda tool: [sys.executable, str(script)],
     )
 
@@ -128,7 +128,7 @@ def test_peak_rss_is_the_cli_own_not_the_harness(fake_settings):
     ballast[:: 1 << 12] = b"x" * len(ballast[:: 1 << 12])
     result = _run("clean", fake_settings)
     del ballast
-    assert 0 < result.peak_rss_mib < fake_settings.rss_limit_mib, result.describe()
+    assert 0 < result.peak_rss_mib < fake_settings.rss_limits_mib["infer"], result.describe()
 
 
 def test_controls_must_exit_zero(fake_settings):
