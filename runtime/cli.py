@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from tseg.runtime import images
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 from tseg.runtime.crf.params import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 from tseg.runtime.errors import TsegError
@@ -129,7 +129,7 @@ def main(
     check_combinations(
         given=given_options(click.get_current_context()), has_paths=bool(paths), has_coco=coco is not None
     )
-    with _pixel_limit(max_image_pixels):
+    with images.pixel_limit_option(max_image_pixels):
         if crf_tune:
             return _tune(model, coco, data, crf, tune_images, device, threads, quiet)
         params = resolve_crf_params(model, crf) if use_crf else None
@@ -198,17 +198,6 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
             raise TsegError("--eval and --data need --coco")
         if not has_paths:
             raise TsegError("nothing to segment: give image files or folders, or --coco FILE")
-
-
-def _pixel_limit(text: str | None) -> contextlib.AbstractContextManager:
-    """The image pixel limit of --max-image-pixels while the command runs (unchanged when not given)."""
-    if text is None:
-        return contextlib.nullcontext()
-    from tseg.runtime import images
-
-    if not hasattr(images, "image_pixel_limit"):  # refusing beats silently ignoring the flag
-        raise TsegError("--max-image-pixels is not supported by this tseg.runtime.images")
-    return images.image_pixel_limit(images.parse_pixel_limit(text, what="--max-image-pixels"))
 
 
 def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf) -> None:

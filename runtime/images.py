@@ -44,7 +44,8 @@ def parse_pixel_limit(text: str, *, what: str) -> int | None:
     cleaned = str(text).strip().replace("_", "")
     if cleaned.lower() == "none":
         return None
-    if not cleaned.isdigit() or int(cleaned) < 1:
+    # ASCII digits only ("²".isdigit() is True), and few enough for int() to take.
+    if not (cleaned.isascii() and cleaned.isdigit() and len(cleaned) <= 30) or int(cleaned) < 1:
         raise TsegError(f"{what}: need a positive number of pixels or 'none' (no limit), got {text!r:.40}")
     return int(cleaned)
 
@@ -94,6 +95,32 @@ def image_pixel_limit(pixels: int | None) -> Iterator[None]:
         yield
     finally:
         _max_pixels = previous
+
+
+@contextmanager
+def pixel_limit_option(text: str | None, *, what: str = "--max-image-pixels") -> Iterator[None]:
+    """Runs a block under a command-line pixel limit (``N`` or ``none``); unchanged when ``text`` is None.
+
+    The limit is also put in ``TSEG_MAX_IMAGE_PIXELS`` for the block, so that
+    worker processes (DataLoader workers, spawned or forked) read the same limit.
+
+    Raises:
+        TsegError: ``text`` is not a positive integer or ``none``.
+    """
+    if text is None:
+        yield
+        return
+    pixels = parse_pixel_limit(text, what=what)
+    previous_env = os.environ.get(MAX_IMAGE_PIXELS_ENV)
+    os.environ[MAX_IMAGE_PIXELS_ENV] = "none" if pixels is None else str(pixels)
+    try:
+        with image_pixel_limit(pixels):
+            yield
+    finally:
+        if previous_env is None:
+            os.environ.pop(MAX_IMAGE_PIXELS_ENV, None)
+        else:
+            os.environ[MAX_IMAGE_PIXELS_ENV] = previous_env
 
 
 def pixel_limit_message(pixels: int, limit: int) -> str:

@@ -11,9 +11,6 @@ from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 from tseg.runtime.errors import TsegError
 from tseg.train.settings import DEFAULT_MODEL, TrainSettings
 
-# Options that may accompany --resume (they do not change what is computed).
-RESUME_COMPATIBLE = {"resume", "quiet", "show_models"}
-
 
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
@@ -86,8 +83,14 @@ RESUME_COMPATIBLE = {"resume", "quiet", "show_models"}
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue runs/RUN exactly where it stopped.")
 @click.option("--list-models", "show_models", is_flag=True, help="Print the model names and exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option(
+    "--max-image-pixels",
+    metavar="N|none",
+    help="Refuse dataset images of more pixels than N, a decompression-bomb guard (default: Pillow's 89478485;"
+    " 'none': no limit; also TSEG_MAX_IMAGE_PIXELS).",
+)
 @one_line_errors
-def main(show_models: bool, quiet: bool, resume: Path | None, **options) -> None:
+def main(show_models: bool, quiet: bool, resume: Path | None, max_image_pixels: str | None, **options) -> None:
     """Train a model; writes runs/NAME with best.pt, last.pt, metrics.csv, lr.csv, settings.json, plots/.
 
     \b
@@ -98,10 +101,11 @@ def main(show_models: bool, quiet: bool, resume: Path | None, **options) -> None
       tseg-train --resume runs/v5                       # after a crash or Ctrl-C
       torchrun --nproc_per_node 4 -m tseg.train.cli --data data/ --batch-size 64 --name ddp
     """
-    from tseg.train.models import list_models
-    from tseg.train.trainer import train
+    from tseg.runtime.images import pixel_limit_option
 
     if show_models:
+        from tseg.train.models import list_models
+
         click.echo("\n".join(list_models()))
         return
     ctx = click.get_current_context()
@@ -112,7 +116,11 @@ def main(show_models: bool, quiet: bool, resume: Path | None, **options) -> None
             raise TsegError(f"--resume continues a run with its saved settings; drop {', '.join(flags)}")
     elif "momentum" in given and options["optimizer"] != "sgd":
         raise TsegError(f"--momentum applies to --optimizer sgd only, not {options['optimizer']!r}; drop it")
-    train(TrainSettings(progress=not quiet, **options), resume=resume)
+    settings = TrainSettings(progress=not quiet, **options)  # defaults when resuming: only progress is used
+    from tseg.train.trainer import train  # after the checks: a bad setting fails before torch loads
+
+    with pixel_limit_option(max_image_pixels):
+        train(settings, resume=resume)
 
 
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
