@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RUNTIME_VENV ?= .venv-runtime
 SMOKE := build/runtime-smoke
 
-.PHONY: demo test venv lint runtime-smoke bench-crf bench-models bench-train crf-reference clean
+.PHONY: demo test venv lint harden runtime-smoke bench-crf bench-models bench-train crf-reference clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench-models: venv
 	$(PY) benchmarks/models.py
 bench-train: venv
 	$(PY) benchmarks/train.py
+
+# The bad-input harness's totals (it also runs inside `make test`).
+harden: venv
+	rm -rf build/harden && $(PY) -m tests.hardening.runner --work build/harden --summary
 
 # Regenerates tests/runtime/crf_reference/*.npz with pydensecrf2 (the CRF's oracle).
 crf-reference: venv
