@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests.nested import set_at
 from tests.tiny_coco import CLASSES, write_tiny_coco
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
@@ -68,18 +69,6 @@ def test_malformed_segmentation_fails_when_the_dataset_is_opened(coco_copy):
         CocoDataset(root / "train.json")
 
 
-def _set(path, value):
-    """A mutation that sets data[path[0]][path[1]]... = value."""
-
-    def mutate(data):
-        target = data
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value
-
-    return mutate
-
-
 def _zigzag(points):
     """A polygon of ``points`` vertices swinging across a 56 px wide image, inside the margin."""
     return [[v for i in range(points) for v in ((-50.0 if i % 2 else 100.0), i * 70.0 / points)]]
@@ -92,77 +81,83 @@ ANN1 = r"annotation 1 \(image 100, rgb/000\.jpg\)"
 
 BAD_DATASETS = [
     # images
-    (_set(("images", 0, "id"), 1.5), r"images\[0\] id: need an integer"),
-    (_set(("images", 0, "id"), "100"), r"images\[0\] id: need an integer"),
-    (_set(("images", 0, "id"), True), r"images\[0\] id: need an integer"),
-    (_set(("images", 0, "width"), 0), r"image 100 \(rgb/000\.jpg\) width: need an integer in \[1, 100000\]"),
-    (_set(("images", 0, "height"), -3), r"height: need an integer in \[1, 100000\]"),
-    (_set(("images", 0, "height"), 72.0), r"height: need an integer"),
-    (_set(("images", 0, "width"), 100_001), r"width: need an integer in \[1, 100000\]"),
-    (_set(("images", 0, "width"), 10**30), r"width: need an integer in \[1, 100000\]"),
+    (set_at(("images", 0, "id"), 1.5), r"images\[0\] id: need an integer"),
+    (set_at(("images", 0, "id"), "100"), r"images\[0\] id: need an integer"),
+    (set_at(("images", 0, "id"), True), r"images\[0\] id: need an integer"),
+    (set_at(("images", 0, "width"), 0), r"image 100 \(rgb/000\.jpg\) width: need an integer in \[1, 100000\]"),
+    (set_at(("images", 0, "height"), -3), r"height: need an integer in \[1, 100000\]"),
+    (set_at(("images", 0, "height"), 72.0), r"height: need an integer"),
+    (set_at(("images", 0, "width"), 100_001), r"width: need an integer in \[1, 100000\]"),
+    (set_at(("images", 0, "width"), 10**30), r"width: need an integer in \[1, 100000\]"),
     (lambda d: d["images"][0].update(width=20_000, height=20_000), r"400000000 pixels is over the limit of 89478485"),
-    (_set(("images", 0, "file_name"), "/etc/passwd"), r"image 100 file_name: need a relative path"),
-    (_set(("images", 0, "file_name"), "../outside.jpg"), r"image 100 file_name: need a relative path"),
-    (_set(("images", 0, "file_name"), "rgb/../../x.jpg"), r"need a relative path"),
-    (_set(("images", 0, "file_name"), "a\x00b.jpg"), r"need a relative path"),
-    (_set(("images", 0, "file_name"), ""), r"need a relative path"),
-    (_set(("images", 0, "file_name"), 7), r"image 100: need a file_name string, got int"),
-    (_set(("images", 1, "file_name"), "rgb/000.jpg"), r"images 100 and 107 have the same file_name"),
-    (_set(("images", 1, "id"), 100), r"image id 100 appears twice"),
-    (_set(("images", 0), "rgb/000.jpg"), r"need images with id, file_name, height and width"),
-    (_set(("images",), {"id": 1}), r"has no images"),
+    (set_at(("images", 0, "file_name"), "/etc/passwd"), r"image 100 file_name: need a relative path"),
+    (set_at(("images", 0, "file_name"), "../outside.jpg"), r"image 100 file_name: need a relative path"),
+    (set_at(("images", 0, "file_name"), "rgb/../../x.jpg"), r"need a relative path"),
+    (set_at(("images", 0, "file_name"), "a\x00b.jpg"), r"need a relative path"),
+    (set_at(("images", 0, "file_name"), ""), r"need a relative path"),
+    (set_at(("images", 0, "file_name"), 7), r"image 100: need a file_name string, got int"),
+    (set_at(("images", 1, "file_name"), "rgb/000.jpg"), r"images 100 and 107 have the same file_name"),
+    (set_at(("images", 1, "id"), 100), r"image id 100 appears twice"),
+    (set_at(("images", 0), "rgb/000.jpg"), r"need images with id, file_name, height and width"),
+    (set_at(("images",), {"id": 1}), r"has no images"),
     # categories
-    (_set(("categories", 0, "id"), "7"), r"category id: need an integer"),
-    (_set(("categories", 0, "name"), ""), r"category 7 name: need a non-empty printable string"),
-    (_set(("categories", 0, "name"), 5), r"category 7 name: need a non-empty printable string"),
-    (_set(("categories", 0, "name"), "Me\ntal"), r"category 7 name: need a non-empty printable string"),
-    (_set(("categories", 0, "name"), "Background"), r"category 7 is named 'Background' like tseg's label 0"),
-    (_set(("categories", 1, "name"), "Metal"), r"category 2 is named 'Metal' like another category"),
-    (_set(("categories", 0), ["id", 7]), r"need categories with id and name"),
+    (set_at(("categories", 0, "id"), "7"), r"category id: need an integer"),
+    (set_at(("categories", 0, "name"), ""), r"category 7 name: need a non-empty printable string"),
+    (set_at(("categories", 0, "name"), 5), r"category 7 name: need a non-empty printable string"),
+    (set_at(("categories", 0, "name"), "Me\ntal"), r"category 7 name: need a non-empty printable string"),
+    (set_at(("categories", 0, "name"), "Background"), r"category 7 is named 'Background' like tseg's label 0"),
+    (set_at(("categories", 1, "name"), "Metal"), r"category 2 is named 'Metal' like another category"),
+    (set_at(("categories", 0), ["id", 7]), r"need categories with id and name"),
     # annotations
-    (_set(("annotations",), {"id": 1}), r"need 'annotations' to be a list"),
+    (set_at(("annotations",), {"id": 1}), r"need 'annotations' to be a list"),
     (lambda d: d["annotations"][0].pop("id"), r"annotations\[0\] id: need an integer"),
-    (_set(("annotations", 0, "id"), True), r"annotations\[0\] id: need an integer"),
-    (_set(("annotations", 1, "id"), 1), r"annotation id 1 appears twice"),
-    (_set(("annotations", 0, "image_id"), "100"), r"annotation 1 refers to unknown image id '100'"),
-    (_set(("annotations", 0, "category_id"), 7.0), r"annotation 1 has unknown category id 7\.0"),
-    (_set(("annotations", 0, "category_id"), True), r"annotation 1 has unknown category id True"),
-    (_set(("annotations", 0, "iscrowd"), 2), r"annotation 1: need iscrowd 0 or 1, got 2"),
-    (_set(("annotations", 0, "iscrowd"), "0"), r"annotation 1: need iscrowd 0 or 1"),
+    (set_at(("annotations", 0, "id"), True), r"annotations\[0\] id: need an integer"),
+    (set_at(("annotations", 1, "id"), 1), r"annotation id 1 appears twice"),
+    (set_at(("annotations", 0, "image_id"), "100"), r"annotation 1 refers to unknown image id '100'"),
+    (set_at(("annotations", 0, "category_id"), 7.0), r"annotation 1 has unknown category id 7\.0"),
+    (set_at(("annotations", 0, "category_id"), True), r"annotation 1 has unknown category id True"),
+    (set_at(("annotations", 0, "iscrowd"), 2), r"annotation 1: need iscrowd 0 or 1, got 2"),
+    (set_at(("annotations", 0, "iscrowd"), "0"), r"annotation 1: need iscrowd 0 or 1"),
     (lambda d: d["annotations"][0].pop("segmentation"), r"annotation without a segmentation"),
     # polygons
-    (_set(SEG, [[1e12, 4, 24, 4, 24, 24]]), ANN1 + r", polygon 0: x coordinate 1e\+12 is far outside the 56x72 image"),
-    (_set(SEG, [[-1e12, 4, 24, 4, 24, 24]]), r"x coordinate -1e\+12 is far outside .* \(need -56 <= x <= 112\)"),
-    (_set(SEG, [[4, 4, 24, 1e308, 24, 24]]), r"y coordinate 1e\+308 is far outside .* \(need -72 <= y <= 144\)"),
-    (_set(SEG, [[4, 4, 24, 10**400, 24, 24]]), r"polygon 0 has a coordinate too large for a float"),
-    (_set(SEG, [[4, 4, 24, 4, 24, 24, 4]]), ANN1 + r": need polygons of >= 3 \(x, y\) points .* got 7 numbers"),
-    (_set(SEG, [["4", "4", "24", "4", "24", "24"]]), r"polygon 0 must hold numbers only, got '4'"),
-    (_set(SEG, [[True, 4, 24, 4, 24, 24]]), r"polygon 0 must hold numbers only, got True"),
-    (_set(SEG, [[None, 4, 24, 4, 24, 24]]), r"polygon 0 must hold numbers only, got None"),
-    (_set(SEG, [[[4, 4], [24, 4], [24, 24]]]), r"need polygons of >= 3 \(x, y\) points"),
-    (_set(SEG, [[[4, 4], [24, 4], [24, 24], [4, 24], [1, 1], [2, 2]]]), r"polygon 0 must hold numbers only, got \[4,"),
-    (_set(SEG, [4, 4, 24, 4, 24, 24]), r"polygon 0 must be a list of numbers, got 4"),
-    (_set(SEG, "4 4 24 4 24 24"), ANN1 + r": need polygons \(a list\) or RLE"),
-    (_set(SEG, {"counts": [4032]}), r"need polygons \(a list\) or RLE \(counts and size\)"),
-    (_set(SEG, _zigzag(5000)), r"the polygons' outline is \d+ pixels long, over the limit of 32768"),
+    (
+        set_at(SEG, [[1e12, 4, 24, 4, 24, 24]]),
+        ANN1 + r", polygon 0: x coordinate 1e\+12 is far outside the 56x72 image",
+    ),
+    (set_at(SEG, [[-1e12, 4, 24, 4, 24, 24]]), r"x coordinate -1e\+12 is far outside .* \(need -56 <= x <= 112\)"),
+    (set_at(SEG, [[4, 4, 24, 1e308, 24, 24]]), r"y coordinate 1e\+308 is far outside .* \(need -72 <= y <= 144\)"),
+    (set_at(SEG, [[4, 4, 24, 10**400, 24, 24]]), r"polygon 0 has a coordinate too large for a float"),
+    (set_at(SEG, [[4, 4, 24, 4, 24, 24, 4]]), ANN1 + r": need polygons of >= 3 \(x, y\) points .* got 7 numbers"),
+    (set_at(SEG, [["4", "4", "24", "4", "24", "24"]]), r"polygon 0 must hold numbers only, got '4'"),
+    (set_at(SEG, [[True, 4, 24, 4, 24, 24]]), r"polygon 0 must hold numbers only, got True"),
+    (set_at(SEG, [[None, 4, 24, 4, 24, 24]]), r"polygon 0 must hold numbers only, got None"),
+    (set_at(SEG, [[[4, 4], [24, 4], [24, 24]]]), r"need polygons of >= 3 \(x, y\) points"),
+    (
+        set_at(SEG, [[[4, 4], [24, 4], [24, 24], [4, 24], [1, 1], [2, 2]]]),
+        r"polygon 0 must hold numbers only, got \[4,",
+    ),
+    (set_at(SEG, [4, 4, 24, 4, 24, 24]), r"polygon 0 must be a list of numbers, got 4"),
+    (set_at(SEG, "4 4 24 4 24 24"), ANN1 + r": need polygons \(a list\) or RLE"),
+    (set_at(SEG, {"counts": [4032]}), r"need polygons \(a list\) or RLE \(counts and size\)"),
+    (set_at(SEG, _zigzag(5000)), r"the polygons' outline is \d+ pixels long, over the limit of 32768"),
     # RLE
-    (_set((*RLE, "size"), [72, 57]), r"annotation 2 \(image 100, rgb/000\.jpg\): RLE size \[72, 57\] differs"),
-    (_set((*RLE, "size"), ["72", "56"]), r"RLE size must be \[height, width\] integers"),
-    (_set((*RLE, "size"), [72]), r"RLE size must be \[height, width\] integers"),
-    (_set((*RLE, "counts"), "T>>j1 0000"), r"annotation 2 .*may only hold characters '0'..'o', got b' '"),
-    (_set((*RLE, "counts"), "T>>j1\u00e9"), r"may only hold characters '0'..'o'"),
-    (_set((*RLE, "counts"), "T>>j10000P"), r"end in the middle of a run length"),
-    (_set((*RLE, "counts"), "oooooooo1"), r"a run length too large for any image"),
-    (_set((*RLE, "counts"), ""), r"compressed RLE counts are empty"),
-    (_set((*RLE, "counts"), "4@"), r"decode to a negative run length"),
-    (_set((*RLE, "counts"), "T>>j1000"), r"RLE run lengths add up to \d+ pixels, need 4032 \(72x56\)"),
-    (_set((*RLE, "counts"), None), r"RLE counts must be a list of run lengths or a string, got None"),
-    (_set((*RAW_RLE, "counts"), [4000, 33]), r"annotation 3 .*RLE run lengths add up to 4033 pixels, need 4032"),
-    (_set((*RAW_RLE, "counts"), [4000, 31]), r"add up to 4031 pixels"),
-    (_set((*RAW_RLE, "counts"), [4040, -8]), r"RLE run lengths must be in \[0, 2147483647\], got -8"),
-    (_set((*RAW_RLE, "counts"), [4032.0]), r"RLE counts must be integers, got 4032\.0"),
-    (_set((*RAW_RLE, "counts"), [2**40, 4032]), r"RLE run lengths must be in \[0, 2147483647\], got 1099511627776"),
-    (_set((*RAW_RLE, "counts"), ["4032"]), r"RLE counts must be integers, got '4032'"),
+    (set_at((*RLE, "size"), [72, 57]), r"annotation 2 \(image 100, rgb/000\.jpg\): RLE size \[72, 57\] differs"),
+    (set_at((*RLE, "size"), ["72", "56"]), r"RLE size must be \[height, width\] integers"),
+    (set_at((*RLE, "size"), [72]), r"RLE size must be \[height, width\] integers"),
+    (set_at((*RLE, "counts"), "T>>j1 0000"), r"annotation 2 .*may only hold characters '0'..'o', got b' '"),
+    (set_at((*RLE, "counts"), "T>>j1\u00e9"), r"may only hold characters '0'..'o'"),
+    (set_at((*RLE, "counts"), "T>>j10000P"), r"end in the middle of a run length"),
+    (set_at((*RLE, "counts"), "oooooooo1"), r"a run length too large for any image"),
+    (set_at((*RLE, "counts"), ""), r"compressed RLE counts are empty"),
+    (set_at((*RLE, "counts"), "4@"), r"decode to a negative run length"),
+    (set_at((*RLE, "counts"), "T>>j1000"), r"RLE run lengths add up to \d+ pixels, need 4032 \(72x56\)"),
+    (set_at((*RLE, "counts"), None), r"RLE counts must be a list of run lengths or a string, got None"),
+    (set_at((*RAW_RLE, "counts"), [4000, 33]), r"annotation 3 .*RLE run lengths add up to 4033 pixels, need 4032"),
+    (set_at((*RAW_RLE, "counts"), [4000, 31]), r"add up to 4031 pixels"),
+    (set_at((*RAW_RLE, "counts"), [4040, -8]), r"RLE run lengths must be in \[0, 2147483647\], got -8"),
+    (set_at((*RAW_RLE, "counts"), [4032.0]), r"RLE counts must be integers, got 4032\.0"),
+    (set_at((*RAW_RLE, "counts"), [2**40, 4032]), r"RLE run lengths must be in \[0, 2147483647\], got 1099511627776"),
+    (set_at((*RAW_RLE, "counts"), ["4032"]), r"RLE counts must be integers, got '4032'"),
 ]
 
 
@@ -179,14 +174,14 @@ def test_bad_values_give_one_line_naming_the_file_and_annotation(coco_copy, muta
 def test_polygons_may_overshoot_the_border_by_an_image_size(coco_copy):
     root, _ = coco_copy
     polygon = [-56.0, -72.0, 112.0, -72.0, 112.0, 144.0, -56.0, 144.0]  # the margin's corners: whole image
-    _rewrite(root, _set(SEG, [polygon]))
+    _rewrite(root, set_at(SEG, [polygon]))
     labels = CocoDataset(root / "train.json").label_map(0)
     assert (labels != 0).all() and (labels == 1).any()  # Metal (1) everywhere but under Paper and Glass
 
 
 def test_empty_polygons_and_no_annotations_are_fine(coco_copy):
     root, _ = coco_copy
-    _rewrite(root, _set(SEG, [[]]))
+    _rewrite(root, set_at(SEG, [[]]))
     assert not (CocoDataset(root / "train.json").label_map(0) == 1).any()
     _rewrite(root, lambda d: d.pop("annotations"))
     coco = CocoDataset(root / "train.json")

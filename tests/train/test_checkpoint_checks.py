@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.nested import drop_at, set_at
 from tseg.export.cli import main as export_cli
 from tseg.runtime.errors import TsegError
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
@@ -17,26 +18,6 @@ from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 @pytest.fixture(scope="module")
 def payload(tiny_run):
     return load_checkpoint(tiny_run.run_dir / "best.pt")
-
-
-def _set(path, value):
-    def change(p):
-        target = p
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value
-
-    return change
-
-
-def _drop(path):
-    def change(p):
-        target = p
-        for key in path[:-1]:
-            target = target[key]
-        del target[path[-1]]
-
-    return change
 
 
 def _more_classes(p):
@@ -58,31 +39,31 @@ def _nan_weight(p):
 
 
 CASES = [
-    ("no-model", _drop(["model"]), "has no 'model' entry"),
-    ("no-state-dict", _drop(["state_dict"]), "has no 'state_dict' entry"),
-    ("model-not-dict", _set(["model"], [1, 2]), "'model' must be a dict"),
-    ("no-classes", _drop(["model", "classes"]), "the model spec lacks classes"),
-    ("no-name", _drop(["model", "name"]), "the model spec lacks name"),
-    ("unknown-name", _set(["model", "name"], "resnet9000"), "unknown model 'resnet9000'; valid:"),
-    ("kwargs-not-dict", _set(["model", "kwargs"], [4]), "model kwargs must be a dict"),
-    ("unknown-kwarg", _set(["model", "kwargs", "dropout"], 0.5), "unexpected keyword argument 'dropout'"),
-    ("num-classes-string", _set(["model", "kwargs", "num_classes"], "4"), "kwargs num_classes='4' does not match"),
-    ("num-classes-missing", _drop(["model", "kwargs", "num_classes"]), "kwargs num_classes=None does not match"),
-    ("classes-vs-num-classes", _set(["model", "kwargs", "num_classes"], 5), "num_classes=5 does not match its 4"),
-    ("classes-not-strings", _set(["model", "classes"], [1, 2, 3, 4]), "classes must be a list of non-empty names"),
-    ("classes-duplicate", _set(["model", "classes"], ["a", "a", "b", "c"]), "need 2 to 65536 distinct class names"),
-    ("palette-short", _set(["model", "palette"], [[0, 0, 0]] * 3), "need one palette colour per class (4), got 3"),
-    ("palette-300", _set(["model", "palette", 1], [300, 0, 0]), "palette colours must be (r, g, b) integers 0..255"),
-    ("palette-strings", _set(["model", "palette", 1], ["red", 0, 0]), "palette colours must be"),
-    ("mean-nan", _set(["model", "mean"], [math.nan, 0.5, 0.5]), "mean must be 3 finite numbers"),
-    ("mean-two", _set(["model", "mean"], [0.5, 0.5]), "mean must be 3 finite numbers"),
-    ("std-zero", _set(["model", "std"], [0.2, 0.0, 0.2]), "std must be 3 finite numbers > 0"),
-    ("std-negative", _set(["model", "std"], [0.2, -1.0, 0.2]), "std must be 3 finite numbers > 0"),
-    ("std-inf", _set(["model", "std"], [0.2, math.inf, 0.2]), "std must be 3 finite numbers > 0"),
-    ("input-size-zero", _set(["model", "input_size"], [0, 32]), "input_size must be (height, width) in 1..4096"),
-    ("input-size-huge", _set(["model", "input_size"], [10**9, 32]), "input_size must be (height, width)"),
-    ("input-size-strings", _set(["model", "input_size"], ["32", "32"]), "input_size must be (height, width)"),
-    ("state-dict-not-tensors", _set(["state_dict"], {"a": 1}), "state_dict must map parameter names to tensors"),
+    ("no-model", drop_at(["model"]), "has no 'model' entry"),
+    ("no-state-dict", drop_at(["state_dict"]), "has no 'state_dict' entry"),
+    ("model-not-dict", set_at(["model"], [1, 2]), "'model' must be a dict"),
+    ("no-classes", drop_at(["model", "classes"]), "the model spec lacks classes"),
+    ("no-name", drop_at(["model", "name"]), "the model spec lacks name"),
+    ("unknown-name", set_at(["model", "name"], "resnet9000"), "unknown model 'resnet9000'; valid:"),
+    ("kwargs-not-dict", set_at(["model", "kwargs"], [4]), "model kwargs must be a dict"),
+    ("unknown-kwarg", set_at(["model", "kwargs", "dropout"], 0.5), "unexpected keyword argument 'dropout'"),
+    ("num-classes-string", set_at(["model", "kwargs", "num_classes"], "4"), "kwargs num_classes='4' does not match"),
+    ("num-classes-missing", drop_at(["model", "kwargs", "num_classes"]), "kwargs num_classes=None does not match"),
+    ("classes-vs-num-classes", set_at(["model", "kwargs", "num_classes"], 5), "num_classes=5 does not match its 4"),
+    ("classes-not-strings", set_at(["model", "classes"], [1, 2, 3, 4]), "classes must be a list of non-empty names"),
+    ("classes-duplicate", set_at(["model", "classes"], ["a", "a", "b", "c"]), "need 2 to 65536 distinct class names"),
+    ("palette-short", set_at(["model", "palette"], [[0, 0, 0]] * 3), "need one palette colour per class (4), got 3"),
+    ("palette-300", set_at(["model", "palette", 1], [300, 0, 0]), "palette colours must be (r, g, b) integers 0..255"),
+    ("palette-strings", set_at(["model", "palette", 1], ["red", 0, 0]), "palette colours must be"),
+    ("mean-nan", set_at(["model", "mean"], [math.nan, 0.5, 0.5]), "mean must be 3 finite numbers"),
+    ("mean-two", set_at(["model", "mean"], [0.5, 0.5]), "mean must be 3 finite numbers"),
+    ("std-zero", set_at(["model", "std"], [0.2, 0.0, 0.2]), "std must be 3 finite numbers > 0"),
+    ("std-negative", set_at(["model", "std"], [0.2, -1.0, 0.2]), "std must be 3 finite numbers > 0"),
+    ("std-inf", set_at(["model", "std"], [0.2, math.inf, 0.2]), "std must be 3 finite numbers > 0"),
+    ("input-size-zero", set_at(["model", "input_size"], [0, 32]), "input_size must be (height, width) in 1..4096"),
+    ("input-size-huge", set_at(["model", "input_size"], [10**9, 32]), "input_size must be (height, width)"),
+    ("input-size-strings", set_at(["model", "input_size"], ["32", "32"]), "input_size must be (height, width)"),
+    ("state-dict-not-tensors", set_at(["state_dict"], {"a": 1}), "state_dict must map parameter names to tensors"),
     ("weights-missing-key", _rename_key, "state_dict does not fit deeplabv3_mobilenet_v3_large with 4 classes"),
     ("weights-nan", _nan_weight, "weights hold NaN or infinity"),
     ("class-count-vs-weights", _more_classes, "wrong shape"),
@@ -114,10 +95,10 @@ def test_missing_and_unexpected_keys_and_shapes_are_named(payload):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (_drop(["model"]), "has no 'model' entry"),
-        (_set(["model", "kwargs", "bogus"], 1), "cannot be built with kwargs"),
+        (drop_at(["model"]), "has no 'model' entry"),
+        (set_at(["model", "kwargs", "bogus"], 1), "cannot be built with kwargs"),
         (_more_classes, "does not fit deeplabv3_mobilenet_v3_large with 5 classes"),
-        (_set(["format_version"], "1"), "malformed format_version '1'"),
+        (set_at(["format_version"], "1"), "malformed format_version '1'"),
     ],
 )
 def test_export_cli_refuses_damaged_checkpoints_in_one_line(payload, tmp_path, change, message):
