@@ -16,7 +16,7 @@ import click
 
 from tseg.export.pipeline import export_checkpoint
 from tseg.runtime.cli_errors import one_line_errors
-from tseg.runtime.crf.params import CrfParams
+from tseg.runtime.refine import CrfParams
 from tseg.runtime.errors import TsegError
 from tseg.runtime.predict import InferSettings, infer_coco
 from tseg.train.data.synthetic import ensure_synthetic_dataset

@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from tseg.runtime import images
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
-from tseg.runtime.crf.params import MAX_ITERATIONS, crf_file_for, resolve_crf_params
+from tseg.runtime.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metrics import format_scores
@@ -170,7 +170,7 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
     """
     crf_flags = sorted(n for n in given if n in CRF_FLAGS)
     if "crf_tune" in given:
-        from tseg.runtime.crf.tune import DEFAULT_GRID
+        from tseg.runtime.crf_tune import DEFAULT_GRID
 
         clashes = [n for n in ("use_crf", "evaluate", "out") if n in given]
         clashes += [n for n in crf_flags if n in DEFAULT_GRID]
@@ -224,7 +224,7 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
 
 def _tune(model, coco, data, crf, tune_images, device, threads, quiet) -> None:
     from tseg.runtime.coco import CocoDataset
-    from tseg.runtime.crf.tune import tune_crf
+    from tseg.runtime.crf_tune import tune_crf
     from tseg.runtime.predict import check_classes
     from tseg.runtime.segmenter import Segmenter
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tseg.runtime.coco import CocoDataset
-from tseg.runtime.crf.params import CrfParams
+from tseg.runtime.refine import CrfParams
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import check_outputs_apart, is_within, remove_stale_temp_files
 from tseg.runtime.images import find_images, read_image

@@ -25,7 +25,7 @@ from tests.runtime.test_model_checks import conv_model
 from tests.tiny_coco import CLASSES as COCO_CLASSES
 from tseg.runtime.cli import check_combinations, main
 from tseg.runtime.cli_errors import INTERRUPTED_EXIT, one_line_errors
-from tseg.runtime.crf.params import CRF_FILE, CrfParams, resolve_crf_params
+from tseg.runtime.refine import CRF_FILE, CrfParams, resolve_crf_params
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import read_label_png
 from tseg.runtime.predict import plan_targets

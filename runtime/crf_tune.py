@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tseg.runtime.coco import CocoDataset
-from tseg.runtime.crf.params import CrfParams
+from tseg.runtime.refine import CrfParams
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import labels_from_scores
 from tseg.runtime.metrics import ConfusionMatrix
