@@ -1,6 +1,11 @@
 """tseg.runtime: the torch-free core. Run exported models, read COCO data, score them.
 
-Nothing here imports torch, so ``pip install tseg`` gives a lean inference install.
+Nothing here imports torch, so ``pip install tseg`` gives a lean inference install;
+Numba is imported only when a CRF runs (``dense_crf`` is loaded on first use).
+
+    >>> from tseg.runtime import Segmenter
+    >>> pred = Segmenter("model.onnx").predict("photo.jpg")
+    >>> pred.save("photo.png")
 """
 
 import os
@@ -12,20 +17,42 @@ from importlib.metadata import PackageNotFoundError, version
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.images import read_image
 from tseg.runtime.metadata import ModelMetadata
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
+from tseg.runtime.prediction import Prediction
+from tseg.runtime.refine import CrfParams
 from tseg.runtime.segmenter import Segmenter
+from tseg.runtime.tta import TtaSettings
 
 try:
     __version__ = version("tseg")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
+_LAZY = {"dense_crf": "tseg.runtime.crf"}  # imports Numba: loaded when first used
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ConfusionMatrix",
+    "CrfParams",
     "ModelMetadata",
+    "Prediction",
     "SegmentationScores",
     "Segmenter",
     "TsegError",
+    "TtaSettings",
     "__version__",
+    "dense_crf",
+    "read_image",
 ]

@@ -1,17 +1,27 @@
-"""Running an exported model: image in, scores or labels at the image's size out."""
+"""Running an exported model: images in, labels (a :class:`Prediction`) at each image's size out.
+
+``Segmenter.predict`` takes an array, a path or a list/iterable of them and batches
+internally. The stages it is made of (``preprocess`` -> ``run_batch`` -> ``postprocess``)
+are public and thread-safe, so a pipeline can run each on its own threads and still
+give the same bytes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import preprocess
-from tseg.runtime.labels import labels_from_scores, resize_scores
+from tseg.runtime.images import preprocess, read_image
+from tseg.runtime.labels import labels_from_scores, resize_scores, softmax
 from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.prediction import Prediction
+from tseg.runtime.refine import CrfParams
 from tseg.runtime.session import create_session
+from tseg.runtime.tta import TtaSettings, check_tta_graph, labels_from_probs, logits_from_probs, tta_probs
 
 INPUT_TYPE = "tensor(float)"  # what preprocess() makes
 OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
@@ -70,89 +80,270 @@ def check_graph(session, metadata: ModelMetadata, *, source: str) -> tuple[str, 
     return image.name, scores.name
 
 
+def check_image(image: object, *, what: str = "need") -> np.ndarray:
+    """Returns ``image`` if it is an (H, W, 3) uint8 array with H, W >= 1.
+
+    Raises:
+        TsegError: anything else, saying what came.
+    """
+    if (
+        not isinstance(image, np.ndarray)
+        or image.ndim != 3
+        or image.shape[2] != 3
+        or image.dtype != np.uint8
+        or min(image.shape[:2]) < 1
+    ):
+        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
+        raise TsegError(f"{what} an (H, W, 3) uint8 image with H, W >= 1, got shape {shape} {dtype}")
+    return image
+
+
+def _crf_labels(crf: CrfParams, logits: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """(C, h, w) logits at any size -> (H, W) labels after the dense CRF."""
+    # Stand-in until CrfParams.refine_logits (capped resolution for big photos) lands: then
+    # `return crf.refine_logits(logits, image)`.
+    return crf.refine(resize_scores(logits, image.shape[:2]), image)
+
+
+def _upsample_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) logits -> (H, W) labels of the bilinear upsampling to ``size``."""
+    return labels_from_scores(logits, size)
+
+
+def _upsample_probs(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) logits -> (C, H, W) float32 softmax at ``size``."""
+    return softmax(resize_scores(logits, size))
+
+
 class Segmenter:
-    """An ONNX model plus the metadata tseg stored in it, both checked when opened.
+    """An exported model, ready to segment images (the runtime's Python API).
+
+    >>> seg = Segmenter("runs/demo/model.onnx")
+    >>> pred = seg.predict("photo.jpg")          # or an (H, W, 3) uint8 array, or a list of either
+    >>> pred.labels, pred.classes; pred.save("photo.png"); pred.overlay()
 
     Args:
-        model_path: an .onnx file exported by ``tseg-export``.
+        model: an .onnx file exported by ``tseg-export``.
         device: "auto", "cpu", "cuda" or "tensorrt" (see :func:`create_session`).
         threads: ONNX Runtime intra-op threads; None lets it choose.
+        crf: dense-CRF parameters to refine every prediction with, or None.
+        tta: test-time augmentation views (see :class:`TtaSettings`), or None.
+        batch_size: images per model run when ``predict`` gets several (1 for a
+            graph whose batch axis is fixed at 1).
 
     Raises:
         TsegError: the file is not an ONNX model, its tseg metadata is missing or
-            malformed, or its graph does not fit the metadata (see :func:`check_graph`).
+            malformed, its graph does not fit the metadata (see :func:`check_graph`)
+            or the TTA scales, or a setting is of the wrong kind.
     """
 
-    def __init__(self, model_path: str | Path, *, device: str = "auto", threads: int | None = None):
-        self.model_path = Path(model_path)
+    def __init__(self, model: str | Path, *, device: str = "auto", threads: int | None = None,
+                 crf: CrfParams | None = None, tta: TtaSettings | None = None, batch_size: int = 8):
+        if crf is not None and not isinstance(crf, CrfParams):
+            raise TsegError(f"crf: need a CrfParams or None, got {type(crf).__name__}")
+        if tta is not None and not isinstance(tta, TtaSettings):
+            raise TsegError(f"tta: need a TtaSettings or None, got {type(tta).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 1024:
+            raise TsegError(f"batch_size: need an integer in 1..1024, got {batch_size!r:.40}")
+        if not isinstance(model, (str, os.PathLike)):
+            raise TsegError(f"model: need the path of an .onnx file, got {type(model).__name__}")
+        self.model_path = Path(model)
         self.session = create_session(self.model_path, device=device, threads=threads)
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, source=str(self.model_path))
         self._input_name, self._output_name = check_graph(self.session, self.metadata, source=str(self.model_path))
+        shape = self.session.get_inputs()[0].shape
+        self.batch_size = 1 if _static(shape[0]) == 1 else batch_size
+        self.crf, self.tta = crf, tta
+        if tta is not None:
+            check_tta_graph(tta, self.metadata.input_size, (_static(shape[2]), _static(shape[3])),
+                            source=str(self.model_path))
 
     @property
     def providers(self) -> list[str]:
         """The execution providers ONNX Runtime actually uses."""
         return self.session.get_providers()
 
-    def logits(self, image: np.ndarray) -> np.ndarray:
-        """Class scores at the model's input size.
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names, in label order."""
+        return self.metadata.classes
 
-        Args:
-            image: (H, W, 3) uint8 RGB, H and W >= 1.
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        """(r, g, b) per class."""
+        return self.metadata.palette
 
-        Returns:
-            (C, h, w) float32 logits; (h, w) is the model's output size.
+    # ------------------------------------------------------------------ the stages (thread-safe)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (3, h, w) float32 model input (resized and normalised).
 
         Raises:
-            TsegError: the image is not (H, W, 3) uint8, the model fails on it, or
-                its output is not (1, C, h, w) finite scores for C classes.
+            TsegError: the image is not (H, W, 3) uint8 with H, W >= 1.
         """
-        if (
-            not isinstance(image, np.ndarray)
-            or image.ndim != 3
-            or image.shape[2] != 3
-            or image.dtype != np.uint8
-            or min(image.shape[:2]) < 1
-        ):
-            shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
-            raise TsegError(f"need an (H, W, 3) uint8 image with H, W >= 1, got shape {shape} {dtype}")
         meta = self.metadata
-        batch = preprocess(image, size=meta.input_size, mean=meta.mean, std=meta.std)[None]
+        return preprocess(check_image(image), size=meta.input_size, mean=meta.mean, std=meta.std)
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Runs the model on a batch of preprocessed images.
+
+        Args:
+            batch: (N, 3, h, w) float32 (``preprocess`` outputs stacked).
+
+        Returns:
+            (N, C, h', w') float32 finite logits.
+
+        Raises:
+            TsegError: a batch of another shape or type, the model fails on it, or its
+                output is not (N, C, h', w') finite scores for the model's C classes.
+        """
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1] != 3 or batch.dtype != np.float32:
+            raise TsegError(
+                f"need an (N, 3, h, w) float32 batch, got shape {getattr(batch, 'shape', None)}"
+                f" {getattr(batch, 'dtype', type(batch).__name__)}"
+            )
         try:
-            output = self.session.run([self._output_name], {self._input_name: batch})[0]
+            output = self._run_session(np.ascontiguousarray(batch))
         except Exception as err:  # onnxruntime's own exception types: a broken model, not a tseg bug
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise TsegError(
                 f"{self.model_path} failed on an input of shape {batch.shape}: {first_line[:300]}"
             ) from None
-        return self._check_output(output)
+        return self._check_output(output, len(batch))
 
-    def _check_output(self, output: object) -> np.ndarray:
-        """(1, C, h, w) finite float scores -> (C, h, w) float32."""
+    def _run_session(self, batch: np.ndarray) -> np.ndarray:
+        """The one place a batch meets ONNX Runtime."""
+        return self.session.run([self._output_name], {self._input_name: batch})[0]
+
+    def _check_output(self, output: object, count: int) -> np.ndarray:
+        """(N, C, h, w) finite float scores -> float32."""
         classes = self.metadata.num_classes
         shape = getattr(output, "shape", None)
         if (
             not isinstance(output, np.ndarray)
             or output.ndim != 4
-            or output.shape[:2] != (1, classes)
+            or output.shape[:2] != (count, classes)
             or min(output.shape[2:]) < 1
             or output.dtype.kind != "f"
         ):
             raise TsegError(
-                f"{self.model_path}: need (1, {classes}, h, w) float scores (one per class:"
+                f"{self.model_path}: need ({count}, {classes}, h, w) float scores (one per class:"
                 f" {', '.join(self.metadata.classes)[:200]}), the model gave {shape}"
                 f" {getattr(output, 'dtype', type(output).__name__)}"
             )
-        logits = np.asarray(output[0], dtype=np.float32)
+        logits = np.asarray(output, dtype=np.float32)
         if not np.isfinite(logits).all():
-            raise TsegError(f"{self.model_path}: the model gave NaN or infinite scores for this image")
+            bad = [i for i in range(count) if not np.isfinite(logits[i]).all()]
+            which = "this image" if count == 1 else f"image(s) {', '.join(map(str, bad[:5]))} of the batch"
+            raise TsegError(f"{self.model_path}: the model gave NaN or infinite scores for {which}")
         return logits
+
+    def postprocess(self, logits: np.ndarray, image: np.ndarray, *, probs: bool = False,
+                    source: str | None = None) -> Prediction:
+        """One image's logits -> its :class:`Prediction` at the image's own size.
+
+        Labels are the argmax of the bilinearly upsampled logits, or the dense CRF's
+        when the segmenter has one.
+
+        Args:
+            logits: (C, h', w') float32, one item of :meth:`run_batch`'s output.
+            image: (H, W, 3) uint8, the image they belong to.
+            probs: also return the (C, H, W) float32 softmax of the upsampled logits.
+            source: the image's path, kept in the prediction.
+        """
+        size = image.shape[:2]
+        labels = _crf_labels(self.crf, logits, image) if self.crf is not None else _upsample_labels(logits, size)
+        return Prediction(
+            labels=labels,
+            classes=self.metadata.classes,
+            palette=self.metadata.palette,
+            probs=_upsample_probs(logits, size) if probs else None,
+            image=image,
+            source=source,
+        )
+
+    def predict_tta(self, image: np.ndarray, *, probs: bool = False, source: str | None = None) -> Prediction:
+        """One image through every TTA view: labels from the averaged softmax (then the CRF, if any).
+
+        Raises:
+            TsegError: the segmenter has no TTA settings, or a bad image.
+        """
+        if self.tta is None:
+            raise TsegError("predict_tta: this Segmenter was made without tta=TtaSettings(...)")
+        averaged = tta_probs(self, check_image(image), self.tta)
+        if self.crf is not None:
+            labels = _crf_labels(self.crf, logits_from_probs(averaged), image)
+        else:
+            labels = labels_from_probs(averaged)
+        return Prediction(labels=labels, classes=self.metadata.classes, palette=self.metadata.palette,
+                          probs=averaged if probs else None, image=image, source=source)
+
+    # ------------------------------------------------------------------ one image, the old API
+
+    def logits(self, image: np.ndarray) -> np.ndarray:
+        """Class scores at the model's output size: (H, W, 3) uint8 -> (C, h, w) float32.
+
+        Raises:
+            TsegError: the image is not (H, W, 3) uint8, the model fails on it, or
+                its output is not (1, C, h, w) finite scores for C classes.
+        """
+        return self.run_batch(self.preprocess(image)[None])[0]
 
     def scores(self, image: np.ndarray) -> np.ndarray:
         """(C, H, W) float32 logits, bilinearly resized to the image's own size."""
         return resize_scores(self.logits(image), image.shape[:2])
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """(H, W) labels at the image's own size."""
-        return labels_from_scores(self.logits(image), image.shape[:2])
+    # ------------------------------------------------------------------ predict
+
+    def predict(self, x, *, probs: bool = False):
+        """Segments one image or many.
+
+        Args:
+            x: an (H, W, 3) uint8 RGB array or an image path (EXIF orientation applied)
+                -> one :class:`Prediction`; a list or tuple of those -> a list; any other
+                iterable -> an iterator yielding predictions in order, batch by batch
+                (``batch_size`` images in memory at a time).
+            probs: keep the (C, H, W) probabilities in each prediction.
+
+        Raises:
+            TsegError: a bad image or path (naming its index in a list), or a model failure.
+        """
+        if isinstance(x, (np.ndarray, str, os.PathLike)):
+            image, source = self._load(x, None)
+            return next(self._predict_chunk([(image, source)], probs))
+        if isinstance(x, (list, tuple)):
+            return list(self._predict_many(x, probs))
+        if isinstance(x, Iterable) and not isinstance(x, (bytes, dict)):
+            return self._predict_many(x, probs)
+        raise TsegError(
+            f"need an (H, W, 3) uint8 image array, an image path, or a list/iterable of them, got {type(x).__name__}"
+        )
+
+    def _load(self, item: object, index: int | None) -> tuple[np.ndarray, str | None]:
+        """An input as (image, its path or None)."""
+        where = "need" if index is None else f"input {index}: need"
+        if isinstance(item, (str, os.PathLike)):
+            return read_image(item, exif_transpose=True), str(item)
+        if isinstance(item, np.ndarray):
+            return check_image(item, what=where), None
+        raise TsegError(f"{where} an (H, W, 3) uint8 image array or an image path, got {type(item).__name__}")
+
+    def _predict_many(self, items: Iterable, probs: bool) -> Iterator[Prediction]:
+        chunk: list[tuple[np.ndarray, str | None]] = []
+        for index, item in enumerate(items):
+            chunk.append(self._load(item, index))
+            if len(chunk) == self.batch_size:
+                yield from self._predict_chunk(chunk, probs)
+                chunk = []
+        if chunk:
+            yield from self._predict_chunk(chunk, probs)
+
+    def _predict_chunk(self, chunk: list[tuple[np.ndarray, str | None]], probs: bool) -> Iterator[Prediction]:
+        if self.tta is not None:
+            for image, source in chunk:
+                yield self.predict_tta(image, probs=probs, source=source)
+            return
+        logits = self.run_batch(np.stack([self.preprocess(image) for image, _ in chunk]))
+        for item, (image, source) in zip(logits, chunk, strict=True):
+            yield self.postprocess(item, image, probs=probs, source=source)

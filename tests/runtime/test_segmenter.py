@@ -71,7 +71,7 @@ def test_scores_are_the_logits_resized_to_the_image(segmenter, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_predict_is_the_argmax_of_the_scores(segmenter, size):
     image = image_of(size, seed=2)
-    labels = segmenter.predict(image)
+    labels = segmenter.predict(image).labels
     assert labels.shape == size and labels.dtype == np.uint8
     np.testing.assert_array_equal(labels, labels_from_scores(segmenter.scores(image)))
     expected, decided = colour_labels(image)
@@ -83,13 +83,13 @@ def test_predict_finds_every_class_and_is_not_fooled_by_channel_order(segmenter)
     image[20:, :30] = (230, 30, 30)
     image[20:, 30:60] = (30, 220, 40)
     image[20:, 60:] = (40, 50, 240)
-    labels = segmenter.predict(image)
+    labels = segmenter.predict(image).labels
     # Away from the edges (blurred by the trip through 24 x 40), each block is its class.
     for label, (rows, cols) in enumerate([(slice(0, 12), slice(None)), (slice(28, None), slice(0, 24)),
                                           (slice(28, None), slice(36, 54)), (slice(28, None), slice(66, None))]):
         assert np.all(labels[rows, cols] == label), label
     # The same pixels in BGR order: red and blue swap classes.
-    swapped = segmenter.predict(np.ascontiguousarray(image[..., ::-1]))
+    swapped = segmenter.predict(np.ascontiguousarray(image[..., ::-1])).labels
     assert np.all(swapped[28:, :24] == 3) and np.all(swapped[28:, 66:] == 1)
 
 
@@ -97,7 +97,7 @@ def test_predict_accepts_views_and_leaves_the_image_alone(segmenter):
     image = image_of((50, 70), seed=4)
     before = image.copy()
     view = image[::2, 1::3]  # not contiguous
-    np.testing.assert_array_equal(segmenter.predict(view), segmenter.predict(np.ascontiguousarray(view)))
+    np.testing.assert_array_equal(segmenter.predict(view).labels, segmenter.predict(np.ascontiguousarray(view)).labels)
     np.testing.assert_array_equal(image, before)
 
 

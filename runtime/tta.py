@@ -1,0 +1,175 @@
+"""Test-time augmentation: average the model's softmax over flipped and rescaled views.
+
+Each view is the image resized to ``round(input_size * scale)`` and, with ``hflip``,
+its mirror image too. The logits of a view are un-flipped, upsampled to the image's
+own size and turned into probabilities; the views' probabilities are averaged. The
+labels are then their argmax, or the dense CRF run on the averaged probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tseg.runtime.errors import TsegError
+from tseg.runtime.images import preprocess
+from tseg.runtime.labels import resize_scores, softmax
+
+if TYPE_CHECKING:
+    from tseg.runtime.segmenter import Segmenter
+
+TTA_MODES = ("hflip",)
+SCALE_RANGE = (0.1, 4.0)
+MAX_SCALES = 8
+
+
+def _check_scale(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TsegError(f"TTA scales: need finite numbers in {SCALE_RANGE[0]}..{SCALE_RANGE[1]}, got {value!r:.40}")
+    if not SCALE_RANGE[0] <= value <= SCALE_RANGE[1]:
+        raise TsegError(f"TTA scales: need numbers in {SCALE_RANGE[0]}..{SCALE_RANGE[1]}, got {value:g}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TtaSettings:
+    """Which views to average at inference.
+
+    Attributes:
+        hflip: also run each view mirrored left-right (and mirror its output back).
+        scales: the model input size is multiplied by each (1 to 8 distinct values in
+            0.1..4); a scale other than 1 needs a model with dynamic height and width.
+    """
+
+    hflip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hflip, bool):
+            raise TsegError(f"TTA hflip: need True or False, got {self.hflip!r:.40}")
+        if isinstance(self.scales, (str, bytes)) or not isinstance(self.scales, Sequence):
+            raise TsegError(f"TTA scales: need a sequence of numbers, got {self.scales!r:.60}")
+        scales = tuple(_check_scale(s) for s in self.scales)
+        if not 1 <= len(scales) <= MAX_SCALES or len(set(scales)) != len(scales):
+            raise TsegError(f"TTA scales: need 1 to {MAX_SCALES} distinct numbers, got {self.scales!r:.60}")
+        object.__setattr__(self, "scales", scales)
+
+    @property
+    def views(self) -> tuple[tuple[float, bool], ...]:
+        """(scale, flipped) for every view, in the order they are averaged."""
+        flips = (False, True) if self.hflip else (False,)
+        return tuple((scale, flip) for scale in self.scales for flip in flips)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the only view is the plain image at the model's size."""
+        return self.views == ((1.0, False),)
+
+    @classmethod
+    def parse(cls, tta: str | None, scales: str | None) -> TtaSettings | None:
+        """Settings from the command line: ``--tta hflip`` and ``--tta-scales 0.75,1,1.25``.
+
+        Args:
+            tta: None, "" or "none" for no flip, or "hflip".
+            scales: comma-separated numbers, or None for (1,).
+
+        Returns:
+            None when neither asks for anything (plain inference).
+
+        Raises:
+            TsegError: an unknown mode or a malformed scale list.
+        """
+        mode = (tta or "").strip().lower()
+        if mode not in ("", "none", *TTA_MODES):
+            raise TsegError(f"--tta: unknown mode {tta!r:.40}; valid: {', '.join(TTA_MODES)}")
+        values: tuple[float, ...] = (1.0,)
+        if scales is not None:
+            values = tuple(_parse_number(part, text=scales) for part in str(scales).split(","))
+        settings = cls(hflip=mode == "hflip", scales=values)
+        return None if settings.is_identity else settings
+
+
+def _parse_number(part: str, *, text: str) -> float:
+    part = part.strip()
+    try:
+        if not part.isascii():  # float() also takes other scripts' digits
+            raise ValueError(part)
+        return float(part)
+    except ValueError:
+        raise TsegError(f"--tta-scales: need comma-separated numbers such as 0.75,1,1.25, got {text!r:.60}") from None
+
+
+def view_size(input_size: Sequence[int], scale: float) -> tuple[int, int]:
+    """The model input (height, width) of a view: ``round(input_size * scale)``, at least 1."""
+    return max(1, round(input_size[0] * scale)), max(1, round(input_size[1] * scale))
+
+
+def check_tta_graph(settings: TtaSettings, input_size: Sequence[int], graph_size: Sequence[int | None], *,
+                    source: str) -> None:
+    """Refuses scales a graph with a fixed height or width cannot run.
+
+    Args:
+        settings: the TTA views.
+        input_size: the model's (height, width) from its metadata.
+        graph_size: the graph input's (height, width), None where dynamic.
+        source: names the model.
+
+    Raises:
+        TsegError: a view's size differs from a fixed size of the graph.
+    """
+    for scale in settings.scales:
+        size = view_size(input_size, scale)
+        if any(fixed is not None and fixed != got for fixed, got in zip(graph_size, size, strict=True)):
+            shown = "x".join("?" if d is None else str(d) for d in graph_size)
+            raise TsegError(
+                f"{source}: TTA scale {scale:g} needs a {size[0]}x{size[1]} input, but the graph takes only"
+                f" {shown} (height x width); use scale 1 or a model exported with dynamic height and width"
+            )
+
+
+def tta_probs(segmenter: Segmenter, image: np.ndarray, settings: TtaSettings) -> np.ndarray:
+    """The softmax averaged over the views, at the image's own size.
+
+    The two views of one scale (plain and mirrored) run as one batch.
+
+    Args:
+        segmenter: the model (its ``run_batch`` is used).
+        image: (H, W, 3) uint8, already checked.
+        settings: the views.
+
+    Returns:
+        (C, H, W) float32 probabilities (each pixel sums to 1).
+    """
+    meta = segmenter.metadata
+    size = image.shape[:2]
+    total: np.ndarray | None = None
+    for scale in settings.scales:
+        x = preprocess(image, size=view_size(meta.input_size, scale), mean=meta.mean, std=meta.std)
+        batch = np.stack([x, x[:, :, ::-1]]) if settings.hflip else x[None]
+        logits = segmenter.run_batch(np.ascontiguousarray(batch))
+        for index, flipped in enumerate((False, True) if settings.hflip else (False,)):
+            view = logits[index][:, :, ::-1] if flipped else logits[index]
+            probs = _upsample_probs(np.ascontiguousarray(view), size)
+            total = probs if total is None else np.add(total, probs, out=total)
+    assert total is not None  # settings has at least one scale
+    total /= np.float32(len(settings.views))
+    return total
+
+
+def _upsample_probs(logits: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """(C, h, w) logits -> (C, H, W) float32 softmax at ``size``."""
+    return softmax(resize_scores(logits, size))
+
+
+def labels_from_probs(probs: np.ndarray) -> np.ndarray:
+    """(C, H, W) probabilities -> (H, W) uint8 labels (uint16 beyond 256 classes)."""
+    return probs.argmax(axis=0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16)
+
+
+def logits_from_probs(probs: np.ndarray) -> np.ndarray:
+    """log(p), finite: logits whose softmax is ``probs`` (the CRF's unary is then -log p)."""
+    return np.log(np.maximum(probs, np.finfo(np.float32).tiny))
