@@ -6,6 +6,10 @@ a banner to stdout). So we ask for providers explicitly, keep ONNX Runtime's own
 output off the terminal while a session is created, and compare the providers we
 asked for with ``session.get_providers()`` afterwards: an explicit GPU device that
 did not load is an error naming the reason; ``auto`` falls back to the CPU.
+
+Before a CUDA or TensorRT session, ``onnxruntime.preload_dlls()`` (ONNX Runtime >= 1.21)
+loads the CUDA and cuDNN libraries from NVIDIA's pip wheels (``pip install 'tseg[cuda]'``),
+which the dynamic loader would not find on its own.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ _PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+CUDA_EXTRA = "pip install 'tseg[cuda]'"
 _LIBRARY_HINTS = {
     "cuda": (
-        "the CUDA (12 or 13, as this onnxruntime-gpu was built for) and cuDNN 9 libraries, e.g. NVIDIA's pip"
-        " wheels (nvidia-cublas-cu12, nvidia-cudnn-cu12), and an NVIDIA driver"
+        f"the CUDA (12 or 13, as this onnxruntime-gpu was built for) and cuDNN 9 libraries ({CUDA_EXTRA} brings"
+        " NVIDIA's pip wheels of both) and an NVIDIA driver"
     ),
-    "tensorrt": "the TensorRT libraries (e.g. pip install tensorrt) besides CUDA and cuDNN 9, on the library path",
+    "tensorrt": (
+        f"the TensorRT libraries (e.g. pip install tensorrt) besides CUDA and cuDNN 9 ({CUDA_EXTRA}), on the"
+        " library path"
+    ),
 }
 # ONNX Runtime's log severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal.
 _QUIET = 3
@@ -42,7 +50,8 @@ def _nvidia_gpu_visible() -> bool:
     """False on Linux machines without NVIDIA device nodes, where CUDA cannot load anyway."""
     if not sys.platform.startswith("linux"):
         return True
-    return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+    # /dev/dxg: WSL2's GPU, which has no /dev/nvidia* nodes.
+    return Path("/dev/nvidiactl").exists() or Path("/dev/dxg").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def requested_providers(device: str, available: list[str]) -> list[str]:
@@ -66,9 +75,36 @@ def requested_providers(device: str, available: list[str]) -> list[str]:
     if wanted[0] not in available:
         raise TsegError(
             f"--device {device} needs {wanted[0]}, but this onnxruntime offers only {', '.join(available)}:"
-            f" pip install onnxruntime-gpu (instead of onnxruntime) and {_LIBRARY_HINTS.get(device, 'its libraries')}"
+            f" {CUDA_EXTRA} (onnxruntime-gpu in place of onnxruntime, with NVIDIA's CUDA and cuDNN 9 wheels)"
+            + (", and the TensorRT libraries (e.g. pip install tensorrt)" if device == "tensorrt" else "")
         )
     return wanted
+
+
+_preloaded: list[str] = []  # what preload_dlls reported, once per process
+
+
+def preload_gpu_libraries(ort) -> str:
+    """Loads CUDA and cuDNN from NVIDIA's pip wheels, where this ONNX Runtime can (>= 1.21).
+
+    Call inside :func:`captured_output`: ``preload_dlls`` prints its failures. Runs once
+    per process (the libraries a process has loaded do not change).
+
+    Returns:
+        Why preloading failed ('' when it ran, or this ONNX Runtime has no ``preload_dlls``),
+        for the error message should the GPU provider then not load.
+    """
+    if _preloaded:
+        return _preloaded[0]
+    reason = ""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as err:  # a broken install: the session's own failure will say more
+            reason = f"onnxruntime.preload_dlls failed: {str(err).strip()[:200] or type(err).__name__}"
+    _preloaded.append(reason)
+    return reason
 
 
 def load_failure_reason(log: str) -> str:
@@ -162,7 +198,8 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
             raise TsegError(f"--model {path} is not a file: need an .onnx file exported by tseg-export")
         raise TsegError(f"model file not found: {path}")
     ort.set_default_logger_severity(_QUIET)
-    requested = requested_providers(device, ort.get_available_providers())
+    available = ort.get_available_providers()
+    requested = requested_providers(device, available)
     options = ort.SessionOptions()
     # Spinning worker threads steal the cores from the CRF that runs next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -173,17 +210,31 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
     ort.set_default_logger_severity(2)
     try:
         with captured_output() as log:
+            preload_failure = preload_gpu_libraries(ort) if requested[0] != "CPUExecutionProvider" else ""
             session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
     except Exception as err:  # onnxruntime raises its own exception types
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TsegError(f"{path} is not a loadable ONNX model: {first_line[:300]}") from None
     finally:
         ort.set_default_logger_severity(_QUIET)
-    check_providers(session.get_providers(), requested=requested, device=device, log=log.getvalue())
+    check_providers(
+        session.get_providers(), requested=requested, device=device, log=log.getvalue(), preload=preload_failure
+    )
+    if device == "auto" and "CUDAExecutionProvider" not in available and _gpu_note_wanted():
+        print(
+            f"note: --device auto: running on the CPU: this onnxruntime offers no CUDAExecutionProvider"
+            f" ({CUDA_EXTRA} to use the GPU)",
+            file=sys.stderr,
+        )
     return session
 
 
-def check_providers(used: list[str], *, requested: list[str], device: str, log: str) -> None:
+def _gpu_note_wanted() -> bool:
+    """A GPU that CUDA could use is visible (Linux or Windows; never on macOS)."""
+    return sys.platform.startswith(("linux", "win")) and _nvidia_gpu_visible()
+
+
+def check_providers(used: list[str], *, requested: list[str], device: str, log: str, preload: str = "") -> None:
     """Refuses an explicit GPU device that did not load; notes what ``auto`` chose.
 
     Args:
@@ -191,6 +242,7 @@ def check_providers(used: list[str], *, requested: list[str], device: str, log: 
         requested: what was asked for (first = the device's own provider).
         device: the user's device choice.
         log: ONNX Runtime's captured output while the session was created.
+        preload: why ``preload_dlls`` failed, if it did.
 
     Raises:
         TsegError: ``device`` is "cuda" or "tensorrt" and its provider is not in ``used``.
@@ -198,7 +250,7 @@ def check_providers(used: list[str], *, requested: list[str], device: str, log: 
     wanted = requested[0]
     if wanted == "CPUExecutionProvider":
         return
-    reason = load_failure_reason(log)
+    reason = "; ".join(part for part in (load_failure_reason(log), preload) if part)
     because = f" ({reason})" if reason else ""
     if wanted not in used:
         if device != "auto":

@@ -32,15 +32,17 @@ REAL_LOG = (
 )
 
 
-def fake_ort(*, available, loads, fails_with=None):
+def fake_ort(*, available, loads, fails_with=None, preload="ok"):
     """A stand-in for the onnxruntime module.
 
     Args:
         available: what get_available_providers() offers.
         loads: the providers a session really gets (of those requested).
         fails_with: an exception InferenceSession raises instead.
+        preload: "ok" (preload_dlls prints nothing), "prints" (it prints a failure to
+            stdout, as the real one does), "raises", or None (an ONNX Runtime < 1.21 without it).
     """
-    calls = types.SimpleNamespace(severity=[], requested=None)
+    calls = types.SimpleNamespace(severity=[], requested=None, events=[])
 
     class SessionOptions:
         def __init__(self):
@@ -53,6 +55,7 @@ def fake_ort(*, available, loads, fails_with=None):
 
     class InferenceSession:
         def __init__(self, path, sess_options, providers):
+            calls.events.append("session")
             calls.requested = list(providers)
             calls.options = sess_options
             if fails_with is not None:
@@ -71,6 +74,16 @@ def fake_ort(*, available, loads, fails_with=None):
     module.set_default_logger_severity = calls.severity.append
     module.SessionOptions = SessionOptions
     module.InferenceSession = InferenceSession
+    if preload is not None:
+
+        def preload_dlls():
+            calls.events.append("preload")
+            if preload == "prints":
+                print("Failed to load libcublasLt.so.13: libcublasLt.so.13: cannot open shared object file")
+            if preload == "raises":
+                raise RuntimeError("Invalid parameter of directory=None. The directory does not exist!")
+
+        module.preload_dlls = preload_dlls
     return module, calls
 
 
@@ -84,6 +97,7 @@ def model_file(tmp_path):
 def use(monkeypatch, module, *, gpu_visible=True):
     monkeypatch.setitem(sys.modules, "onnxruntime", module)
     monkeypatch.setattr(session_module, "_nvidia_gpu_visible", lambda: gpu_visible)
+    monkeypatch.setattr(session_module, "_preloaded", [])  # preload_dlls runs once per process
 
 
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])
@@ -94,8 +108,9 @@ def test_an_explicit_gpu_device_that_is_not_offered_is_an_error(monkeypatch, mod
         create_session(model_file, device=device)
     text = str(caught.value)
     assert f"--device {device}" in text and "offers only CPUExecutionProvider" in text
-    assert "pip install onnxruntime-gpu" in text and "\n" not in text
-    assert calls.requested is None  # refused before trying
+    assert "pip install 'tseg[cuda]'" in text and "onnxruntime-gpu" in text and "\n" not in text
+    assert ("pip install tensorrt" in text) == (device == "tensorrt")
+    assert calls.requested is None and calls.events == []  # refused before trying (nothing preloaded)
     assert capfd.readouterr() == ("", "")
 
 
@@ -153,14 +168,86 @@ def test_auto_falls_back_to_the_cpu_when_cuda_does_not_load(monkeypatch, model_f
     assert err.count("\n") == 1 and "running on the CPU" in err and "libcublasLt.so.13" in err
 
 
-@pytest.mark.parametrize(("available", "gpu_visible"), [([CUDA, CPU], False), ([CPU], True)])
-def test_auto_on_a_cpu_only_machine_asks_for_the_cpu_and_stays_quiet(
-    monkeypatch, model_file, capfd, available, gpu_visible
-):
+@pytest.mark.parametrize("available", [[TRT, CUDA, CPU], [CPU]])
+def test_auto_on_a_machine_without_a_gpu_asks_for_the_cpu_and_stays_quiet(monkeypatch, model_file, capfd, available):
     module, calls = fake_ort(available=available, loads=[CUDA, CPU])
-    use(monkeypatch, module, gpu_visible=gpu_visible)
+    use(monkeypatch, module, gpu_visible=False)
     create_session(model_file, device="auto")
     assert calls.requested == [CPU]
+    assert calls.events == ["session"]  # no CUDA libraries loaded for a CPU session
+    assert capfd.readouterr() == ("", "")
+
+
+def test_auto_with_a_gpu_but_a_cpu_only_onnxruntime_says_what_to_install(monkeypatch, model_file, capfd):
+    module, calls = fake_ort(available=[CPU], loads=[CPU])
+    use(monkeypatch, module, gpu_visible=True)
+    monkeypatch.setattr(session_module.sys, "platform", "linux")
+    create_session(model_file, device="auto")
+    assert calls.requested == [CPU] and calls.events == ["session"]
+    out, err = capfd.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("note: --device auto: running on the CPU") and "pip install 'tseg[cuda]'" in err
+
+
+def test_auto_with_a_cpu_only_onnxruntime_on_macos_stays_quiet(monkeypatch, model_file, capfd):
+    module, _ = fake_ort(available=[CPU], loads=[CPU])
+    use(monkeypatch, module, gpu_visible=True)  # _nvidia_gpu_visible says True off Linux: it cannot tell
+    monkeypatch.setattr(session_module.sys, "platform", "darwin")
+    create_session(model_file, device="auto")
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("device", "loads"), [("cuda", [CUDA, CPU]), ("tensorrt", [TRT, CUDA, CPU]), ("auto", [CUDA, CPU])]
+)
+def test_gpu_sessions_preload_the_pip_cuda_libraries_first(monkeypatch, model_file, device, loads):
+    module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=loads)
+    use(monkeypatch, module, gpu_visible=True)
+    create_session(model_file, device=device)
+    assert calls.events == ["preload", "session"]
+    create_session(model_file, device=device)
+    assert calls.events == ["preload", "session", "session"]  # once per process
+
+
+def test_a_cpu_session_does_not_preload(monkeypatch, model_file):
+    module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=[CUDA, CPU])
+    use(monkeypatch, module)
+    create_session(model_file, device="cpu")
+    assert calls.events == ["session"]
+
+
+def test_an_onnxruntime_without_preload_dlls_still_runs_cuda(monkeypatch, model_file, capfd):
+    module, calls = fake_ort(available=[CUDA, CPU], loads=[CUDA, CPU], preload=None)
+    use(monkeypatch, module)
+    assert create_session(model_file, device="cuda").get_providers()[0] == CUDA
+    assert calls.events == ["session"]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_what_preload_prints_stays_off_the_terminal(monkeypatch, model_file, capfd):
+    module, calls = fake_ort(available=[CUDA, CPU], loads=[CUDA, CPU], preload="prints")
+    use(monkeypatch, module)
+    create_session(model_file, device="cuda")
+    assert calls.events == ["preload", "session"]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_failed_preload_is_named_when_cuda_then_does_not_load(monkeypatch, model_file, capfd):
+    module, _ = fake_ort(available=[CUDA, CPU], loads=[CPU], preload="raises")
+    use(monkeypatch, module)
+    with pytest.raises(TsegError) as caught:
+        create_session(model_file, device="cuda")
+    text = str(caught.value)
+    assert "onnxruntime.preload_dlls failed: Invalid parameter of directory=None" in text
+    assert "libcublasLt.so.13" in text and "pip install 'tseg[cuda]'" in text and "\n" not in text
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_failed_preload_does_not_stop_a_cuda_that_loads(monkeypatch, model_file, capfd):
+    """The libraries may be on the library path already (a system CUDA): the session decides."""
+    module, _ = fake_ort(available=[CUDA, CPU], loads=[CUDA, CPU], preload="raises")
+    use(monkeypatch, module)
+    assert create_session(model_file, device="cuda").get_providers()[0] == CUDA
     assert capfd.readouterr() == ("", "")
 
 
