@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tseg.runtime.binding import BoundRunner
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess, read_image
-from tseg.runtime.labels import labels_from_scores, resize_scores, softmax
+from tseg.runtime.labels import resize_scores
 from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.postprocess import upsample_labels, upsample_probs
 from tseg.runtime.prediction import Prediction
 from tseg.runtime.refine import CrfParams
 from tseg.runtime.session import create_session
@@ -105,16 +107,6 @@ def _crf_labels(crf: CrfParams, logits: np.ndarray, image: np.ndarray) -> np.nda
     return crf.refine(resize_scores(logits, image.shape[:2]), image)
 
 
-def _upsample_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) logits -> (H, W) labels of the bilinear upsampling to ``size``."""
-    return labels_from_scores(logits, size)
-
-
-def _upsample_probs(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) logits -> (C, H, W) float32 softmax at ``size``."""
-    return softmax(resize_scores(logits, size))
-
-
 class Segmenter:
     """An exported model, ready to segment images (the runtime's Python API).
 
@@ -152,6 +144,7 @@ class Segmenter:
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, source=str(self.model_path))
         self._input_name, self._output_name = check_graph(self.session, self.metadata, source=str(self.model_path))
+        self._runner = BoundRunner(self.session, input_name=self._input_name, output_name=self._output_name)
         shape = self.session.get_inputs()[0].shape
         self.batch_size = 1 if _static(shape[0]) == 1 else batch_size
         self.crf, self.tta = crf, tta
@@ -213,8 +206,8 @@ class Segmenter:
         return self._check_output(output, len(batch))
 
     def _run_session(self, batch: np.ndarray) -> np.ndarray:
-        """The one place a batch meets ONNX Runtime."""
-        return self.session.run([self._output_name], {self._input_name: batch})[0]
+        """The one place a batch meets ONNX Runtime (IOBinding on CUDA, see :class:`BoundRunner`)."""
+        return self._runner.run(batch)
 
     def _check_output(self, output: object, count: int) -> np.ndarray:
         """(N, C, h, w) finite float scores -> float32."""
@@ -253,12 +246,12 @@ class Segmenter:
             source: the image's path, kept in the prediction.
         """
         size = image.shape[:2]
-        labels = _crf_labels(self.crf, logits, image) if self.crf is not None else _upsample_labels(logits, size)
+        labels = _crf_labels(self.crf, logits, image) if self.crf is not None else upsample_labels(logits, size)
         return Prediction(
             labels=labels,
             classes=self.metadata.classes,
             palette=self.metadata.palette,
-            probs=_upsample_probs(logits, size) if probs else None,
+            probs=upsample_probs(logits, size) if probs else None,
             image=image,
             source=source,
         )

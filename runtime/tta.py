@@ -17,7 +17,7 @@ import numpy as np
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess
-from tseg.runtime.labels import resize_scores, softmax
+from tseg.runtime.postprocess import upsample_probs
 
 if TYPE_CHECKING:
     from tseg.runtime.segmenter import Segmenter
@@ -153,16 +153,11 @@ def tta_probs(segmenter: Segmenter, image: np.ndarray, settings: TtaSettings) ->
         logits = segmenter.run_batch(np.ascontiguousarray(batch))
         for index, flipped in enumerate((False, True) if settings.hflip else (False,)):
             view = logits[index][:, :, ::-1] if flipped else logits[index]
-            probs = _upsample_probs(np.ascontiguousarray(view), size)
+            probs = upsample_probs(np.ascontiguousarray(view), size)
             total = probs if total is None else np.add(total, probs, out=total)
     assert total is not None  # settings has at least one scale
     total /= np.float32(len(settings.views))
     return total
-
-
-def _upsample_probs(logits: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """(C, h, w) logits -> (C, H, W) float32 softmax at ``size``."""
-    return softmax(resize_scores(logits, size))
 
 
 def labels_from_probs(probs: np.ndarray) -> np.ndarray:
