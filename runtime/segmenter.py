@@ -289,7 +289,7 @@ class Segmenter:
 
     # ------------------------------------------------------------------ predict
 
-    def predict(self, x, *, probs: bool = False):
+    def predict(self, x: object, *, probs: bool = False) -> Prediction | list[Prediction] | Iterator[Prediction]:
         """Segments one image or many.
 
         Args:
@@ -317,7 +317,12 @@ class Segmenter:
         """An input as (image, its path or None)."""
         where = "need" if index is None else f"input {index}: need"
         if isinstance(item, (str, os.PathLike)):
-            return read_image(item, exif_transpose=True), str(item)
+            try:
+                return read_image(item, exif_transpose=True), str(item)
+            except TsegError as err:
+                if index is None:
+                    raise
+                raise TsegError(f"input {index}: {err}") from None
         if isinstance(item, np.ndarray):
             return check_image(item, what=where), None
         raise TsegError(f"{where} an (H, W, 3) uint8 image array or an image path, got {type(item).__name__}")
