@@ -102,9 +102,7 @@ def check_image(image: object, *, what: str = "need") -> np.ndarray:
 
 def _crf_labels(crf: CrfParams, logits: np.ndarray, image: np.ndarray) -> np.ndarray:
     """(C, h, w) logits at any size -> (H, W) labels after the dense CRF."""
-    # Stand-in until CrfParams.refine_logits (capped resolution for big photos) lands: then
-    # `return crf.refine_logits(logits, image)`.
-    return crf.refine(resize_scores(logits, image.shape[:2]), image)
+    return crf.refine_logits(logits, image)  # capped resolution for big photos: bounded memory
 
 
 class Segmenter:
