@@ -17,7 +17,7 @@ import numpy as np
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess
-from tseg.runtime.postprocess import upsample_probs
+from tseg.runtime.labels import _source_grid, softmax
 
 if TYPE_CHECKING:
     from tseg.runtime.segmenter import Segmenter
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 TTA_MODES = ("hflip",)
 SCALE_RANGE = (0.1, 4.0)
 MAX_SCALES = 8
+ROWS_PER_BAND = 128
 
 
 def _check_scale(value: object) -> float:
@@ -134,7 +135,9 @@ def check_tta_graph(settings: TtaSettings, input_size: Sequence[int], graph_size
 def tta_probs(segmenter: Segmenter, image: np.ndarray, settings: TtaSettings) -> np.ndarray:
     """The softmax averaged over the views, at the image's own size.
 
-    The two views of one scale (plain and mirrored) run as one batch.
+    The two views of one scale (plain and mirrored) run as one batch. Each view's
+    probabilities are made and added in bands of rows, so beyond the (C, H, W) result
+    memory stays O(C * band * W) even for a big photo.
 
     Args:
         segmenter: the model (its ``run_batch`` is used).
@@ -145,19 +148,39 @@ def tta_probs(segmenter: Segmenter, image: np.ndarray, settings: TtaSettings) ->
         (C, H, W) float32 probabilities (each pixel sums to 1).
     """
     meta = segmenter.metadata
-    size = image.shape[:2]
-    total: np.ndarray | None = None
+    height, width = image.shape[:2]
+    total = np.zeros((meta.num_classes, height, width), np.float32)
     for scale in settings.scales:
         x = preprocess(image, size=view_size(meta.input_size, scale), mean=meta.mean, std=meta.std)
         batch = np.stack([x, x[:, :, ::-1]]) if settings.hflip else x[None]
         logits = segmenter.run_batch(np.ascontiguousarray(batch))
         for index, flipped in enumerate((False, True) if settings.hflip else (False,)):
-            view = logits[index][:, :, ::-1] if flipped else logits[index]
-            probs = upsample_probs(np.ascontiguousarray(view), size)
-            total = probs if total is None else np.add(total, probs, out=total)
-    assert total is not None  # settings has at least one scale
+            view = np.ascontiguousarray(logits[index][:, :, ::-1] if flipped else logits[index])
+            add_upsampled_probs(total, view)
     total /= np.float32(len(settings.views))
     return total
+
+
+def add_upsampled_probs(total: np.ndarray, logits: np.ndarray, *, band: int = ROWS_PER_BAND) -> None:
+    """Adds ``upsample_probs(logits, total.shape[1:])`` to ``total`` in place, ``band`` rows at a time.
+
+    The same float32 operations in the same order as :func:`upsample_probs` (bilinear,
+    align_corners=False, then softmax over C), so the values are bit for bit its values.
+
+    Args:
+        total: (C, H, W) float32 accumulator.
+        logits: (C, h, w) float32.
+    """
+    height, width = total.shape[1:]
+    if logits.shape[1:] == (height, width):
+        total += softmax(logits)
+        return
+    r0, r1, wr = _source_grid(height, logits.shape[1])
+    c0, c1, wc = _source_grid(width, logits.shape[2])
+    for top in range(0, height, band):
+        rows = slice(top, top + band)
+        resized = logits[:, r0[rows]] * (1 - wr[rows])[None, :, None] + logits[:, r1[rows]] * wr[rows][None, :, None]
+        total[:, rows] += softmax(resized[:, :, c0] * (1 - wc) + resized[:, :, c1] * wc)
 
 
 def labels_from_probs(probs: np.ndarray) -> np.ndarray:

@@ -20,7 +20,8 @@ from tests.onnx_models import (
 from tseg.runtime import CrfParams, Segmenter, TsegError, TtaSettings
 from tseg.runtime.images import preprocess
 from tseg.runtime.labels import resize_scores, softmax
-from tseg.runtime.tta import logits_from_probs, view_size
+from tseg.runtime.postprocess import upsample_probs
+from tseg.runtime.tta import add_upsampled_probs, logits_from_probs, view_size
 
 META = colour_metadata()
 
@@ -137,6 +138,15 @@ def test_hflip_on_a_flip_equivariant_model_changes_no_label(colour_onnx):
         got = flipped.predict(image, probs=True)
         np.testing.assert_array_equal(got.labels, expected.labels)
         np.testing.assert_allclose(got.probs, expected.probs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 9), (7, 1), (24, 40), (37, 53), (101, 17), (12, 20)])
+@pytest.mark.parametrize("band", [1, 5, 128])
+def test_probabilities_added_in_bands_are_upsample_probs_bit_for_bit(size, band):
+    logits = np.random.default_rng(sum(size)).normal(0, 3, (4, 24, 40)).astype(np.float32)
+    total = np.full((4, *size), 0.25, np.float32)
+    add_upsampled_probs(total, logits, band=band)
+    np.testing.assert_array_equal(total, np.float32(0.25) + upsample_probs(logits, size))
 
 
 def test_the_mirrored_view_is_mirrored_back(tmp_path):
