@@ -11,11 +11,13 @@ from click.core import ParameterSource
 
 from tseg.runtime import images
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
-from tseg.runtime.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
+from tseg.runtime.defaults import RUNS_DIR, new_infer_dir, newest_model
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metrics import format_scores
-from tseg.runtime.predict import EVAL_FILE, CocoInferResult, InferSettings, infer_coco, infer_paths
+from tseg.runtime.pipeline import MAX_BATCH_SIZE, MAX_WORKERS
+from tseg.runtime.predict import EVAL_FILE, CocoInferResult, InferResult, InferSettings, infer_coco, infer_paths
+from tseg.runtime.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 from tseg.runtime.session import DEVICES
 
 MAX_THREADS = 256
@@ -44,15 +46,16 @@ def crf_options(func):
 @click.option(
     "--model",
     "-m",
-    required=True,
     type=click.Path(path_type=Path),
-    help="ONNX model exported by tseg-export (its metadata gives classes, size, normalisation).",
+    help="ONNX model exported by tseg-export (its metadata gives classes, size, normalisation)."
+    " Default: the newest exported model under runs/.",
 )
 @click.option(
     "--out",
     "-o",
     type=click.Path(path_type=Path),
-    help="Folder for the palette PNG label maps (one per image, at the image's size).",
+    help="Folder for the palette PNG label maps (one per image, at the image's size)."
+    " Default: a new folder runs/infer/NAME.",
 )
 @click.option(
     "--coco",
@@ -95,6 +98,37 @@ def crf_options(func):
 )
 @click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), help="ONNX Runtime intra-op threads.")
 @click.option(
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1, max=MAX_BATCH_SIZE),
+    help="Images per model run.",
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0, max=MAX_WORKERS),
+    help="Threads decoding images and post-processing (CRF) beside the model; 0: one step at a time.",
+)
+@click.option("--fail-fast", is_flag=True, help="Stop at the first image that cannot be read or segmented.")
+@click.option("--tta", type=click.Choice(["hflip", "none"]), help="Test-time augmentation: average with the mirror.")
+@click.option(
+    "--tta-scales",
+    metavar="S1,S2,...",
+    help="Test-time augmentation: average over the model input resized by each scale (e.g. 0.75,1,1.25).",
+)
+@click.option(
+    "--overlay",
+    type=click.Path(path_type=Path),
+    help="Also write each image with its labels blended in (and a legend) to this folder, as JPEG.",
+)
+@click.option(
+    "--submission",
+    type=click.Path(path_type=Path),
+    help="With --coco: write the competition's CSV (one row per image, labels at 256x256) to this file.",
+)
+@click.option(
     "--max-image-pixels",
     metavar="N|none",
     help="Refuse images of more pixels than N, a decompression-bomb guard (default: Pillow's 89478485;"
@@ -114,6 +148,13 @@ def main(
     tune_images,
     device,
     threads,
+    batch_size,
+    workers,
+    fail_fast,
+    tta,
+    tta_scales,
+    overlay,
+    submission,
     max_image_pixels,
     quiet,
     **crf,
@@ -122,27 +163,83 @@ def main(
 
     \b
     Examples:
-      tseg-infer photos/ --model best.onnx --out labels/
+      tseg-infer photos/ --crf                     # newest model under runs/, out: runs/infer/photos
+      tseg-infer photos/ --model best.onnx --out labels/ --overlay pictures/
       tseg-infer --coco data/val.json --model best.onnx --out pred/ --eval --crf
+      tseg-infer --coco data/test.json --submission sub.csv
       tseg-infer --coco data/val.json --model best.onnx --crf-tune
     """
-    check_combinations(
-        given=given_options(click.get_current_context()), has_paths=bool(paths), has_coco=coco is not None
-    )
+    given = given_options(click.get_current_context())
+    check_combinations(given=given, has_paths=bool(paths), has_coco=coco is not None)
     with images.pixel_limit_option(max_image_pixels):
+        tta_settings = _parse_tta(tta, tta_scales)
+        if model is None:
+            model = newest_model(RUNS_DIR)
+            click.echo(f"using the newest model under {RUNS_DIR}/: {model}", err=True)
         if crf_tune:
             return _tune(model, coco, data, crf, tune_images, device, threads, quiet)
         params = resolve_crf_params(model, crf) if use_crf else None
-        settings = InferSettings(model=model, out=out, device=device, threads=threads, progress=not quiet, crf=params)
-        if coco is None:
-            written = infer_paths(list(paths), settings=settings)
-            click.echo(f"wrote {len(written)} label map(s) to {out}")
-            return None
-        result = infer_coco(coco, data_root=data, settings=settings, evaluate=evaluate)
-        click.echo(f"wrote {result.num_images} label map(s) for {coco} to {out}")
-        if result.scores is not None:
-            _report(result, model=model, coco=coco, out=out, crf=params)
+        created = None
+        if out is None:
+            out = created = new_infer_dir(list(paths), coco, runs_dir=RUNS_DIR)
+            click.echo(f"writing to {out}", err=True)
+        settings = InferSettings(
+            model=model,
+            out=out,
+            device=device,
+            threads=threads,
+            progress=not quiet,
+            crf=params,
+            batch_size=batch_size,
+            workers=workers,
+            fail_fast=fail_fast,
+            tta=tta_settings,
+            overlay=overlay,
+            submission=submission,
+        )
+        try:
+            _infer(paths, coco, data, evaluate, settings)
+        except BaseException:
+            if created is not None and created.is_dir() and not any(created.iterdir()):
+                created.rmdir()  # nothing written: leave no empty run folder behind
+            raise
     return None
+
+
+def _parse_tta(tta: str | None, scales: str | None):
+    if tta is None and scales is None:
+        return None
+    from tseg.runtime.tta import TtaSettings
+
+    return TtaSettings.parse(tta, scales)
+
+
+def _infer(paths, coco, data, evaluate, settings: InferSettings) -> None:
+    """Runs tseg-infer's main work; exit 1 (one summary line) when any image failed."""
+    out = settings.out
+    if coco is None:
+        result = infer_paths(list(paths), settings=settings)
+        _check_failures(result)
+        click.echo(f"wrote {len(result.written)} label map(s) to {out}")
+        return
+    result = infer_coco(coco, data_root=data, settings=settings, evaluate=evaluate)
+    _check_failures(result)
+    click.echo(f"wrote {result.num_images} label map(s) for {coco} to {out}")
+    if result.submission is not None:
+        click.echo(f"wrote the submission {result.submission}")
+    if result.scores is not None:
+        _report(result, model=settings.model, coco=coco, out=out, crf=settings.crf)
+
+
+def _check_failures(result: InferResult | CocoInferResult) -> None:
+    """Raises the run's summary (N written, M failed) when any image failed."""
+    if not result.failures:
+        return
+    written = len(result.written) if isinstance(result.written, list) else result.written
+    summary = f"{written} written, {len(result.failures)} failed (listed in {result.errors_file})"
+    if result.stopped:
+        summary = f"stopped at the first failure (--fail-fast): {summary}"
+    raise TsegError(summary)
 
 
 def given_options(context: click.Context) -> set[str]:
@@ -172,7 +269,8 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
     if "crf_tune" in given:
         from tseg.runtime.crf_tune import DEFAULT_GRID
 
-        clashes = [n for n in ("use_crf", "evaluate", "out") if n in given]
+        unused = ("use_crf", "evaluate", "out", "batch_size", "workers", "fail_fast", "overlay", "submission")
+        clashes = [n for n in (*unused, "tta", "tta_scales") if n in given]
         clashes += [n for n in crf_flags if n in DEFAULT_GRID]
         if has_paths:
             raise TsegError("--crf-tune searches on a COCO split (--coco); it does not take PATHS")
@@ -189,13 +287,13 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
         raise TsegError(f"{_flag(crf_flags[0])} needs --crf (or --crf-tune)")
     if "tune_images" in given:
         raise TsegError("--tune-images needs --crf-tune")
-    if "out" not in given:
-        raise TsegError("--out is required (the folder for the label PNGs)")
     if has_paths and has_coco:
         raise TsegError("give either PATHS or --coco, not both")
     if not has_coco:
         if "evaluate" in given or "data" in given:
             raise TsegError("--eval and --data need --coco")
+        if "submission" in given:
+            raise TsegError("--submission needs --coco (a split whose images get one row each)")
         if not has_paths:
             raise TsegError("nothing to segment: give image files or folders, or --coco FILE")
 

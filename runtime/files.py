@@ -122,3 +122,26 @@ def check_outputs_apart(out: str | Path, inputs: Iterable[str | Path], *, what: 
             raise TsegError(
                 f"{what} {out} overlaps the input folder {folder}: choose an output folder outside the inputs"
             )
+
+
+def create_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """Makes ``runs_dir/name``, or name-2, name-3 ... : an earlier run is never overwritten.
+
+    Shared by tseg-train (runs/NAME) and tseg-infer (runs/infer/NAME); ``mkdir`` without
+    ``exist_ok`` claims the name atomically, so two runs started together get two folders.
+
+    Raises:
+        TsegError: ``name`` is not a plain folder name, or 9999 runs already bear it.
+    """
+    runs_dir = Path(runs_dir)
+    if not name or "/" in name or name in (".", "..") or "\x00" in name:
+        raise TsegError(f"run name must be a plain folder name, got {name!r}")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 10_000):
+        candidate = runs_dir / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise TsegError(f"too many runs named {name!r} in {runs_dir}")

@@ -1,21 +1,35 @@
-"""Batch inference over files, folders or a COCO split, writing label PNGs."""
+"""Batch inference over files, folders or a COCO split, writing label PNGs (and overlays, a CSV).
+
+The images go through :mod:`tseg.runtime.pipeline` (decoding, the model, post-processing and
+writing overlap); an image that cannot be read or segmented is reported and the others are
+still written (see :class:`InferResult`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from tseg.runtime.coco import CocoDataset
-from tseg.runtime.refine import CrfParams
 from tseg.runtime.errors import TsegError
-from tseg.runtime.files import check_outputs_apart, is_within, remove_stale_temp_files
+from tseg.runtime.files import atomic_write_bytes, check_outputs_apart, is_within, remove_stale_temp_files
 from tseg.runtime.images import find_images, read_image
-from tseg.runtime.labels import labels_from_scores, save_label_png
+from tseg.runtime.labels import save_label_png
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
+from tseg.runtime.pipeline import Failure, Job, PipelineReport, PipelineSettings, Result, Stages, run_pipeline
+from tseg.runtime.refine import CrfParams
 from tseg.runtime.segmenter import Segmenter
+
+ERRORS_FILE = "errors.txt"  # the failures of a run, in --out
+ERRORS_HEADER = "# tseg-infer: images that could not be segmented (failed: SOURCE: reason)\n"
+OVERLAY_SUFFIX = ".jpg"
 
 
 @dataclass(frozen=True)
@@ -27,8 +41,15 @@ class InferSettings:
         out: folder for the label PNGs (created if missing).
         device: "auto", "cpu", "cuda" or "tensorrt".
         threads: ONNX Runtime intra-op threads; None lets it choose.
-        progress: show a progress bar.
+        progress: show a progress bar (images/s) on stderr.
         crf: dense-CRF post-processing parameters, or None for none.
+        batch_size: images per model run.
+        workers: decoding threads (0: every stage in turn on one thread, the sequential path).
+        post_workers: post-processing (upsampling, CRF) threads; None: as many as ``workers``.
+        fail_fast: stop at the first image that fails instead of carrying on.
+        tta: test-time augmentation views (a :class:`~tseg.runtime.tta.TtaSettings`), or None.
+        overlay: folder for pictures of each image with its labels blended in, or None.
+        submission: the competition's CSV to write (COCO splits only), or None.
     """
 
     model: Path
@@ -37,13 +58,78 @@ class InferSettings:
     threads: int | None = None
     progress: bool = True
     crf: CrfParams | None = None
+    batch_size: int = 8
+    workers: int = 2
+    post_workers: int | None = None
+    fail_fast: bool = False
+    tta: object | None = None
+    overlay: Path | None = None
+    submission: Path | None = None
+
+    def pipeline(self) -> PipelineSettings:
+        post = self.post_workers if self.post_workers is not None else max(1, self.workers)
+        return PipelineSettings(
+            batch_size=self.batch_size,
+            workers=self.workers,
+            post_workers=post,
+            fail_fast=self.fail_fast,
+            progress=self.progress,
+        )
 
 
-def _segment(segmenter: Segmenter, image, crf: CrfParams | None):
-    """(labels without CRF, labels with CRF or None), both at the image's size."""
-    scores = segmenter.scores(image)
-    plain = labels_from_scores(scores)
-    return plain, (crf.refine(scores, image) if crf is not None else None)
+@dataclass(frozen=True)
+class InferResult:
+    """What :func:`infer_paths` did.
+
+    Attributes:
+        written: the label PNGs written, in input order.
+        failures: the images that failed, in input order (also in ``errors_file``).
+        stopped: --fail-fast stopped the run at the first failure.
+        errors_file: --out/errors.txt when anything failed, else None.
+    """
+
+    written: list[Path]
+    failures: tuple[Failure, ...] = ()
+    stopped: bool = False
+    errors_file: Path | None = None
+
+
+def open_segmenter(settings: InferSettings) -> Segmenter:
+    """The Segmenter the settings describe (CRF, TTA and batch size included)."""
+    return Segmenter(
+        settings.model,
+        device=settings.device,
+        threads=settings.threads,
+        crf=settings.crf,
+        tta=settings.tta,
+        batch_size=settings.batch_size,
+    )
+
+
+def report_failure(failure: Failure) -> None:
+    """Prints ``failed: SOURCE: reason`` on stderr (above the progress bar)."""
+    tqdm.write(failure.line(), file=sys.stderr)
+
+
+def check_report_file(path: Path) -> None:
+    """Refuses, before any work, a report path (eval.json, errors.txt) that tseg must not replace."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise TsegError(f"{path} exists and is not a file tseg wrote: choose another --out or move it away")
+
+
+def write_errors_file(out: Path, report: PipelineReport) -> Path | None:
+    """Writes --out/errors.txt (atomically) when anything failed; removes tseg's stale one otherwise."""
+    path = out / ERRORS_FILE
+    if report.failures:
+        lines = [ERRORS_HEADER] + [failure.line() + "\n" for failure in report.failures]
+        atomic_write_bytes(path, "".join(lines).encode())
+        return path
+    if path.is_file() and not path.is_symlink():
+        with open(path, "rb") as handle:
+            stale = handle.read(len(ERRORS_HEADER.encode())) == ERRORS_HEADER.encode()
+        if stale:  # an earlier run's list, which no longer applies
+            path.unlink()
+    return None
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -124,35 +210,87 @@ def _check_folder_path(folder: Path) -> None:
             return
 
 
-def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> list[Path]:
+def plan_overlays(folder: Path, relatives: list[Path], inputs: list[Path]) -> list[Path]:
+    """The --overlay picture of each input (``folder/relative`` as .jpg), checked before any work.
+
+    Raises:
+        TsegError: the folder overlaps an input folder or is a file, or a picture's place
+            is taken by something that is not a file.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise TsegError(f"--overlay {folder} is an existing file: need a folder for the pictures")
+    check_outputs_apart(folder, inputs, what="--overlay")
+    targets = [folder / Path(relative).with_suffix(OVERLAY_SUFFIX) for relative in relatives]
+    for target in targets:
+        if not is_within(target, folder):
+            raise TsegError(f"the overlay {target} would lie outside --overlay {folder}")
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise TsegError(f"{target} exists and is not a picture tseg wrote: choose another --overlay")
+    return targets
+
+
+class _Writer:
+    """The pipeline's sink: the label PNG, the overlay, the CSV row, the scores of each image."""
+
+    def __init__(self, segmenter: Segmenter, targets: list[Path], *, overlays: list[Path] | None = None) -> None:
+        self.palette, self.classes = segmenter.metadata.palette, segmenter.metadata.classes
+        self.targets, self.overlays = targets, overlays
+        self.written: list[Path] = []
+        self.extra: list[Callable[[Result], None]] = []
+
+    def __call__(self, result: Result) -> None:
+        save_label_png(self.targets[result.index], result.labels, palette=self.palette)
+        if self.overlays is not None:
+            from tseg.runtime.overlay import save_overlay
+
+            save_overlay(self.overlays[result.index], result.image, result.labels, self.classes, self.palette)
+        for extra in self.extra:
+            extra(result)
+        self.written.append(self.targets[result.index])
+
+
+def _run(jobs: list[Job], segmenter: Segmenter, writer: _Writer, settings: InferSettings, *, scores: bool = False):
+    stages = Stages(segmenter, keep_image=settings.overlay is not None, plain_labels=scores)
+    pipeline = settings.pipeline()
+    if segmenter.batch_size < pipeline.batch_size:  # a graph whose batch axis is fixed at 1
+        pipeline = dataclasses.replace(pipeline, batch_size=segmenter.batch_size)
+    return run_pipeline(jobs, stages=stages, settings=pipeline, sink=writer, report=report_failure)
+
+
+def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> InferResult:
     """Segments image files and folders; one palette PNG per image.
 
     Images found in a folder keep their path relative to that folder under
     ``settings.out``. EXIF orientation is applied (photos from phones). Before
     any work, ``settings.out`` is checked to lie outside the inputs' folders and
     every target to be distinct, inside it, and not an existing non-label file.
+    An image that cannot be read or segmented is reported (stderr, errors.txt) and
+    the others are still written.
 
     Returns:
-        The PNG files written, in input order.
+        The PNG files written and the failures, in input order.
 
     Raises:
-        TsegError: bad paths or output folder, a bad model or an unreadable image.
+        TsegError: bad paths or output folder, or a bad model (before any work), or
+            what stops a run (the model failing on every image, a full disk).
     """
     out = Path(settings.out)
     images = find_images(paths)
-    check_out_folder(out, [Path(p) for p in paths])
+    inputs = [Path(p) for p in paths]
+    check_out_folder(out, inputs)
     unique: dict[Path, tuple[Path, Path]] = {}
     for path, relative in images:
         unique.setdefault(path.resolve(), (path, relative))  # the same file given twice is segmented once
     images = list(unique.values())
     targets = plan_targets(out, [(str(path), relative) for path, relative in images])
-    segmenter = Segmenter(settings.model, device=settings.device, threads=settings.threads)
-    progress = tqdm(list(zip(images, targets, strict=True)), desc="infer", unit="img", disable=not settings.progress)
-    for (path, _), target in progress:
-        plain, refined = _segment(segmenter, read_image(path, exif_transpose=True), settings.crf)
-        labels = refined if refined is not None else plain
-        save_label_png(target, labels, palette=segmenter.metadata.palette)
-    return targets
+    overlays = plan_overlays(settings.overlay, [r for _, r in images], inputs) if settings.overlay else None
+    check_report_file(out / ERRORS_FILE)
+    segmenter = open_segmenter(settings)
+    jobs = [Job(str(path), functools.partial(read_image, path, exif_transpose=True)) for path, _ in images]
+    writer = _Writer(segmenter, targets, overlays=overlays)
+    report = _run(jobs, segmenter, writer, settings)
+    errors = write_errors_file(out, report)
+    return InferResult(written=writer.written, failures=report.failures, stopped=report.stopped, errors_file=errors)
 
 
 def check_classes(dataset: CocoDataset, segmenter: Segmenter) -> None:
@@ -175,13 +313,53 @@ def check_classes(dataset: CocoDataset, segmenter: Segmenter) -> None:
 class CocoInferResult:
     """What :func:`infer_coco` did: images written and, when evaluating, the scores.
 
-    ``scores`` are of the model alone; ``crf_scores`` after the CRF (when one ran).
+    ``scores`` are of the model alone; ``crf_scores`` after the CRF (when one ran); both
+    over the images written (when some failed, they are not the split's scores).
     """
 
     num_images: int
     classes: tuple[str, ...]
     scores: SegmentationScores | None
     crf_scores: SegmentationScores | None = None
+    written: int = 0
+    failures: tuple[Failure, ...] = ()
+    stopped: bool = False
+    errors_file: Path | None = None
+    submission: Path | None = None
+
+
+class _Scores:
+    """Confusion matrices of the labels without and with the CRF, updated by the writer."""
+
+    def __init__(self, num_classes: int, *, crf: bool) -> None:
+        self.plain = ConfusionMatrix(num_classes)
+        self.crf = ConfusionMatrix(num_classes) if crf else None
+
+    def __call__(self, result: Result) -> None:
+        self.plain.update(result.truth, result.plain if result.plain is not None else result.labels)
+        if self.crf is not None:
+            self.crf.update(result.truth, result.labels)
+
+
+class _Incomplete(Exception):
+    """Raised inside the submission writer so that an incomplete CSV is not kept."""
+
+
+def check_submission_path(path: Path, inputs: list[Path]) -> None:
+    """Refuses a --submission that is a folder or a link, or lies in the data folder, before any work."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise TsegError(f"--submission {path} exists and is not a file: need a .csv file name")
+    for source in inputs:
+        if is_within(path, source):
+            raise TsegError(f"--submission {path} lies in the input folder {source}: write it outside the data")
+
+
+def _open_submission(path: Path | None):
+    if path is None:
+        return nullcontext(None)
+    from tseg.runtime.submission import SubmissionWriter
+
+    return SubmissionWriter(path)
 
 
 def infer_coco(
@@ -196,16 +374,18 @@ def infer_coco(
     Args:
         json_path: the split (e.g. val.json).
         data_root: folder the file names are relative to (default: the JSON's folder).
-        settings: model, output folder, device.
+        settings: model, output folder, device, pipeline, --submission.
         evaluate: compare with the split's annotations and return the scores.
 
     Returns:
-        The number of images, the model's classes and, when ``evaluate``,
-        dataset-level scores from one confusion matrix.
+        The number of images, the model's classes, the failures and, when ``evaluate``,
+        scores from one confusion matrix. The submission CSV is kept only when every
+        image was segmented.
 
     Raises:
         TsegError: ``settings.out`` is or lies inside the data root, two images
-            share a label PNG, or the data, the model or an image is bad.
+            share a label PNG, or the data or the model is bad (all before any work),
+            or what stops a run (the model failing on every image, a full disk).
     """
     out = Path(settings.out)
     dataset = CocoDataset(json_path, root=data_root)
@@ -213,28 +393,55 @@ def infer_coco(
     if evaluate and not dataset.has_annotations:
         raise TsegError(f"cannot evaluate: {dataset.json_path} has no annotations")
     where = dataset.json_path.name
+    relatives = [Path(im.file_name) for im in dataset.images]
     sources = [(f"{where} image {im.id} ({im.file_name})", Path(im.file_name)) for im in dataset.images]
     targets = plan_targets(out, sources)
-    report = out / EVAL_FILE
-    if evaluate and (report.is_symlink() or (report.exists() and not report.is_file())):
-        raise TsegError(f"{report} exists and is not a file tseg wrote: choose another --out or move it away")
-    segmenter = Segmenter(settings.model, device=settings.device, threads=settings.threads)
+    overlays = plan_overlays(settings.overlay, relatives, [dataset.root]) if settings.overlay else None
+    if evaluate:
+        check_report_file(out / EVAL_FILE)
+    check_report_file(out / ERRORS_FILE)
+    if settings.submission is not None:
+        check_submission_path(Path(settings.submission), [dataset.root, out])
+    segmenter = open_segmenter(settings)
     if evaluate:
         check_classes(dataset, segmenter)
-    plain_cm = ConfusionMatrix(segmenter.metadata.num_classes)
-    crf_cm = ConfusionMatrix(segmenter.metadata.num_classes)
-    for index in tqdm(range(len(dataset)), desc="infer", unit="img", disable=not settings.progress):
-        image = dataset.read_image(index)
-        plain, refined = _segment(segmenter, image, settings.crf)
-        save_label_png(targets[index], refined if refined is not None else plain, palette=segmenter.metadata.palette)
-        if evaluate:
-            truth = dataset.label_map(index)
-            plain_cm.update(truth, plain)
-            if refined is not None:
-                crf_cm.update(truth, refined)
+    jobs = [
+        Job(
+            str(dataset.image_path(index)),
+            functools.partial(dataset.read_image, index),
+            functools.partial(dataset.label_map, index) if evaluate else None,
+        )
+        for index in range(len(dataset))
+    ]
+    writer = _Writer(segmenter, targets, overlays=overlays)
+    scores = _Scores(segmenter.metadata.num_classes, crf=settings.crf is not None) if evaluate else None
+    if scores is not None:
+        writer.extra.append(scores)
+    report, kept = _run_coco(jobs, segmenter, writer, settings, dataset, evaluate=evaluate)
     return CocoInferResult(
         num_images=len(dataset),
         classes=segmenter.metadata.classes,
-        scores=plain_cm.compute() if evaluate else None,
-        crf_scores=crf_cm.compute() if evaluate and settings.crf is not None else None,
+        scores=scores.plain.compute() if scores is not None else None,
+        crf_scores=scores.crf.compute() if scores is not None and scores.crf is not None else None,
+        written=report.written,
+        failures=report.failures,
+        stopped=report.stopped,
+        errors_file=write_errors_file(out, report),
+        submission=Path(settings.submission) if kept else None,
     )
+
+
+def _run_coco(jobs, segmenter, writer: _Writer, settings: InferSettings, dataset: CocoDataset, *, evaluate: bool):
+    """Runs the pipeline with the submission CSV open; (report, whether the CSV was kept)."""
+    names = [im.file_name for im in dataset.images]
+    report = None
+    try:
+        with _open_submission(settings.submission) as submission:
+            if submission is not None:
+                writer.extra.append(lambda result: submission.add(names[result.index], result.labels))
+            report = _run(jobs, segmenter, writer, settings, scores=evaluate)
+            if report.failures and submission is not None:
+                raise _Incomplete()  # no CSV with rows missing
+    except _Incomplete:
+        return report, False
+    return report, settings.submission is not None

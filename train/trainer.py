@@ -12,7 +12,7 @@ import torch.distributed as dist
 from tseg.runtime import __version__
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.files import remove_stale_temp_files
+from tseg.runtime.files import create_run_dir, remove_stale_temp_files
 from tseg.runtime.metadata import default_palette
 from tseg.runtime.metrics import SegmentationScores, format_scores
 from tseg.train.checkpoints import ModelSpec, save_checkpoint
@@ -36,21 +36,6 @@ class RunResult:
     best_epoch: int
     last_scores: SegmentationScores
     classes: tuple[str, ...]
-
-
-def create_run_dir(runs_dir: Path, name: str) -> Path:
-    """Makes ``runs_dir/name``, or name-2, name-3 ... : an earlier run is never overwritten."""
-    if not name or "/" in name or name in (".", ".."):
-        raise TsegError(f"run name must be a plain folder name, got {name!r}")
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, 10_000):
-        candidate = runs_dir / (name if attempt == 1 else f"{name}-{attempt}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-    raise TsegError(f"too many runs named {name!r} in {runs_dir}")
 
 
 def resolve_data_root(data: Path | None) -> Path:

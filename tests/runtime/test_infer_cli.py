@@ -25,10 +25,10 @@ from tests.runtime.test_model_checks import conv_model
 from tests.tiny_coco import CLASSES as COCO_CLASSES
 from tseg.runtime.cli import check_combinations, main
 from tseg.runtime.cli_errors import INTERRUPTED_EXIT, one_line_errors
-from tseg.runtime.refine import CRF_FILE, CrfParams, resolve_crf_params
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import read_label_png
 from tseg.runtime.predict import plan_targets
+from tseg.runtime.refine import CRF_FILE, CrfParams, resolve_crf_params
 
 
 def checksums(*roots: Path) -> dict[str, str]:
@@ -268,7 +268,12 @@ def test_crf_tune_with_a_model_of_other_classes_is_refused_before_the_search(tin
         (["--crf-tune"], "--crf-tune needs --coco"),
         (["{img}", "--out", "{out}", "--eval"], "--eval and --data need --coco"),
         (["{img}", "--out", "{out}", "--data", "{out}"], "--eval and --data need --coco"),
-        (["{img}"], "--out is required"),
+        (["{img}", "--out", "{out}", "--submission", "{out}.csv"], "--submission needs --coco"),
+        (["{img}", "--out", "{out}", "--batch-size", "0"], "--batch-size"),
+        (["{img}", "--out", "{out}", "--workers", "-1"], "--workers"),
+        (["{img}", "--out", "{out}", "--tta", "vflip"], "--tta"),
+        (["--crf-tune", "--coco", "{val}", "--workers", "1"], "--workers does not apply to --crf-tune"),
+        (["--crf-tune", "--coco", "{val}", "--overlay", "{out}"], "--overlay does not apply to --crf-tune"),
         (["--out", "{out}"], "nothing to segment"),
         (["{img}", "--coco", "{val}", "--out", "{out}"], "give either PATHS or --coco"),
         (["{img}", "--out", "{out}", "--crf", "--crf-gaussian-compat", "nan"], "gaussian_compat must be a finite"),
@@ -326,8 +331,14 @@ def test_max_image_pixels_refuses_bigger_images_in_one_line_and_only_while_the_c
     before = images.max_image_pixels()
     image = photos / "a.jpg"  # 10 x 6 = 60 pixels
     result = invoke(image, "--model", model, "--out", tmp_path / "out", "--max-image-pixels", "59")
-    assert_one_line_error(result, "60 pixels is over the limit of 59")
-    assert not (tmp_path / "out").exists()
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"failed: {image}: is 10x6: 60 pixels is over the limit of 59 that guards against decompression bombs;"
+        " if the image is genuine, raise the limit with --max-image-pixels 60 (or the environment variable"
+        " TSEG_MAX_IMAGE_PIXELS; 'none' removes the limit)",
+        f"Error: 0 written, 1 failed (listed in {tmp_path / 'out' / 'errors.txt'})",
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["errors.txt"]
     for limit in ("60", "none"):
         result = invoke(image, "--model", model, "--out", tmp_path / "out", "--max-image-pixels", limit)
         assert result.exit_code == 0, result.output
