@@ -210,7 +210,7 @@ def test_a_good_model_opens_and_segments(tmp_path):
     segmenter = Segmenter(conv_model(tmp_path / "m.onnx"), device="cpu")
     image = np.full((5, 7, 3), 60, np.uint8)
     image[:, 4:, 1] = 250  # green on the right
-    labels = segmenter.predict(image)
+    labels = segmenter.predict(image).labels
     assert labels.shape == (5, 7)
     assert (labels[:, :3] == 0).all() and (labels[:, 5:] == 2).all()
 
