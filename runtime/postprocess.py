@@ -1,0 +1,197 @@
+"""From model logits to labels at the image's size, at a cost small next to the model.
+
+:func:`tseg.runtime.labels.labels_from_scores` (resize every class's scores to the
+image, then argmax) stays the plain reference; at 512x512 with 12 classes it costs
+about twice the model. :func:`upsample_labels` gives the same labels without ever
+holding the (C, H, W) scores:
+
+1. argmax at the model's resolution (C * h * w work);
+2. each output pixel's bilinear value is a convex combination of the scores at 4
+   low-resolution corners. Where all 4 corners have the same argmax ``k``,
+   ``s_k >= s_m`` holds at every corner, so it holds for any convex combination:
+   the pixel's label is ``k``. Whole cells of the low-resolution grid are resolved
+   this way and spread over their block of output pixels by ``np.repeat``;
+3. only the pixels of "mixed" cells (class boundaries, a few percent) get their C
+   bilinear values, computed with the reference's float32 operations in the
+   reference's order (so bit for bit the same values), and their argmax.
+
+Ties: a pixel of step 2 can differ from the reference only when, in the
+reference's float32 arithmetic, class ``m`` rounds to within an ulp or so of
+``k`` (in exact arithmetic ``s_k >= s_m``): a tie to float rounding. Everywhere
+else, and at every pixel of step 3, the labels equal the reference's (first index
+wins among equal values, as in ``argmax``). Logits must be finite (the
+:class:`~tseg.runtime.segmenter.Segmenter` checks its outputs); a NaN is refused.
+
+NumPy only: this module never imports Numba or torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tseg.runtime.errors import TsegError
+from tseg.runtime.labels import _source_grid, resize_scores, softmax
+
+# Boundary pixels are computed in chunks of about this many (memory: chunk * C floats * a few).
+BOUNDARY_CHUNK = 1 << 14
+MAX_CLASSES = 1 << 16  # labels are uint16 beyond 256 classes
+
+
+def _check(logits: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, int, int]:
+    """(C, h, w) float32 logits and the output (H, W), or a one-line TsegError."""
+    shape = getattr(logits, "shape", None)
+    if not isinstance(logits, np.ndarray) or logits.ndim != 3 or min(logits.shape) < 1:
+        raise TsegError(f"need (C, h, w) logits with C, h, w >= 1, got shape {shape}")
+    if logits.dtype.kind != "f":
+        raise TsegError(f"need float logits, got {logits.dtype}")
+    if logits.shape[0] > MAX_CLASSES:
+        raise TsegError(f"labels hold up to {MAX_CLASSES} classes, got {logits.shape[0]}")
+    try:
+        height, width = (int(v) for v in size)
+        valid = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid or height < 1 or width < 1:
+        raise TsegError(f"need an output size (H, W) of integers >= 1, got {size!r}"[:200])
+    return np.ascontiguousarray(logits, dtype=np.float32), height, width
+
+
+def _label_dtype(num_classes: int) -> type[np.unsignedinteger]:
+    return np.uint8 if num_classes <= 256 else np.uint16
+
+
+def argmax_classes(logits: np.ndarray) -> np.ndarray:
+    """Argmax over axis 0 (first index among equal values), faster than ``argmax(axis=0)``.
+
+    Args:
+        logits: (C, ...) float32, e.g. (C, h, w) or (C, N), no NaN.
+
+    Returns:
+        (...) uint8 labels (uint16 beyond 256 classes).
+
+    Raises:
+        TsegError: a NaN in ``logits``.
+    """
+    num_classes = logits.shape[0]
+    # C - max_c((C - c) * [x_c == max]) is the first c reaching the max. Reductions over
+    # the leading axis are elementwise across (h, w) planes: vectorised, unlike argmax(0).
+    wide = np.uint8 if num_classes < 256 else np.uint32
+    best = logits.max(axis=0)
+    hits = np.equal(logits, best).view(np.uint8).astype(wide, copy=wide is not np.uint8)
+    np.multiply(hits, np.arange(num_classes, 0, -1, dtype=wide).reshape((-1,) + (1,) * (logits.ndim - 1)), out=hits)
+    first = hits.max(axis=0)
+    if first.min() == 0:  # no class equals the max: NaN
+        raise TsegError("the logits contain NaN: cannot take their argmax")
+    np.subtract(wide(num_classes), first, out=first)
+    return first.astype(_label_dtype(num_classes), copy=False)
+
+
+def _counts(index: np.ndarray, length: int) -> np.ndarray:
+    """How many output pixels take each low-resolution index as their lower tap."""
+    return np.bincount(index, minlength=length)
+
+
+def _mixed_pixels(cells: tuple[np.ndarray, np.ndarray], rows: tuple[np.ndarray, np.ndarray],
+                  cols: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Output (row, col) of every pixel of the given low-resolution cells.
+
+    Args:
+        cells: (K,) cell rows and (K,) cell columns.
+        rows, cols: per low-resolution index, the first output pixel and the pixel count.
+
+    Returns:
+        (N,) output rows and (N,) output columns, N = sum of the cells' block areas.
+    """
+    first_row, row_count = rows[0][cells[0]], rows[1][cells[0]]
+    first_col, col_count = cols[0][cells[1]], cols[1][cells[1]]
+    areas = row_count * col_count
+    total = int(areas.sum())
+    cell = np.repeat(np.arange(len(areas)), areas)
+    offset = np.arange(total) - np.repeat(np.cumsum(areas) - areas, areas)
+    width = col_count[cell]
+    return first_row[cell] + offset // width, first_col[cell] + offset % width
+
+
+def _bilinear_argmax(flat: np.ndarray, low_w: int, taps: tuple, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Argmax of the bilinear values at output pixels, as the reference computes them.
+
+    Args:
+        flat: (C, h * w) float32 logits.
+        low_w: w.
+        taps: (r0, r1, wr, c0, c1, wc), :func:`_source_grid` along each axis.
+        rows, cols: (N,) output pixel coordinates.
+
+    Returns:
+        (N,) labels.
+    """
+    r0, r1, wr, c0, c1, wc = taps
+    top, bottom, weight_r = r0[rows] * low_w, r1[rows] * low_w, wr[rows]
+    left, right, weight_c = c0[cols], c1[cols], wc[cols]
+    keep_r, keep_c = np.float32(1) - weight_r, np.float32(1) - weight_c
+    # labels.resize_scores: rows = s[r0] * (1 - wr) + s[r1] * wr; rows[c0] * (1 - wc) + rows[c1] * wc.
+    at_left = flat.take(top + left, axis=1) * keep_r + flat.take(bottom + left, axis=1) * weight_r
+    at_right = flat.take(top + right, axis=1) * keep_r + flat.take(bottom + right, axis=1) * weight_r
+    return argmax_classes(at_left * keep_c + at_right * weight_c)
+
+
+def upsample_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) float logits -> (H, W) labels at ``size``: the argmax of the bilinear
+    (align_corners=False) upsampling, without materialising (C, H, W).
+
+    Equal to ``labels_from_scores(logits, size)`` except where two classes tie to float
+    rounding (see the module docstring). Also resizes down, and handles 1-pixel sides.
+    Pure function, thread-safe; memory O(H * W + C * h * w).
+
+    Args:
+        logits: (C, h, w) float logits (or probabilities), finite.
+        size: the output (H, W).
+
+    Returns:
+        (H, W) uint8 labels (uint16 beyond 256 classes).
+
+    Raises:
+        TsegError: bad shapes or sizes, or NaN logits.
+    """
+    logits, height, width = _check(logits, size)
+    num_classes, low_h, low_w = logits.shape
+    labels = argmax_classes(logits)
+    if (low_h, low_w) == (height, width) or num_classes == 1:
+        return labels if num_classes > 1 else np.zeros((height, width), labels.dtype)
+    r0, r1, wr = _source_grid(height, low_h)
+    c0, c1, wc = _source_grid(width, low_w)
+    # A cell (a, b) has corners (a, b), (a, b+1), (a+1, b), (a+1, b+1), clamped at the edges;
+    # the upper taps are lower + 1 clamped, so the lower taps alone name a pixel's cell.
+    down, right = np.minimum(np.arange(low_h) + 1, low_h - 1), np.minimum(np.arange(low_w) + 1, low_w - 1)
+    below = labels[down]
+    uniform = (labels == labels[:, right]) & (labels == below) & (labels == below[:, right])
+    row_count, col_count = _counts(r0, low_h), _counts(c0, low_w)
+    # r0 and c0 never decrease, so repeating cell (a, b) row_count[a] x col_count[b] times is labels[r0][:, c0].
+    out = np.repeat(np.repeat(labels, row_count, axis=0), col_count, axis=1)
+    cells = np.nonzero(~uniform & (row_count[:, None] > 0) & (col_count[None, :] > 0))
+    if len(cells[0]) == 0:
+        return out
+    flat = logits.reshape(num_classes, low_h * low_w)
+    rows = (np.cumsum(row_count) - row_count, row_count)
+    cols = (np.cumsum(col_count) - col_count, col_count)
+    areas = row_count[cells[0]] * col_count[cells[1]]
+    bounds = np.searchsorted(np.cumsum(areas), np.arange(BOUNDARY_CHUNK, int(areas.sum()), BOUNDARY_CHUNK))
+    taps = (r0, r1, wr, c0, c1, wc)
+    for chunk in np.split(np.arange(len(areas)), bounds):
+        if len(chunk):
+            pixel_rows, pixel_cols = _mixed_pixels((cells[0][chunk], cells[1][chunk]), rows, cols)
+            out[pixel_rows, pixel_cols] = _bilinear_argmax(flat, low_w, taps, pixel_rows, pixel_cols)
+    return out
+
+
+def upsample_probs(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) logits -> (C, H, W) float32 softmax probabilities at ``size``.
+
+    The logits are resized bilinearly (align_corners=False), then softmaxed over C.
+
+    Raises:
+        TsegError: bad shapes or sizes.
+    """
+    logits, height, width = _check(logits, size)
+    return softmax(resize_scores(logits, (height, width)))
