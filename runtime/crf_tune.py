@@ -10,10 +10,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tseg.runtime.coco import CocoDataset
-from tseg.runtime.refine import CrfParams
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import labels_from_scores
 from tseg.runtime.metrics import ConfusionMatrix
+from tseg.runtime.postprocess import upsample_labels
+from tseg.runtime.refine import CrfParams
 from tseg.runtime.segmenter import Segmenter
 
 # Around pydensecrf's defaults and DeepLab's (appearance kernel dominates the gain).
@@ -76,7 +76,9 @@ def tune_crf(
 ) -> TuneResult:
     """Scores every grid setting on up to ``max_images`` images of a split.
 
-    The model runs once per image; each setting then refines the same scores.
+    The model runs once per image; each setting then refines the same logits, as
+    inference does (:meth:`CrfParams.refine_logits`; the baseline is
+    :func:`~tseg.runtime.postprocess.upsample_labels`).
 
     Args:
         json_path: an annotated COCO split (e.g. val.json).
@@ -98,10 +100,10 @@ def tune_crf(
     with tqdm(total=count * len(settings), desc="crf-tune", unit="crf", disable=not progress) as bar:
         for index in range(count):
             image, truth = dataset.read_image(index), dataset.label_map(index)
-            scores = segmenter.scores(image)
-            baseline.update(truth, labels_from_scores(scores))
+            logits = segmenter.logits(image)
+            baseline.update(truth, upsample_labels(logits, image.shape[:2]))
             for params, matrix in zip(settings, matrices, strict=True):
-                matrix.update(truth, params.refine(scores, image))
+                matrix.update(truth, params.refine_logits(logits, image))
                 bar.update()
     trials = tuple((p, m.compute().miou) for p, m in zip(settings, matrices, strict=True))
     return TuneResult(baseline.compute().miou, trials, count)

@@ -1,4 +1,21 @@
-"""CRF settings as the runtime uses them: defaults, crf.json beside a model, CLI overrides."""
+"""The dense CRF as the runtime uses it: settings (defaults, crf.json beside a model, CLI
+overrides) and the refinement of a model's logits.
+
+Importing this module does not import Numba: :mod:`tseg.runtime.crf` (the algorithm) is
+imported inside the methods that run the CRF, so a plain ``tseg-infer`` never pays for it.
+
+Big photographs: the CRF's memory grows with the pixels (a 4000x3000 photo peaked at
+6.6 GiB with 12 classes). Above ``max_pixels`` (default :data:`MAX_CRF_PIXELS`, 1 Mpx)
+the CRF runs on the image resized to fit the cap (Pillow, antialiased) with the logits
+resized bilinearly to the same grid; the refined probabilities are then brought to full
+size by :func:`~tseg.runtime.postprocess.upsample_labels` (bilinear, argmax) without a
+(C, H, W) array at full size. The kernel widths stay in pixels of the capped image: the
+CRF sees a picture of about 1 Mpx, the regime its parameters are tuned in (scaling them
+down with the image would make the Gaussian kernel sub-pixel, and double the lattices'
+memory). Measured on a 4000x3000 JPEG, 12 classes, 2 cores (benchmarks/postprocess.py
+--crf-rss): peak RSS 6.6 GiB uncapped, ~0.6 GiB with the default cap. At or below the
+cap nothing changes.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +28,14 @@ import numpy as np
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.labels import labels_from_scores, softmax
+from tseg.runtime.images import resize_image
+from tseg.runtime.labels import labels_from_scores, resize_scores, softmax
+from tseg.runtime.postprocess import upsample_labels
 
 CRF_FILE = "crf.json"
 MAX_ITERATIONS = 1000
+MAX_CRF_PIXELS = 1_000_000  # default cap: ~0.6 GiB peak for the CRF with 12 classes
+MAX_PIXELS_RANGE = (1024, 10**12)  # smallest and largest max_pixels accepted
 
 
 @dataclass(frozen=True)
@@ -23,6 +44,8 @@ class CrfParams:
 
     Defaults are pydensecrf's example; ``crf.json`` beside a model (written by
     ``tseg-infer --crf-tune``) overrides them, and CLI flags override both.
+    ``max_pixels`` (1024..10**12, default :data:`MAX_CRF_PIXELS`) caps the resolution
+    the CRF runs at (module docstring); ``crf.json`` files without it get the default.
     """
 
     iterations: int = 5
@@ -31,21 +54,26 @@ class CrfParams:
     bilateral_sxy: float = 80.0
     bilateral_srgb: float = 13.0
     bilateral_compat: float = 10.0
+    max_pixels: int = MAX_CRF_PIXELS
 
     def __post_init__(self) -> None:
-        iterations = self.iterations
-        if not isinstance(iterations, numbers.Integral) or isinstance(iterations, bool):
-            raise TsegError(f"CRF iterations must be an integer, got {repr(iterations)[:60]}")
-        if not 0 <= iterations <= MAX_ITERATIONS:
-            raise TsegError(f"CRF iterations must be in 0..{MAX_ITERATIONS}, got {repr(iterations)[:60]}")
-        for f in fields(self)[1:]:
+        _check_integer("iterations", self.iterations, 0, MAX_ITERATIONS)
+        _check_integer("max_pixels", self.max_pixels, *MAX_PIXELS_RANGE)
+        for f in fields(self)[1:-1]:
             value = getattr(self, f.name)
             if not isinstance(value, numbers.Real) or isinstance(value, bool) or not -1e300 < value < 1e300:
                 raise TsegError(f"CRF {f.name} must be a finite number, got {repr(value)[:60]}")
             if f.name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb") and not value > 0:
                 raise TsegError(f"CRF {f.name} must be > 0, got {value}")
             object.__setattr__(self, f.name, float(value))
-        object.__setattr__(self, "iterations", int(iterations))
+        object.__setattr__(self, "iterations", int(self.iterations))
+        object.__setattr__(self, "max_pixels", int(self.max_pixels))
+
+    def crf_kwargs(self) -> dict[str, float | int]:
+        """:func:`tseg.runtime.crf.dense_crf`'s keyword arguments (all fields but max_pixels)."""
+        kwargs = asdict(self)
+        del kwargs["max_pixels"]
+        return kwargs
 
     def refine(self, scores: np.ndarray, image: np.ndarray) -> np.ndarray:
         """Labels after the CRF.
@@ -55,11 +83,49 @@ class CrfParams:
             image: (H, W, 3) uint8 RGB.
 
         Returns:
-            (H, W) labels, uint8 (uint16 beyond 256 classes).
+            (H, W) labels, uint8 (uint16 beyond 256 classes). Above ``max_pixels`` the
+            CRF runs at a capped resolution (module docstring); prefer
+            :meth:`refine_logits`, which never needs (C, H, W) scores.
         """
+        image = _check_image(image)
+        scores = _check_logits(scores)
+        if scores.shape[1:] != image.shape[:2]:
+            raise TsegError(f"CRF: scores {scores.shape} do not match the image's size {image.shape[:2]}")
+        if image.shape[0] * image.shape[1] > self.max_pixels:
+            return self._refine_capped(scores, image)
         from tseg.runtime.crf.dense import dense_crf
 
-        return labels_from_scores(dense_crf(softmax(scores), image, **asdict(self)))
+        return labels_from_scores(dense_crf(softmax(scores), image, **self.crf_kwargs()))
+
+    def refine_logits(self, logits: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """Labels after the CRF, from the model's logits at any resolution. Thread-safe.
+
+        At or below ``max_pixels`` this equals ``refine(resize_scores(logits, (H, W)), image)``;
+        above it, the CRF runs at a capped resolution (module docstring) and peak memory
+        stays bounded (a 4000x3000 photo: under ~1.5 GiB).
+
+        Args:
+            logits: (C, h, w) float logits (e.g. the model's output).
+            image: (H, W, 3) uint8 RGB.
+
+        Returns:
+            (H, W) labels, uint8 (uint16 beyond 256 classes).
+        """
+        image = _check_image(image)
+        logits = _check_logits(logits)
+        if image.shape[0] * image.shape[1] > self.max_pixels:
+            return self._refine_capped(logits, image)
+        return self.refine(resize_scores(logits, image.shape[:2]), image)
+
+    def _refine_capped(self, logits: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """The CRF on the image and logits resized to fit max_pixels; labels at full size."""
+        from tseg.runtime.crf.dense import dense_crf
+
+        height, width = image.shape[:2]
+        size = capped_size(height, width, self.max_pixels)
+        probs = dense_crf(softmax(resize_scores(logits, size)), resize_image(image, size), **self.crf_kwargs())
+        # Probabilities, not their log: a probability that underflowed to 0 would be -inf.
+        return upsample_labels(probs, (height, width))
 
     def save(self, path: str | Path) -> None:
         """Writes the parameters as JSON, atomically."""
@@ -86,6 +152,41 @@ class CrfParams:
             return cls(**data)
         except TsegError as err:
             raise TsegError(f"{path}: {err}") from None
+
+
+def capped_size(height: int, width: int, max_pixels: int) -> tuple[int, int]:
+    """(h, w) of about the same aspect with h * w <= max_pixels (the input size if it fits)."""
+    if height * width <= max_pixels:
+        return height, width
+    scale = (max_pixels / (height * width)) ** 0.5
+    small_h = max(1, min(height, int(height * scale)))
+    small_w = max(1, min(width, int(width * scale), max_pixels // small_h))
+    return min(small_h, max_pixels // small_w), small_w  # a side floored at 1 pixel can leave h * w too big
+
+
+def _check_integer(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TsegError(f"CRF {name} must be an integer, got {repr(value)[:60]}")
+    if not low <= value <= high:
+        raise TsegError(f"CRF {name} must be in {low}..{high}, got {repr(value)[:60]}")
+
+
+def _check_image(image: object) -> np.ndarray:
+    """An (H, W, 3) uint8 array, or a one-line TsegError."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and min(image.shape[:2]) >= 1):
+        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
+        raise TsegError(f"CRF: need an (H, W, 3) uint8 image with H, W >= 1, got shape {shape} {dtype}")
+    return image
+
+
+def _check_logits(logits: object) -> np.ndarray:
+    """(C, h, w) float logits, or a one-line TsegError."""
+    if not (isinstance(logits, np.ndarray) and logits.dtype.kind == "f" and logits.ndim == 3
+            and min(logits.shape) >= 1):
+        shape, dtype = getattr(logits, "shape", None), getattr(logits, "dtype", type(logits).__name__)
+        raise TsegError(f"CRF: need (C, h, w) float logits with C, h, w >= 1, got shape {shape} {dtype}")
+    return logits
 
 
 def crf_file_for(model_path: str | Path) -> Path:
