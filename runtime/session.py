@@ -179,12 +179,15 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
         model_path: the .onnx file.
         device: "auto" (CUDA when onnxruntime offers it, an NVIDIA GPU is
             visible and the CUDA libraries load, else CPU), "cpu", "cuda" or
-            "tensorrt" (each of the last two: that provider or an error).
+            "tensorrt" (each of the last two: that provider or an error). GPU
+            sessions first load CUDA and cuDNN from NVIDIA's pip wheels
+            (``onnxruntime.preload_dlls``, where this onnxruntime has it).
         threads: intra-op threads; None lets onnxruntime choose.
 
     Returns:
         An ``onnxruntime.InferenceSession``. When ``auto`` runs on a GPU, or a
-        visible GPU could not be used, a note goes to stderr; nothing goes to stdout.
+        visible GPU could not be used (its provider failed to load, or this
+        onnxruntime has none), a note goes to stderr; nothing goes to stdout.
 
     Raises:
         TsegError: the file is missing or not an ONNX model, the device is
