@@ -338,3 +338,15 @@ def test_scoring_finds_images_under_data_root(tiny_coco_dir, tmp_path):
     shutil.copy(tiny_coco_dir / "val.json", tmp_path / "val.json")
     sub = write_rows(tmp_path / "sub.csv", label_maps(tiny_coco_dir / "val.json"))
     assert score_submission(sub, tmp_path / "val.json", data_root=tiny_coco_dir).miou == 1.0
+
+
+def test_rows_equal_the_label_pngs_resized_to_256(tmp_path):
+    """The same labels written as a PNG and as a row: the row is the PNG resized to 256 by nearest neighbour."""
+    from tseg.runtime.labels import read_label_png, save_label_png
+    from tseg.runtime.metadata import default_palette
+
+    labels = np.random.default_rng(5).integers(0, 12, (300, 410)).astype(np.uint8)
+    save_label_png(tmp_path / "a.png", labels, palette=default_palette(12))
+    path = write_rows(tmp_path / "sub.csv", [("a.jpg", labels)])
+    ((_, row),) = list(read_submission(path, num_classes=12))
+    assert np.array_equal(row, resize_labels(read_label_png(tmp_path / "a.png"), SUBMISSION_SIZE))
