@@ -46,12 +46,15 @@ class Case:
         tool: which CLI runs it: infer, train, export or plot.
         build: writes the inputs into the sandbox and returns the CLI arguments.
         expect_ok: a control: exit 0 expected (checks the harness itself).
+        failures: images expected to fail one by one in a run that carries on (tseg-infer):
+            exit 1 with that many ``failed: PATH: reason`` lines, then one ``Error:`` summary.
     """
 
     name: str
     tool: str
     build: Callable[[Sandbox], list[str]]
     expect_ok: bool = False
+    failures: int = 0
 
     def __post_init__(self) -> None:
         if self.tool not in TOOLS:

@@ -79,6 +79,7 @@ class CaseResult:
         changed: pre-existing entries changed or removed.
         build_error: the harness could not build the case (a harness bug).
         rss_limit_mib: the peak RSS allowed.
+        failures: per-image failures expected before the one ``Error:`` line (see Case).
     """
 
     name: str
@@ -95,6 +96,7 @@ class CaseResult:
     changed: list[str] = field(default_factory=list)
     build_error: str | None = None
     rss_limit_mib: float = 2048.0
+    failures: int = 0
 
     @property
     def home_writes(self) -> list[str]:
@@ -124,7 +126,7 @@ class CaseResult:
         """Exit 1 with exactly one ``Error: ...`` line on stderr and no traceback."""
         return (
             self.returncode == 1 and self.stderr_lines == 1 and self.stderr.startswith("Error: ") and not self.traceback
-        )
+        ) or (self.failures > 0 and not self.expect_ok and not self._exit_problems() and not self.traceback)
 
     def problems(self) -> list[str]:
         """Each check this case failed, in words (empty: passed)."""
@@ -160,10 +162,13 @@ class CaseResult:
             found.append(
                 "exit code 0: the bad input was accepted" if self.returncode == 0 else f"exit code {self.returncode}"
             )
-        if self.stderr_lines != 1:
-            found.append(f"{self.stderr_lines} lines on stderr, expected 1")
-        elif not self.stderr.startswith("Error: "):
-            found.append("the stderr line does not start with 'Error: '")
+        lines = self.stderr.splitlines()
+        if self.stderr_lines != 1 + self.failures:
+            found.append(f"{self.stderr_lines} lines on stderr, expected {1 + self.failures}")
+        elif not all(line.startswith("failed: ") for line in lines[: self.failures]):
+            found.append(f"the first {self.failures} stderr line(s) do not all start with 'failed: '")
+        elif not lines[-1].startswith("Error: "):
+            found.append("the last stderr line does not start with 'Error: '")
         if self.stdout.strip():
             found.append("printed on stdout")
         return found

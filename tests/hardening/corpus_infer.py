@@ -25,8 +25,8 @@ def infer_args(box: Sandbox, *paths, model=None, out=None, extra=()) -> list[str
     return [*(box.rel(p) for p in paths), "--model", box.rel(model), *out_args, "-q", *extra]
 
 
-def _case(name: str, build: Callable[[Sandbox], list[str]], *, expect_ok: bool = False) -> Case:
-    return Case(name, "infer", build, expect_ok=expect_ok)
+def _case(name: str, build: Callable[[Sandbox], list[str]], *, expect_ok: bool = False, failures: int = 0) -> Case:
+    return Case(name, "infer", build, expect_ok=expect_ok, failures=failures)
 
 
 # --- 1. outputs that would overwrite inputs or land in an input folder ------------------------
@@ -96,16 +96,22 @@ def bilevel_png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
-def _image_case(name: str, make: Callable[[Sandbox], object], *, direct: bool = False) -> Case:
-    """inputs/photos holds one bad image (``make`` writes it); the folder, or the file, is segmented."""
+def _image_case(
+    name: str, make: Callable[[Sandbox], object], *, direct: bool = False, failures: int = 1, extra=()
+) -> Case:
+    """inputs/photos holds one bad image (``make`` writes it); the folder, or the file, is segmented.
+
+    A bad image is a per-image failure (a ``failed:`` line, errors.txt, the others still written,
+    exit 1); ``failures=0`` where nothing is left to segment (a one-line error before any work).
+    """
 
     def build(box: Sandbox) -> list[str]:
         folder = box.inputs / "photos"
         folder.mkdir()
         target = make(box)
-        return infer_args(box, target if direct else folder)
+        return infer_args(box, target if direct else folder, extra=extra)
 
-    return _case(f"image/{name}", build)
+    return _case(f"image/{name}", build, failures=failures)
 
 
 def _copy_part(source: str, target: str, fraction: float) -> Callable[[Sandbox], object]:
@@ -138,6 +144,11 @@ def _one_good_one_bad(box: Sandbox):
     return box.write("photos/b.png", "this is not a PNG\n")
 
 
+def _two_bad(box: Sandbox):
+    _one_good_one_bad(box)
+    return box.write("photos/c.jpg", b"\xff\xd8\xff not a JPEG")
+
+
 IMAGE_CASES = [
     _image_case("bomb-400-mpx", lambda box: box.write("photos/bomb.png", bilevel_png(20_000, 20_000))),
     _image_case("bomb-100-mpx", lambda box: box.write("photos/big.png", bilevel_png(10_000, 10_000))),
@@ -147,9 +158,11 @@ IMAGE_CASES = [
     _image_case("zero-byte-jpg", lambda box: box.write("photos/empty.jpg", b"")),
     _image_case("text-named-png", lambda box: box.write("photos/notes.png", "hello\n")),
     _image_case("text-named-png-given-directly", lambda box: box.write("photos/notes.png", "hi\n"), direct=True),
-    _image_case("folder-named-jpg", lambda box: (box.inputs / "photos" / "x.jpg").mkdir()),
+    _image_case("folder-named-jpg", lambda box: (box.inputs / "photos" / "x.jpg").mkdir(), failures=0),
     _image_case("one-good-one-bad", _one_good_one_bad),
-    _case("image/size-disagrees-with-coco", _size_disagrees_with_coco),
+    _image_case("one-good-one-bad-fail-fast", _one_good_one_bad, extra=["--fail-fast"]),
+    _image_case("two-bad-batch-1-sequential", _two_bad, failures=2, extra=["--batch-size", "1", "--workers", "0"]),
+    _case("image/size-disagrees-with-coco", _size_disagrees_with_coco, failures=1),
 ]
 
 
@@ -268,7 +281,9 @@ SETTINGS_CASES = [
     _case("settings/crf-bilateral-srgb-nan", _photos_with("--crf", "--crf-bilateral-srgb", "nan")),
     _case("settings/crf-gaussian-sxy-negative", _photos_with("--crf", "--crf-gaussian-sxy", "-3")),
     _case("settings/crf-bilateral-compat-infinite", _photos_with("--crf", "--crf-bilateral-compat", "inf")),
-    _case("settings/no-out", lambda box: infer_args(box, box.photos(), out=False)),
+    _case("settings/submission-without-coco", _photos_with("--submission", "out/sub.csv")),
+    _case("settings/tta-scales-not-numbers", _photos_with("--tta-scales", "1,big")),
+    _case("settings/tta-with-crf-tune", lambda box: _tune()(box) + ["--tta", "hflip"]),
     _case("settings/nothing-to-segment", lambda box: ["--model", box.rel(box.model()), "--out", "out/x", "-q"]),
 ]
 
@@ -282,6 +297,8 @@ USAGE_CASES = [
     _case("usage/infer-crf-iterations-negative", _photos_with("--crf", "--crf-iterations", "-1")),
     _case("usage/infer-crf-sxy-not-a-number", _photos_with("--crf", "--crf-gaussian-sxy", "wide")),
     _case("usage/infer-no-model", lambda box: [box.rel(box.photos()), "--out", "out/labels", "-q"]),
+    _case("usage/infer-batch-size-zero", _photos_with("--batch-size", "0")),
+    _case("usage/infer-workers-negative", _photos_with("--workers", "-2")),
 ]
 
 

@@ -136,7 +136,9 @@ def _wait(process: subprocess.Popen, timeout_s: float, report: Path) -> tuple[in
 
 def run_case(case: Case, fixtures: Fixtures, settings: RunSettings) -> CaseResult:
     """Builds the case's sandbox, runs its CLI there, and records what happened."""
-    result = CaseResult(case.name, case.tool, case.expect_ok, rss_limit_mib=settings.rss_limits_mib[case.tool])
+    result = CaseResult(
+        case.name, case.tool, case.expect_ok, failures=case.failures, rss_limit_mib=settings.rss_limits_mib[case.tool]
+    )
     root = settings.work / "cases" / case.slug
     shutil.rmtree(root, ignore_errors=True)
     box = Sandbox(root, fixtures)

@@ -201,3 +201,173 @@ def test_infer_never_imports_torch(tiny_onnx, tiny_coco_dir, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
     assert (tmp_path / "000.png").is_file()
+
+
+# ----------------------------------------------------------------------------- a big job with bad files
+
+
+def photo_folder_with_two_bad(root: Path) -> Path:
+    """6 files: 4 readable images of odd sizes (one in a subfolder), a text file and a truncated JPEG."""
+    rng = np.random.default_rng(3)
+    (root / "sub").mkdir(parents=True)
+    for name, (height, width) in {"a.png": (37, 53), "c.jpg": (40, 40), "e.png": (20, 70), "sub/f.png": (9, 9)}.items():
+        Image.fromarray(colour_blocks_image(rng, height, width)).save(root / name, quality=95)
+    (root / "b.png").write_text("not a PNG")
+    (root / "sub" / "d.jpg").write_bytes((root / "c.jpg").read_bytes()[:200])
+    return root
+
+
+@pytest.mark.parametrize("pipeline", [[], ["--workers", "0", "--batch-size", "1"], ["--batch-size", "3"]])
+def test_a_folder_with_two_bad_images_writes_the_four_others_and_exits_1(colour_onnx, tmp_path, pipeline):
+    photos = photo_folder_with_two_bad(tmp_path / "photos")
+    out = tmp_path / "out"
+    args = [str(photos), "--model", str(colour_onnx), "--out", str(out), "-q", *pipeline]
+    result = CliRunner().invoke(infer_cli, args)
+    assert result.exit_code == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"failed: {photos / 'b.png'}: cannot read image: cannot identify image file")
+    assert lines[1].startswith(f"failed: {photos / 'sub' / 'd.jpg'}: cannot read image")
+    assert lines[2:] == [f"Error: 4 written, 2 failed (listed in {out / 'errors.txt'})"]
+    assert (out / "errors.txt").read_text().splitlines()[1:] == lines[:2]
+    for name in ("a.png", "c.png", "e.png", "sub/f.png"):
+        source = photos / name.replace("c.png", "c.jpg")
+        assert_colour_labels(out / name, read_image(source))
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == [
+        "a.png", "c.png", "e.png", "errors.txt", "sub/f.png"
+    ]
+
+
+def test_fail_fast_stops_at_the_first_bad_image_in_input_order(colour_onnx, tmp_path):
+    photos = photo_folder_with_two_bad(tmp_path / "photos")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(infer_cli, [str(photos), "-m", str(colour_onnx), "-o", str(out), "-q", "--fail-fast"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[1:] == [
+        f"Error: stopped at the first failure (--fail-fast): 1 written, 1 failed (listed in {out / 'errors.txt'})"
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "errors.txt"]
+
+
+def test_a_clean_rerun_removes_the_earlier_errors_txt_but_not_a_users_file(colour_onnx, tmp_path):
+    photos = photo_folder_with_two_bad(tmp_path / "photos")
+    out = tmp_path / "out"
+    CliRunner().invoke(infer_cli, [str(photos), "-m", str(colour_onnx), "-o", str(out), "-q"])
+    assert (out / "errors.txt").is_file()
+    (photos / "b.png").unlink()
+    (photos / "sub" / "d.jpg").unlink()
+    run_infer(photos, "-m", colour_onnx, "-o", out)
+    assert not (out / "errors.txt").exists()
+    (out / "errors.txt").write_text("my notes\n")
+    run_infer(photos, "-m", colour_onnx, "-o", out)
+    assert (out / "errors.txt").read_text() == "my notes\n"
+    (out / "errors.txt").unlink()
+    (out / "errors.txt").mkdir()
+    result = CliRunner().invoke(infer_cli, [str(photos), "-m", str(colour_onnx), "-o", str(out), "-q"])
+    assert result.exit_code == 1 and "errors.txt exists and is not a file tseg wrote" in result.stderr
+
+
+def test_workers_and_batch_size_do_not_change_a_byte(colour_onnx, photo_dir, tmp_path):
+    outputs = []
+    for index, args in enumerate([["--workers", "0", "--batch-size", "1"], ["--workers", "3", "--batch-size", "2"]]):
+        out = tmp_path / f"out{index}"
+        run_infer(photo_dir, "--model", colour_onnx, "--out", out, *args)
+        outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.png"))})
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 3
+
+
+# ----------------------------------------------------------------------------- defaults: no --model, no --out
+
+
+def test_without_model_the_newest_exported_model_under_runs_is_used(colour_onnx, photo_dir, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(infer_cli, [str(photo_dir), "--out", "labels", "-q"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: no --model given and no exported model under runs/")
+    assert "pass --model" in result.stderr and "tseg-export" in result.stderr
+    assert not (tmp_path / "labels").exists()
+
+    older, newer = tmp_path / "runs" / "a" / "best.onnx", tmp_path / "runs" / "b" / "best.onnx"
+    for path, when in ((older, 1_000_000), (newer, 2_000_000)):
+        path.parent.mkdir(parents=True)
+        shutil.copyfile(colour_onnx, path)
+        os.utime(path, (when, when))
+    rejected = tmp_path / "runs" / "b" / "best.rejected.onnx"
+    foreign = tmp_path / "runs" / "c" / "other.onnx"
+    shutil.copyfile(colour_onnx, rejected)
+    foreign.parent.mkdir()
+    foreign.write_bytes(b"an ONNX file without tseg metadata")
+    result = CliRunner().invoke(infer_cli, [str(photo_dir), "--out", "labels", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"using the newest model under runs/: {Path('runs/b/best.onnx')}\n"
+    assert (tmp_path / "labels" / "a.png").is_file()
+
+
+def test_without_out_a_new_runs_infer_folder_is_made_each_time(colour_onnx, photo_dir, tiny_coco_dir, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for expected in ("photos0", "photos0-2"):  # pytest names the fixture's folder photos0
+        result = CliRunner().invoke(infer_cli, [str(photo_dir), "--model", str(colour_onnx), "-q"])
+        assert result.exit_code == 0, result.output
+        assert result.stderr == f"writing to {Path('runs/infer') / expected}\n"
+        assert (tmp_path / "runs" / "infer" / expected / "sub" / "c.png").is_file()
+    result = CliRunner().invoke(infer_cli, ["--coco", str(tiny_coco_dir / "val.json"), "-m", str(colour_onnx), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "infer" / "coco-val").is_dir()
+    # A run refused before any work leaves no empty folder behind.
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jpg").write_bytes(b"")
+    (tmp_path / "bad" / "x.png").write_bytes(b"")
+    result = CliRunner().invoke(infer_cli, [str(tmp_path / "bad"), "-m", str(colour_onnx), "-q"])
+    assert result.exit_code == 1 and "would both be written to" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "runs" / "infer").iterdir()) == ["coco-val", "photos0", "photos0-2"]
+
+
+# ----------------------------------------------------------------------------- --overlay, --submission
+
+
+def test_overlay_writes_one_picture_per_image_beside_the_label_maps(colour_onnx, photo_dir, tmp_path):
+    run_infer(photo_dir, "--model", colour_onnx, "--out", tmp_path / "out", "--overlay", tmp_path / "pictures")
+    pictures = sorted(p.relative_to(tmp_path / "pictures").as_posix() for p in (tmp_path / "pictures").rglob("*"))
+    assert pictures == ["a.jpg", "b.jpg", "sub", "sub/c.jpg"]
+    with Image.open(tmp_path / "pictures" / "sub" / "c.jpg") as picture:
+        assert picture.size == (120, 90) and picture.mode == "RGB"
+        shown = np.asarray(picture, np.int16)
+    assert np.abs(shown - read_image(photo_dir / "sub" / "c.png")).mean() > 5  # the labels were blended in
+    result = CliRunner().invoke(infer_cli, [str(photo_dir), "-m", str(colour_onnx), "-o", str(tmp_path / "o2"),
+                                            "--overlay", str(photo_dir / "pictures"), "-q"])
+    assert result.exit_code == 1 and "--overlay" in result.stderr and "overlaps the input folder" in result.stderr
+
+
+def test_submission_rows_are_the_label_maps_at_256(colour_onnx, tiny_coco_dir, tmp_path):
+    from tseg.runtime.images import resize_labels
+    from tseg.runtime.submission import read_submission
+
+    csv = tmp_path / "sub.csv"
+    output = run_infer("--coco", tiny_coco_dir / "val.json", "-m", colour_onnx, "-o", tmp_path / "out",
+                       "--submission", csv)
+    assert f"wrote the submission {csv}" in output
+    coco = CocoDataset(tiny_coco_dir / "val.json")
+    rows = list(read_submission(csv))
+    assert [name for name, _ in rows] == [im.file_name for im in coco.images]
+    for (name, labels), info in zip(rows, coco.images, strict=True):
+        png = read_label_png(tmp_path / "out" / Path(info.file_name).with_suffix(".png"))
+        assert np.array_equal(labels, resize_labels(png, (256, 256))), name
+
+
+def test_no_submission_is_kept_when_an_image_failed(colour_onnx, tiny_coco_dir, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_coco_dir, root)
+    first = CocoDataset(root / "val.json").images[0].file_name
+    (root / first).write_bytes(b"broken")
+    csv = tmp_path / "sub.csv"
+    result = CliRunner().invoke(infer_cli, ["--coco", str(root / "val.json"), "-m", str(colour_onnx),
+                                            "-o", str(tmp_path / "out"), "--submission", str(csv), "-q", "--eval"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines()[0].startswith(f"failed: {root / first}: cannot read image")
+    assert not csv.exists() and not list(tmp_path.glob("*.tseg-tmp"))
+    assert not (tmp_path / "out" / "eval.json").exists()
