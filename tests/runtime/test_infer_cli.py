@@ -27,7 +27,7 @@ from tseg.runtime.cli import check_combinations, main
 from tseg.runtime.cli_errors import INTERRUPTED_EXIT, one_line_errors
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import read_label_png
-from tseg.runtime.predict import plan_targets
+from tseg.runtime.outputs import plan_targets
 from tseg.runtime.refine import CRF_FILE, CrfParams, resolve_crf_params
 
 
