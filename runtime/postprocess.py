@@ -34,8 +34,9 @@ import numpy as np
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import _source_grid, resize_scores, softmax
 
-# Boundary pixels are computed in chunks of about this many (memory: chunk * C floats * a few).
-BOUNDARY_CHUNK = 1 << 14
+# Boundary pixels are computed in chunks of about this many pixels times classes (memory:
+# a few float32 arrays of this many elements).
+BOUNDARY_ELEMENTS = 1 << 19
 MAX_CLASSES = 1 << 16  # labels are uint16 beyond 256 classes
 
 
@@ -94,7 +95,7 @@ def _counts(index: np.ndarray, length: int) -> np.ndarray:
 
 
 def _mixed_pixels(cells: tuple[np.ndarray, np.ndarray], rows: tuple[np.ndarray, np.ndarray],
-                  cols: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+                  cols: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Output (row, col) of every pixel of the given low-resolution cells.
 
     Args:
@@ -102,7 +103,8 @@ def _mixed_pixels(cells: tuple[np.ndarray, np.ndarray], rows: tuple[np.ndarray, 
         rows, cols: per low-resolution index, the first output pixel and the pixel count.
 
     Returns:
-        (N,) output rows and (N,) output columns, N = sum of the cells' block areas.
+        (N,) output rows, (N,) output columns and (N,) index into ``cells`` of each pixel,
+        N = sum of the cells' block areas; a cell's pixels are consecutive.
     """
     first_row, row_count = rows[0][cells[0]], rows[1][cells[0]]
     first_col, col_count = cols[0][cells[1]], cols[1][cells[1]]
@@ -111,7 +113,7 @@ def _mixed_pixels(cells: tuple[np.ndarray, np.ndarray], rows: tuple[np.ndarray, 
     cell = np.repeat(np.arange(len(areas)), areas)
     offset = np.arange(total) - np.repeat(np.cumsum(areas) - areas, areas)
     width = col_count[cell]
-    return first_row[cell] + offset // width, first_col[cell] + offset % width
+    return first_row[cell] + offset // width, first_col[cell] + offset % width, cell
 
 
 def _bilinear_argmax(flat: np.ndarray, low_w: int, taps: tuple, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -134,6 +136,86 @@ def _bilinear_argmax(flat: np.ndarray, low_w: int, taps: tuple, rows: np.ndarray
     at_left = flat.take(top + left, axis=1) * keep_r + flat.take(bottom + left, axis=1) * weight_r
     at_right = flat.take(top + right, axis=1) * keep_r + flat.take(bottom + right, axis=1) * weight_r
     return argmax_classes(at_left * keep_c + at_right * weight_c)
+
+
+def _two_candidates(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells where only two classes can win anywhere inside, and which two.
+
+    Inside a cell each class's bilinear value lies between its smallest and largest corner
+    value, so a class whose largest corner value is below some class's smallest one never
+    wins there. The margin keeps classes within float rounding of that bound as candidates.
+
+    Args:
+        corners: (4, C, K) float32 logits at the 4 corners of K cells.
+
+    Returns:
+        (K,) bool: exactly two candidates; (K,) the lower and (K,) the higher candidate class.
+    """
+    highest, lowest = corners.max(axis=0), corners.min(axis=0)
+    floor = lowest.max(axis=0)
+    margin = np.float32(1e-5) * (np.abs(highest).max(axis=0) + np.abs(lowest).max(axis=0))
+    candidates = highest >= floor - margin
+    num_classes = candidates.shape[0]
+    first = argmax_classes(candidates.view(np.uint8))
+    last = num_classes - 1 - argmax_classes(candidates[::-1].view(np.uint8)).astype(np.int64)
+    return candidates.sum(axis=0) == 2, first.astype(np.int64), last
+
+
+def _pair_argmax(corners: np.ndarray, pair: tuple[np.ndarray, np.ndarray], weights: tuple) -> np.ndarray:
+    """Labels at pixels whose cell has two candidate classes.
+
+    The sign of the bilinear difference of the two classes decides; it differs from the
+    sign of the reference's difference of bilinear values only within float rounding.
+
+    Args:
+        corners: (4, C, K) corner logits (top-left, top-right, bottom-left, bottom-right).
+        pair: (K,) lower and (K,) higher candidate class per cell.
+        weights: per pixel: (N,) cell index, row weight and its complement, column weight
+            and its complement.
+
+    Returns:
+        (N,) labels: the lower class where its value is >= the higher's (argmax's first index).
+    """
+    cell, weight_r, keep_r, weight_c, keep_c = weights
+    every = np.arange(corners.shape[2])
+    difference = corners[:, pair[0], every] - corners[:, pair[1], every]
+    top_left, top_right, bottom_left, bottom_right = difference.take(cell, axis=1)
+    left = top_left * keep_r
+    left += bottom_left * weight_r
+    left *= keep_c
+    right = top_right * keep_r
+    right += bottom_right * weight_r
+    right *= weight_c
+    return np.where(left >= -right, pair[0].take(cell), pair[1].take(cell))
+
+
+def _resolve_cells(out: np.ndarray, flat: np.ndarray, cells: tuple, grid: dict) -> None:
+    """Writes the labels of the pixels of mixed cells into ``out``.
+
+    Args:
+        out: (H, W) labels, written in place.
+        flat: (C, h * w) float32 logits.
+        cells: (K,) rows and (K,) columns of mixed cells.
+        grid: taps and per-index pixel ranges (see :func:`upsample_labels`).
+    """
+    low_w, out_w = grid["low_w"], out.shape[1]
+    top, bottom = cells[0] * low_w, grid["down"][cells[0]] * low_w
+    left, right = cells[1], grid["right"][cells[1]]
+    corners = flat.take(np.stack([top + left, top + right, bottom + left, bottom + right]), axis=1)
+    corners = corners.transpose(1, 0, 2)  # (4, C, K)
+    pair_cells, low, high = _two_candidates(corners)
+    for subset in (np.flatnonzero(pair_cells), np.flatnonzero(~pair_cells)):
+        if len(subset) == 0:
+            continue
+        rows, cols, cell = _mixed_pixels((cells[0][subset], cells[1][subset]), grid["rows"], grid["cols"])
+        if pair_cells[subset[0]]:
+            weights = (cell, grid["wr"].take(rows), grid["kr"].take(rows), grid["wc"].take(cols), grid["kc"].take(cols))
+            labels = _pair_argmax(corners[:, :, subset], (low[subset], high[subset]), weights)
+        else:
+            labels = _bilinear_argmax(flat, low_w, grid["taps"], rows, cols)
+        rows *= out_w
+        rows += cols
+        out.reshape(-1)[rows] = labels
 
 
 def upsample_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -173,15 +255,17 @@ def upsample_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if len(cells[0]) == 0:
         return out
     flat = logits.reshape(num_classes, low_h * low_w)
-    rows = (np.cumsum(row_count) - row_count, row_count)
-    cols = (np.cumsum(col_count) - col_count, col_count)
+    grid = {
+        "low_w": low_w, "down": down, "right": right, "taps": (r0, r1, wr, c0, c1, wc),
+        "wr": wr, "kr": np.float32(1) - wr, "wc": wc, "kc": np.float32(1) - wc,
+        "rows": (np.cumsum(row_count) - row_count, row_count), "cols": (np.cumsum(col_count) - col_count, col_count),
+    }
     areas = row_count[cells[0]] * col_count[cells[1]]
-    bounds = np.searchsorted(np.cumsum(areas), np.arange(BOUNDARY_CHUNK, int(areas.sum()), BOUNDARY_CHUNK))
-    taps = (r0, r1, wr, c0, c1, wc)
+    chunk_pixels = max(1, BOUNDARY_ELEMENTS // num_classes)
+    bounds = np.searchsorted(np.cumsum(areas), np.arange(chunk_pixels, int(areas.sum()), chunk_pixels))
     for chunk in np.split(np.arange(len(areas)), bounds):
         if len(chunk):
-            pixel_rows, pixel_cols = _mixed_pixels((cells[0][chunk], cells[1][chunk]), rows, cols)
-            out[pixel_rows, pixel_cols] = _bilinear_argmax(flat, low_w, taps, pixel_rows, pixel_cols)
+            _resolve_cells(out, flat, (cells[0][chunk], cells[1][chunk]), grid)
     return out
 
 
