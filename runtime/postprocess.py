@@ -11,16 +11,22 @@ holding the (C, H, W) scores:
    ``s_k >= s_m`` holds at every corner, so it holds for any convex combination:
    the pixel's label is ``k``. Whole cells of the low-resolution grid are resolved
    this way and spread over their block of output pixels by ``np.repeat``;
-3. only the pixels of "mixed" cells (class boundaries, a few percent) get their C
-   bilinear values, computed with the reference's float32 operations in the
-   reference's order (so bit for bit the same values), and their argmax.
+3. only the pixels of "mixed" cells (class boundaries, a few percent) are computed.
+   Inside a cell each class's value lies between its smallest and largest corner
+   value, so most cells have just two classes that can win anywhere inside: there the
+   sign of the bilinear difference of the two decides. Other mixed cells get all C
+   bilinear values with the reference's float32 operations in the reference's order
+   (the same values, bit for bit) and their argmax.
 
-Ties: a pixel of step 2 can differ from the reference only when, in the
-reference's float32 arithmetic, class ``m`` rounds to within an ulp or so of
-``k`` (in exact arithmetic ``s_k >= s_m``): a tie to float rounding. Everywhere
-else, and at every pixel of step 3, the labels equal the reference's (first index
-wins among equal values, as in ``argmax``). Logits must be finite (the
-:class:`~tseg.runtime.segmenter.Segmenter` checks its outputs); a NaN is refused.
+Ties: a pixel can differ from the reference only where, in the reference's float32
+arithmetic, the top two classes are within float rounding of each other (the
+difference of two values is rounded once or twice differently; exact ties go to the
+first class, as in ``argmax``). Everywhere else the labels equal the reference's
+(tests/runtime/test_postprocess.py checks this with hypothesis). Logits must be finite
+(the :class:`~tseg.runtime.segmenter.Segmenter` checks its outputs); a NaN is refused.
+
+Cost (benchmarks/postprocess.py, 12 classes from 256x256, 2 shared cores): 512x512
+3.3 ms vs 49 ms for the reference; 4000x3000 49 ms vs 4.9 s.
 
 NumPy only: this module never imports Numba or torch.
 """
