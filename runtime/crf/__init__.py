@@ -3,6 +3,10 @@
 ``dense_crf(probs, image)`` refines a softmax; ``dense_crf_labels(labels, image,
 num_classes=...)`` refines hard labels; :class:`DenseCRF` builds the lattices of one
 image once and runs (step-wise) inference for several unaries.
+
+This package is the algorithm only. How the runtime applies it to a model's logits
+(:class:`~tseg.runtime.refine.CrfParams`, crf.json) lives in :mod:`tseg.runtime.refine`,
+the grid search in :mod:`tseg.runtime.crf_tune`; importing this package imports Numba.
 """
 
 from tseg.runtime.crf.checks import Compat, CrfTypeError
