@@ -72,7 +72,7 @@ def test_crf_writes_the_dense_crf_labels(model, val, tmp_path):
         image = coco.read_image(index)
         scores = segmenter.scores(image)
         # The CLI's labels are dense_crf's, called directly with the defaults.
-        direct = dense_crf(softmax(scores), image, **asdict(CrfParams())).argmax(axis=0)
+        direct = dense_crf(softmax(scores), image, **CrfParams().crf_kwargs()).argmax(axis=0)
         np.testing.assert_array_equal(labels, direct)
     np.testing.assert_array_equal(np.concatenate([p.ravel() for p in plain]),
                                   np.concatenate([p.ravel() for p in library_labels(model, coco, None)]))
