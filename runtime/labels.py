@@ -83,7 +83,9 @@ def save_label_png(path: str | Path, labels: np.ndarray, *, palette: Sequence[Se
     flat = [c for rgb in palette for c in rgb]
     img.putpalette(flat + [0] * (768 - len(flat)))
     buffer = io.BytesIO()
-    img.save(buffer, format="PNG", optimize=False)
+    # zlib level 1: label maps are long runs that compress well at any level, and level 6
+    # costs about twice the time for files ~25% smaller (the writer is on the hot path).
+    img.save(buffer, format="PNG", optimize=False, compress_level=1)
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -181,7 +181,7 @@ class Stages:
         if self.tta is not None:  # test-time augmentation runs its views per image (post stage)
             return [np.empty(0, np.float32) for _ in batch]
         try:
-            logits = list(self.segmenter.run_batch(np.stack([item.tensor for item in batch])))
+            logits = list(self.segmenter.run_batch(np.stack([item.tensor for item in batch]), check_finite=False))
             self._model_ran = True
             return logits
         except TsegError as batch_error:
@@ -198,7 +198,7 @@ class Stages:
 
     def _run_one(self, item: _Decoded) -> np.ndarray | TsegError:
         try:
-            logits = self.segmenter.run_batch(item.tensor[None])[0]
+            logits = self.segmenter.run_batch(item.tensor[None], check_finite=False)[0]
         except TsegError as err:
             return err
         self._model_ran = True

@@ -79,13 +79,17 @@ def argmax_classes(logits: np.ndarray) -> np.ndarray:
         (...) uint8 labels (uint16 beyond 256 classes).
 
     Raises:
-        TsegError: a NaN in ``logits``.
+        TsegError: a NaN in ``logits``, or a pixel whose largest value is infinite.
     """
     num_classes = logits.shape[0]
     # C - max_c((C - c) * [x_c == max]) is the first c reaching the max. Reductions over
     # the leading axis are elementwise across (h, w) planes: vectorised, unlike argmax(0).
     wide = np.uint8 if num_classes < 256 else np.uint32
     best = logits.max(axis=0)
+    # NaN and +inf propagate into the per-pixel max, so this one small check (1/C of the
+    # data) stands in for a full isfinite pass over the logits.
+    if best.dtype.kind == "f" and not np.isfinite(best).all():
+        raise TsegError("the model gave NaN or infinite scores: cannot take their argmax")
     hits = np.equal(logits, best).view(np.uint8).astype(wide, copy=wide is not np.uint8)
     np.multiply(hits, np.arange(num_classes, 0, -1, dtype=wide).reshape((-1,) + (1,) * (logits.ndim - 1)), out=hits)
     first = hits.max(axis=0)

@@ -19,10 +19,10 @@ from tests.onnx_models import COLOUR_CLASSES, write_colour_model
 from tseg.runtime.cli import main as infer_cli
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.crf.dense import dense_crf
-from tseg.runtime.refine import CRF_FILE, CrfParams
 from tseg.runtime.crf_tune import DEFAULT_GRID
 from tseg.runtime.labels import labels_from_scores, read_label_png, softmax
 from tseg.runtime.metrics import ConfusionMatrix
+from tseg.runtime.refine import CRF_FILE, CrfParams
 from tseg.runtime.segmenter import Segmenter
 
 

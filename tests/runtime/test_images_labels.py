@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tseg.runtime.errors import TsegError
@@ -280,3 +282,20 @@ def test_bad_exif_orientation_gives_stored_pixels_or_one_line(tmp_path):
     assert read_image(path).shape == (20, 30, 3)  # EXIF unused: no complaint
     with pytest.raises(TsegError, match=r"EXIF orientation of .*corrupt\.jpg: its EXIF data is corrupt"):
         read_image(path, exif_transpose=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+    mean=st.tuples(*[st.floats(-2, 2, width=32)] * 3),
+    std=st.tuples(*[st.floats(0.0625, 4, width=32)] * 3),
+)
+def test_normalize_is_the_per_pixel_formula_bit_for_bit_and_c_contiguous(height, width, seed, mean, std):
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    chw = image.transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255.0)
+    expected = (chw - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+    got = normalize(image, mean=mean, std=std)
+    assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"] and got.shape == (3, height, width)
+    np.testing.assert_array_equal(got, expected)

@@ -50,7 +50,7 @@ class FakeSegmenter:
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         return np.full((3, 2, 2), float(image[0, 0, 0]), np.float32)
 
-    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+    def run_batch(self, batch: np.ndarray, *, check_finite: bool = True) -> np.ndarray:
         self.batches.append(len(batch))
         if self.broken or (batch[:, 0, 0, 0] == 255).any():
             raise TsegError("model.onnx: the model gave NaN or infinite scores for this image")
@@ -274,3 +274,21 @@ def test_pipelined_outputs_equal_the_sequential_paths_byte_for_byte(tiny_onnx, t
                                        post_workers=post)
         assert got == reference, (batch_size, workers, post)
         assert got_scores == scores and got_crf == crf_scores
+
+
+class NanSegmenter(FakeSegmenter):
+    """Returns NaN scores (instead of raising) for images of value 254, as a real model would."""
+
+    def run_batch(self, batch: np.ndarray, *, check_finite: bool = True) -> np.ndarray:
+        logits = super().run_batch(batch)
+        logits[batch[:, 0, 0, 0] == 254] = np.nan
+        if check_finite and np.isnan(logits).any():
+            raise AssertionError("the pipeline left the finiteness check on (it is the post stage's)")
+        return logits
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_nan_scores_for_one_image_are_that_images_failure(workers):
+    report, seen, failures = collect(make_jobs([1, 254, 2, 3]), NanSegmenter(), batch_size=2, workers=workers)
+    assert [index for index, _, _ in seen] == [0, 2, 3]
+    assert [f.index for f in failures] == [1] and "NaN or infinite" in failures[0].reason

@@ -195,3 +195,13 @@ def test_postprocess_imports_neither_numba_nor_torch():
     code = "import sys, tseg.runtime.postprocess; print(sorted({'numba', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_a_pixel_whose_top_score_is_infinite_is_refused(value):
+    logits = smooth_logits(3, (8, 8))
+    logits[:, 2, 3] = value if value < 0 else logits[:, 2, 3]
+    logits[0, 2, 3] = value if value > 0 else logits[0, 2, 3]
+    for size in [(8, 8), (16, 16)]:
+        with pytest.raises(TsegError, match="NaN or infinite"):
+            upsample_labels(logits, size)
