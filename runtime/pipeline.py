@@ -149,10 +149,14 @@ class Stages:
             settings apply).
         keep_image: hand the decoded image to the writer (e.g. for overlays).
         plain_labels: also compute the labels without the CRF (to score both).
+        crf_threads: threads of each CRF run (None: every core); with several
+            post-processing threads, one each wastes less time at the CRF's barriers.
     """
 
-    def __init__(self, segmenter, *, keep_image: bool = False, plain_labels: bool = False) -> None:
+    def __init__(self, segmenter, *, keep_image: bool = False, plain_labels: bool = False,
+                 crf_threads: int | None = None) -> None:
         self.segmenter = segmenter
+        self.crf_threads = crf_threads
         self.crf = segmenter.crf
         self.tta = segmenter.tta
         self.keep_image = keep_image
@@ -212,9 +216,13 @@ class Stages:
                 averaged = tta_probs(self.segmenter, item.image, self.tta)
                 plain = labels_from_probs(averaged) if self.crf is None or self.plain_labels else None
                 logits = logits_from_probs(averaged) if self.crf is not None else None
-                labels = self.segmenter.postprocess(logits, item.image).labels if logits is not None else plain
+                labels = (
+                    self.segmenter.postprocess(logits, item.image, crf_threads=self.crf_threads).labels
+                    if logits is not None
+                    else plain
+                )
             elif self.crf is not None:
-                labels = self.segmenter.postprocess(logits, item.image).labels
+                labels = self.segmenter.postprocess(logits, item.image, crf_threads=self.crf_threads).labels
                 plain = upsample_labels(logits, item.size) if self.plain_labels else None
             else:
                 labels = upsample_labels(logits, item.size)

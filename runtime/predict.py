@@ -52,7 +52,8 @@ class InferSettings:
         crf: dense-CRF post-processing parameters, or None for none.
         batch_size: images per model run.
         workers: decoding threads (0: every stage in turn on one thread, the sequential path).
-        post_workers: post-processing (upsampling, CRF) threads; None: as many as ``workers``.
+        post_workers: post-processing (upsampling, CRF) threads; None: as many as ``workers``
+            with a CRF or TTA, else one.
         fail_fast: stop at the first image that fails instead of carrying on.
         tta: test-time augmentation views (a :class:`~tseg.runtime.tta.TtaSettings`), or None.
         overlay: folder for pictures of each image with its labels blended in, or None.
@@ -74,7 +75,10 @@ class InferSettings:
     submission: Path | None = None
 
     def pipeline(self) -> PipelineSettings:
-        post = self.post_workers if self.post_workers is not None else max(1, self.workers)
+        if self.post_workers is not None:
+            post = self.post_workers
+        else:  # the CRF (or TTA) is the heavy stage; the plain argmax keeps up on one thread
+            post = max(1, self.workers) if self.crf is not None or self.tta is not None else 1
         return PipelineSettings(
             batch_size=self.batch_size,
             workers=self.workers,
@@ -154,8 +158,13 @@ class _Writer:
 
 
 def _run(jobs: list[Job], segmenter: Segmenter, writer: _Writer, settings: InferSettings, *, scores: bool = False):
-    stages = Stages(segmenter, keep_image=settings.overlay is not None, plain_labels=scores)
     pipeline = settings.pipeline()
+    stages = Stages(
+        segmenter,
+        keep_image=settings.overlay is not None,
+        plain_labels=scores,
+        crf_threads=1 if pipeline.workers > 0 and pipeline.post_workers > 1 else None,
+    )
     if segmenter.batch_size < pipeline.batch_size:  # a graph whose batch axis is fixed at 1
         pipeline = dataclasses.replace(pipeline, batch_size=segmenter.batch_size)
     return run_pipeline(jobs, stages=stages, settings=pipeline, sink=writer, report=report_failure)

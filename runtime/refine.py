@@ -75,7 +75,7 @@ class CrfParams:
         del kwargs["max_pixels"]
         return kwargs
 
-    def refine(self, scores: np.ndarray, image: np.ndarray) -> np.ndarray:
+    def refine(self, scores: np.ndarray, image: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """Labels after the CRF.
 
         Args:
@@ -92,12 +92,12 @@ class CrfParams:
         if scores.shape[1:] != image.shape[:2]:
             raise TsegError(f"CRF: scores {scores.shape} do not match the image's size {image.shape[:2]}")
         if image.shape[0] * image.shape[1] > self.max_pixels:
-            return self._refine_capped(scores, image)
+            return self._refine_capped(scores, image, threads=threads)
         from tseg.runtime.crf.dense import dense_crf
 
-        return labels_from_scores(dense_crf(softmax(scores), image, **self.crf_kwargs()))
+        return labels_from_scores(dense_crf(softmax(scores), image, threads=threads, **self.crf_kwargs()))
 
-    def refine_logits(self, logits: np.ndarray, image: np.ndarray) -> np.ndarray:
+    def refine_logits(self, logits: np.ndarray, image: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """Labels after the CRF, from the model's logits at any resolution. Thread-safe.
 
         At or below ``max_pixels`` this equals ``refine(resize_scores(logits, (H, W)), image)``;
@@ -107,6 +107,7 @@ class CrfParams:
         Args:
             logits: (C, h, w) float logits (e.g. the model's output).
             image: (H, W, 3) uint8 RGB.
+            threads: the CRF's threads; None: every core (the labels do not depend on it).
 
         Returns:
             (H, W) labels, uint8 (uint16 beyond 256 classes).
@@ -114,16 +115,18 @@ class CrfParams:
         image = _check_image(image)
         logits = _check_logits(logits)
         if image.shape[0] * image.shape[1] > self.max_pixels:
-            return self._refine_capped(logits, image)
-        return self.refine(resize_scores(logits, image.shape[:2]), image)
+            return self._refine_capped(logits, image, threads=threads)
+        return self.refine(resize_scores(logits, image.shape[:2]), image, threads=threads)
 
-    def _refine_capped(self, logits: np.ndarray, image: np.ndarray) -> np.ndarray:
+    def _refine_capped(self, logits: np.ndarray, image: np.ndarray, *, threads: int | None) -> np.ndarray:
         """The CRF on the image and logits resized to fit max_pixels; labels at full size."""
         from tseg.runtime.crf.dense import dense_crf
 
         height, width = image.shape[:2]
         size = capped_size(height, width, self.max_pixels)
-        probs = dense_crf(softmax(resize_scores(logits, size)), resize_image(image, size), **self.crf_kwargs())
+        probs = dense_crf(
+            softmax(resize_scores(logits, size)), resize_image(image, size), threads=threads, **self.crf_kwargs()
+        )
         # Probabilities, not their log: a probability that underflowed to 0 would be -inf.
         return upsample_labels(probs, (height, width))
 

@@ -103,7 +103,7 @@ def record_refine(monkeypatch) -> list[CrfParams]:
     """Replaces CrfParams.refine: records the parameters the CLI resolved, returns plain labels."""
     seen: list[CrfParams] = []
 
-    def refine(params: CrfParams, scores: np.ndarray, image: np.ndarray) -> np.ndarray:
+    def refine(params: CrfParams, scores: np.ndarray, image: np.ndarray, *, threads=None) -> np.ndarray:
         seen.append(params)
         return labels_from_scores(scores)
 

@@ -67,7 +67,7 @@ def test_above_the_cap_the_crf_runs_at_the_capped_size(monkeypatch):
     labels = params.refine_logits(logits, image)
     size = capped_size(64, 80, 1024)
     assert size[0] * size[1] <= 1024 and labels.shape == (64, 80) and labels.dtype == np.uint8
-    assert seen == [((4, *size), (*size, 3), params.crf_kwargs())]
+    assert seen == [((4, *size), (*size, 3), {"threads": None, **params.crf_kwargs()})]
     expected_probs = real(softmax(resize_scores(logits, size)), resize_image(image, size), **params.crf_kwargs())
     np.testing.assert_array_equal(labels, upsample_labels(expected_probs, (64, 80)))
     # refine() on full-size scores honours the cap too, and lands close to refine_logits.
@@ -177,3 +177,10 @@ def test_running_a_crf_imports_numba():
         "assert 'numba' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_the_crf_thread_count_does_not_change_the_labels():
+    image, logits = scene(48, 40)
+    params = CrfParams(iterations=3)
+    one, every = params.refine_logits(logits, image, threads=1), params.refine_logits(logits, image)
+    np.testing.assert_array_equal(one, every)
