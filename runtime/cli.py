@@ -129,6 +129,11 @@ def crf_options(func):
     help="With --coco: write the competition's CSV (one row per image, labels at 256x256) to this file.",
 )
 @click.option(
+    "--score-submission",
+    type=click.Path(path_type=Path),
+    help="With --coco: score this submission CSV against the JSON's annotations (no model is run).",
+)
+@click.option(
     "--max-image-pixels",
     metavar="N|none",
     help="Refuse images of more pixels than N, a decompression-bomb guard (default: Pillow's 89478485;"
@@ -155,6 +160,7 @@ def main(
     tta_scales,
     overlay,
     submission,
+    score_submission,
     max_image_pixels,
     quiet,
     **crf,
@@ -167,10 +173,13 @@ def main(
       tseg-infer photos/ --model best.onnx --out labels/ --overlay pictures/
       tseg-infer --coco data/val.json --model best.onnx --out pred/ --eval --crf
       tseg-infer --coco data/test.json --submission sub.csv
+      tseg-infer --coco data/val.json --score-submission sub.csv
       tseg-infer --coco data/val.json --model best.onnx --crf-tune
     """
     given = given_options(click.get_current_context())
     check_combinations(given=given, has_paths=bool(paths), has_coco=coco is not None)
+    if score_submission is not None:
+        return _score_submission(score_submission, coco, data)
     with images.pixel_limit_option(max_image_pixels):
         tta_settings = _parse_tta(tta, tta_scales)
         if model is None:
@@ -204,6 +213,14 @@ def main(
                 created.rmdir()  # nothing written: leave no empty run folder behind
             raise
     return None
+
+
+def _score_submission(csv: Path, coco: Path, data: Path | None) -> None:
+    from tseg.runtime.coco import CocoDataset
+    from tseg.runtime.submission import score_submission
+
+    scores = score_submission(csv, coco, data_root=data)
+    click.echo(f"{csv}: " + format_scores(scores, CocoDataset(coco, root=data).classes))
 
 
 def _parse_tta(tta: str | None, scales: str | None):
@@ -266,6 +283,14 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
         TsegError: naming the option and what it needs.
     """
     crf_flags = sorted(n for n in given if n in CRF_FLAGS)
+    if "score_submission" in given:
+        clashes = sorted(given - {"score_submission", "coco", "data", "quiet", "max_image_pixels"})
+        if clashes or has_paths:
+            what = _flag(clashes[0]) if clashes else "PATHS"
+            raise TsegError(f"{what} does not apply to --score-submission (it scores a CSV; no model is run)")
+        if not has_coco:
+            raise TsegError("--score-submission needs --coco with the annotated split the CSV was made for")
+        return
     if "crf_tune" in given:
         from tseg.runtime.crf_tune import DEFAULT_GRID
 

@@ -371,3 +371,32 @@ def test_no_submission_is_kept_when_an_image_failed(colour_onnx, tiny_coco_dir, 
     assert result.stderr.splitlines()[0].startswith(f"failed: {root / first}: cannot read image")
     assert not csv.exists() and not list(tmp_path.glob("*.tseg-tmp"))
     assert not (tmp_path / "out" / "eval.json").exists()
+
+
+def test_score_submission_scores_a_csv_against_the_json_without_a_model(colour_onnx, tiny_coco_dir, tmp_path):
+    from tseg.runtime.images import resize_labels
+    from tseg.runtime.submission import read_submission
+
+    csv = tmp_path / "sub.csv"
+    val = tiny_coco_dir / "val.json"
+    run_infer("--coco", val, "-m", colour_onnx, "-o", tmp_path / "out", "--submission", csv)
+    output = run_infer("--coco", val, "--score-submission", csv)
+    coco = CocoDataset(val)
+    matrix = ConfusionMatrix(coco.num_classes)
+    for (_, labels), index in zip(read_submission(csv), range(len(coco)), strict=True):
+        matrix.update(resize_labels(coco.label_map(index), (256, 256)), labels)
+    assert output.startswith(f"{csv}: mIoU {matrix.compute().miou:.4f}")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "m.onnx"], "--model does not apply to --score-submission"),
+        (["--crf"], "--crf does not apply to --score-submission"),
+        ([], "--score-submission needs --coco"),
+    ],
+)
+def test_score_submission_refuses_what_it_would_ignore(tmp_path, tiny_coco_dir, extra, message):
+    coco = [] if not extra else ["--coco", str(tiny_coco_dir / "val.json")]
+    result = CliRunner().invoke(infer_cli, [*coco, "--score-submission", str(tmp_path / "s.csv"), *extra])
+    assert result.exit_code == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
