@@ -33,7 +33,7 @@ from tseg.runtime.errors import TsegError
 from tseg.runtime.postprocess import upsample_labels
 from tseg.runtime.tta import labels_from_probs, logits_from_probs, tta_probs
 
-THREAD_PREFIX = "tseg-"
+THREAD_PREFIX = "tseg-pipeline-"  # the CRF's own pool is "tseg-crf" and outlives a run by design
 MAX_BATCH_SIZE = 1024
 MAX_WORKERS = 64
 
@@ -215,7 +215,8 @@ class Stages:
             if self.tta is not None:  # as Segmenter.predict_tta, keeping the labels before the CRF
                 averaged = tta_probs(self.segmenter, item.image, self.tta)
                 plain = labels_from_probs(averaged) if self.crf is None or self.plain_labels else None
-                logits = logits_from_probs(averaged) if self.crf is not None else None
+                # In place: the averaged probabilities are not needed once the plain labels exist.
+                logits = logits_from_probs(averaged, in_place=True) if self.crf is not None else None
                 labels = (
                     self.segmenter.postprocess(logits, item.image, crf_threads=self.crf_threads).labels
                     if logits is not None

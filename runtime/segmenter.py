@@ -272,7 +272,7 @@ class Segmenter:
             raise TsegError("predict_tta: this Segmenter was made without tta=TtaSettings(...)")
         averaged = tta_probs(self, check_image(image), self.tta)
         if self.crf is not None:
-            labels = _crf_labels(self.crf, logits_from_probs(averaged), image)
+            labels = _crf_labels(self.crf, logits_from_probs(averaged, in_place=not probs), image)
         else:
             labels = labels_from_probs(averaged)
         return Prediction(labels=labels, classes=self.metadata.classes, palette=self.metadata.palette,
