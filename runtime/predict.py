@@ -30,9 +30,10 @@ from tseg.runtime.outputs import (
     plan_overlays,
     plan_targets,
 )
-from tseg.runtime.pipeline import Failure, Job, PipelineReport, PipelineSettings, Result, Stages, run_pipeline
+from tseg.runtime.pipeline import PipelineReport, PipelineSettings, run_pipeline
 from tseg.runtime.refine import CrfParams
 from tseg.runtime.segmenter import Segmenter
+from tseg.runtime.stages import Failure, Job, Result, Stages
 
 ERRORS_FILE = "errors.txt"  # the failures of a run, in --out
 ERRORS_HEADER = "# tseg-infer: images that could not be segmented (failed: SOURCE: reason)\n"

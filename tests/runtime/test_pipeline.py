@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.pipeline import THREAD_PREFIX, Job, PipelineSettings, Stages, failure_reason, run_pipeline
+from tseg.runtime.pipeline import THREAD_PREFIX, PipelineSettings, run_pipeline
 from tseg.runtime.predict import InferSettings, infer_coco
+from tseg.runtime.stages import Job, Stages, failure_reason
 
 CLASSES = 4
 
