@@ -180,6 +180,9 @@ def _one_line(value: object) -> str:
     return " ".join(str(value).split())
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
 def _decode_image(path: Path, *, limit: int | None, exif_transpose: bool) -> np.ndarray:
     with _open_image(path, limit) as img:
         width, height = img.size
@@ -188,7 +191,8 @@ def _decode_image(path: Path, *, limit: int | None, exif_transpose: bool) -> np.
         if limit is not None and width * height > limit:
             raise TsegError(f"{path} is {width}x{height}: {pixel_limit_message(width * height, limit)}")
         img.load()
-        if exif_transpose:
+        # Most files have no rotation to apply: skip exif_transpose's copy of the whole image then.
+        if exif_transpose and img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             img = ImageOps.exif_transpose(img)
         try:
             return to_rgb_array(img)
@@ -236,7 +240,8 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         img = Image.alpha_composite(background, img)
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    # np.asarray of a PIL image is already a C-contiguous copy; convert() would copy an RGB image once more.
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
 
 
 def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -284,16 +289,16 @@ def normalize(image: np.ndarray, *, mean: Sequence[float], std: Sequence[float])
     Returns:
         (3, H, W) float32, C-contiguous: (pixel / 255 - mean) / std.
     """
-    # A 256-entry table per channel, computed with the very float32 operations a per-pixel
-    # formula would use (bit-identical results), then one gather per channel straight into
-    # a C-contiguous (3, H, W): no float temporaries, and no transposing copy before the model.
-    levels = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)
-    mean_arr = np.asarray(mean, dtype=np.float32)[:, None]
-    std_arr = np.asarray(std, dtype=np.float32)[:, None]
-    table = (levels[None, :] - mean_arr) / std_arr
+    # Per channel, in place in a C-contiguous (3, H, W): one float32 pass per operation
+    # (no float64 temporaries, no transposing copy before the model). Each step rounds to
+    # float32 exactly as the formula does, so the result matches it bit for bit.
+    scale = np.float32(1.0 / 255.0)
     out = np.empty((3, image.shape[0], image.shape[1]), dtype=np.float32)
     for channel in range(3):
-        np.take(table[channel], image[:, :, channel], out=out[channel])
+        plane = out[channel]
+        np.multiply(image[:, :, channel], scale, out=plane, dtype=np.float32)
+        np.subtract(plane, np.float32(mean[channel]), out=plane)
+        np.divide(plane, np.float32(std[channel]), out=plane)
     return out
 
 
