@@ -22,6 +22,8 @@ MAX_NAME_CHARS = 200
 # Normalisation is on the [0, 1] pixel scale; beyond these the float32 input is garbage.
 MEAN_RANGE = (-1000.0, 1000.0)
 STD_RANGE = (1e-6, 1000.0)
+PRECISIONS = ("fp32", "fp16", "int8")
+_OPTIONAL = {"extra": "{}", "precision": '"fp32"', "calibration": "{}"}  # field -> JSON when absent
 
 
 def _show(value: object) -> str:
@@ -147,6 +149,10 @@ class ModelMetadata:
         model_name: the registry name of the architecture.
         tseg_version: the tseg version that exported the model.
         extra: free-form provenance (training run, metrics), JSON-serialisable.
+        precision: the numeric precision of the graph's weights and compute, one of
+            :data:`PRECISIONS` (inputs and outputs are float32 in all of them).
+        calibration: for ``int8``, how the activation ranges were calibrated (images,
+            method, source split); empty otherwise.
     """
 
     classes: tuple[str, ...]
@@ -157,6 +163,8 @@ class ModelMetadata:
     model_name: str
     tseg_version: str
     extra: Mapping[str, object] = field(default_factory=dict)
+    precision: str = "fp32"
+    calibration: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         classes = _check_classes(self.classes)
@@ -169,8 +177,11 @@ class ModelMetadata:
             "model_name": _check_text("model_name", self.model_name),
             "tseg_version": _check_text("tseg_version", self.tseg_version),
         }
-        if not isinstance(self.extra, Mapping):
-            raise TsegError(f"extra: need a JSON object, got {_show(self.extra)}")
+        for name in ("extra", "calibration"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise TsegError(f"{name}: need a JSON object, got {_show(getattr(self, name))}")
+        if self.precision not in PRECISIONS:
+            raise TsegError(f"precision: need one of {', '.join(PRECISIONS)}, got {_show(self.precision)}")
         for name, value in checked.items():  # normalised: tuples of Python ints and floats
             object.__setattr__(self, name, value)
 
@@ -192,7 +203,7 @@ class ModelMetadata:
             TsegError: the properties are missing or malformed: one line naming
                 ``source``, the key, what was expected and what came.
         """
-        names = [f for f in cls.__dataclass_fields__ if f != "extra"]
+        names = [f for f in cls.__dataclass_fields__ if f not in _OPTIONAL]
         missing = [n for n in [*names, "schema"] if PREFIX + n not in props]
         if missing:
             raise TsegError(
@@ -202,7 +213,8 @@ class ModelMetadata:
         try:
             _check_schema(str(props[PREFIX + "schema"]))
             values = {n: _decode(n, props[PREFIX + n]) for n in names}
-            values["extra"] = _decode("extra", props.get(PREFIX + "extra", "{}"))
+            for name, default in _OPTIONAL.items():  # absent from files of older tseg versions
+                values[name] = _decode(name, props.get(PREFIX + name, default))
             return cls(**values)
         except TsegError as err:
             raise TsegError(f"{source}: bad tseg metadata {PREFIX}{err}") from None
