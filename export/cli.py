@@ -7,6 +7,23 @@ from pathlib import Path
 import click
 
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
+from tseg.runtime.errors import TsegError
+
+
+class AgreementType(click.ParamType):
+    """``0.999`` (FP32) or ``fp16=0.99,int8=0.9``, merged over the defaults."""
+
+    name = "AGREEMENT"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        from tseg.export.accuracy import parse_min_agreement
+
+        try:
+            return parse_min_agreement(value)
+        except TsegError as err:
+            self.fail(str(err).removeprefix("--min-agreement: "), param, ctx)
 
 
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,24 +50,75 @@ from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 @click.option("--opset", default=18, show_default=True, type=int)
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify the graph with onnxslim.")
 @click.option(
-    "--min-agreement",
-    default=0.999,
+    "--precision",
+    "precisions",
+    default="fp32",
+    show_default=True,
+    help="Comma-separated precisions to write: fp32, fp16, int8 (NAME.onnx, NAME.fp16.onnx, NAME.int8.onnx)."
+    " FP32 is always written: the others are made from it.",
+)
+@click.option("--train-json", default="train.json", show_default=True, help="Split INT8 calibrates on (with --data).")
+@click.option(
+    "--calib-images",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="INT8: how many training images calibrate the activation ranges.",
+)
+@click.option(
+    "--calib-method",
+    type=click.Choice(["minmax", "entropy", "percentile"]),
+    help="INT8 calibration method (default: the quantizer's, see the README).",
+)
+@click.option(
+    "--keep-float",
+    help="INT8: comma-separated op types or node names left in float ('none': quantize all;"
+    " default: the quantizer's list).",
+)
+@click.option(
+    "--max-miou-drop",
+    default=0.01,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="Argmax agreement with PyTorch each parity case needs; below it the exit code is 1.",
+    help="With --data: a file whose val mIoU is lower than PyTorch's by more is rejected.",
+)
+@click.option(
+    "--min-agreement",
+    default="fp32=0.999,fp16=0.99,int8=0.95",
+    show_default=True,
+    type=AgreementType(),
+    help="Argmax agreement with PyTorch each precision needs (a bare number sets FP32's);"
+    " FP16/INT8 are judged on val images when --data is given.",
 )
 @one_line_errors
-def main(checkpoint, out, data, val_json, parity_images, opset, simplify, min_agreement):
+def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precisions, train_json, calib_images,
+         calib_method, keep_float, max_miou_drop, min_agreement):
     """Export a checkpoint to ONNX (dynamic batch, height and width) with tseg metadata.
 
     The file passes onnx.checker, and ONNX Runtime's logits are compared with
-    PyTorch's on generated inputs at two sizes (and on --data images); the
-    figures are printed and saved beside the model as .parity.json.
+    PyTorch's on generated inputs at two sizes (and on --data images); with
+    --precision fp16/int8 each file is judged the same way and, with --data, by its
+    val mIoU against PyTorch's. The figures are printed and saved beside the model
+    as .parity.json; a file that fails is renamed .rejected.onnx and the exit code is 1.
 
     \b
-    Example:
+    Examples:
       tseg-export --onnx runs/demo/best.pt --data ~/.cache/tseg/synthetic-...
+      tseg-export --onnx runs/demo/best.pt --data DATA --precision fp32,fp16,int8
     """
+    import sys
+
+    from tseg.export.precisions import PrecisionSettings, failure_line, parse_precisions
+
+    settings = PrecisionSettings(
+        precisions=parse_precisions(precisions),
+        calib_images=calib_images,
+        calib_method=calib_method,
+        keep_float=_keep_float(keep_float),
+        min_agreement=min_agreement,
+        max_miou_drop=max_miou_drop,
+        progress=sys.stderr.isatty(),
+    )
     from tseg.export.pipeline import export_checkpoint
 
     result = export_checkpoint(
@@ -58,19 +126,33 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, min_ag
         out=out,
         data=data,
         val_json=val_json,
+        train_json=train_json,
         parity_images=parity_images,
         opset=opset,
         simplify=simplify,
-        min_agreement=min_agreement,
+        precision=settings,
     )
     click.echo(f"wrote {result.onnx_path} (parity on {', '.join(result.report.providers)})")
     click.echo(result.report.summary())
+    if len(result.verdicts) > 1 or data is not None:
+        from tseg.export.accuracy import summary
+
+        click.echo("\nper precision, against PyTorch" + (" (val split: every image)" if data is not None else ""))
+        click.echo(summary(result.verdicts))
+    for verdict in result.verdicts:
+        if verdict.passed and verdict.precision != "fp32":
+            click.echo(f"wrote {verdict.path}")
     click.echo(f"parity report: {result.parity_path}")
-    if not result.report.passed:
-        raise click.ClickException(
-            f"ONNX output disagrees with PyTorch: worst argmax agreement"
-            f" {result.report.worst_agreement:.4%} < {min_agreement:.1%}"
-        )
+    if not result.passed:
+        raise click.ClickException(failure_line(result.verdicts))
+
+
+def _keep_float(text: str | None) -> tuple[str, ...] | None:
+    """--keep-float: None (the default list), () for 'none', else the names given."""
+    if text is None:
+        return None
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    return () if [n.lower() for n in names] == ["none"] else names
 
 
 if __name__ == "__main__":

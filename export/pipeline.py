@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import math
@@ -9,8 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tseg.export.onnx import DEFAULT_OPSET, check_opset, export_onnx
-from tseg.export.parity import MIN_AGREEMENT, ParityReport, compare, parity_inputs
+from tseg.export.accuracy import PrecisionVerdict
+from tseg.export.onnx import DEFAULT_OPSET, check_opset, export_onnx, metadata_for
+from tseg.export.parity import ParityReport, parity_inputs
+from tseg.export.precisions import PrecisionSettings, judge, make_file, reject_failures
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TEMP_SUFFIX, atomic_write_bytes, temp_name_prefix
@@ -19,16 +22,44 @@ from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
 @dataclass(frozen=True)
 class ExportResult:
-    """The files written and the parity verdict."""
+    """The files written and the verdict of each precision.
+
+    Attributes:
+        onnx_path: the FP32 file (always written: the other precisions are made from it).
+        parity_path: the report of every precision (JSON).
+        report: FP32's parity report against PyTorch.
+        verdicts: one per precision, in the order asked; a failed one's file was moved
+            to its ``.rejected.onnx`` name.
+    """
 
     onnx_path: Path
     parity_path: Path
     report: ParityReport
+    verdicts: tuple[PrecisionVerdict, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed and all(v.passed for v in self.verdicts)
+
+    @property
+    def files(self) -> dict[str, Path]:
+        """precision -> usable file (rejected ones are left out)."""
+        return {v.precision: Path(v.path) for v in self.verdicts if v.passed}
 
 
 def default_onnx_path(checkpoint: Path) -> Path:
     """runs/RUN/best.pt -> runs/RUN/best.onnx."""
     return checkpoint.with_suffix(".onnx")
+
+
+def precision_path(onnx_path: Path, precision: str) -> Path:
+    """runs/RUN/best.onnx -> runs/RUN/best.fp16.onnx (FP32 keeps the plain name)."""
+    return onnx_path if precision == "fp32" else onnx_path.with_suffix(f".{precision}.onnx")
+
+
+def rejected_path(path: Path) -> Path:
+    """runs/RUN/best.int8.onnx -> runs/RUN/best.int8.rejected.onnx: not a name the runtime picks up."""
+    return path.with_suffix(".rejected.onnx")
 
 
 def parity_report_path(onnx_path: Path) -> Path:
@@ -104,55 +135,98 @@ def check_export_paths(checkpoint: Path, out: Path | None) -> tuple[Path, Path]:
     return onnx_path, parity_path
 
 
+def _dataset(data: str | Path | None, split_json: str, *, what: str, option: str) -> CocoDataset | None:
+    """The COCO split ``data/split_json``, or None without ``data``."""
+    if data is None:
+        return None
+    if not Path(data).is_dir():
+        raise TsegError(f"data folder not found: {data}")
+    split = Path(data) / split_json
+    if not split.is_file():
+        raise TsegError(f"--data {data} has no {what} split {split_json} (set {option})")
+    return CocoDataset(split, root=data)
+
+
+def _check_int8_inputs(settings: PrecisionSettings, data, train_json: str) -> PrecisionSettings:
+    """INT8 calibrates on the training split: refuse early what cannot give it images."""
+    if "int8" not in settings.precisions:
+        return settings
+    if data is None:
+        raise TsegError(
+            "--precision int8 needs calibration images: give --data ROOT (its training split is used,"
+            f" {train_json} unless --train-json says otherwise)"
+        )
+    if settings.calib_images < 1:
+        raise TsegError(
+            f"--precision int8 needs calibration images: --calib-images must be >= 1, got {settings.calib_images}"
+        )
+    coco = _dataset(data, train_json, what="training", option="--train-json")
+    if len(coco) == 0:
+        raise TsegError(f"--precision int8 needs calibration images, but {Path(data) / train_json} lists none")
+    return dataclasses.replace(settings, calibration=coco)
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     *,
     out: str | Path | None = None,
     data: str | Path | None = None,
     val_json: str = "val.json",
+    train_json: str = "train.json",
     parity_images: int = 8,
     opset: int = DEFAULT_OPSET,
     simplify: bool = True,
-    min_agreement: float = MIN_AGREEMENT,
+    min_agreement: float | None = None,
+    precision: PrecisionSettings | None = None,
 ) -> ExportResult:
-    """Exports a tseg checkpoint to ONNX and checks it against PyTorch.
+    """Exports a tseg checkpoint to ONNX in each precision, and checks every file against PyTorch.
 
     Args:
         checkpoint: a .pt written by tseg-train.
-        out: the .onnx path (default: beside the checkpoint).
-        data: dataset root; its ``val_json`` images join the parity check.
-        val_json: the split to take parity images from.
-        parity_images: how many dataset images to compare.
+        out: the FP32 .onnx path (default: beside the checkpoint); the others go beside
+            it as ``NAME.fp16.onnx`` and ``NAME.int8.onnx``.
+        data: dataset root: its ``val_json`` images join the parity check and give each
+            file's val mIoU; INT8 calibrates on its ``train_json`` images.
+        val_json: the validation split.
+        train_json: the training split (INT8 calibration).
+        parity_images: how many val images join the per-image parity cases.
         opset: ONNX opset.
         simplify: run onnxslim on the graph.
-        min_agreement: argmax agreement each parity case needs.
+        min_agreement: FP32's argmax agreement threshold (overrides ``precision``'s).
+        precision: which precisions, INT8 calibration, thresholds (default: FP32 only).
 
     Returns:
-        Paths and the report; the report is also saved as ``<out>.parity.json``.
-        Check ``result.report.passed``.
+        Paths, FP32's parity report and every precision's verdict; the report of all is
+        saved as ``<out>.parity.json``. A file that fails its gate has been moved to its
+        ``.rejected.onnx`` name. Check ``result.passed``.
     """
+    settings = precision or PrecisionSettings()
+    if min_agreement is not None:
+        settings = dataclasses.replace(settings, min_agreement={**settings.min_agreement, "fp32": min_agreement})
     checkpoint = Path(checkpoint)
     onnx_path, parity_path = check_export_paths(checkpoint, Path(out) if out is not None else None)
-    coco = None
-    if data is not None:
-        if not Path(data).is_dir():
-            raise TsegError(f"data folder not found: {data}")
-        split = Path(data) / val_json
-        if not split.is_file():
-            raise TsegError(f"--data {data} has no validation split {val_json} (set --val-json)")
-        coco = CocoDataset(split, root=data)
+    files = {p: precision_path(onnx_path, p) for p in settings.precisions}
+    for path in files.values():
+        check_export_paths(checkpoint, path)
+    val = _dataset(data, val_json, what="validation", option="--val-json")
+    settings = _check_int8_inputs(settings, data, train_json)
     payload = load_checkpoint(checkpoint)
     model, spec = model_from_checkpoint(payload, source=str(checkpoint))
     check_opset(opset)  # after the checkpoint: its probe imports ONNX Runtime, which writes under $HOME
-    _remove_stale_outputs(onnx_path, parity_path)
+    _remove_stale_outputs(parity_path, *files.values(), *map(rejected_path, files.values()))
+    for path in files.values():
+        rejected_path(path).unlink(missing_ok=True)  # an older run's verdict, not this one's
     extra = _provenance(checkpoint, payload)
     export_onnx(model, spec, onnx_path, opset=opset, simplify=simplify, extra=extra)
-    report = compare(
-        model,
-        onnx_path,
-        parity_inputs(spec, coco, limit=parity_images),
-        device="cpu",
-        min_agreement=min_agreement,
-    )
-    atomic_write_bytes(parity_path, json.dumps(report.to_dict(), indent=2).encode())
-    return ExportResult(onnx_path, parity_path, report)
+    metadata = metadata_for(spec, extra=extra)
+    source = f"{Path(data) / train_json}" if data is not None else ""
+    for name, path in files.items():
+        if name != "fp32":
+            make_file(name, onnx_path, path, metadata=metadata, settings=settings, calibration_source=source)
+    inputs = parity_inputs(spec, val, limit=parity_images)
+    verdicts, reports = judge(model, spec, files, inputs=inputs, val=val, settings=settings)
+    verdicts = reject_failures(verdicts)
+    body = {**reports["fp32"].to_dict(), "passed": all(v.passed for v in verdicts)}
+    body["precisions"] = [v.to_dict() for v in verdicts]
+    atomic_write_bytes(parity_path, json.dumps(body, indent=2).encode())
+    return ExportResult(onnx_path, parity_path, reports["fp32"], tuple(verdicts))

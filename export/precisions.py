@@ -1,0 +1,172 @@
+"""One file per precision, each judged against PyTorch: what ``tseg-export --precision`` runs.
+
+FP32 is exported from PyTorch; FP16 and INT8 are made from the FP32 file (see
+:mod:`tseg.export.quantize`). Every file then meets the accuracy gate
+(:mod:`tseg.export.accuracy`); a file that fails it is moved to its
+``.rejected.onnx`` name, so no usable output is left behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from tseg.export.accuracy import (
+    DEFAULT_MAX_MIOU_DROP,
+    DEFAULT_MIN_AGREEMENT,
+    PrecisionVerdict,
+    score_split,
+    session_runner,
+    torch_runner,
+)
+from tseg.export.parity import ParityReport, compare
+from tseg.runtime.coco import CocoDataset
+from tseg.runtime.errors import TsegError
+from tseg.runtime.metadata import PRECISIONS, ModelMetadata
+from tseg.runtime.session import create_session
+from tseg.train.checkpoints import ModelSpec
+
+DEFAULT_CALIB_IMAGES = 64
+
+
+def parse_precisions(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"fp32,fp16,int8"`` -> ("fp32", "fp16", "int8"): known, unique, FP32 first.
+
+    FP32 is always part of the result: it is the file the others are made from.
+
+    Raises:
+        TsegError: an empty list or an unknown precision.
+    """
+    parts = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text)]
+    parts = [p for p in parts if p]
+    if not parts:
+        raise TsegError(f"--precision: need one or more of {', '.join(PRECISIONS)} (comma-separated)")
+    unknown = [p for p in parts if p not in PRECISIONS]
+    if unknown:
+        raise TsegError(f"--precision: unknown precision {unknown[0]!r}; valid: {', '.join(PRECISIONS)}")
+    return tuple(p for p in PRECISIONS if p in parts or p == "fp32")
+
+
+@dataclass(frozen=True)
+class PrecisionSettings:
+    """What to make and how to judge it.
+
+    Attributes:
+        precisions: from :func:`parse_precisions` (FP32 first).
+        calibration: the training split INT8 calibrates on (None: no INT8).
+        calib_images: how many of its images.
+        calib_method: minmax, entropy or percentile (None: the quantizer's default).
+        keep_float: op types or node names INT8 leaves in float (None: the quantizer's default).
+        min_agreement: per precision, the argmax agreement with PyTorch needed.
+        max_miou_drop: the largest val mIoU drop against PyTorch allowed.
+        progress: progress bars on stderr.
+    """
+
+    precisions: tuple[str, ...] = ("fp32",)
+    calibration: CocoDataset | None = None
+    calib_images: int = DEFAULT_CALIB_IMAGES
+    calib_method: str | None = None
+    keep_float: tuple[str, ...] | None = None
+    min_agreement: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_MIN_AGREEMENT))
+    max_miou_drop: float = DEFAULT_MAX_MIOU_DROP
+    progress: bool = False
+
+
+def make_file(precision: str, fp32_path: Path, dst: Path, *, metadata: ModelMetadata,
+              settings: PrecisionSettings, calibration_source: str) -> None:
+    """Writes ``dst`` in ``precision`` from the FP32 file, with metadata saying what it is."""
+    from tseg.export import quantize
+
+    if precision == "fp16":
+        props = dataclasses.replace(metadata, precision="fp16").to_props()
+        quantize.convert_fp16(fp32_path, dst, props=props)
+        return
+    coco = settings.calibration
+    if coco is None or settings.calib_images < 1:
+        raise TsegError("int8 needs calibration images: give --data ROOT with a training split and --calib-images >= 1")
+    method = settings.calib_method or quantize.DEFAULT_CALIB_METHOD
+    keep_float = quantize.DEFAULT_KEEP_FLOAT if settings.keep_float is None else settings.keep_float
+    count = min(settings.calib_images, len(coco))
+    calibration = {"images": count, "method": method, "split": calibration_source, "keep_float": list(keep_float)}
+    props = dataclasses.replace(metadata, precision="int8", calibration=calibration).to_props()
+    images = _calibration_images(coco, metadata, count=count, progress=settings.progress)
+    quantize.quantize_int8(fp32_path, dst, calibration=images, method=method, keep_float=keep_float, props=props)
+
+
+def _calibration_images(coco: CocoDataset, metadata: ModelMetadata, *, count: int, progress: bool):
+    from tqdm import tqdm
+
+    from tseg.export.calibration import calibration_images
+
+    images = calibration_images(
+        coco, count=count, size=metadata.input_size, mean=metadata.mean, std=metadata.std
+    )
+    return tqdm(images, total=count, desc="int8 calibration", unit="img", disable=not progress, leave=False)
+
+
+def judge(
+    model: nn.Module,
+    spec: ModelSpec,
+    files: Mapping[str, Path],
+    *,
+    inputs: list,
+    val: CocoDataset | None,
+    settings: PrecisionSettings,
+) -> tuple[list[PrecisionVerdict], dict[str, ParityReport]]:
+    """Compares every file with PyTorch (parity inputs, and the val split when given).
+
+    Returns:
+        One verdict per file, in the order of ``files`` (nothing is moved here), and
+        each file's parity report.
+    """
+    sessions = {precision: create_session(path, device="cpu") for precision, path in files.items()}
+    torch_miou, split = None, {}
+    if val is not None:
+        runners = {precision: session_runner(session) for precision, session in sessions.items()}
+        torch_miou, split = score_split(torch_runner(model), runners, val, spec, progress=settings.progress)
+    verdicts, reports = [], {}
+    for precision, path in files.items():
+        report = reports[precision] = compare(
+            model, path, inputs, device="cpu", min_agreement=settings.min_agreement[precision]
+        )
+        verdicts.append(
+            PrecisionVerdict(
+                precision=precision,
+                path=str(path),
+                cases=report.cases,
+                min_agreement=settings.min_agreement[precision],
+                split=split.get(precision),
+                torch_miou=torch_miou,
+                max_miou_drop=settings.max_miou_drop,
+                details={"providers": list(report.providers), "bytes": path.stat().st_size},
+            )
+        )
+    return verdicts, reports
+
+
+def reject_failures(verdicts: list[PrecisionVerdict]) -> list[PrecisionVerdict]:
+    """Moves each failed file to its ``.rejected.onnx`` name (replacing an older one)."""
+    from tseg.export.pipeline import rejected_path
+
+    kept = []
+    for verdict in verdicts:
+        if not verdict.passed:
+            target = rejected_path(Path(verdict.path))
+            os.replace(verdict.path, target)
+            verdict = dataclasses.replace(verdict, rejected_as=str(target))
+        kept.append(verdict)
+    return kept
+
+
+def failure_line(verdicts: Sequence[PrecisionVerdict]) -> str:
+    """One line naming each failed precision and its figures ('' when all passed)."""
+    failed = [v for v in verdicts if not v.passed]
+    return "; ".join(
+        f"{v.precision} rejected ({', '.join(v.failures())})" + (f", moved to {v.rejected_as}" if v.rejected_as else "")
+        for v in failed
+    )
