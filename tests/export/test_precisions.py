@@ -1,0 +1,99 @@
+"""tseg-export --precision: parsing, the accuracy gate, rejection, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tseg.export.accuracy import (
+    DEFAULT_MIN_AGREEMENT,
+    PrecisionVerdict,
+    SplitScores,
+    parse_min_agreement,
+    score_split,
+)
+from tseg.export.cli import main as export_cli
+from tseg.export.parity import ParityCase
+from tseg.export.precisions import failure_line, parse_precisions
+from tseg.runtime.coco import CocoDataset
+from tseg.runtime.errors import TsegError
+from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
+
+
+def test_parse_precisions_keeps_fp32_first_and_refuses_unknown_ones():
+    assert parse_precisions("int8,fp16") == ("fp32", "fp16", "int8")
+    assert parse_precisions(" FP16 , fp16") == ("fp32", "fp16")
+    assert parse_precisions(["fp32"]) == ("fp32",)
+    for bad, message in (("fp8", "unknown precision 'fp8'; valid: fp32, fp16, int8"), (" , ", "need one or more")):
+        with pytest.raises(TsegError, match=message):
+            parse_precisions(bad)
+
+
+def test_parse_min_agreement_merges_over_the_defaults():
+    assert parse_min_agreement("0.99") == {**DEFAULT_MIN_AGREEMENT, "fp32": 0.99}
+    assert parse_min_agreement("int8=0.5, fp16=1") == {**DEFAULT_MIN_AGREEMENT, "int8": 0.5, "fp16": 1.0}
+    for bad in ("2", "int8=x", "bf16=0.9", "", "nan"):
+        with pytest.raises(TsegError, match="--min-agreement"):
+            parse_min_agreement(bad)
+
+
+def _case(name: str, agreement: float, diff: float = 1e-3) -> ParityCase:
+    return ParityCase(name=name, height=8, width=8, max_abs_diff=diff, argmax_agreement=agreement)
+
+
+def test_verdict_judges_low_precisions_on_real_images_and_mean_iou():
+    cases = (_case("generated 32x32", 0.90), _case("rgb/006.jpg", 0.99))
+    fp16 = PrecisionVerdict("fp16", "m.fp16.onnx", cases, min_agreement=0.98)
+    assert fp16.passed and fp16.worst_agreement == 0.99  # generated noise does not judge FP16
+    fp32 = PrecisionVerdict("fp32", "m.onnx", cases, min_agreement=0.98)
+    assert not fp32.passed and "argmax agreement 90.0000% < 98.00%" in fp32.failures()[0]
+    split = SplitScores(miou=0.70, agreement=0.99, max_abs_diff=0.1)
+    int8 = PrecisionVerdict("int8", "m.int8.onnx", cases, 0.95, split=split, torch_miou=0.72, max_miou_drop=0.01)
+    assert int8.miou_drop == pytest.approx(0.02)
+    assert int8.failures() == ["val mIoU 0.7000 vs PyTorch 0.7200: drop 0.0200 > --max-miou-drop 0.01"]
+    better = PrecisionVerdict("int8", "m.int8.onnx", cases, 0.95, split=split, torch_miou=0.60)
+    assert better.passed  # a higher mIoU than PyTorch's is no drop
+    nan = PrecisionVerdict("fp16", "x", (_case("a.jpg", 1.0, float("nan")),), 0.9)
+    assert not nan.passed and json.dumps(nan.to_dict(), allow_nan=False)
+    assert failure_line([fp16, int8]).startswith("int8 rejected (val mIoU 0.7000")
+
+
+def test_score_split_of_the_model_itself_is_exact_agreement(tiny_run, tiny_coco_dir):
+    from tseg.export.accuracy import torch_runner
+
+    model, spec = model_from_checkpoint(load_checkpoint(tiny_run.run_dir / "best.pt"))
+    val = CocoDataset(tiny_coco_dir / "val.json", root=tiny_coco_dir)
+    run = torch_runner(model)
+    flipped = lambda batch: -run(batch)  # noqa: E731  (the least likely class wins: far from PyTorch)
+    torch_miou, scores = score_split(run, {"same": run, "flipped": flipped}, val, spec)
+    assert scores["same"] == SplitScores(miou=torch_miou, agreement=1.0, max_abs_diff=0.0)
+    assert scores["flipped"].agreement < 0.5 and scores["flipped"].max_abs_diff > 0
+
+
+def _invoke(args):
+    result = CliRunner().invoke(export_cli, args)
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--precision", "fp32,bf16"], "unknown precision 'bf16'"),
+        (["--precision", "int8"], "int8 needs calibration images: give --data ROOT"),
+        (["--precision", "int8", "--data", "{data}", "--calib-images", "0"], "--calib-images must be >= 1"),
+        (["--precision", "int8", "--data", "{data}", "--train-json", "nope.json"], "has no training split nope.json"),
+        (["--min-agreement", "int8=2"], "Invalid value for '--min-agreement'"),
+        (["--max-miou-drop", "-1"], "Invalid value for '--max-miou-drop'"),
+    ],
+)
+def test_bad_precision_options_are_one_line_and_write_nothing(tiny_run, tiny_coco_dir, tmp_path, extra, message):
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(tiny_run.run_dir / "best.pt", checkpoint)
+    args = ["--onnx", str(checkpoint), *[a.replace("{data}", str(tiny_coco_dir)) for a in extra]]
+    code, output = _invoke(args)
+    assert code == 1 and message in output and len(output.strip().splitlines()) == 1, output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
