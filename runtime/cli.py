@@ -94,7 +94,14 @@ def crf_options(func):
     type=click.Choice(DEVICES),
     default="auto",
     show_default=True,
-    help="Execution provider. cuda, tensorrt: that provider or an error; auto: CUDA when it loads, else the CPU.",
+    help="Execution provider. cuda, tensorrt: that provider or an error; auto: CUDA when it loads, else the CPU."
+    " tensorrt builds an engine on first use (INT8 from an int8 file's Q/DQ scales, FP16 for an fp16 file)"
+    " and caches it in $XDG_CACHE_HOME/tseg (default ~/.cache/tseg) for this model, GPU and TensorRT version.",
+)
+@click.option(
+    "--trt-fp16",
+    is_flag=True,
+    help="With --device tensorrt: let TensorRT use FP16 kernels for an FP32 (or INT8) model.",
 )
 @click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), help="ONNX Runtime intra-op threads.")
 @click.option(
@@ -152,6 +159,7 @@ def main(
     crf_tune,
     tune_images,
     device,
+    trt_fp16,
     threads,
     batch_size,
     workers,
@@ -175,9 +183,12 @@ def main(
       tseg-infer --coco data/test.json --submission sub.csv
       tseg-infer --coco data/val.json --score-submission sub.csv
       tseg-infer --coco data/val.json --model best.onnx --crf-tune
+      tseg-infer photos/ --model best.int8.onnx --device tensorrt   # or best.onnx --device tensorrt --trt-fp16
     """
     given = given_options(click.get_current_context())
     check_combinations(given=given, has_paths=bool(paths), has_coco=coco is not None)
+    if trt_fp16 and device != "tensorrt":
+        raise TsegError(f"--trt-fp16 needs --device tensorrt (it sets TensorRT's FP16 mode), got --device {device}")
     if score_submission is not None:
         return _score_submission(score_submission, coco, data)
     with images.pixel_limit_option(max_image_pixels):
@@ -186,7 +197,7 @@ def main(
             model = newest_model(RUNS_DIR)
             click.echo(f"using the newest model under {RUNS_DIR}/: {model}", err=True)
         if crf_tune:
-            return _tune(model, coco, data, crf, tune_images, device, threads, quiet)
+            return _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16)
         params = resolve_crf_params(model, crf) if use_crf else None
         created = None
         if out is None:
@@ -205,6 +216,7 @@ def main(
             tta=tta_settings,
             overlay=overlay,
             submission=submission,
+            trt_fp16=trt_fp16,
         )
         try:
             _infer(paths, coco, data, evaluate, settings)
@@ -345,14 +357,17 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
     click.echo(f"scores saved to {out / EVAL_FILE}")
 
 
-def _tune(model, coco, data, crf, tune_images, device, threads, quiet) -> None:
+def _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16) -> None:
     from tseg.runtime.coco import CocoDataset
     from tseg.runtime.crf_tune import tune_crf
     from tseg.runtime.predict import check_classes
     from tseg.runtime.segmenter import Segmenter
 
     base = resolve_crf_params(model, crf)
-    segmenter = Segmenter(model, device=device, threads=threads)
+    from tseg.runtime.tensorrt import TensorrtSettings
+
+    tensorrt = TensorrtSettings(fp16=trt_fp16) if device == "tensorrt" else None
+    segmenter = Segmenter(model, device=device, threads=threads, tensorrt=tensorrt)
     check_classes(CocoDataset(coco, root=data), segmenter)  # before the costly search, not in its middle
     result = tune_crf(
         coco, data_root=data, segmenter=segmenter, base=base, max_images=tune_images, progress=not quiet

@@ -34,6 +34,7 @@ from tseg.runtime.pipeline import PipelineReport, PipelineSettings, run_pipeline
 from tseg.runtime.refine import CrfParams
 from tseg.runtime.segmenter import Segmenter
 from tseg.runtime.stages import Failure, Job, Result, Stages
+from tseg.runtime.tensorrt import TensorrtSettings
 
 ERRORS_FILE = "errors.txt"  # the failures of a run, in --out
 ERRORS_HEADER = "# tseg-infer: images that could not be segmented (failed: SOURCE: reason)\n"
@@ -59,6 +60,7 @@ class InferSettings:
         tta: test-time augmentation views (a :class:`~tseg.runtime.tta.TtaSettings`), or None.
         overlay: folder for pictures of each image with its labels blended in, or None.
         submission: the competition's CSV to write (COCO splits only), or None.
+        trt_fp16: let TensorRT use FP16 kernels (``--trt-fp16``; device "tensorrt" only).
     """
 
     model: Path
@@ -74,6 +76,13 @@ class InferSettings:
     tta: object | None = None
     overlay: Path | None = None
     submission: Path | None = None
+    trt_fp16: bool = False
+
+    def tensorrt(self) -> TensorrtSettings | None:
+        """TensorRT's settings for device "tensorrt" (or with ``trt_fp16``, which other devices refuse)."""
+        if self.device != "tensorrt" and not self.trt_fp16:
+            return None
+        return TensorrtSettings(fp16=self.trt_fp16, batch_size=self.batch_size)
 
     def pipeline(self) -> PipelineSettings:
         if self.post_workers is not None:
@@ -115,6 +124,7 @@ def open_segmenter(settings: InferSettings) -> Segmenter:
         crf=settings.crf,
         tta=settings.tta,
         batch_size=settings.batch_size,
+        tensorrt=settings.tensorrt(),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from tseg.runtime.postprocess import upsample_labels, upsample_probs
 from tseg.runtime.prediction import Prediction
 from tseg.runtime.refine import CrfParams
 from tseg.runtime.session import create_session
+from tseg.runtime.tensorrt import TensorrtSettings
 from tseg.runtime.tta import TtaSettings, check_tta_graph, labels_from_probs, logits_from_probs, tta_probs
 
 INPUT_TYPE = "tensor(float)"  # what preprocess() makes
@@ -100,6 +102,30 @@ def check_image(image: object, *, what: str = "need") -> np.ndarray:
     return image
 
 
+def _tensorrt_settings(device: str, settings: object, batch_size: int, tta: TtaSettings | None):
+    """With device "tensorrt": settings whose engine takes every batch the segmenter runs.
+
+    The profile's largest batch becomes at least ``batch_size`` (and 2 for the mirrored TTA
+    pair). TTA scales other than 1 are refused: the engine is built for the input size only.
+    With another device the settings are passed on as they came (``create_session`` refuses them).
+    """
+    if settings is not None and not isinstance(settings, TensorrtSettings):
+        raise TsegError(f"tensorrt: need a TensorrtSettings or None, got {type(settings).__name__}")
+    if device != "tensorrt":
+        return settings
+    settings = settings or TensorrtSettings()
+    largest = max(settings.batch_size, batch_size)
+    if tta is not None:
+        other = [f"{scale:g}" for scale in tta.scales if scale != 1]
+        if other:
+            raise TsegError(
+                f"TTA scale(s) {','.join(other)} with --device tensorrt: the TensorRT engine takes the model's"
+                " input size only; use --tta hflip without --tta-scales, or --device cuda"
+            )
+        largest = max(largest, 2 if tta.hflip else 1)
+    return replace(settings, batch_size=largest)
+
+
 def _crf_labels(crf: CrfParams, logits: np.ndarray, image: np.ndarray, threads: int | None = None) -> np.ndarray:
     """(C, h, w) logits at any size -> (H, W) labels after the dense CRF."""
     return crf.refine_logits(logits, image, threads=threads)  # capped resolution for big photos: bounded memory
@@ -120,6 +146,9 @@ class Segmenter:
         tta: test-time augmentation views (see :class:`TtaSettings`), or None.
         batch_size: images per model run when ``predict`` gets several (1 for a
             graph whose batch axis is fixed at 1).
+        tensorrt: TensorRT engine settings (FP16, cache folder) for device "tensorrt";
+            None there means the defaults. The engine's largest batch is raised to
+            ``batch_size`` (and 2 with hflip TTA). Refused with other devices.
 
     Raises:
         TsegError: the file is not an ONNX model, its tseg metadata is missing or
@@ -128,7 +157,8 @@ class Segmenter:
     """
 
     def __init__(self, model: str | Path, *, device: str = "auto", threads: int | None = None,
-                 crf: CrfParams | None = None, tta: TtaSettings | None = None, batch_size: int = 8):
+                 crf: CrfParams | None = None, tta: TtaSettings | None = None, batch_size: int = 8,
+                 tensorrt: TensorrtSettings | None = None):
         if crf is not None and not isinstance(crf, CrfParams):
             raise TsegError(f"crf: need a CrfParams or None, got {type(crf).__name__}")
         if tta is not None and not isinstance(tta, TtaSettings):
@@ -138,7 +168,8 @@ class Segmenter:
         if not isinstance(model, (str, os.PathLike)):
             raise TsegError(f"model: need the path of an .onnx file, got {type(model).__name__}")
         self.model_path = Path(model)
-        self.session = create_session(self.model_path, device=device, threads=threads)
+        tensorrt = _tensorrt_settings(device, tensorrt, batch_size, tta)
+        self.session = create_session(self.model_path, device=device, threads=threads, tensorrt=tensorrt)
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, source=str(self.model_path))
         self._input_name, self._output_name = check_graph(self.session, self.metadata, source=str(self.model_path))

@@ -23,7 +23,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tseg.runtime import tensorrt as trt
 from tseg.runtime.errors import TsegError
+from tseg.runtime.metadata import ModelMetadata
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 _PROVIDERS = {
@@ -37,10 +39,7 @@ _LIBRARY_HINTS = {
         f"the CUDA (12 or 13, as this onnxruntime-gpu was built for) and cuDNN 9 libraries ({CUDA_EXTRA} brings"
         " NVIDIA's pip wheels of both) and an NVIDIA driver"
     ),
-    "tensorrt": (
-        f"the TensorRT libraries (e.g. pip install tensorrt) besides CUDA and cuDNN 9 ({CUDA_EXTRA}), on the"
-        " library path"
-    ),
+    "tensorrt": f"CUDA and cuDNN 9 ({CUDA_EXTRA})",  # after trt.install_hint(), which names the TensorRT wanted
 }
 # ONNX Runtime's log severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal.
 _QUIET = 3
@@ -172,7 +171,13 @@ def captured_output() -> Iterator[io.StringIO]:
                 text.write(sink.read(65536).decode("utf-8", errors="replace"))
 
 
-def create_session(model_path: str | Path, *, device: str = "auto", threads: int | None = None):
+def create_session(
+    model_path: str | Path,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+    tensorrt: trt.TensorrtSettings | None = None,
+):
     """Opens an ONNX model in ONNX Runtime on the requested device.
 
     Args:
@@ -183,6 +188,10 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
             sessions first load CUDA and cuDNN from NVIDIA's pip wheels
             (``onnxruntime.preload_dlls``, where this onnxruntime has it).
         threads: intra-op threads; None lets onnxruntime choose.
+        tensorrt: with device "tensorrt", the engine settings (FP16, batch size, cache
+            folder) that become TensorRT's provider options (:mod:`tseg.runtime.tensorrt`):
+            TensorRT's library and the GPU are looked up first, and the cache folders made.
+            None: ONNX Runtime's defaults (no engine cache). Refused with any other device.
 
     Returns:
         An ``onnxruntime.InferenceSession``. When ``auto`` runs on a GPU, or a
@@ -191,9 +200,18 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
 
     Raises:
         TsegError: the file is missing or not an ONNX model, the device is
-            unknown, or an explicit GPU device is not offered or does not load.
+            unknown, or an explicit GPU device is not offered or does not load;
+            TensorRT settings with another device, TensorRT's library or the GPU
+            not found, a TensorRT cache folder that cannot be made.
     """
     import onnxruntime as ort
+
+    if tensorrt is not None and not isinstance(tensorrt, trt.TensorrtSettings):
+        raise TsegError(f"tensorrt: need a TensorrtSettings or None, got {type(tensorrt).__name__}")
+    if tensorrt is not None and device != "tensorrt":
+        raise TsegError(
+            f"TensorRT settings (--trt-fp16, engine caches) apply only to --device tensorrt, got --device {device}"
+        )
 
     path = Path(model_path)
     if not path.is_file():
@@ -203,6 +221,9 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
     ort.set_default_logger_severity(_QUIET)
     available = ort.get_available_providers()
     requested = requested_providers(device, available)
+    providers: list = list(requested)
+    if tensorrt is not None:
+        providers[0] = (requested[0], tensorrt_options(path, tensorrt))
     options = ort.SessionOptions()
     # Spinning worker threads steal the cores from the CRF that runs next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -214,7 +235,7 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
     try:
         with captured_output() as log:
             preload_failure = preload_gpu_libraries(ort) if requested[0] != "CPUExecutionProvider" else ""
-            session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TsegError(f"{path} is not a loadable ONNX model: {first_line[:300]}") from None
@@ -230,6 +251,33 @@ def create_session(model_path: str | Path, *, device: str = "auto", threads: int
             file=sys.stderr,
         )
     return session
+
+
+def tensorrt_options(path: Path, settings: trt.TensorrtSettings) -> dict[str, str]:
+    """TensorRT's provider options for ``path``, once its library and the GPU are found; makes the cache folders.
+
+    Raises:
+        TsegError: one line: TensorRT's library missing (naming what to install), no GPU,
+            the model without tseg metadata, or a cache folder that cannot be made.
+    """
+    version = trt.find_tensorrt()
+    gpu = trt.gpu_name()
+    if gpu is None:
+        raise TsegError(
+            "--device tensorrt: no NVIDIA GPU found (asked the CUDA driver, nvidia-smi and /proc/driver/nvidia);"
+            " TensorRT runs on one: use --device cpu"
+        )
+    metadata = ModelMetadata.from_props(trt.read_model_file(path).props, source=str(path))
+    options = trt.tensorrt_provider_options(path, metadata, settings, gpu=gpu, trt_version=version)
+    for folder in trt.cache_folders(options):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise TsegError(
+                f"cannot create the TensorRT cache folder {folder}: {err.strerror or err}; set XDG_CACHE_HOME to a"
+                " writable folder"
+            ) from None
+    return options
 
 
 def _gpu_note_wanted() -> bool:
@@ -257,9 +305,12 @@ def check_providers(used: list[str], *, requested: list[str], device: str, log: 
     because = f" ({reason})" if reason else ""
     if wanted not in used:
         if device != "auto":
+            hint = _LIBRARY_HINTS[device]
+            if device == "tensorrt":
+                hint = f"{trt.install_hint()}, besides {hint}"
             raise TsegError(
                 f"--device {device}: {wanted} is installed but could not be loaded{because}; install"
-                f" {_LIBRARY_HINTS[device]}, or use --device cpu or auto"
+                f" {hint}, or use --device cpu or auto"
             )
         print(f"note: --device auto: the GPU could not be used{because}; running on the CPU", file=sys.stderr)
         return

@@ -1,0 +1,454 @@
+"""TensorRT through ONNX Runtime's TensorRT provider: its options, caches and libraries.
+
+``--device tensorrt`` hands ONNX Runtime (provider, options) for TensorRT:
+
+- precision: FP16 kernels with ``--trt-fp16`` (FP32 files) and always for FP16 files;
+  INT8 for tseg's QDQ files through TensorRT's *explicit* quantization (the Q/DQ scales
+  in the file): ``trt_int8_enable`` and never a calibration table, which TensorRT
+  refuses for a graph with Q/DQ nodes;
+- one optimisation profile for the image input, from the metadata's input size and the
+  batch size (see :func:`profile_shapes`);
+- engine and timing caches under tseg's cache folder. ONNX Runtime names its engine
+  files by a hash of the graph's tensor *names*, its own version, CUDA and TensorRT
+  major.minor, so retrained weights under the same names, another GPU model or a
+  TensorRT patch release would reuse a stale engine. So engines go to a folder keyed
+  by the model file's sha256, the GPU's name, the TensorRT version, the precision
+  flags and the profile; timing caches (per-layer kernel timings, valid for any model)
+  to one keyed by GPU and TensorRT version only.
+
+Nothing here needs torch or TensorRT's Python module: the GPU's name comes from the
+CUDA driver (or nvidia-smi, or /proc), TensorRT's version from ``libnvinfer`` itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib.util
+import json
+import mmap
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tseg.runtime.errors import TsegError
+from tseg.runtime.metadata import ModelMetadata
+
+MAX_BATCH_SIZE = 1024
+DEFAULT_TRT_MAJOR = "10"  # when the provider library cannot be read: what ONNX Runtime 1.18-1.31 link
+_PIP_LIB_PACKAGES = ("tensorrt_libs", "tensorrt_cu13_libs", "tensorrt_cu12_libs")  # NVIDIA's wheels of the libraries
+
+
+@dataclass(frozen=True)
+class TensorrtSettings:
+    """How to build TensorRT engines for a model.
+
+    Attributes:
+        fp16: let TensorRT use FP16 kernels for an FP32 (or INT8) file (``--trt-fp16``).
+        cache_dir: root of the engine and timing caches; None: tseg's cache folder
+            (:func:`default_cache_dir`).
+        batch_size: the largest batch the engine takes (max of the optimisation profile), 1..1024.
+    """
+
+    fp16: bool = False
+    cache_dir: Path | None = None
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fp16, bool):
+            raise TsegError(f"TensorrtSettings.fp16: need True or False, got {self.fp16!r:.40}")
+        if self.cache_dir is not None:
+            if not isinstance(self.cache_dir, (str, os.PathLike)):
+                raise TsegError(f"TensorrtSettings.cache_dir: need a folder path or None, got {self.cache_dir!r:.60}")
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
+            raise TsegError(f"TensorrtSettings.batch_size: need an integer in 1..{MAX_BATCH_SIZE}, got {size!r:.40}")
+
+
+def default_cache_dir() -> Path:
+    """tseg's cache folder: $XDG_CACHE_HOME/tseg, else ~/.cache/tseg (%LOCALAPPDATA%\\tseg on Windows)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and os.path.isabs(xdg):  # the XDG spec: a relative value is ignored
+        return Path(xdg) / "tseg"
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "tseg"
+    return Path.home() / ".cache" / "tseg"
+
+
+# ---------------------------------------------------------------------- the model file (no onnx package needed)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """What the provider options need from an .onnx file, read without the onnx package.
+
+    Attributes:
+        sha256: of the file's bytes.
+        inputs: (name, dims) of each graph input that is not an initializer; a dim is an
+            int, a symbolic name (str) or None (unknown).
+        props: the model's metadata_props.
+    """
+
+    sha256: str
+    inputs: tuple[tuple[str, tuple[int | str | None, ...]], ...]
+    props: dict[str, str]
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview]]:
+    """(field number, value) of a protobuf message: ints for varints, views for length-delimited fields."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            yield number, value
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > len(buf):
+                raise ValueError("truncated field")
+            yield number, buf[pos : pos + size]
+            pos += size
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def _text(view: memoryview) -> str:
+    return bytes(view).decode("utf-8", errors="replace")
+
+
+def _first(message: memoryview, number: int) -> int | memoryview | None:
+    return next((value for n, value in _fields(message) if n == number), None)
+
+
+def _dims(value_info: memoryview) -> tuple[int | str | None, ...]:
+    """ValueInfoProto -> TypeProto(2).tensor_type(1).shape(2).dim(1): dim_value(1) | dim_param(2)."""
+    type_proto = _first(value_info, 2)
+    tensor = _first(type_proto, 1) if isinstance(type_proto, memoryview) else None
+    shape = _first(tensor, 2) if isinstance(tensor, memoryview) else None
+    if not isinstance(shape, memoryview):
+        return ()
+    dims: list[int | str | None] = []
+    for number, dim in _fields(shape):
+        if number == 1 and isinstance(dim, memoryview):
+            value = next(((n, v) for n, v in _fields(dim) if n in (1, 2)), None)
+            if value is None:
+                dims.append(None)
+            else:
+                dims.append(value[1] if value[0] == 1 else _text(value[1]))  # type: ignore[arg-type]
+    return tuple(dims)
+
+
+def read_model_file(path: Path) -> ModelFile:
+    """The sha256, graph inputs and metadata_props of an .onnx file (ModelProto: graph 7, metadata_props 14).
+
+    Read once per (path, size, modification time): a session reads it twice.
+
+    Raises:
+        TsegError: the file cannot be read or is not an ONNX protobuf.
+    """
+    try:
+        stat = os.stat(path)
+    except OSError as err:
+        raise TsegError(f"{path} is not a readable ONNX model: {err.strerror or err}") from None
+    return _read_model_file(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_model_file(path: str, size: int, mtime_ns: int) -> ModelFile:
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            buf = memoryview(data)
+            try:
+                digest = hashlib.sha256(buf).hexdigest()
+                inputs, props = _parse_model(buf)
+            finally:
+                buf.release()
+    except (OSError, ValueError, IndexError) as err:
+        raise TsegError(f"{path} is not a readable ONNX model: {err}") from None
+    return ModelFile(sha256=digest, inputs=inputs, props=props)
+
+
+def _parse_model(buf: memoryview) -> tuple[tuple[tuple[str, tuple], ...], dict[str, str]]:
+    props: dict[str, str] = {}
+    graph_inputs: list[tuple[str, tuple]] = []
+    initializers: set[str] = set()
+    for number, value in _fields(buf):
+        if number == 14 and isinstance(value, memoryview):
+            entry = dict(_fields(value))
+            if isinstance(entry.get(1), memoryview):
+                props[_text(entry[1])] = _text(entry[2]) if isinstance(entry.get(2), memoryview) else ""
+        elif number == 7 and isinstance(value, memoryview):
+            for item, message in _fields(value):
+                if item == 11 and isinstance(message, memoryview):  # GraphProto.input (ValueInfoProto)
+                    name = _first(message, 1)
+                    graph_inputs.append((_text(name) if isinstance(name, memoryview) else "", _dims(message)))
+                elif item == 5 and isinstance(message, memoryview):  # GraphProto.initializer (TensorProto.name 8)
+                    name = _first(message, 8)
+                    initializers.add(_text(name) if isinstance(name, memoryview) else "")
+    if not graph_inputs and not props:
+        raise ValueError("no graph inputs and no metadata")
+    return tuple(i for i in graph_inputs if i[0] not in initializers), props
+
+
+# ---------------------------------------------------------------------- options
+
+
+def profile_shapes(input_name: str, dims: tuple, *, input_size: tuple[int, int], batch_size: int) -> dict[str, str]:
+    """TensorRT's optimisation profile for the image input, as ONNX Runtime's provider options.
+
+    tseg resizes every image to the metadata's input size before the model (TTA scales
+    other than 1 are refused with TensorRT), so height and width are fixed in practice
+    even though the exported graph leaves them dynamic: the profile pins them there and
+    spans batch 1..``batch_size``, with ``batch_size`` as the shape to tune for.
+
+    Args:
+        input_name: the graph input's name.
+        dims: its (N, C, H, W) dims from the graph (ints where static).
+        input_size: (H, W) from the metadata.
+        batch_size: the largest batch.
+
+    Returns:
+        ``trt_profile_{min,opt,max}_shapes`` as ``name:NxCxHxW``; empty when every dim is static
+        (TensorRT needs no profile then).
+    """
+    if len(dims) != 4:
+        raise TsegError(f"--device tensorrt: need a rank-4 (N, 3, H, W) input, the graph's {input_name!r} has {dims}")
+    if re.search(r"[,:\s]", input_name):
+        raise TsegError(f"--device tensorrt: the input name {input_name!r} cannot be written in a TensorRT profile")
+    if all(isinstance(d, int) for d in dims):
+        return {}
+
+    def shape(batch: int) -> str:
+        wanted = (batch, 3, *input_size)
+        return "x".join(str(d if isinstance(d, int) else w) for d, w in zip(dims, wanted, strict=True))
+
+    return {
+        "trt_profile_min_shapes": f"{input_name}:{shape(1)}",
+        "trt_profile_opt_shapes": f"{input_name}:{shape(batch_size)}",
+        "trt_profile_max_shapes": f"{input_name}:{shape(batch_size)}",
+    }
+
+
+def cache_key(**parts: object) -> str:
+    """A short stable hash of ``parts`` (JSON with sorted keys): the name of a cache folder."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _bool(flag: bool) -> str:
+    return "True" if flag else "False"
+
+
+def tensorrt_provider_options(model_path: Path, metadata: ModelMetadata, settings: TensorrtSettings, *,
+                              gpu: str, trt_version: str) -> dict[str, str]:
+    """ONNX Runtime's TensorRT provider options for one model file (all values strings).
+
+    Args:
+        model_path: the .onnx file (hashed, and its graph input read).
+        metadata: its tseg metadata (precision, input size).
+        settings: FP16, cache folder, batch size.
+        gpu: the GPU's name (part of the engine and timing cache keys).
+        trt_version: TensorRT's version (part of both keys).
+
+    Returns:
+        Precision flags, profile shapes and the engine/timing cache folders:
+        ``CACHE/tensorrt/engines/KEY`` (KEY: model sha256, GPU, TensorRT, flags, profile)
+        and ``CACHE/tensorrt/timing/KEY`` (KEY: GPU, TensorRT). Nothing is created here.
+
+    Raises:
+        TsegError: the file is unreadable, or its graph has no single rank-4 input.
+    """
+    model = read_model_file(Path(model_path))
+    if len(model.inputs) != 1:
+        raise TsegError(f"{model_path}: need a model with one input (an image batch), got {len(model.inputs)}")
+    input_name, dims = model.inputs[0]
+    fp16 = settings.fp16 or metadata.precision == "fp16"  # an FP16 file needs FP16 kernels to stay FP16
+    int8 = metadata.precision == "int8"  # QDQ: explicit quantization, so no calibration table
+    profiles = profile_shapes(input_name, dims, input_size=metadata.input_size, batch_size=settings.batch_size)
+    root = (settings.cache_dir or default_cache_dir()).expanduser().absolute() / "tensorrt"
+    engine_key = cache_key(model=model.sha256, gpu=gpu, tensorrt=trt_version, fp16=fp16, int8=int8, **profiles)
+    timing_key = cache_key(gpu=gpu, tensorrt=trt_version)
+    options = {
+        "trt_fp16_enable": _bool(fp16),
+        "trt_int8_enable": _bool(int8),
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(root / "engines" / engine_key),
+        "trt_engine_cache_prefix": re.sub(r"[^A-Za-z0-9_]", "_", Path(model_path).stem)[:64] or "model",
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(root / "timing" / timing_key),
+    }
+    options.update(profiles)
+    return options
+
+
+def cache_folders(options: dict[str, str]) -> list[Path]:
+    """The folders the options name (created just before a TensorRT session, never otherwise)."""
+    return [Path(options[key]) for key in ("trt_engine_cache_path", "trt_timing_cache_path") if key in options]
+
+
+# ---------------------------------------------------------------------- the machine: TensorRT and the GPU
+
+
+def _provider_library() -> Path | None:
+    """ONNX Runtime's TensorRT provider library, if this onnxruntime has one."""
+    module = sys.modules.get("onnxruntime")
+    origin = getattr(module, "__file__", None)
+    if origin is None:
+        try:
+            spec = importlib.util.find_spec("onnxruntime")
+        except (ImportError, ValueError):
+            return None
+        origin = spec.origin if spec is not None else None
+    if origin is None:
+        return None
+    name = "onnxruntime_providers_tensorrt.dll" if sys.platform == "win32" else "libonnxruntime_providers_tensorrt.so"
+    path = Path(origin).parent / "capi" / name
+    return path if path.is_file() else None
+
+
+def required_versions() -> tuple[str, str | None]:
+    """(TensorRT major, CUDA major) that this onnxruntime's TensorRT provider was linked against.
+
+    Read from the sonames in the provider library (``libnvinfer.so.10``, ``libcudart.so.13``);
+    (10, None) when it cannot be read.
+    """
+    path = _provider_library()
+    try:
+        data = path.read_bytes() if path is not None else b""
+    except OSError:
+        data = b""
+    trt = re.search(rb"libnvinfer\.so\.(\d+)\x00|nvinfer_(\d+)\.dll", data)
+    cuda = re.search(rb"libcudart\.so\.(\d+)\x00|cudart64_(\d+)\.dll", data)
+    major = (trt.group(1) or trt.group(2)).decode() if trt else DEFAULT_TRT_MAJOR
+    return major, (cuda.group(1) or cuda.group(2)).decode()[:2] if cuda else None
+
+
+def install_hint() -> str:
+    """What to install for this onnxruntime's TensorRT provider, e.g. TensorRT 10 for CUDA 13."""
+    major, cuda = required_versions()
+    package = f"tensorrt-cu{cuda}" if cuda else "tensorrt-cu12 or tensorrt-cu13 (as this onnxruntime's CUDA)"
+    library = f"nvinfer_{major}.dll" if sys.platform == "win32" else f"libnvinfer.so.{major}"
+    return (
+        f"TensorRT {major} ({library}, which this onnxruntime was built for): pip install '{package}>={major},"
+        f"<{int(major) + 1}' or NVIDIA's TensorRT {major} with its lib folder on the library path"
+    )
+
+
+def _library_candidates(major: str) -> list[str]:
+    """Where libnvinfer may be: NVIDIA's pip wheels (full paths) first, then by name on the library path."""
+    names = [f"nvinfer_{major}.dll"] if sys.platform == "win32" else [f"libnvinfer.so.{major}"]
+    found = []
+    for package in _PIP_LIB_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            continue
+        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+            found += [str(Path(folder) / name) for name in names if (Path(folder) / name).is_file()]
+    return found + names
+
+
+def _decode_version(number: int) -> str:
+    """getInferLibVersion(): major*10000 + minor*100 + patch from TensorRT 10, major*1000 + ... before."""
+    if number >= 100000:
+        return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
+    return f"{number // 1000}.{number // 100 % 10}.{number % 100}"
+
+
+def find_tensorrt() -> str:
+    """Loads this onnxruntime's TensorRT library into the process and returns its version.
+
+    Loading it first (from NVIDIA's pip wheels when they are installed) lets ONNX Runtime's
+    provider find it by name afterwards, as ``preload_dlls`` does for CUDA.
+
+    Raises:
+        TsegError: one line naming the library and what to install.
+    """
+    major, _ = required_versions()
+    errors = []
+    for candidate in _library_candidates(major):
+        try:
+            library = ctypes.CDLL(candidate, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+        except OSError as err:
+            errors.append(str(err).strip())
+            continue
+        folder = Path(candidate).parent
+        for sibling in (f"libnvonnxparser.so.{major}", f"libnvinfer_plugin.so.{major}"):
+            if os.sep in candidate and (folder / sibling).is_file():
+                try:
+                    ctypes.CDLL(str(folder / sibling), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+                except OSError:
+                    pass  # the provider's own load then names what is missing
+        try:
+            return _decode_version(int(library.getInferLibVersion()))
+        except (AttributeError, OSError):
+            return major
+    reason = f" ({errors[-1][:200]})" if errors else ""
+    raise TsegError(f"--device tensorrt: TensorRT's libraries were not found{reason}; install {install_hint()}")
+
+
+def gpu_name() -> str | None:
+    """The name of the GPU ONNX Runtime uses (CUDA device 0 of the visible ones), or None when none is found.
+
+    Tried in turn: the CUDA driver (honours CUDA_VISIBLE_DEVICES), nvidia-smi, /proc/driver/nvidia.
+    """
+    for finder in (_gpu_from_driver, _gpu_from_nvidia_smi, _gpu_from_proc):
+        try:
+            name = finder()
+        except (OSError, ValueError, AttributeError, subprocess.SubprocessError):
+            name = None
+        if name:
+            return name.strip()
+    return None
+
+
+def _gpu_from_driver() -> str | None:
+    cuda = ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    device = ctypes.c_int()
+    buffer = ctypes.create_string_buffer(256)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGet(ctypes.byref(device), 0) != 0:
+        return None
+    if cuda.cuDeviceGetName(buffer, len(buffer), device) != 0:
+        return None
+    return buffer.value.decode(errors="replace")
+
+
+def _gpu_from_nvidia_smi() -> str | None:
+    command = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    if visible:
+        command += ["-i", visible]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
+    lines = run.stdout.strip().splitlines()
+    return lines[0] if run.returncode == 0 and lines else None
+
+
+def _gpu_from_proc() -> str | None:
+    names = set()
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        match = re.search(r"^Model:\s*(.+)$", info.read_text(errors="replace"), re.MULTILINE)
+        if match:
+            names.add(match.group(1).strip())
+    return names.pop() if len(names) == 1 else None  # several models: cannot tell which is device 0
