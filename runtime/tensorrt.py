@@ -348,11 +348,12 @@ def required_versions() -> tuple[str, str | None]:
 def install_hint() -> str:
     """What to install for this onnxruntime's TensorRT provider, e.g. TensorRT 10 for CUDA 13."""
     major, cuda = required_versions()
-    package = f"tensorrt-cu{cuda}" if cuda else "tensorrt-cu12 or tensorrt-cu13 (as this onnxruntime's CUDA)"
+    package = f"tensorrt-cu{cuda or 12}>={major},<{int(major) + 1}"
+    either = "" if cuda else " (or -cu13: the CUDA of this onnxruntime)"
     library = f"nvinfer_{major}.dll" if sys.platform == "win32" else f"libnvinfer.so.{major}"
     return (
-        f"TensorRT {major} ({library}, which this onnxruntime was built for): pip install '{package}>={major},"
-        f"<{int(major) + 1}' or NVIDIA's TensorRT {major} with its lib folder on the library path"
+        f"TensorRT {major} ({library}, which this onnxruntime was built for): pip install '{package}'{either}"
+        f" or NVIDIA's TensorRT {major} with its lib folder on the library path"
     )
 
 
