@@ -1,0 +1,187 @@
+"""FLOPs per image counted from an ONNX graph at the actual input size.
+
+Counted: Conv, ConvTranspose, MatMul, Gemm and their integer forms (ConvInteger, QLinearConv,
+MatMulInteger, QLinearMatMul), which hold nearly all of a segmentation network's arithmetic.
+A multiply-add is 2 FLOPs (as ``torch.utils.flop_counter`` counts). Bias adds, activations,
+normalisation, pooling and resizing are not counted, in any operator, so counts from
+different graphs of the same network (FP32, FP16, INT8 QDQ) agree.
+
+Shapes come from ``onnx.shape_inference`` (with data propagation, for sizes computed by
+Shape -> Gather -> Concat chains) on a copy of the graph whose input is made static,
+(1, 3, H, W). In a QDQ graph the weights are DequantizeLinear outputs; inference gives
+their shapes like any other tensor's.
+
+``onnx`` is not a base dependency of tseg: without it, :func:`count_flops` returns an
+unavailable count with a one-line note instead of failing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# op type -> (index of the input whose shape is "data", index of the weight / second operand)
+_CONV_OPS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3)}
+_MATMUL_OPS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3)}
+COUNTED_OPS = (*_CONV_OPS, "ConvTranspose", *_MATMUL_OPS, "Gemm")
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one image through a graph.
+
+    Attributes:
+        flops: FLOPs per image (multiply-add = 2), or None when they could not be counted.
+        by_op: FLOPs per image per operator type (only counted types).
+        note: why ``flops`` is None, or '' when it is known.
+    """
+
+    flops: int | None
+    by_op: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def gflops(self) -> float | None:
+        return None if self.flops is None else self.flops / 1e9
+
+
+def _static_dims(value_info) -> list[int] | None:
+    """A tensor's dims as ints, or None when the shape or any dim is unknown."""
+    tensor_type = value_info.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for dim in tensor_type.shape.dim:
+        if not dim.HasField("dim_value"):
+            return None
+        dims.append(int(dim.dim_value))
+    return dims
+
+
+def static_input_copy(model, *, height: int, width: int, batch: int = 1):
+    """A copy of ``model`` whose image input is (batch, 3, height, width) and whose other shapes are cleared.
+
+    Cleared: ``value_info`` and the outputs' shapes, which an exporter writes with symbolic dims
+    that inference would otherwise keep.
+    """
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    initializers = {init.name for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        from tseg.runtime.errors import TsegError
+
+        raise TsegError(f"FLOPs: need a graph with one image input, got {len(inputs)}")
+    shape = inputs[0].type.tensor_type.shape
+    del shape.dim[:]
+    for value in (batch, 3, height, width):
+        shape.dim.add().dim_value = value
+    del graph.value_info[:]
+    for output in graph.output:
+        output.type.tensor_type.ClearField("shape")
+    return copy
+
+
+def _shapes(model) -> dict[str, list[int] | None]:
+    """Every named tensor's static shape after inference (initializers included)."""
+    graph = model.graph
+    shapes: dict[str, list[int] | None] = {}
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        shapes[info.name] = _static_dims(info)
+    for init in graph.initializer:
+        shapes[init.name] = [int(d) for d in init.dims]
+    return shapes
+
+
+def node_flops(op_type: str, inputs: Sequence[list[int] | None], outputs: Sequence[list[int] | None],
+               attributes: dict[str, object]) -> int | None:
+    """FLOPs of one node from its input and output shapes (None: a needed shape is unknown).
+
+    Conv (and its integer forms): 2 * prod(output) * prod(weight[1:]); the weight is
+    (C_out, C_in / groups, kH, kW), so groups, strides and dilations are in the shapes.
+    ConvTranspose: every input value meets C_out / groups * kH * kW weights:
+    2 * prod(input) * prod(weight[1:]). MatMul: 2 * prod(output) * K. Gemm: 2 * M * N * K.
+    """
+    def shape(seq, index):
+        return seq[index] if index < len(seq) else None
+
+    if op_type in _CONV_OPS:
+        _, w = _CONV_OPS[op_type]
+        out, weight = shape(outputs, 0), shape(inputs, w)
+        return None if out is None or weight is None else 2 * math.prod(out) * math.prod(weight[1:])
+    if op_type == "ConvTranspose":
+        data, weight = shape(inputs, 0), shape(inputs, 1)
+        return None if data is None or weight is None else 2 * math.prod(data) * math.prod(weight[1:])
+    if op_type in _MATMUL_OPS:
+        a, _ = _MATMUL_OPS[op_type]
+        out, left = shape(outputs, 0), shape(inputs, a)
+        return None if out is None or left is None or not left else 2 * math.prod(out) * left[-1]
+    if op_type == "Gemm":
+        out, left = shape(outputs, 0), shape(inputs, 0)
+        if out is None or left is None or len(left) != 2:
+            return None
+        k = left[0] if attributes.get("transA", 0) else left[1]
+        return 2 * math.prod(out) * k
+    return 0
+
+
+def count_graph_flops(model, *, height: int, width: int) -> FlopCount:
+    """FLOPs per image of an ``onnx.ModelProto`` at input (1, 3, height, width).
+
+    Subgraphs (If, Loop) are not entered: a graph with one is reported as unavailable.
+    """
+    import onnx
+
+    static = static_input_copy(model, height=height, width=width)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(static, data_prop=True)
+    except Exception as err:  # onnx raises its own InferenceError types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return FlopCount(None, note=f"FLOPs unavailable: shape inference failed: {first[:200]}")
+    shapes = _shapes(inferred)
+    by_op: dict[str, int] = {}
+    unknown: list[str] = []
+    for node in inferred.graph.node:
+        if node.op_type in ("If", "Loop", "Scan"):
+            return FlopCount(None, note=f"FLOPs unavailable: the graph has a {node.op_type} subgraph")
+        if node.op_type not in COUNTED_OPS:
+            continue
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        flops = node_flops(
+            node.op_type,
+            [shapes.get(name) if name else None for name in node.input],
+            [shapes.get(name) if name else None for name in node.output],
+            attributes,
+        )
+        if flops is None:
+            unknown.append(node.name or node.op_type)
+            continue
+        by_op[node.op_type] = by_op.get(node.op_type, 0) + flops
+    if unknown:
+        return FlopCount(
+            None, by_op, note=f"FLOPs unavailable: unknown shapes at {len(unknown)} node(s) ({', '.join(unknown[:3])})"
+        )
+    return FlopCount(sum(by_op.values()), by_op)
+
+
+def count_flops(model_path: str | Path, *, height: int, width: int) -> FlopCount:
+    """FLOPs per image of an ONNX file at input (1, 3, height, width).
+
+    Returns:
+        The count, or an unavailable count with a note when ``onnx`` is not installed, the
+        file cannot be parsed, or shapes cannot be inferred.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return FlopCount(None, note="FLOPs unavailable: the onnx package is not installed (pip install onnx)")
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError and friends
+        return FlopCount(None, note=f"FLOPs unavailable: onnx could not read {model_path}: {str(err)[:120]}")
+    return count_graph_flops(model, height=height, width=width)
