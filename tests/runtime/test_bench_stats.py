@@ -1,0 +1,95 @@
+"""tseg-bench's timing on a fake clock: warm-up excluded, run-until, interleaving, percentiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from tseg.runtime.bench.stats import TimingPolicy, interleave, summarize
+from tseg.runtime.errors import TsegError
+
+
+class FakeClock:
+    """A clock that only moves when a fake run says so."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.log: list[str] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def runner(self, name: str, durations: list[float]):
+        """A run that takes durations[i] seconds on its i-th call (the last one repeats)."""
+        calls = iter(range(10**6))
+
+        def run() -> None:
+            i = next(calls)
+            self.log.append(name)
+            self.now += durations[min(i, len(durations) - 1)]
+
+        return run
+
+
+def test_warmup_is_excluded_and_both_minimums_hold():
+    clock = FakeClock()
+    # 2 warm-up runs of 5 s (excluded), then 0.25 s runs: 4 runs reach min_runs, 1 s needs 4 -> 4 runs.
+    policy = TimingPolicy(warmup=2, min_runs=4, min_time=1.0, turns=1)
+    [samples] = interleave([clock.runner("a", [5.0, 5.0, 0.25])], policy=policy, clock=clock)
+    assert samples.durations == [0.25] * 4
+    # The minimum time dominates: 0.125 s runs need 8 of them for 1 s although 4 runs would do.
+    clock = FakeClock()
+    [samples] = interleave([clock.runner("a", [0.125])], policy=policy, clock=clock)
+    assert samples.durations == [0.125] * 8
+    # The minimum count dominates: 2 s runs pass 1 s at once but 4 runs are still needed.
+    clock = FakeClock()
+    [samples] = interleave([clock.runner("a", [2.0])], policy=TimingPolicy(warmup=0, min_runs=4, min_time=1.0, turns=1),
+                           clock=clock)
+    assert samples.durations == [2.0] * 4
+
+
+def test_rows_take_turns():
+    clock = FakeClock()
+    policy = TimingPolicy(warmup=1, min_runs=4, min_time=0.0, turns=2)
+    a, b = clock.runner("a", [1.0]), clock.runner("b", [1.0])
+    results = interleave([a, b], policy=policy, clock=clock)
+    # warm-up a, warm-up b, then turns of ceil(4 / 2) = 2 runs each, alternating.
+    assert clock.log == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]
+    assert [len(r.durations) for r in results] == [4, 4]
+
+
+def test_a_failing_row_stops_alone():
+    clock = FakeClock()
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        if len(calls) > 2:  # the warm-up passes, the first timed run fails
+            raise RuntimeError("CUDA out of memory")
+        clock.now += 1.0
+
+    done = []
+    results = interleave([broken, clock.runner("ok", [0.5])], policy=TimingPolicy(warmup=2, min_runs=3, min_time=0,
+                         turns=1), clock=clock, on_done=done.append)
+    assert isinstance(results[0].error, RuntimeError) and results[0].durations == []
+    assert results[1].error is None and results[1].durations == [0.5] * 3
+    assert done == [0, 1]
+
+
+def test_percentiles_and_throughput_are_exact():
+    durations = [0.010, 0.020, 0.030, 0.040, 0.050, 0.060, 0.070, 0.080, 0.090, 0.100, 0.110]
+    summary = summarize(durations, batch=8)
+    assert summary.runs == 11
+    assert summary.p50_ms == pytest.approx(60.0)
+    assert summary.p90_ms == pytest.approx(100.0)  # rank 0.9 * 10 = 9 -> the 10th value
+    assert summary.p99_ms == pytest.approx(109.0)  # rank 9.9: 100 + 0.9 * 10
+    assert summary.total_s == pytest.approx(0.66)
+    assert summary.images_per_s == pytest.approx(8 * 11 / 0.66)
+
+
+def test_bad_policies_and_no_runs_are_refused():
+    with pytest.raises(TsegError, match="min_runs: need an integer >= 1"):
+        TimingPolicy(min_runs=0)
+    with pytest.raises(TsegError, match="min_time: need seconds"):
+        TimingPolicy(min_time=-1)
+    with pytest.raises(TsegError, match="no timed runs"):
+        summarize([], batch=1)
