@@ -184,6 +184,28 @@ def _tensor_block(spec: TensorSpec, dims: Sequence[int], *, labels: bool) -> lis
     return [*lines, "  }"]
 
 
+def tensorrt_parameters(image: TensorSpec, meta: ModelMetadata, *, max_batch_size: int) -> dict[str, str]:
+    """The TensorRT accelerator's parameters (Triton's onnxruntime backend maps them to TensorRT EP options).
+
+    FP16 precision, and one optimisation profile: batch 1 up to max_batch_size (at least 1), height and
+    width the model's input size (clients resize to it, as tseg's runtime does; static graph dims win).
+    Without a profile, ONNX Runtime builds an engine for the first shape it sees and rebuilds it, for
+    minutes, whenever the dynamic batcher forms a larger batch. No engine cache: ONNX Runtime keys it
+    on the model's path, not its content, so a replaced model.onnx could reuse a stale engine.
+    """
+    if any(char in image.name for char in ",:"):
+        raise TsegError(f"TensorRT profiles cannot name the input {image.name!r} (',' and ':' separate their"
+                        " fields): rename it, or leave TensorRT off")
+    height, width = (d if d != -1 else size for d, size in zip(image.dims[2:], meta.input_size, strict=True))
+
+    def shape(batch: int) -> str:
+        return f"{image.name}:{batch if image.dims[0] == -1 else image.dims[0]}x3x{height}x{width}"
+
+    largest = max(max_batch_size, 1)
+    return {"precision_mode": "FP16", "trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(largest),
+            "trt_profile_max_shapes": shape(largest)}
+
+
 def config_text(name: str, image: TensorSpec, logits: TensorSpec, meta: ModelMetadata, *,
                 max_batch_size: int, device: str, tensorrt_fp16: bool) -> str:
     """The model's config.pbtxt (Triton's ModelConfig in protobuf text format), deterministic.
@@ -211,9 +233,10 @@ def config_text(name: str, image: TensorSpec, logits: TensorSpec, meta: ModelMet
     lines += ["instance_group [", "  {", "    count: 1", f"    kind: {DEVICES[device]}", "  }", "]"]
     if tensorrt_fp16:
         lines += ["optimization {", "  execution_accelerators {", "    gpu_execution_accelerator [", "      {",
-                  f"        name: {_quote('tensorrt')}",
-                  f"        parameters {{ key: {_quote('precision_mode')} value: {_quote('FP16')} }}",
-                  "      }", "    ]", "  }", "}"]
+                  f"        name: {_quote('tensorrt')}"]
+        for key, value in tensorrt_parameters(image, meta, max_batch_size=max_batch_size).items():
+            lines.append(f"        parameters {{ key: {_quote(key)} value: {_quote(value)} }}")
+        lines += ["      }", "    ]", "  }", "}"]
     for key, value in sorted(meta.to_props().items()):
         lines.append(f"parameters {{ key: {_quote(key)} value {{ string_value: {_quote(value)} }} }}")
     return "\n".join(lines) + "\n"

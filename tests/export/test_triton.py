@@ -69,8 +69,24 @@ def test_tensorrt_fp16_accelerator(tiny_onnx, tmp_path):
     config = parse_config(write_triton_model(tiny_onnx, tmp_path / "repo", tensorrt_fp16=True))
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt"
-    assert dict(accelerator.parameters) == {"precision_mode": "FP16"}
+    assert dict(accelerator.parameters) == {
+        "precision_mode": "FP16",  # one optimisation profile: batch 1..max_batch_size at the model's input size
+        "trt_profile_min_shapes": "image:1x3x32x32",
+        "trt_profile_opt_shapes": "image:8x3x32x32",
+        "trt_profile_max_shapes": "image:8x3x32x32",
+    }
     assert not config.optimization.execution_accelerators.cpu_execution_accelerator
+
+
+def test_tensorrt_profile_follows_static_dims_and_unbatched_models(tmp_path):
+    proto = build_colour_model()  # metadata input size (24, 40)
+    proto.graph.input[0].type.tensor_type.shape.dim[3].dim_value = 48
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, str(path))
+    config = parse_config(write_triton_model(path, tmp_path / "repo", max_batch_size=0, tensorrt_fp16=True))
+    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.parameters["trt_profile_min_shapes"] == "image:1x3x24x48"
+    assert accelerator.parameters["trt_profile_max_shapes"] == "image:1x3x24x48"
 
 
 def test_default_name_and_a_second_model_in_the_same_repo(tmp_path):
@@ -259,3 +275,13 @@ def test_a_temp_folder_left_by_a_killed_write_is_cleared(tmp_path):
     write_triton_model(model, repo, name="m")
     assert sorted(p.name for p in repo.iterdir()) == ["m"]
     assert parse_config(repo / "m").name == "m"
+
+
+def test_dynamic_channel_axes_are_filled_from_the_metadata(tmp_path):
+    proto = build_colour_model()
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        value.type.tensor_type.shape.dim[1].dim_param = "channels"
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, str(path))
+    config = parse_config(write_triton_model(path, tmp_path / "repo"))
+    assert list(config.input[0].dims) == [3, -1, -1] and list(config.output[0].dims) == [4, -1, -1]
