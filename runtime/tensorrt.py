@@ -177,16 +177,19 @@ def read_model_file(path: Path) -> ModelFile:
 
 @functools.lru_cache(maxsize=8)
 def _read_model_file(path: str, size: int, mtime_ns: int) -> ModelFile:
+    problem = ""
     try:
         with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            buf = memoryview(data)
-            try:
+            with memoryview(data) as buf:
                 digest = hashlib.sha256(buf).hexdigest()
-                inputs, props = _parse_model(buf)
-            finally:
-                buf.release()
-    except (OSError, ValueError, IndexError) as err:
-        raise TsegError(f"{path} is not a readable ONNX model: {err}") from None
+                try:
+                    inputs, props = _parse_model(buf)
+                except (ValueError, IndexError) as err:  # its traceback holds views of the map: let it go here
+                    problem = f"malformed protobuf ({err or type(err).__name__})"
+    except (OSError, ValueError, BufferError) as err:  # ValueError: mmap of an empty file
+        problem = str(err)
+    if problem:
+        raise TsegError(f"{path} is not a readable ONNX model: {problem}")
     return ModelFile(sha256=digest, inputs=inputs, props=props)
 
 
