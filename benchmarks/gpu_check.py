@@ -199,6 +199,41 @@ def check_tensorrt(model: Path, results: dict) -> None:
     report("6 tensorrt refused in one line", ok, run.stderr.strip()[:300])
 
 
+def check_tensorrt_engines(model: Path, results: dict) -> None:
+    """7. TensorRT through ONNX Runtime: provider options, engine/timing caches, labels vs the CPU."""
+    from tseg.runtime import tensorrt as trt
+    from tseg.runtime.segmenter import Segmenter
+
+    gpu = trt.gpu_name()
+    results["trt_gpu_name"] = gpu
+    report("7a gpu name without torch", bool(gpu), repr(gpu))
+    try:
+        results["trt_version"] = trt.find_tensorrt()
+    except Exception as err:  # TsegError: no TensorRT libraries on this machine
+        results["trt_missing"] = str(err)
+        report("7b tensorrt libraries", str(err).startswith("--device tensorrt:"), f"not found: {str(err)[:300]}")
+        return
+    image = np.random.default_rng(3).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    reference = Segmenter(model, device="cpu").predict([image, image[::-1]])
+    with tempfile.TemporaryDirectory() as cache:
+        for fp16 in (False, True):
+            settings = trt.TensorrtSettings(fp16=fp16, cache_dir=Path(cache), batch_size=4)
+            seconds = []
+            for _ in range(2):  # the second session loads the cached engine
+                start = time.perf_counter()
+                seg = Segmenter(model, device="tensorrt", tensorrt=settings, batch_size=4)
+                seconds.append(round(time.perf_counter() - start, 2))
+            labels = seg.predict([image, image[::-1]])
+            same = float(np.mean([np.mean(a.labels == b.labels) for a, b in zip(labels, reference, strict=True)]))
+            engines = sorted(p.name for p in Path(cache).glob("tensorrt/engines/*/*"))
+            timing = sorted(p.name for p in Path(cache).glob("tensorrt/timing/*/*"))
+            results[f"trt_fp16_{fp16}"] = {"providers": seg.providers, "session_seconds": seconds,
+                                          "agreement": same, "engines": engines, "timing": timing}
+            ok = seg.providers[0] == "TensorrtExecutionProvider" and same >= 0.999 and engines and timing
+            report(f"7c tensorrt fp16={fp16}", bool(ok), f"agreement {same:.5f}, sessions {seconds} s, "
+                   f"{len(engines)} engine file(s), timing {timing}")
+
+
 FAILED: list[str] = []
 
 
@@ -216,7 +251,9 @@ def main() -> int:
     results: dict = {"python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory() as folder:
         model = tiny_model(Path(folder) / "gpu_check.onnx")
-        for step in (check_preload_alone, check_cuda_session, check_auto_and_segmenter, check_tensorrt):
+        steps = (check_preload_alone, check_cuda_session, check_auto_and_segmenter, check_tensorrt,
+                 check_tensorrt_engines)
+        for step in steps:
             try:
                 step(model, results)
             except Exception as err:  # one failed step must not hide the others

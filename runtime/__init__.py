@@ -23,6 +23,7 @@ from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.prediction import Prediction
 from tseg.runtime.refine import CrfParams
 from tseg.runtime.segmenter import Segmenter
+from tseg.runtime.tensorrt import TensorrtSettings
 from tseg.runtime.tta import TtaSettings
 
 try:
@@ -50,6 +51,7 @@ __all__ = [
     "Prediction",
     "SegmentationScores",
     "Segmenter",
+    "TensorrtSettings",
     "TsegError",
     "TtaSettings",
     "__version__",

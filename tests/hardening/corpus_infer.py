@@ -265,6 +265,7 @@ def _tune(*, with_paths: bool = False, with_out: bool = False) -> Callable[[Sand
 SETTINGS_CASES = [
     _case("settings/crf-iterations-without-crf", _photos_with("--crf-iterations", "3")),
     _case("settings/crf-gaussian-sxy-without-crf", _photos_with("--crf-gaussian-sxy", "5")),
+    _case("settings/trt-fp16-without-tensorrt", _photos_with("--trt-fp16")),
     _case("settings/crf-tune-with-paths", _tune(with_paths=True)),
     _case("settings/crf-tune-with-out", _tune(with_out=True)),
     _case("settings/tune-images-without-crf-tune", _photos_with("--tune-images", "5")),
