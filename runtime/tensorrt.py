@@ -27,12 +27,10 @@ import functools
 import hashlib
 import importlib.util
 import json
-import mmap
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +79,12 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "tseg"
 
 
-# ---------------------------------------------------------------------- the model file (no onnx package needed)
+# ---------------------------------------------------------------------- the model file
 
 
 @dataclass(frozen=True)
 class ModelFile:
-    """What the provider options need from an .onnx file, read without the onnx package.
+    """What the provider options need from an .onnx file (before any session exists).
 
     Attributes:
         sha256: of the file's bytes.
@@ -100,73 +98,13 @@ class ModelFile:
     props: dict[str, str]
 
 
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview]]:
-    """(field number, value) of a protobuf message: ints for varints, views for length-delimited fields."""
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-            yield number, value
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            if pos + size > len(buf):
-                raise ValueError("truncated field")
-            yield number, buf[pos : pos + size]
-            pos += size
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"wire type {wire}")
-
-
-def _text(view: memoryview) -> str:
-    return bytes(view).decode("utf-8", errors="replace")
-
-
-def _first(message: memoryview, number: int) -> int | memoryview | None:
-    return next((value for n, value in _fields(message) if n == number), None)
-
-
-def _dims(value_info: memoryview) -> tuple[int | str | None, ...]:
-    """ValueInfoProto -> TypeProto(2).tensor_type(1).shape(2).dim(1): dim_value(1) | dim_param(2)."""
-    type_proto = _first(value_info, 2)
-    tensor = _first(type_proto, 1) if isinstance(type_proto, memoryview) else None
-    shape = _first(tensor, 2) if isinstance(tensor, memoryview) else None
-    if not isinstance(shape, memoryview):
-        return ()
-    dims: list[int | str | None] = []
-    for number, dim in _fields(shape):
-        if number == 1 and isinstance(dim, memoryview):
-            value = next(((n, v) for n, v in _fields(dim) if n in (1, 2)), None)
-            if value is None:
-                dims.append(None)
-            else:
-                dims.append(value[1] if value[0] == 1 else _text(value[1]))  # type: ignore[arg-type]
-    return tuple(dims)
-
-
 def read_model_file(path: Path) -> ModelFile:
-    """The sha256, graph inputs and metadata_props of an .onnx file (ModelProto: graph 7, metadata_props 14).
+    """The sha256, graph inputs and metadata_props of an .onnx file.
 
     Read once per (path, size, modification time): a session reads it twice.
 
     Raises:
-        TsegError: the file cannot be read or is not an ONNX protobuf.
+        TsegError: the file cannot be read or is not an ONNX model.
     """
     try:
         stat = os.stat(path)
@@ -175,44 +113,30 @@ def read_model_file(path: Path) -> ModelFile:
     return _read_model_file(str(path), stat.st_size, stat.st_mtime_ns)
 
 
+def _dims(value_info) -> tuple[int | str | None, ...]:
+    shape = value_info.type.tensor_type.shape
+    return tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param") else None)
+        for d in shape.dim
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _read_model_file(path: str, size: int, mtime_ns: int) -> ModelFile:
-    problem = ""
+    import onnx
+
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            with memoryview(data) as buf:
-                digest = hashlib.sha256(buf).hexdigest()
-                try:
-                    inputs, props = _parse_model(buf)
-                except (ValueError, IndexError) as err:  # its traceback holds views of the map: let it go here
-                    problem = f"malformed protobuf ({err or type(err).__name__})"
-    except (OSError, ValueError, BufferError) as err:  # ValueError: mmap of an empty file
-        problem = str(err)
-    if problem:
-        raise TsegError(f"{path} is not a readable ONNX model: {problem}")
-    return ModelFile(sha256=digest, inputs=inputs, props=props)
-
-
-def _parse_model(buf: memoryview) -> tuple[tuple[tuple[str, tuple], ...], dict[str, str]]:
-    props: dict[str, str] = {}
-    graph_inputs: list[tuple[str, tuple]] = []
-    initializers: set[str] = set()
-    for number, value in _fields(buf):
-        if number == 14 and isinstance(value, memoryview):
-            entry = dict(_fields(value))
-            if isinstance(entry.get(1), memoryview):
-                props[_text(entry[1])] = _text(entry[2]) if isinstance(entry.get(2), memoryview) else ""
-        elif number == 7 and isinstance(value, memoryview):
-            for item, message in _fields(value):
-                if item == 11 and isinstance(message, memoryview):  # GraphProto.input (ValueInfoProto)
-                    name = _first(message, 1)
-                    graph_inputs.append((_text(name) if isinstance(name, memoryview) else "", _dims(message)))
-                elif item == 5 and isinstance(message, memoryview):  # GraphProto.initializer (TensorProto.name 8)
-                    name = _first(message, 8)
-                    initializers.add(_text(name) if isinstance(name, memoryview) else "")
-    if not graph_inputs and not props:
-        raise ValueError("no graph inputs and no metadata")
-    return tuple(i for i in graph_inputs if i[0] not in initializers), props
+        data = Path(path).read_bytes()
+        proto = onnx.load_model_from_string(data)  # external weights (if any) are not loaded
+    except Exception as err:  # OSError, protobuf's DecodeError, onnx's own errors
+        reason = str(err).strip()[:200] or type(err).__name__
+        raise TsegError(f"{path} is not a readable ONNX model: {reason}") from None
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    inputs = tuple((i.name, _dims(i)) for i in proto.graph.input if i.name not in initializers)
+    if not inputs and not proto.metadata_props:
+        raise TsegError(f"{path} is not a readable ONNX model: no graph inputs and no metadata")
+    props = {entry.key: entry.value for entry in proto.metadata_props}
+    return ModelFile(sha256=hashlib.sha256(data).hexdigest(), inputs=inputs, props=props)
 
 
 # ---------------------------------------------------------------------- options

@@ -141,9 +141,8 @@ def test_read_model_file_matches_onnx(tmp_path):
     data = path.read_bytes()
     for garbage in (b"", b"\xff" * 40, b"not an onnx model at all", data[: len(data) // 2], data[:-3]):
         (tmp_path / "bad.onnx").write_bytes(garbage)
-        with pytest.raises(TsegError, match="bad.onnx is not a readable ONNX model: ") as caught:
+        with pytest.raises(TsegError, match="bad.onnx is not a readable ONNX model: "):
             read_model_file(tmp_path / "bad.onnx")
-        assert garbage == b"" or "malformed protobuf" in str(caught.value)
 
 
 def test_the_install_hint_names_the_tensorrt_this_onnxruntime_links(tmp_path, monkeypatch):
