@@ -90,9 +90,23 @@ class AgreementType(click.ParamType):
     help="Argmax agreement with PyTorch each precision needs (a bare number sets FP32's);"
     " FP16/INT8 are judged on val images when --data is given.",
 )
+@click.option(
+    "--triton",
+    "triton_repo",
+    type=click.Path(path_type=Path),
+    help="Also add each file that passes to this Triton model repository (REPO/NAME/config.pbtxt,"
+    " REPO/NAME/1/model.onnx); a new, empty or Triton repository folder, never overwritten.",
+)
+@click.option("--triton-name", help="Model name in the repository (one precision only; default: the file's stem).")
+@click.option("--triton-max-batch", default=8, show_default=True, type=click.IntRange(0, 1024),
+              help="Largest batch Triton's dynamic batcher forms (0: no batching).")
+@click.option("--triton-device", default="gpu", show_default=True, type=click.Choice(["gpu", "cpu", "auto"]),
+              help="Where Triton runs the model's instances.")
+@click.option("--triton-trt-fp16", is_flag=True, help="Triton: ONNX Runtime's TensorRT accelerator in FP16.")
 @one_line_errors
 def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precisions, train_json, calib_images,
-         calib_method, keep_float, max_miou_drop, min_agreement):
+         calib_method, keep_float, max_miou_drop, min_agreement, triton_repo, triton_name, triton_max_batch,
+         triton_device, triton_trt_fp16):
     """Export a checkpoint to ONNX (dynamic batch, height and width) with tseg metadata.
 
     The file passes onnx.checker, and ONNX Runtime's logits are compared with
@@ -121,6 +135,10 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
     )
     from tseg.export.pipeline import export_checkpoint
 
+    triton = None
+    if triton_repo is not None or triton_name or triton_trt_fp16:
+        triton = _triton_plan(triton_repo, triton_name, checkpoint, out, settings.precisions,
+                              max_batch_size=triton_max_batch, device=triton_device, tensorrt_fp16=triton_trt_fp16)
     result = export_checkpoint(
         checkpoint,
         out=out,
@@ -143,8 +161,33 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
         if verdict.passed and verdict.precision != "fp32":
             click.echo(f"wrote {verdict.path}")
     click.echo(f"parity report: {result.parity_path}")
+    if triton is not None:
+        from tseg.export.triton import write_triton_model
+
+        for precision, path in result.files.items():
+            folder = write_triton_model(path, triton_repo, name=triton["names"][precision], **triton["options"])
+            click.echo(f"Triton model: {folder}")
     if not result.passed:
         raise click.ClickException(failure_line(result.verdicts))
+
+
+def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Path | None,
+                 precisions: tuple[str, ...], **options) -> dict:
+    """The Triton model name of each precision, the repo and options checked before the export runs."""
+    from tseg.export.pipeline import default_onnx_path, precision_path
+    from tseg.export.triton import check_triton_target, default_model_name
+
+    if repo is None:
+        raise TsegError("--triton-name and --triton-trt-fp16 go with --triton REPO (the repository to write)")
+    if name is not None and len(precisions) > 1:
+        raise TsegError(
+            f"--triton-name names one model, but --precision makes {len(precisions)} files"
+            f" ({', '.join(precisions)}): leave it out (each file gets its own stem as its name)"
+        )
+    base = out if out is not None else default_onnx_path(checkpoint)
+    names = {p: name or default_model_name(precision_path(base, p)) for p in precisions}
+    check_triton_target(repo, list(names.values()), **options)
+    return {"names": names, "options": options}
 
 
 def _keep_float(text: str | None) -> tuple[str, ...] | None:

@@ -325,3 +325,19 @@ def write_triton_model(onnx_path: Path, repo: Path, *, name: str | None = None, 
         raise
     return repo / name
 
+
+
+def check_triton_target(repo: Path, names: Sequence[str], *, max_batch_size: int = 8, tensorrt_fp16: bool = False,
+                        device: str = "gpu") -> None:
+    """Refuses, before any work, what :func:`write_triton_model` would refuse about the repo and options.
+
+    Raises:
+        TsegError: a bad name or option, the same name twice, or a repo path that is a file,
+            holds other content, or already has one of the names.
+    """
+    _check_options(max_batch_size, device, tensorrt_fp16)
+    checked = [check_model_name(name) for name in names]
+    if len(set(checked)) != len(checked):
+        raise TsegError(f"Triton model names must differ, got {', '.join(checked)}")
+    for name in checked:
+        _check_repo(Path(repo), name)

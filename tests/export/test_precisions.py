@@ -97,3 +97,120 @@ def test_bad_precision_options_are_one_line_and_write_nothing(tiny_run, tiny_coc
     code, output = _invoke(args)
     assert code == 1 and message in output and len(output.strip().splitlines()) == 1, output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+
+
+@pytest.fixture(scope="module")
+def all_precisions(tiny_run, tiny_coco_dir, tmp_path_factory):
+    """The tiny model exported in every precision, calibrated on 4 training images."""
+    out = tmp_path_factory.mktemp("precisions") / "m.onnx"
+    code, output = _invoke(
+        [
+            "--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(out), "--data", str(tiny_coco_dir),
+            "--precision", "fp32,fp16,int8", "--calib-images", "4",
+            # A 1-epoch 32-px model has near-ties everywhere: loose gates here, strict ones below.
+            "--min-agreement", "fp16=0.9,int8=0", "--max-miou-drop", "1",
+        ]
+    )  # fmt: skip
+    assert code == 0, output
+    return out, output
+
+
+def test_every_precision_is_written_described_and_judged(all_precisions):
+    import onnx
+
+    from tseg.runtime.metadata import ModelMetadata
+
+    out, output = all_precisions
+    files = {"fp32": out, "fp16": out.with_suffix(".fp16.onnx"), "int8": out.with_suffix(".int8.onnx")}
+    for precision, path in files.items():
+        proto = onnx.load(str(path), load_external_data=False)
+        meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+        assert meta.precision == precision
+        assert bool(meta.calibration) == (precision == "int8")
+    calibration = ModelMetadata.from_props(
+        {p.key: p.value for p in onnx.load(str(files["int8"]), load_external_data=False).metadata_props}
+    ).calibration
+    assert calibration["images"] == 4 and calibration["split"].endswith("train.json") and calibration["method"]
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    rows = {row["precision"]: row for row in report["precisions"]}
+    assert list(rows) == ["fp32", "fp16", "int8"] and report["passed"]
+    for row in rows.values():
+        assert row["passed"] and 0 <= row["val_miou"] <= 1 and row["torch_val_miou"] == rows["fp32"]["torch_val_miou"]
+    assert abs(rows["fp32"]["miou_drop"]) < 1e-6 and rows["fp32"]["val_agreement"] > 0.999
+    for precision in ("fp16", "int8"):
+        assert f"wrote {files[precision]}" in output
+    assert "per precision, against PyTorch" in output and "int8" in output
+
+
+def test_the_runtime_runs_every_precision_unchanged(all_precisions, tiny_coco_dir, tmp_path):
+    from tseg.runtime.segmenter import Segmenter
+
+    out, _ = all_precisions
+    image = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    for path in (out.with_suffix(".fp16.onnx"), out.with_suffix(".int8.onnx")):
+        prediction = Segmenter(path, device="cpu").predict(image)
+        assert prediction.labels.shape == (40, 52) and prediction.labels.max() < 4
+
+
+def test_a_file_that_fails_its_gate_is_renamed_and_the_exit_code_is_1(tiny_run, tiny_coco_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_coco_dir, data)
+    for image in json.loads((data / "train.json").read_text())["images"]:  # blank calibration images
+        from PIL import Image
+
+        path = data / image["file_name"]
+        Image.new("RGB", Image.open(path).size).save(path)
+    out = tmp_path / "m.onnx"
+    code, output = _invoke(
+        ["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(out), "--data", str(data),
+         "--precision", "int8", "--calib-images", "2", "--min-agreement", "int8=1"]
+    )  # fmt: skip
+    assert code == 1, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("Error: int8 rejected (") and "m.int8.rejected.onnx" in last
+    assert not out.with_suffix(".int8.onnx").exists() and out.with_suffix(".int8.rejected.onnx").is_file()
+    assert out.is_file(), "fp32 passed its own gate and stays"
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    assert not report["passed"] and report["precisions"][1]["rejected_as"].endswith("m.int8.rejected.onnx")
+
+
+def test_triton_repository_gets_each_file_that_passes(tiny_run, tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    repo = tmp_path / "repo"
+    code, output = _invoke(
+        ["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(tmp_path / "m.onnx"), "--triton", str(repo),
+         "--triton-max-batch", "4", "--triton-device", "cpu"]
+    )  # fmt: skip
+    assert code == 0, output
+    config = text_format.Parse((repo / "m" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.name == "m" and config.max_batch_size == 4 and config.platform == "onnxruntime_onnx"
+    assert (repo / "m" / "1" / "model.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
+    assert f"Triton model: {repo / 'm'}" in output
+
+
+@pytest.mark.parametrize(
+    ("setup", "extra", "message"),
+    [
+        ("other", [], "holds other content (notes.txt)"),
+        ("taken", [], "already has a model 'm'"),
+        ("none", ["--triton-name", "x", "--precision", "fp32,fp16"], "--triton-name names one model"),
+        ("none", ["--triton-name", "a/b"], "a/b"),
+        ("no-repo", ["--triton-trt-fp16"], "go with --triton REPO"),
+    ],
+)
+def test_triton_refusals_come_before_any_export(tiny_run, tmp_path, setup, extra, message):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    if setup == "other":
+        (repo / "notes.txt").write_text("mine")
+    if setup == "taken":
+        (repo / "m").mkdir()
+        (repo / "m" / "config.pbtxt").write_text('name: "m"')
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    triton = [] if setup == "no-repo" else ["--triton", str(repo)]
+    code, output = _invoke(["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(tmp_path / "m.onnx"), *triton,
+                            *extra])
+    assert code == 1 and message in output and len(output.strip().splitlines()) == 1, output
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
