@@ -1,0 +1,185 @@
+"""``tseg-bench``: how fast, how accurate, how close to the machine's peak, and where the time goes.
+
+    tseg-bench runs/demo/best.onnx runs/demo/best.int8.onnx --checkpoint runs/demo/best.pt \\
+        --sizes 256,512 --coco val.json --data ROOT --stages --crf --markdown bench.md
+
+A thin click wrapper over :func:`run_bench`, which tests call in-process. Importing this module
+imports neither torch nor tseg.train: ``--checkpoint`` loads the eager plugin only when given.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from tseg.runtime.bench.measure import DEVICES, measure_rows, plan_rows
+from tseg.runtime.bench.report import BenchReport, format_json, format_markdown, format_text
+from tseg.runtime.bench.stats import TimingPolicy
+from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
+from tseg.runtime.errors import TsegError
+from tseg.runtime.files import atomic_write_bytes
+
+MAX_SIZE = 8192
+MAX_BATCH = 1024
+
+
+def parse_int_list(text: str, *, option: str, low: int, high: int) -> tuple[int, ...]:
+    """'256,512' -> (256, 512).
+
+    Raises:
+        TsegError: an item that is not an integer in [low, high], or nothing at all.
+    """
+    items = [item.strip() for item in text.split(",")]
+    need = f"comma-separated integers in {low}..{high} (e.g. {low if low > 1 else 1},{min(high, 512)})"
+    if not items or not all(item.isascii() and item.isdigit() and len(item) < 7 for item in items):
+        raise TsegError(f"{option}: need {need}, got {text!r:.60}")
+    values = tuple(int(item) for item in items)
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise TsegError(f"{option}: need {need}, got {bad[0]}")
+    return tuple(dict.fromkeys(values))
+
+
+def parse_devices(text: str) -> tuple[str, ...]:
+    """'cpu,cuda' -> ('cpu', 'cuda'). Raises TsegError naming the valid devices."""
+    devices = tuple(dict.fromkeys(item.strip() for item in text.split(",")))
+    unknown = [d for d in devices if d not in DEVICES]
+    if unknown:
+        raise TsegError(f"--device: unknown device {unknown[0]!r:.40}; valid: {', '.join(DEVICES)} (comma-separated)")
+    return devices
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What to benchmark and how (built by the CLI; tests build it directly).
+
+    Attributes:
+        models: .onnx files exported by tseg-export.
+        checkpoint: a tseg-train checkpoint for the PyTorch eager rows, or None.
+        sizes: square input sizes; () = each model's own input size.
+        batch_sizes: images per run.
+        devices: of :data:`~tseg.runtime.bench.measure.DEVICES`.
+        threads: intra-op threads (ONNX Runtime and torch); None: their defaults.
+        policy: warm-up, minimum runs and time.
+        coco, data: a COCO split (and its image root) to score each row's mIoU on, or None.
+        stages: also time tseg-infer's pipeline stage by stage.
+        crf: also time the dense CRF at each size.
+        progress: a progress bar on stderr.
+    """
+
+    models: tuple[Path, ...]
+    checkpoint: Path | None = None
+    sizes: tuple[int, ...] = ()
+    batch_sizes: tuple[int, ...] = (1,)
+    devices: tuple[str, ...] = ("cpu",)
+    threads: int | None = None
+    policy: TimingPolicy = TimingPolicy()
+    coco: Path | None = None
+    data: Path | None = None
+    stages: bool = False
+    crf: bool = False
+    progress: bool = False
+
+
+def run_bench(settings: BenchSettings) -> BenchReport:
+    """Plans, measures and scores every row (and the --stages / --crf sections).
+
+    Raises:
+        TsegError: bad input found before any timing (missing model, a file without tseg
+            metadata, an unknown device, a split that cannot be scored, torch missing for
+            --checkpoint). A device that fails to load is a failed row, not an error.
+    """
+    from tseg.runtime.bench.machine import load_warning, machine_info
+
+    if not settings.models and settings.checkpoint is None:
+        raise TsegError("need at least one MODEL.onnx (or --checkpoint)")
+    if settings.data is not None and settings.coco is None:
+        raise TsegError("--data is the image root of --coco: give --coco SPLIT.json too")
+    if settings.coco is not None:
+        from tseg.runtime.bench.accuracy import check_split
+
+        check_split(settings.coco, settings.data)
+    sizes = [(s, s) for s in settings.sizes]
+    plans = plan_rows(list(settings.models), checkpoint=settings.checkpoint, sizes=sizes,
+                      batches=list(settings.batch_sizes), devices=list(settings.devices), threads=settings.threads)
+    machine = machine_info(threads=settings.threads, devices=settings.devices)
+    warning = load_warning(machine)
+    if warning:
+        click.echo(warning, err=True)
+    measured = measure_rows(plans, policy=settings.policy, threads=settings.threads, progress=settings.progress)
+    peaks = {f"{kind} GEMM on {device}": value for (kind, device), value in measured.peaks.items()}
+    report = BenchReport(measured.rows, machine, settings.policy, peaks)
+    if settings.coco is not None:
+        from tseg.runtime.bench.accuracy import score_rows
+
+        score_rows(measured.rows, coco=settings.coco, data=settings.data, threads=settings.threads)
+    if settings.stages or settings.crf:
+        from tseg.runtime.bench.stages import add_sections
+
+        add_sections(report, settings)
+    return report
+
+
+def _check_outputs(paths: list[Path | None], inputs: list[Path]) -> None:
+    """Refuses writing a report over a model, the checkpoint, or the other report."""
+    resolved = {p.resolve() for p in inputs}
+    seen = set()
+    for path in (p for p in paths if p is not None):
+        target = path.resolve()
+        if target in resolved or target in seen:
+            raise TsegError(f"{path}: a report would overwrite an input or the other report; choose another file")
+        if path.is_dir():
+            raise TsegError(f"{path} is a folder: need a file name for the report")
+        seen.add(target)
+
+
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="A tseg-train checkpoint: PyTorch eager rows.")
+@click.option("--sizes", default=None, help="Square input sizes, e.g. 256,512 (default: each model's own).")
+@click.option("--batch-sizes", default="1", show_default=True, help="Images per run, e.g. 1,8.")
+@click.option("--device", "devices", default="cpu", show_default=True, help=f"Comma-separated: {', '.join(DEVICES)}.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Intra-op threads (default: ORT's).")
+@click.option("--coco", type=click.Path(path_type=Path), default=None, help="A COCO split to score mIoU on.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="The split's image root.")
+@click.option("--stages", is_flag=True, help="Time tseg-infer's pipeline stage by stage.")
+@click.option("--crf", is_flag=True, help="Time the dense CRF at each size (and pydensecrf's, if installed).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None, help="Write Markdown.")
+@click.option("--min-time", type=click.FloatRange(0, 3600), default=2.0, show_default=True,
+              help="Seconds of timed runs per row, at least.")
+@click.option("--min-runs", type=click.IntRange(1, 100000), default=10, show_default=True,
+              help="Timed runs per row, at least.")
+@click.option("--warmup", type=click.IntRange(0, 1000), default=2, show_default=True, help="Untimed runs first.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar on stderr.")
+@one_line_errors
+def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, stages, crf, json_path, markdown_path,
+         min_time, min_runs, warmup, progress) -> None:
+    """Benchmark exported models (MODEL.onnx ...): latency, images/s, FLOPs, % of peak, mIoU."""
+    settings = BenchSettings(
+        models=tuple(models),
+        checkpoint=checkpoint,
+        sizes=parse_int_list(sizes, option="--sizes", low=1, high=MAX_SIZE) if sizes is not None else (),
+        batch_sizes=parse_int_list(batch_sizes, option="--batch-sizes", low=1, high=MAX_BATCH),
+        devices=parse_devices(devices),
+        threads=threads,
+        policy=TimingPolicy(warmup=warmup, min_runs=min_runs, min_time=min_time),
+        coco=coco,
+        data=data,
+        stages=stages,
+        crf=crf,
+        progress=progress and sys.stderr.isatty(),
+    )
+    _check_outputs([json_path, markdown_path], [*models, *([checkpoint] if checkpoint else [])])
+    report = run_bench(settings)
+    click.echo(format_text(report), nl=False)
+    if json_path is not None:
+        atomic_write_bytes(json_path, format_json(report).encode())
+    if markdown_path is not None:
+        atomic_write_bytes(markdown_path, format_markdown(report).encode())
+    failed = sum(row.status != "ran" for row in report.rows)
+    if failed:
+        click.echo(f"{failed} of {len(report.rows)} rows failed (reasons above)", err=True)

@@ -1,0 +1,309 @@
+"""One row per (model file or PyTorch eager, precision, device, size, batch), measured interleaved.
+
+Each ONNX row opens the file with :func:`~tseg.runtime.session.create_session` (the device's
+provider or a failed row, never a silent CPU fallback) and times one batch of random
+(batch, 3, size, size) float32 input through :class:`~tseg.runtime.binding.BoundRunner`,
+as ``tseg-infer`` runs its batches (IOBinding on a GPU: input copied in, logits copied out,
+both timed). All rows and the GEMM peaks take turns (:func:`~tseg.runtime.bench.stats.interleave`).
+
+The PyTorch eager row comes from ``tseg.train.bench_eager``, an optional plugin loaded with
+importlib only when a checkpoint is given: tseg.runtime never imports torch or tseg.train.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tseg.runtime.bench.flops import count_flops
+from tseg.runtime.bench.machine import PeakRunner, make_peak_runner, peak_folder, peak_kind
+from tseg.runtime.bench.stats import TimingPolicy, interleave, summarize
+from tseg.runtime.cli_errors import one_line
+from tseg.runtime.errors import TsegError
+from tseg.runtime.metadata import ModelMetadata
+
+DEVICES = ("cpu", "cuda", "tensorrt")
+EAGER_DEVICES = ("cpu", "cuda")
+TRAIN_EXTRA = "pip install 'tseg[train]'"
+
+
+@dataclass
+class Row:
+    """One benchmark row; the figures are None when the row failed (``status`` says why).
+
+    Attributes:
+        model: the file's name (``best.pt (PyTorch eager)`` for the eager row).
+        path: the file.
+        engine: "onnxruntime" or "pytorch".
+        precision: from the file's tseg metadata (eager: fp32).
+        device: "cpu", "cuda" or "tensorrt".
+        size: (height, width) of the input.
+        batch: images per run.
+        status: "ran" or "failed: <one line>".
+        file_mb: the file's size in MB (10^6 bytes).
+        runs, p50_ms, p90_ms, p99_ms, images_per_s: see :class:`~tseg.runtime.bench.stats.Summary`.
+        gflops: GFLOPs per image (counted from the graph; eager: by torch's flop counter).
+        gflops_per_s: gflops * batch / p50.
+        peak_gflops_per_s: the GEMM peak this row is compared with (``peak`` names it).
+        peak_fraction: gflops_per_s / peak_gflops_per_s.
+        miou: val mIoU with --coco (the runtime's own scoring, as tseg-infer --eval).
+        notes: why a figure is missing.
+    """
+
+    model: str
+    path: str
+    engine: str
+    precision: str
+    device: str
+    size: tuple[int, int]
+    batch: int
+    status: str = "ran"
+    file_mb: float | None = None
+    runs: int | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    images_per_s: float | None = None
+    gflops: float | None = None
+    gflops_per_s: float | None = None
+    peak: str | None = None
+    peak_gflops_per_s: float | None = None
+    peak_fraction: float | None = None
+    miou: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        if self.status == "ran":
+            self.status = "failed: " + reason_line(reason)
+
+
+def reason_line(error: object) -> str:
+    """The first line of an error, at most 400 characters, as one line."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return one_line(first[:400])
+
+
+def read_metadata(path: Path) -> ModelMetadata:
+    """A model file's tseg metadata, read without a session (to refuse bad files before any timing).
+
+    Raises:
+        TsegError: the file is missing, not an ONNX file, or has no (or bad) tseg metadata.
+    """
+    from tseg.runtime.tensorrt import read_model_file
+
+    if not path.is_file():
+        raise TsegError(f"model file not found: {path}" if not path.exists() else f"{path} is not a file")
+    return ModelMetadata.from_props(read_model_file(path).props, source=str(path))
+
+
+def load_eager_plugin():
+    """``tseg.train.bench_eager``, imported only now (an optional plugin; needs the train extra).
+
+    Raises:
+        TsegError: torch or tseg.train is not installed.
+    """
+    try:
+        return importlib.import_module("tseg.train.bench_eager")
+    except ImportError as err:
+        raise TsegError(f"--checkpoint needs PyTorch ({TRAIN_EXTRA}): {reason_line(err)}") from None
+
+
+@dataclass
+class Plan:
+    """A row and how to run it: ``make`` builds the runner (a failure fails the row)."""
+
+    row: Row
+    make: Callable[[], Callable[[], object]]
+    flops: Callable[[], int | None]
+    runner: Callable[[], object] | None = None
+
+
+def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, threads) -> list[Plan]:
+    """The rows of one model file on one device; one session for all of them."""
+    from tseg.runtime.binding import BoundRunner
+    from tseg.runtime.session import create_session
+    from tseg.runtime.tensorrt import TensorrtSettings
+
+    state: dict[str, object] = {}
+
+    def session():
+        if "error" in state:
+            raise state["error"]
+        if "runner" not in state:
+            trt = TensorrtSettings(batch_size=max(batches)) if device == "tensorrt" else None
+            try:
+                sess = create_session(path, device=device, threads=threads, tensorrt=trt)
+            except TsegError as err:
+                state["error"] = err
+                raise
+            state["runner"] = BoundRunner(sess, input_name=sess.get_inputs()[0].name,
+                                          output_name=sess.get_outputs()[0].name)
+        return state["runner"]
+
+    flop_counts: dict[tuple[int, int], object] = {}
+
+    def flops_at(size):
+        if size not in flop_counts:
+            flop_counts[size] = count_flops(path, height=size[0], width=size[1])
+        return flop_counts[size]
+
+    plans = []
+    for size in sizes or [meta.input_size]:
+        for batch in batches:
+            row = Row(path.name, str(path), "onnxruntime", meta.precision, device, tuple(size), batch,
+                      file_mb=os.path.getsize(path) / 1e6)
+
+            def make(size=size, batch=batch):
+                if device == "tensorrt" and tuple(size) != meta.input_size:
+                    raise TsegError(
+                        f"TensorRT engines are built for the model's input size {meta.input_size[0]}x"
+                        f"{meta.input_size[1]} (tseg-infer resizes every image to it)"
+                    )
+                runner = session()
+                x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
+                return lambda: runner.run(x)
+
+            def flops(size=size, row=row):
+                count = flops_at(tuple(size))
+                if count.note:
+                    row.notes.append(count.note)
+                return count.flops
+
+            plans.append(Plan(row, make, flops))
+    return plans
+
+
+def _eager_plans(checkpoint: Path, device: str, sizes, batches, threads) -> list[Plan]:
+    plugin = load_eager_plugin()
+    state: dict[str, object] = {}
+
+    def model():
+        if "error" in state:
+            raise state["error"]
+        if "model" not in state:
+            try:
+                state["model"] = plugin.load_eager(checkpoint, device=device, threads=threads)
+            except TsegError as err:
+                state["error"] = err
+                raise
+        return state["model"]
+
+    plans = []
+    name = f"{checkpoint.name} (PyTorch eager)"
+    for size in sizes:
+        for batch in batches:
+            row = Row(name, str(checkpoint), "pytorch", "fp32", device, tuple(size), batch,
+                      file_mb=os.path.getsize(checkpoint) / 1e6)
+
+            def make(size=size, batch=batch):
+                if size[0] != size[1]:
+                    raise TsegError(f"the PyTorch eager row takes square sizes, got {size[0]}x{size[1]}")
+                return model().runner(size[0], batch)
+
+            plans.append(Plan(row, make, lambda size=size: model().flops(size[0])))
+    return plans
+
+
+def plan_rows(models: list[Path], *, checkpoint: Path | None, sizes, batches, devices, threads) -> list[Plan]:
+    """Every row, in table order: each model file on each device, then the eager rows.
+
+    Args:
+        sizes: (height, width) pairs; empty: each model's own input size.
+
+    Raises:
+        TsegError: a model file missing or without tseg metadata, an unknown device, torch
+            missing for ``checkpoint`` (all before any timing).
+    """
+    unknown = [d for d in devices if d not in DEVICES]
+    if unknown:
+        raise TsegError(f"unknown device {unknown[0]!r}; valid: {', '.join(DEVICES)}")
+    metas = [(path, read_metadata(path)) for path in models]
+    plans = []
+    for path, meta in metas:
+        for device in devices:
+            plans += _onnx_plans(path, meta, device, sizes, batches, threads)
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise TsegError(f"checkpoint not found: {checkpoint}")
+        eager_sizes = sizes or sorted({meta.input_size for _, meta in metas})
+        for device in [d for d in devices if d in EAGER_DEVICES]:
+            plans += _eager_plans(checkpoint, device, eager_sizes, batches, threads)
+    return plans
+
+
+@dataclass
+class Measured:
+    """What :func:`measure_rows` found: the rows and the peaks (kind, device) -> GFLOP/s or a note."""
+
+    rows: list[Row]
+    peaks: dict[tuple[str, str], float | str]
+
+
+def measure_rows(plans: list[Plan], *, policy: TimingPolicy, threads: int | None, progress: bool = False) -> Measured:
+    """Builds every runner, then times rows and GEMM peaks interleaved; fills in the figures.
+
+    Args:
+        progress: a progress bar on stderr (rows and peaks done).
+    """
+    from tqdm import tqdm
+
+    for plan in plans:
+        try:
+            plan.runner = plan.make()
+        except TsegError as err:
+            plan.row.fail(str(err))
+        except Exception as err:  # onnxruntime's and torch's own errors (a kernel missing, out of memory)
+            plan.row.fail(f"{type(err).__name__}: {reason_line(err)}")
+    live = [p for p in plans if p.runner is not None]
+    with peak_folder() as folder:
+        peaks: dict[tuple[str, str], float | str] = {}
+        peak_runners: dict[tuple[str, str], PeakRunner] = {}
+        for key in dict.fromkeys(peak_kind(p.row.precision, p.row.device) for p in live):
+            try:
+                peak_runners[key] = make_peak_runner(*key, threads=threads, folder=Path(folder))
+            except Exception as err:  # TsegError, or ONNX Runtime without this GEMM kernel
+                peaks[key] = f"peak unavailable ({key[0]} GEMM on {key[1]}): {reason_line(err)}"
+        runners = [p.runner for p in live] + [r.run for r in peak_runners.values()]
+        with tqdm(total=len(runners), desc="tseg-bench", unit="row", disable=not progress, leave=False) as bar:
+            samples = interleave(runners, policy=policy, on_done=lambda _index: bar.update())
+    for (key, runner), result in zip(peak_runners.items(), samples[len(live):], strict=True):
+        if result.error is not None:
+            peaks[key] = f"peak unavailable ({key[0]} GEMM on {key[1]}): {reason_line(result.error)}"
+        else:
+            # The best run: what the hardware can do when nothing else gets in the way.
+            peaks[key] = runner.flops / min(result.durations) / 1e9
+    for plan, result in zip(live, samples[: len(live)], strict=True):
+        if result.error is not None:
+            plan.row.fail(f"{type(result.error).__name__}: {reason_line(result.error)}")
+            continue
+        _fill(plan, summarize(result.durations, batch=plan.row.batch), peaks)
+    return Measured([p.row for p in plans], peaks)
+
+
+def _fill(plan: Plan, summary, peaks) -> None:
+    row = plan.row
+    row.runs, row.images_per_s = summary.runs, summary.images_per_s
+    row.p50_ms, row.p90_ms, row.p99_ms = summary.p50_ms, summary.p90_ms, summary.p99_ms
+    try:
+        flops = plan.flops()
+    except Exception as err:  # the flop counter must not lose a measured row
+        flops = None
+        row.notes.append(f"FLOPs unavailable: {reason_line(err)}")
+    if flops is None:
+        return
+    row.gflops = flops / 1e9
+    row.gflops_per_s = flops * row.batch / (summary.p50_ms / 1e3) / 1e9
+    kind, device = peak_kind(row.precision, row.device)
+    row.peak = f"{kind} GEMM on {device}"
+    peak = peaks.get((kind, device))
+    if isinstance(peak, float):
+        row.peak_gflops_per_s = peak
+        row.peak_fraction = row.gflops_per_s / peak
+    elif isinstance(peak, str):
+        row.notes.append(peak)

@@ -1,0 +1,144 @@
+"""tseg-bench end to end on hand-built models (fast): rows, figures, outputs, one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("onnx")
+
+from tests.onnx_models import INPUT_SIZE, write_colour_model  # noqa: E402
+from tests.tiny_coco import write_tiny_coco  # noqa: E402
+from tseg.runtime.bench.cli import main  # noqa: E402
+
+FAST = ["--min-time", "0", "--min-runs", "2", "--warmup", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def colour_onnx(tmp_path_factory):
+    return write_colour_model(tmp_path_factory.mktemp("bench") / "colour.onnx")
+
+
+def bench(*args: str):
+    return CliRunner().invoke(main, [*map(str, args), *FAST])
+
+
+def one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_rows_figures_and_reports(colour_onnx, tmp_path):
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    result = bench(colour_onnx, "--sizes", "16,32", "--batch-sizes", "1,2", "--threads", "1",
+                   "--json", out_json, "--markdown", out_md)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out_json.read_text())
+    rows = data["rows"]
+    assert [(r["size"], r["batch"]) for r in rows] == [([16, 16], 1), ([16, 16], 2), ([32, 32], 1), ([32, 32], 2)]
+    peak = data["peaks_gflops_per_s"]["fp32 GEMM on cpu"]
+    assert peak > 0
+    for row in rows:
+        assert row["status"] == "ran" and row["precision"] == "fp32" and row["device"] == "cpu"
+        assert row["runs"] >= 2 and row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        side = row["size"][0]
+        assert row["gflops"] == pytest.approx(2 * 4 * side * side * 3 / 1e9)  # a 1x1 conv, 3 -> 4 channels
+        assert row["gflops_per_s"] == pytest.approx(row["gflops"] * row["batch"] / (row["p50_ms"] / 1e3))
+        assert row["peak_fraction"] == pytest.approx(row["gflops_per_s"] / peak)
+        assert row["file_mb"] == pytest.approx(colour_onnx.stat().st_size / 1e6)
+    assert data["machine"]["threads"] == 1 and data["machine"]["cpu"]
+    markdown = out_md.read_text()
+    assert markdown.startswith("| model | precision | device | size | batch | status |")
+    assert markdown.count("| colour.onnx | fp32 | cpu |") == 4
+    assert "Method: " in markdown and "Machine: " in markdown
+    assert "colour.onnx" in result.output and "Method: " in result.output
+
+
+def test_default_size_is_the_models_own(colour_onnx):
+    result = bench(colour_onnx, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"{INPUT_SIZE[0]}x{INPUT_SIZE[1]}" in result.output
+
+
+def test_a_device_that_cannot_run_is_a_failed_row_not_a_crash(colour_onnx, tmp_path):
+    out_json = tmp_path / "b.json"
+    result = bench(colour_onnx, "--sizes", "16", "--device", "cpu,tensorrt", "--json", out_json)
+    assert result.exit_code == 0, result.output
+    cpu, trt = json.loads(out_json.read_text())["rows"]
+    assert cpu["status"] == "ran"
+    # 16 is not the model's input size (24x40): refused before TensorRT is even looked for.
+    assert trt["status"].startswith("failed: TensorRT engines are built for the model's input size 24x40")
+    assert trt["p50_ms"] is None and trt["miou"] is None
+    assert "1 of 2 rows failed" in result.output
+
+
+def test_coco_scores_each_row_as_tseg_infer_eval_does(colour_onnx, tmp_path):
+    from tseg.runtime.predict import InferSettings, infer_coco
+
+    root = tmp_path / "data"
+    root.mkdir()
+    write_tiny_coco(root)
+    out_json = tmp_path / "b.json"
+    result = bench(colour_onnx, "--coco", root / "val.json", "--data", root, "--json", out_json)
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(out_json.read_text())["rows"]
+    expected = infer_coco(root / "val.json", data_root=root, evaluate=True,
+                          settings=InferSettings(model=colour_onnx, out=tmp_path / "eval", progress=False))
+    assert row["miou"] == pytest.approx(expected.scores.miou)
+    assert row["miou"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["missing.onnx"], ["model file not found: missing.onnx"]),
+        (["{model}", "--device", "gpu"], ["unknown device 'gpu'", "cpu, cuda, tensorrt"]),
+        (["{model}", "--sizes", "256,big"], ["--sizes: need comma-separated integers", "'256,big'"]),
+        (["{model}", "--sizes", "0"], ["--sizes: need comma-separated integers in 1..8192", "got 0"]),
+        (["{model}", "--batch-sizes", "x"], ["--batch-sizes: need comma-separated integers"]),
+        (["{model}", "--json", "{model}"], ["would overwrite an input"]),
+        (["{model}", "--data", "."], ["--data is the image root of --coco"]),
+        ([], ["need at least one MODEL.onnx"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(colour_onnx, args, fragments):
+    one_line_error(bench(*[a.format(model=colour_onnx) for a in args]), *fragments)
+
+
+def test_a_non_tseg_onnx_is_refused(tmp_path):
+    plain = write_colour_model(tmp_path / "plain.onnx", props={})
+    one_line_error(bench(plain), "has no tseg metadata", "export it with tseg-export")
+
+
+def test_checkpoint_without_torch_names_the_extra(colour_onnx, tmp_path, monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_train(name, *args, **kwargs):
+        if name.startswith("tseg.train"):
+            raise ImportError("No module named 'torch'")
+        return real(name, *args, **kwargs)
+
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"not read")
+    monkeypatch.setattr(importlib, "import_module", no_train)
+    one_line_error(bench(colour_onnx, "--checkpoint", checkpoint), "--checkpoint needs PyTorch",
+                   "pip install 'tseg[train]'")
+
+
+def test_the_cli_imports_neither_torch_nor_tseg_train():
+    code = (
+        "import sys, tseg.runtime.bench.cli, tseg.runtime.bench.measure, tseg.runtime.bench.report;"
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'tseg.train', 'tseg.export'))];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

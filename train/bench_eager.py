@@ -1,0 +1,93 @@
+"""tseg-bench's PyTorch eager row: a tseg checkpoint run by PyTorch itself, as a plugin.
+
+``tseg.runtime.bench`` never imports torch; it loads this module with importlib only when
+``--checkpoint`` is given. The interface it uses: :func:`load_eager` -> :class:`EagerModel`,
+whose ``runner(size, batch)`` returns a callable that runs one batch, and ``flops(size)``
+the FLOPs of one image counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs,
+as the ONNX count; its coverage of ops differs slightly: it also counts e.g. batch-norm-free
+matmuls inside attention, none of which tseg's models have).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tseg.runtime.errors import TsegError
+from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class EagerModel:
+    """A checkpoint's model in eval mode on a device.
+
+    Attributes:
+        path: the checkpoint.
+        model: the ``nn.Module``.
+        device: "cpu" or "cuda".
+        name: the architecture's registry name.
+        num_classes: C.
+    """
+
+    path: Path
+    model: torch.nn.Module
+    device: str
+    name: str
+    num_classes: int
+
+    def runner(self, size: int, batch: int):
+        """A callable running one (batch, 3, size, size) forward (no_grad; synchronised on CUDA).
+
+        The input is made once on the device: host-to-device copies are not timed here, while
+        ONNX Runtime rows on a GPU copy their input in and the logits out on every run.
+        """
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, 3, size, size, generator=generator).to(self.device)
+        model, cuda = self.model, self.device == "cuda"
+
+        def run() -> np.ndarray:
+            with torch.inference_mode():
+                out = model(x)
+                out = out["out"] if isinstance(out, dict) else out
+            if cuda:
+                torch.cuda.synchronize()
+            return out
+
+        return run
+
+    def flops(self, size: int) -> int:
+        """FLOPs of one (1, 3, size, size) forward, counted by torch's flop counter."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            self.model(torch.zeros(1, 3, size, size, device=self.device))
+        return int(counter.get_total_flops())
+
+
+def load_eager(checkpoint: str | Path, *, device: str, threads: int | None) -> EagerModel:
+    """Loads a tseg checkpoint for eager timing.
+
+    Args:
+        checkpoint: a ``best.pt`` / ``last.pt`` written by tseg-train.
+        device: "cpu" or "cuda".
+        threads: torch's intra-op threads (``torch.set_num_threads``), as ONNX Runtime's; None: torch's default.
+
+    Raises:
+        TsegError: not a tseg checkpoint, an unknown device, or CUDA not available to torch.
+    """
+    if device not in DEVICES:
+        raise TsegError(f"the PyTorch eager row runs on {' or '.join(DEVICES)}, not {device}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TsegError("PyTorch eager on cuda: torch.cuda.is_available() is False (a CPU build of torch, or no GPU)")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    payload = load_checkpoint(checkpoint)
+    model, spec = model_from_checkpoint(payload, source=str(checkpoint))
+    model = model.eval().to(device)
+    return EagerModel(Path(checkpoint), model, device, spec.name, len(spec.classes))
