@@ -96,6 +96,8 @@ def run_bench(settings: BenchSettings) -> BenchReport:
 
     if not settings.models and settings.checkpoint is None:
         raise TsegError("need at least one MODEL.onnx (or --checkpoint)")
+    if (settings.stages or settings.crf) and not settings.models:
+        raise TsegError("--stages and --crf time a MODEL.onnx (its pipeline, its class count): give one")
     if settings.data is not None and settings.coco is None:
         raise TsegError("--data is the image root of --coco: give --coco SPLIT.json too")
     if settings.coco is not None:

@@ -142,3 +142,51 @@ def test_the_cli_imports_neither_torch_nor_tseg_train():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def qdq_colour_model(path):
+    """The colour model as an INT8 QDQ file (precision int8 in its metadata)."""
+    import dataclasses
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.onnx_models import colour_metadata
+
+    meta = dataclasses.replace(colour_metadata(), precision="int8")
+    inits = [
+        numpy_helper.from_array(np.array(0.02, np.float32), "s"),
+        numpy_helper.from_array(np.array(128, np.uint8), "z"),
+        numpy_helper.from_array(np.array(0, np.int8), "wz"),
+        numpy_helper.from_array(np.ones((4, 3, 1, 1), np.int8), "wq"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["image", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
+        helper.make_node("DequantizeLinear", ["wq", "s", "wz"], ["w"]),
+        helper.make_node("Conv", ["dq", "w"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "qdq", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 4, "h", "w"])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, meta.to_props())
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_int8_row_is_compared_with_an_int8_gemm(colour_onnx, tmp_path):
+    qdq = qdq_colour_model(tmp_path / "colour.int8.onnx")
+    out_json = tmp_path / "b.json"
+    result = bench(colour_onnx, qdq, "--sizes", "32", "--json", out_json)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out_json.read_text())
+    fp32, int8 = data["rows"]
+    assert (fp32["precision"], int8["precision"]) == ("fp32", "int8")
+    assert fp32["peak"] == "fp32 GEMM on cpu" and int8["peak"] == "int8 GEMM on cpu"
+    assert int8["gflops"] == fp32["gflops"]  # QDQ: the same Conv at the same shapes
+    peaks = data["peaks_gflops_per_s"]
+    assert int8["peak_fraction"] == pytest.approx(int8["gflops_per_s"] / peaks["int8 GEMM on cpu"])
+    assert fp32["peak_fraction"] == pytest.approx(fp32["gflops_per_s"] / peaks["fp32 GEMM on cpu"])
