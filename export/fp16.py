@@ -7,6 +7,7 @@ overflow or lose too much in float16 stay float32 (:data:`FP16_OP_BLOCK_LIST`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -155,12 +156,16 @@ def convert_fp16(src: Path, dst: Path, *, props: Mapping[str, str]) -> Path:
     src_props = metadata_props(proto)
     original = onnx.ModelProto()
     original.graph.output.extend(proto.graph.output)  # the converter edits ``proto`` in place
-    converted = float16.convert_float_to_float16(
-        proto,
-        keep_io_types=True,
-        op_block_list=fp16_op_block_list(),
-        disable_shape_infer=False,
-    )
+    with warnings.catch_warnings():
+        # One UserWarning per distinct weight value outside float16's range (clamped to +-1e-7 or
+        # +-1e4 by the converter): thousands of lines for a trained model, and expected.
+        warnings.simplefilter("ignore", UserWarning)
+        converted = float16.convert_float_to_float16(
+            proto,
+            keep_io_types=True,
+            op_block_list=fp16_op_block_list(),
+            disable_shape_infer=False,
+        )
     _restore_float32_outputs(converted, original)
     # The converter leaves the old float32 value_info beside the new float16 one for tensors it
     # re-routes through Casts (two entries, two types: onnx.checker refuses the file). The types
