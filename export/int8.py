@@ -7,18 +7,20 @@ QDQ format (QuantizeLinear/DequantizeLinear pairs around float ops: the form ONN
 Runtime's CPU and CUDA providers and TensorRT take). All intermediate files live in a
 ``tempfile.TemporaryDirectory``; only ``dst`` is written beside the output (atomically).
 
-Settings (:data:`CPU_INT8`), measured with ``benchmarks/precisions.py`` and per-op
-profiles on this CPU (Xeon with AVX-512 VNNI; 512x512, batch 1, 2 threads, random-init
-weights, alternating runs, speed-up over ORT FP32 as the median of per-repeat ratios):
+Settings (:data:`CPU_INT8`), measured with ``benchmarks/precisions.py`` and ORT's per-op
+profiles on this CPU (Xeon, AVX-512 VNNI; 512x512, batch 1, 2 threads, random-init models with
+settled BatchNorm statistics, runners alternating; speed-up = median of per-repeat ratios).
+Final figures, INT8 over ORT FP32 / over PyTorch eager: MobileNetV3 1.29x / 3.0x, ResNet50
+3.2x / 4.7x, VGG16-FCN 3.5x / 4.9x.
 
 - uint8 activations, int8 weights (u8s8): ORT's x86 QDQ fusion turns DQ->Conv->Q into
   QLinearConv (MLAS's VNNI u8s8 kernel). With int8 activations (s8s8) the Conv is not
   fused on x86 and runs as DequantizeLinear + float Conv: MobileNetV3 0.53x of FP32,
-  against 1.2x for u8s8 with the same nodes quantized.
+  against 1.1-1.2x for u8s8 with the same nodes quantized (same run).
 - Asymmetric activations (zero point): after ReLU the whole uint8 range is used.
   Symmetric int8 weights (zero point 0), as MLAS's fast path wants.
-- Per-channel weights: as fast as per-tensor (MobileNetV3 1.17x vs 1.16x, ResNet50 same
-  within noise) and the accuracy per-tensor loses on depthwise convs stays.
+- Per-channel weights: per-tensor was no faster within noise (MobileNetV3, same run) and
+  loses accuracy on depthwise convs.
 - No reduce_range: it exists for the u8s8 saturation of pre-VNNI AVX2 (vpmaddubsw);
   VNNI's vpdpbusd accumulates in int32 without it, so the 8th bit is kept.
 - Removable activations (Relu/Clip) are folded into the output range (QLinearConv ends
@@ -26,11 +28,13 @@ weights, alternating runs, speed-up over ORT FP32 as the median of per-repeat ra
 - What stays float (:data:`DEFAULT_KEEP_FLOAT`, and :func:`plan` below): ops ORT cannot run
   in int8 on the CPU (HardSigmoid/HardSwish, ReduceMean, Resize, Sigmoid, ...) plus a Conv
   whose every reader is such a float op. A QLinearConv there is followed straight by a
-  DequantizeLinear of its whole output, and in MobileNetV3 (hard-swish after most convs)
-  the Q/DQ pairs, NHWC<->NCHWc transposes and unfused activations cost more than the int8
-  convs save: quantizing every Conv ran 1.0-1.2x FP32, keeping the hard-swish convs float
-  1.17-1.26x. ResNet50 and VGG16 (Conv->Relu everywhere) are unaffected: 2.4x and 3.0x.
-- TensorRT takes only symmetric int8 activations (zero point 0): :data:`TENSORRT_INT8`.
+  DequantizeLinear of its whole output; in MobileNetV3 (hard-swish after most convs; ORT
+  splits it into HardSigmoid + Mul) the Q/DQ pairs, NHWC<->NCHWc transposes and lost
+  Conv+activation fusion cost more than the int8 convs save. Same run on MobileNetV3: every
+  Conv quantized 1.12x FP32, every quantizable op 1.10x, these defaults 1.26x. ResNet50 and
+  VGG16 (Conv->Relu everywhere) quantize every conv either way.
+- TensorRT takes only symmetric int8 activations (zero point 0): :data:`TENSORRT_INT8`
+  (slow on x86 CPUs, see s8s8 above).
 """
 
 from __future__ import annotations
@@ -63,7 +67,9 @@ __all__ = [
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 # Accuracy first: the 99.999th percentile of |activation| (clamped to the observed min/max) drops
 # the rare outliers that stretch a min/max range and waste int8 steps on values almost never
-# seen; entropy (KL) clips harder and is 2-3x slower to calibrate.
+# seen (min/max keeps them); entropy (KL) can clip harder than accuracy allows on wide-tailed
+# segmentation logits. Calibration time on MobileNetV3 at 512, 3 images: minmax 2.4 s,
+# percentile 3.5 s, entropy 3.9 s.
 DEFAULT_CALIB_METHOD = "percentile"
 # Op types left in float: ORT has no int8 CPU kernel for them (a Q/DQ pair around each would
 # only add work) or int8 would cost accuracy (the last Resize makes the logits; Sigmoid/Softmax).
