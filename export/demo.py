@@ -14,7 +14,9 @@ from pathlib import Path
 
 import click
 
+from tseg.export.accuracy import summary
 from tseg.export.pipeline import export_checkpoint
+from tseg.export.precisions import PrecisionSettings
 from tseg.runtime.cli_errors import one_line_errors
 from tseg.runtime.errors import TsegError
 from tseg.runtime.predict import InferSettings, infer_coco
@@ -24,6 +26,7 @@ from tseg.train.settings import TrainSettings
 from tseg.train.trainer import train
 
 MIOU_TOLERANCE = 0.005  # ONNX runtime vs training-time validation
+DEMO_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def run_demo(*, epochs: int, size: int, batch_size: int, lr: float, runs_dir: Path) -> dict:
@@ -49,8 +52,11 @@ def run_demo(*, epochs: int, size: int, batch_size: int, lr: float, runs_dir: Pa
         runs_dir=runs_dir,
     )
     run = train(settings)
-    exported = export_checkpoint(run.run_dir / "best.pt", data=data)
+    exported = export_checkpoint(
+        run.run_dir / "best.pt", data=data, precision=PrecisionSettings(precisions=DEMO_PRECISIONS)
+    )
     print(exported.report.summary())
+    print(summary(exported.verdicts))
     predictions = run.run_dir / "val_predictions"
     result = infer_coco(
         data / "val.json",
@@ -64,6 +70,7 @@ def run_demo(*, epochs: int, size: int, batch_size: int, lr: float, runs_dir: Pa
         "crf_val_miou": result.crf_scores.miou,
         "parity_worst_agreement": exported.report.worst_agreement,
         "parity_max_abs_diff": exported.report.max_abs_diff,
+        "precisions": {v.precision: v for v in exported.verdicts},
         "minutes": (time.perf_counter() - start) / 60,
         "run_dir": run.run_dir,
         "onnx": exported.onnx_path,
@@ -71,8 +78,8 @@ def run_demo(*, epochs: int, size: int, batch_size: int, lr: float, runs_dir: Pa
         "data": data,
     }
     _print_summary(figures)
-    if not exported.report.passed:
-        raise TsegError("ONNX parity check failed (see the table above)")
+    if not exported.passed:
+        raise TsegError("ONNX parity or accuracy check failed (see the tables above)")
     if abs(figures["onnx_val_miou"] - figures["train_val_miou"]) > MIOU_TOLERANCE:
         raise TsegError(
             f"runtime mIoU {figures['onnx_val_miou']:.4f} differs from training-time"
@@ -92,6 +99,12 @@ def _print_summary(f: dict) -> None:
         f"parity                 argmax agreement >= {f['parity_worst_agreement']:.4%},"
         f" max |dlogit| {f['parity_max_abs_diff']:.2e}"
     )
+    for precision, verdict in f["precisions"].items():
+        if verdict.split is not None:
+            print(
+                f"{precision + ' ONNX val mIoU':<22} {verdict.split.miou:.4f}  (PyTorch {verdict.torch_miou:.4f},"
+                f" drop {verdict.miou_drop:+.4f}; {verdict.details.get('bytes', 0) / 2**20:.1f} MiB)"
+            )
     print(
         f"outputs                {f['run_dir']} (checkpoints, metrics.csv), {f['onnx']},"
         f" label PNGs in {f['predictions']}"
