@@ -71,6 +71,14 @@ class AgreementType(click.ParamType):
     help="INT8 calibration method (default: the quantizer's, see the README).",
 )
 @click.option(
+    "--int8-target",
+    default="cpu",
+    show_default=True,
+    type=click.Choice(["cpu", "tensorrt"]),
+    help="INT8 for ONNX Runtime's CPU kernels (uint8 activations, fastest on x86) or for TensorRT"
+    " (signed symmetric activations; slow on a CPU).",
+)
+@click.option(
     "--keep-float",
     help="INT8: comma-separated op types or node names left in float ('none': quantize all;"
     " default: the quantizer's list).",
@@ -105,8 +113,8 @@ class AgreementType(click.ParamType):
 @click.option("--triton-trt-fp16", is_flag=True, help="Triton: ONNX Runtime's TensorRT accelerator in FP16.")
 @one_line_errors
 def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precisions, train_json, calib_images,
-         calib_method, keep_float, max_miou_drop, min_agreement, triton_repo, triton_name, triton_max_batch,
-         triton_device, triton_trt_fp16):
+         calib_method, int8_target, keep_float, max_miou_drop, min_agreement, triton_repo, triton_name,
+         triton_max_batch, triton_device, triton_trt_fp16):
     """Export a checkpoint to ONNX (dynamic batch, height and width) with tseg metadata.
 
     The file passes onnx.checker, and ONNX Runtime's logits are compared with
@@ -128,6 +136,7 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
         precisions=parse_precisions(precisions),
         calib_images=calib_images,
         calib_method=calib_method,
+        int8_target=int8_target,
         keep_float=_keep_float(keep_float),
         min_agreement=min_agreement,
         max_miou_drop=max_miou_drop,

@@ -61,6 +61,8 @@ class PrecisionSettings:
         calibration: the training split INT8 calibrates on (None: no INT8).
         calib_images: how many of its images.
         calib_method: minmax, entropy or percentile (None: the quantizer's default).
+        int8_target: "cpu" (uint8 activations: ONNX Runtime's fast x86 kernels) or
+            "tensorrt" (signed, symmetric activations: what TensorRT takes).
         keep_float: op types or node names INT8 leaves in float (None: the quantizer's default).
         min_agreement: per precision, the argmax agreement with PyTorch needed.
         max_miou_drop: the largest val mIoU drop against PyTorch allowed.
@@ -71,6 +73,7 @@ class PrecisionSettings:
     calibration: CocoDataset | None = None
     calib_images: int = DEFAULT_CALIB_IMAGES
     calib_method: str | None = None
+    int8_target: str = "cpu"
     keep_float: tuple[str, ...] | None = None
     min_agreement: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_MIN_AGREEMENT))
     max_miou_drop: float = DEFAULT_MAX_MIOU_DROP
@@ -92,10 +95,19 @@ def make_file(precision: str, fp32_path: Path, dst: Path, *, metadata: ModelMeta
     method = settings.calib_method or quantize.DEFAULT_CALIB_METHOD
     keep_float = quantize.DEFAULT_KEEP_FLOAT if settings.keep_float is None else settings.keep_float
     count = min(settings.calib_images, len(coco))
-    calibration = {"images": count, "method": method, "split": calibration_source, "keep_float": list(keep_float)}
+    calibration = {
+        "images": count,
+        "method": method,
+        "split": calibration_source,
+        "keep_float": list(keep_float),
+        "target": settings.int8_target,
+    }
+    target = quantize.TENSORRT_INT8 if settings.int8_target == "tensorrt" else quantize.CPU_INT8
     props = dataclasses.replace(metadata, precision="int8", calibration=calibration).to_props()
     images = _calibration_images(coco, metadata, count=count, progress=settings.progress)
-    quantize.quantize_int8(fp32_path, dst, calibration=images, method=method, keep_float=keep_float, props=props)
+    quantize.quantize_int8(
+        fp32_path, dst, calibration=images, method=method, keep_float=keep_float, props=props, settings=target
+    )
 
 
 def _calibration_images(coco: CocoDataset, metadata: ModelMetadata, *, count: int, progress: bool):

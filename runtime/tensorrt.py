@@ -213,6 +213,11 @@ def tensorrt_provider_options(model_path: Path, metadata: ModelMetadata, setting
     input_name, dims = model.inputs[0]
     fp16 = settings.fp16 or metadata.precision == "fp16"  # an FP16 file needs FP16 kernels to stay FP16
     int8 = metadata.precision == "int8"  # QDQ: explicit quantization, so no calibration table
+    if int8 and metadata.calibration.get("target", "cpu") != "tensorrt":
+        raise TsegError(
+            f"{model_path} was quantized for the CPU (uint8 activations, which TensorRT does not take):"
+            " export it with tseg-export --precision int8 --int8-target tensorrt, or run it with --device cpu or cuda"
+        )
     profiles = profile_shapes(input_name, dims, input_size=metadata.input_size, batch_size=settings.batch_size)
     root = (settings.cache_dir or default_cache_dir()).expanduser().absolute() / "tensorrt"
     engine_key = cache_key(model=model.sha256, gpu=gpu, tensorrt=trt_version, fp16=fp16, int8=int8, **profiles)

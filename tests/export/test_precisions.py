@@ -131,6 +131,7 @@ def test_every_precision_is_written_described_and_judged(all_precisions):
         {p.key: p.value for p in onnx.load(str(files["int8"]), load_external_data=False).metadata_props}
     ).calibration
     assert calibration["images"] == 4 and calibration["split"].endswith("train.json") and calibration["method"]
+    assert calibration["target"] == "cpu"
     report = json.loads(out.with_suffix(".parity.json").read_text())
     rows = {row["precision"]: row for row in report["precisions"]}
     assert list(rows) == ["fp32", "fp16", "int8"] and report["passed"]

@@ -40,9 +40,18 @@ def model(tmp_path) -> Path:
 
 def options_for(path: Path, precision: str = "fp32", *, gpu: str = GPU, version: str = VERSION, **settings):
     settings.setdefault("cache_dir", path.parent / "cache")
-    return tensorrt_provider_options(
-        path, metadata(precision=precision), TensorrtSettings(**settings), gpu=gpu, trt_version=version
-    )
+    calibration = {"target": "tensorrt"} if precision == "int8" else {}  # tseg-export --int8-target tensorrt
+    meta = metadata(precision=precision, calibration=calibration)
+    return tensorrt_provider_options(path, meta, TensorrtSettings(**settings), gpu=gpu, trt_version=version)
+
+
+def test_an_int8_file_quantized_for_the_cpu_is_refused_in_one_line(model):
+    for calibration in ({}, {"target": "cpu", "images": 4}):
+        with pytest.raises(TsegError, match=r"quantized for the CPU .*--int8-target tensorrt"):
+            tensorrt_provider_options(
+                model, metadata(precision="int8", calibration=calibration), TensorrtSettings(),
+                gpu=GPU, trt_version=VERSION,
+            )
 
 
 def test_the_options_for_an_fp32_model(model, tmp_path):
