@@ -28,11 +28,26 @@ def has_tseg_metadata(path: Path) -> bool:
         return False
 
 
+_LOWER_PRECISIONS = (".fp16.onnx", ".int8.onnx")
+
+
+def _fp32_sibling(path: Path) -> Path:
+    """runs/RUN/best.int8.onnx -> runs/RUN/best.onnx when that is a tseg model too."""
+    for suffix in _LOWER_PRECISIONS:
+        if path.name.endswith(suffix):
+            fp32 = path.with_name(path.name[: -len(suffix)] + ".onnx")
+            if fp32.is_file() and has_tseg_metadata(fp32):
+                return fp32
+    return path
+
+
 def newest_model(runs_dir: Path = RUNS_DIR) -> Path:
     """The most recently written model that tseg-export made under ``runs_dir``.
 
     Candidates are ``*.onnx`` files anywhere under ``runs_dir`` (not ``*.rejected.onnx``)
-    that carry tseg metadata; the newest by modification time wins.
+    that carry tseg metadata; the newest by modification time wins, except that an export's
+    FP16/INT8 siblings (``best.fp16.onnx``, written after ``best.onnx``) lead to its FP32
+    file: a lower precision is chosen with --model, never by default.
 
     Raises:
         TsegError: there is none, saying to pass --model or run tseg-export.
@@ -45,7 +60,7 @@ def newest_model(runs_dir: Path = RUNS_DIR) -> Path:
             candidates.append((path.stat().st_mtime, str(path), path))
     for _, _, path in sorted(candidates, reverse=True):
         if has_tseg_metadata(path):
-            return path
+            return _fp32_sibling(path)
     raise TsegError(
         f"no --model given and no exported model under {runs_dir}/ (looked for *.onnx with tseg metadata):"
         " pass --model FILE.onnx, or run tseg-export on a checkpoint first"

@@ -304,6 +304,15 @@ def test_without_model_the_newest_exported_model_under_runs_is_used(colour_onnx,
     assert result.stderr == f"using the newest model under runs/: {Path('runs/b/best.onnx')}\n"
     assert (tmp_path / "labels" / "a.png").is_file()
 
+    sibling = tmp_path / "runs" / "b" / "best.int8.onnx"  # tseg-export --precision writes it after best.onnx
+    shutil.copyfile(colour_onnx, sibling)
+    os.utime(sibling, (3_000_000, 3_000_000))
+    result = CliRunner().invoke(infer_cli, [str(photo_dir), "--out", "labels2", "-q"])
+    assert result.stderr == f"using the newest model under runs/: {Path('runs/b/best.onnx')}\n", "FP32 by default"
+    sibling.rename(tmp_path / "runs" / "a" / "best.int8.onnx")  # the FP32 of its own export, not the newest FP32
+    result = CliRunner().invoke(infer_cli, [str(photo_dir), "--out", "labels3", "-q"])
+    assert result.stderr == f"using the newest model under runs/: {Path('runs/a/best.onnx')}\n"
+
 
 def test_without_out_a_new_runs_infer_folder_is_made_each_time(colour_onnx, photo_dir, tiny_coco_dir, tmp_path,
                                                               monkeypatch):
