@@ -107,6 +107,7 @@ def all_precisions(tiny_run, tiny_coco_dir, tmp_path_factory):
         [
             "--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(out), "--data", str(tiny_coco_dir),
             "--precision", "fp32,fp16,int8", "--calib-images", "4",
+            "--triton", str(out.parent / "repo"), "--triton-max-batch", "4", "--triton-device", "cpu",
             # A 1-epoch 32-px model has near-ties everywhere: loose gates here, strict ones below.
             "--min-agreement", "fp16=0.9,int8=0", "--max-miou-drop", "1",
         ]
@@ -175,20 +176,18 @@ def test_a_file_that_fails_its_gate_is_renamed_and_the_exit_code_is_1(tiny_run, 
     assert not report["passed"] and report["precisions"][1]["rejected_as"].endswith("m.int8.rejected.onnx")
 
 
-def test_triton_repository_gets_each_file_that_passes(tiny_run, tmp_path):
+def test_triton_repository_gets_each_file_that_passes(all_precisions):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    repo = tmp_path / "repo"
-    code, output = _invoke(
-        ["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(tmp_path / "m.onnx"), "--triton", str(repo),
-         "--triton-max-batch", "4", "--triton-device", "cpu"]
-    )  # fmt: skip
-    assert code == 0, output
-    config = text_format.Parse((repo / "m" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    assert config.name == "m" and config.max_batch_size == 4 and config.platform == "onnxruntime_onnx"
-    assert (repo / "m" / "1" / "model.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
-    assert f"Triton model: {repo / 'm'}" in output
+    out, output = all_precisions
+    repo = out.parent / "repo"
+    assert sorted(p.name for p in repo.iterdir()) == ["m", "m_fp16", "m_int8"]
+    for name, path in (("m", out), ("m_int8", out.with_suffix(".int8.onnx"))):
+        config = text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        assert config.name == name and config.max_batch_size == 4 and config.platform == "onnxruntime_onnx"
+        assert (repo / name / "1" / "model.onnx").read_bytes() == path.read_bytes()
+        assert f"Triton model: {repo / name}" in output
 
 
 @pytest.mark.parametrize(
