@@ -3,19 +3,22 @@
 ``tseg.runtime.bench`` never imports torch; it loads this module with importlib only when
 ``--checkpoint`` is given. The interface it uses: :func:`load_eager` -> :class:`EagerModel`,
 whose ``runner(size, batch)`` returns a callable that runs one batch, and ``flops(size)``
-the FLOPs of one image counted by ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs,
+the FLOPs of one image (a :class:`~tseg.runtime.bench.flops.FlopCount`) counted by
+``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs,
 as the ONNX count; its coverage of ops differs slightly: it also counts e.g. batch-norm-free
 matmuls inside attention, none of which tseg's models have).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from tseg.runtime.bench.flops import FlopCount, conv_effective_flops
 from tseg.runtime.errors import TsegError
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
@@ -32,6 +35,7 @@ class EagerModel:
         device: "cpu" or "cuda".
         name: the architecture's registry name.
         num_classes: C.
+        spec: the checkpoint's ``ModelSpec`` (classes, mean, std, input_size: what preprocessing needs).
     """
 
     path: Path
@@ -39,6 +43,14 @@ class EagerModel:
     device: str
     name: str
     num_classes: int
+    spec: object = None
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, h, w) float32 preprocessed images -> (N, C, h', w') float32 logits on the host."""
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+            out = out["out"] if isinstance(out, dict) else out
+        return out.float().cpu().numpy()
 
     def runner(self, size: int, batch: int):
         """A callable running one (batch, 3, size, size) forward (no_grad; synchronised on CUDA).
@@ -60,14 +72,33 @@ class EagerModel:
 
         return run
 
-    def flops(self, size: int) -> int:
-        """FLOPs of one (1, 3, size, size) forward, counted by torch's flop counter."""
+    def flops(self, size: int) -> FlopCount:
+        """FLOPs of one (1, 3, size, size) forward: every tap by torch's flop counter, and ``effective``
+        less the convolution taps on zero padding (worked out per ``nn.Conv2d`` as tseg's ONNX count does)."""
         from torch.utils.flop_counter import FlopCounterMode
 
+        padding = 0
+
+        def hook(module, inputs, output) -> None:
+            nonlocal padding
+            if isinstance(module.padding, str):  # "same" / "valid": counted as every tap
+                return
+            data, out, weight = list(inputs[0].shape), list(output.shape), list(module.weight.shape)
+            attributes = {"strides": module.stride, "dilations": module.dilation,
+                          "pads": [*module.padding, *module.padding]}
+            nominal = 2 * math.prod(out) * math.prod(weight[1:])
+            padding += nominal - conv_effective_flops(data, out, weight, attributes)
+
+        handles = [m.register_forward_hook(hook) for m in self.model.modules() if isinstance(m, torch.nn.Conv2d)]
         counter = FlopCounterMode(display=False)
-        with counter, torch.inference_mode():
-            self.model(torch.zeros(1, 3, size, size, device=self.device))
-        return int(counter.get_total_flops())
+        try:
+            with counter, torch.inference_mode():
+                self.model(torch.zeros(1, 3, size, size, device=self.device))
+        finally:
+            for handle in handles:
+                handle.remove()
+        total = int(counter.get_total_flops())
+        return FlopCount(total, effective=total - padding)
 
 
 def load_eager(checkpoint: str | Path, *, device: str, threads: int | None) -> EagerModel:
@@ -90,4 +121,4 @@ def load_eager(checkpoint: str | Path, *, device: str, threads: int | None) -> E
     payload = load_checkpoint(checkpoint)
     model, spec = model_from_checkpoint(payload, source=str(checkpoint))
     model = model.eval().to(device)
-    return EagerModel(Path(checkpoint), model, device, spec.name, len(spec.classes))
+    return EagerModel(Path(checkpoint), model, device, spec.name, len(spec.classes), spec)

@@ -5,6 +5,12 @@ PNGs to a temporary folder, one confusion matrix over the split, model alone, no
 (model file, device), after the timing so it does not disturb it. Every row of that file and
 device gets the figure: the runtime resizes each image to the model's input size whatever
 size the row was timed at.
+
+The PyTorch eager row is scored with the same code around the model: the split's images read
+by :class:`~tseg.runtime.coco.CocoDataset`, resized and normalised by
+:func:`~tseg.runtime.images.preprocess` at the checkpoint's input size, logits upsampled by
+:func:`~tseg.runtime.postprocess.upsample_labels` and counted in one
+:class:`~tseg.runtime.metrics.ConfusionMatrix`; only the forward pass is PyTorch's.
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ def score_rows(rows: list[Row], *, coco: Path, data: Path | None, threads: int |
 
     scores: dict[tuple[str, str], float | str] = {}
     for row in rows:
-        if row.engine != "onnxruntime":
-            row.notes.append("mIoU: not scored for the PyTorch eager row (tseg-export's parity check compares it)")
-            continue
         if row.status != "ran":
             continue
         key = (row.path, row.device)
-        if key not in scores:
+        if key in scores:
+            pass
+        elif row.engine != "onnxruntime":
+            scores[key] = _score_eager(Path(row.path), row.device, coco=coco, data=data, threads=threads)
+        else:
             scores[key] = _score(Path(row.path), row.device, coco=coco, data=data, threads=threads,
                                  batch_size=batch_size, infer=infer_coco, settings=InferSettings)
         if isinstance(scores[key], float):
@@ -65,3 +72,30 @@ def _score(model: Path, device: str, *, coco, data, threads, batch_size, infer, 
     if result.failures:
         return f"mIoU: {len(result.failures)} of {result.num_images} images failed: {result.failures[0].line()}"
     return float(result.scores.miou)
+
+
+def _score_eager(checkpoint: Path, device: str, *, coco: Path, data: Path | None, threads: int | None) -> float | str:
+    """The eager row's mIoU: tseg.runtime's reading, preprocessing, upsampling and scoring around PyTorch."""
+    from tseg.runtime.bench.measure import load_eager_plugin
+    from tseg.runtime.images import preprocess
+    from tseg.runtime.metrics import ConfusionMatrix
+    from tseg.runtime.postprocess import upsample_labels
+
+    try:
+        eager = load_eager_plugin().load_eager(checkpoint, device=device, threads=threads)
+        spec = eager.spec
+        dataset = CocoDataset(coco, root=data)
+        if len(spec.classes) != dataset.num_classes:  # as tseg-infer --eval: names may differ, counts may not
+            return (f"mIoU: the checkpoint has {len(spec.classes)} classes but {dataset.json_path.name} has"
+                    f" {dataset.num_classes} (with background)")
+        matrix = ConfusionMatrix(eager.num_classes)
+        for index in range(len(dataset)):
+            image = dataset.read_image(index)
+            x = preprocess(image, size=spec.input_size, mean=spec.mean, std=spec.std)
+            logits = eager.logits(x[None])[0]
+            matrix.update(dataset.label_map(index), upsample_labels(logits, image.shape[:2]))
+    except TsegError as err:
+        return f"mIoU: scoring failed: {reason_line(err)}"
+    except Exception as err:  # torch's own errors (out of memory, a kernel missing)
+        return f"mIoU: scoring failed: {type(err).__name__}: {reason_line(err)}"
+    return float(matrix.compute().miou)

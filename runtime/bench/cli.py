@@ -113,7 +113,8 @@ def run_bench(settings: BenchSettings) -> BenchReport:
         click.echo(warning, err=True)
     measured = measure_rows(plans, policy=settings.policy, threads=settings.threads, progress=settings.progress)
     peaks = {f"{kind} GEMM on {device}": value for (kind, device), value in measured.peaks.items()}
-    report = BenchReport(measured.rows, machine, settings.policy, peaks)
+    gemms = {f"{kind} GEMM on {device}": lines for (kind, device), lines in measured.peak_gemms.items()}
+    report = BenchReport(measured.rows, machine, settings.policy, peaks, gemms)
     if settings.coco is not None:
         from tseg.runtime.bench.accuracy import score_rows
 
@@ -156,10 +157,12 @@ def _check_outputs(paths: list[Path | None], inputs: list[Path]) -> None:
 @click.option("--min-runs", type=click.IntRange(1, 100000), default=10, show_default=True,
               help="Timed runs per row, at least.")
 @click.option("--warmup", type=click.IntRange(0, 1000), default=2, show_default=True, help="Untimed runs first.")
+@click.option("--pause", type=click.FloatRange(0, 60), default=0.2, show_default=True,
+              help="Untimed seconds before each turn (the previous row's idle threads stop spinning).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar on stderr.")
 @one_line_errors
 def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, stages, crf, json_path, markdown_path,
-         min_time, min_runs, warmup, progress) -> None:
+         min_time, min_runs, warmup, pause, progress) -> None:
     """Benchmark exported models (MODEL.onnx ...): latency, images/s, FLOPs, % of peak, mIoU."""
     settings = BenchSettings(
         models=tuple(models),
@@ -168,7 +171,7 @@ def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, s
         batch_sizes=parse_int_list(batch_sizes, option="--batch-sizes", low=1, high=MAX_BATCH),
         devices=parse_devices(devices),
         threads=threads,
-        policy=TimingPolicy(warmup=warmup, min_runs=min_runs, min_time=min_time),
+        policy=TimingPolicy(warmup=warmup, min_runs=min_runs, min_time=min_time, pause=pause),
         coco=coco,
         data=data,
         stages=stages,

@@ -6,6 +6,13 @@ A multiply-add is 2 FLOPs (as ``torch.utils.flop_counter`` counts). Bias adds, a
 normalisation, pooling and resizing are not counted, in any operator, so counts from
 different graphs of the same network (FP32, FP16, INT8 QDQ) agree.
 
+Two counts: ``flops``, every kernel tap (the convention papers and torch's counter use), and
+``effective``, the taps that fall on the input rather than on a convolution's zero padding,
+which ONNX Runtime's (and oneDNN's) direct convolution kernels skip. They differ where padding
+is a large part of the window: a dilated 3x3 convolution wider than its feature map
+(DeepLabV3's ASPP at rates 12/24/36 on a 16x16 map is mostly padding) computes little more
+than its centre tap. Achieved GFLOP/s is judged on ``effective``.
+
 Shapes come from ``onnx.shape_inference`` (with data propagation, for sizes computed by
 Shape -> Gather -> Concat chains) on a copy of the graph whose input is made static,
 (1, 3, H, W). In a QDQ graph the weights are DequantizeLinear outputs; inference gives
@@ -36,11 +43,13 @@ class FlopCount:
         flops: FLOPs per image (multiply-add = 2), or None when they could not be counted.
         by_op: FLOPs per image per operator type (only counted types).
         note: why ``flops`` is None, or '' when it is known.
+        effective: ``flops`` less the convolution taps on zero padding (None with ``flops``).
     """
 
     flops: int | None
     by_op: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    effective: int | None = None
 
     @property
     def gflops(self) -> float | None:
@@ -98,6 +107,53 @@ def _shapes(model) -> dict[str, list[int] | None]:
     return shapes
 
 
+def valid_taps(*, in_size: int, out_size: int, kernel: int, stride: int, dilation: int, pad_begin: int) -> int:
+    """Along one axis: (output position, kernel tap) pairs whose input index lies inside [0, in_size)."""
+    import numpy as np
+
+    index = (np.arange(out_size)[:, None] * stride - pad_begin) + np.arange(kernel)[None, :] * dilation
+    return int(np.count_nonzero((index >= 0) & (index < in_size)))
+
+
+def _pads_begin(attributes: dict[str, object], data: list[int], out: list[int], weight: list[int]) -> list[int] | None:
+    """Leading pads of each spatial axis (explicit, VALID or SAME_*); None for anything else."""
+    axes = len(data) - 2
+    strides = list(attributes.get("strides") or [1] * axes)
+    dilations = list(attributes.get("dilations") or [1] * axes)
+    auto_pad = attributes.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if auto_pad in ("NOTSET", ""):
+        pads = list(attributes.get("pads") or [0] * (2 * axes))
+        return pads[:axes] if len(pads) == 2 * axes else None
+    if auto_pad == "VALID":
+        return [0] * axes
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        begins = []
+        for i in range(axes):
+            total = max(0, (out[2 + i] - 1) * strides[i] + (weight[2 + i] - 1) * dilations[i] + 1 - data[2 + i])
+            begins.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
+        return begins
+    return None
+
+
+def conv_effective_flops(data: list[int], out: list[int], weight: list[int], attributes: dict[str, object]) -> int:
+    """FLOPs of a convolution on its input alone: 2 * N * C_out * (C_in / groups) * the valid (output, tap)
+    pairs of each spatial axis (the taps on zero padding left out). Equals the plain count without padding."""
+    axes = len(data) - 2
+    nominal = 2 * math.prod(out) * math.prod(weight[1:])
+    pads = _pads_begin(attributes, data, out, weight)
+    if pads is None or len(out) != len(data) or len(weight) != len(data):
+        return nominal
+    strides = list(attributes.get("strides") or [1] * axes)
+    dilations = list(attributes.get("dilations") or [1] * axes)
+    pairs = math.prod(
+        valid_taps(in_size=data[2 + i], out_size=out[2 + i], kernel=weight[2 + i], stride=strides[i],
+                   dilation=dilations[i], pad_begin=pads[i])
+        for i in range(axes)
+    )
+    return 2 * out[0] * out[1] * weight[1] * pairs
+
+
 def node_flops(op_type: str, inputs: Sequence[list[int] | None], outputs: Sequence[list[int] | None],
                attributes: dict[str, object]) -> int | None:
     """FLOPs of one node from its input and output shapes (None: a needed shape is unknown).
@@ -146,6 +202,7 @@ def count_graph_flops(model, *, height: int, width: int) -> FlopCount:
     shapes = _shapes(inferred)
     by_op: dict[str, int] = {}
     unknown: list[str] = []
+    padding = 0  # FLOPs of convolution taps on zero padding
     for node in inferred.graph.node:
         if node.op_type in ("If", "Loop", "Scan"):
             return FlopCount(None, note=f"FLOPs unavailable: the graph has a {node.op_type} subgraph")
@@ -162,11 +219,19 @@ def count_graph_flops(model, *, height: int, width: int) -> FlopCount:
             unknown.append(node.name or node.op_type)
             continue
         by_op[node.op_type] = by_op.get(node.op_type, 0) + flops
+        if node.op_type in _CONV_OPS and flops:
+            data_index, weight_index = _CONV_OPS[node.op_type]
+            data = shapes.get(node.input[data_index])
+            weight = shapes.get(node.input[weight_index])
+            out = shapes.get(node.output[0])
+            if data is not None and len(data) >= 3:
+                padding += flops - conv_effective_flops(data, out, weight, attributes)
     if unknown:
         return FlopCount(
             None, by_op, note=f"FLOPs unavailable: unknown shapes at {len(unknown)} node(s) ({', '.join(unknown[:3])})"
         )
-    return FlopCount(sum(by_op.values()), by_op)
+    total = sum(by_op.values())
+    return FlopCount(total, by_op, effective=total - padding)
 
 
 def count_flops(model_path: str | Path, *, height: int, width: int) -> FlopCount:

@@ -1,10 +1,11 @@
 """What the machine is, and what it can do: CPU, versions, providers, and a measured GEMM peak.
 
-The peak is a square GEMM through ONNX Runtime on the device and threads the rows use,
-timed among the rows (interleaved, :mod:`tseg.runtime.bench.stats`): FP32 ``MatMul``; for
-INT8 rows ``MatMulInteger`` (uint8 x int8 -> int32 on the CPU, int8 x int8 on CUDA); for FP16
-rows on a GPU, an FP16 ``MatMul``. Peak GFLOP/s = 2 N^3 / the fastest run (the
-hardware's best when nothing else gets in the way). Nothing here imports torch:
+The peak is the fastest of a few GEMMs (:data:`GEMM_SHAPES`: two square ones and a convolution's
+im2col shape) through ONNX Runtime on the device and threads the rows use, timed among the rows
+(interleaved, :mod:`tseg.runtime.bench.stats`): FP32 ``MatMul``; for INT8 rows ``MatMulInteger``
+(uint8 x int8 -> int32 on the CPU, int8 x int8 on CUDA) and, on the CPU, ``QLinearMatMul``
+(uint8 x int8 -> uint8); for FP16 rows on a GPU, an FP16 ``MatMul``. A GEMM's GFLOP/s =
+2 M K N / its fastest run (the hardware's best when nothing else gets in the way). Nothing here imports torch:
 versions come from package metadata.
 """
 
@@ -21,9 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from tseg.runtime.errors import TsegError
-
-# GEMM side per device: ~2 GFLOP on a CPU (tens of ms on a few cores), ~137 GFLOP on a GPU.
-GEMM_SIDE = {"cpu": 1024, "cuda": 4096}
 
 
 def _cpuinfo() -> list[dict[str, str]]:
@@ -132,61 +130,111 @@ def peak_kind(precision: str, device: str) -> tuple[str, str]:
     return "fp32", gemm_device
 
 
-def gemm_graph(kind: str, side: int, device: str):
-    """An ONNX model: (side, side) input x (side, side) constant, as ``kind`` ("fp32", "fp16", "int8")."""
+# The GEMMs whose best run is the peak, (M, K, N) per device: two square ones and a convolution's
+# im2col product (M output pixels, K = 3 x 3 x input channels, N output channels). No single shape is
+# a ceiling (a small one pays for its output buffer, a square one may tile worse than a network's convs),
+# so the peak is the fastest of them.
+GEMM_SHAPES = {
+    "cpu": ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 1152, 256)),
+    "cuda": ((4096, 4096, 4096), (8192, 8192, 8192), (65536, 2304, 256)),
+}
+
+
+def gemm_ops(kind: str, device: str) -> tuple[str, ...]:
+    """The ONNX ops timed for a peak: MatMul for float; for INT8 MatMulInteger (u8 x s8 -> int32 on the CPU,
+    s8 x s8 on CUDA) and, on the CPU, QLinearMatMul (u8 x s8 -> u8, what QOperator models run)."""
+    if kind != "int8":
+        return ("MatMul",)
+    return ("MatMulInteger", "QLinearMatMul") if device == "cpu" else ("MatMulInteger",)
+
+
+def gemm_graph(kind: str, shape: tuple[int, int, int], device: str, op: str | None = None):
+    """An ONNX model: (M, K) input ``a`` x (K, N) constant -> (M, N) ``c``, as ``kind`` ("fp32", "fp16", "int8").
+
+    Args:
+        op: one of :func:`gemm_ops` (default: the first).
+    """
     from onnx import TensorProto, helper, numpy_helper
 
+    m, k, n = shape
+    op = op or gemm_ops(kind, device)[0]
     rng = np.random.default_rng(0)
+    inits = []
     if kind == "int8":
         a_type = TensorProto.INT8 if device == "cuda" else TensorProto.UINT8
-        b = rng.integers(-64, 64, size=(side, side), dtype=np.int8)
-        node = helper.make_node("MatMulInteger", ["a", "b"], ["c"])
-        out_type = TensorProto.INT32
+        inits.append(numpy_helper.from_array(rng.integers(-64, 64, size=(k, n), dtype=np.int8), "b"))
+        if op == "QLinearMatMul":
+            a_dtype = np.int8 if device == "cuda" else np.uint8
+            inits += [numpy_helper.from_array(np.array(v, dtype=t), name) for name, v, t in (
+                ("a_scale", 0.02, np.float32), ("a_zero", 0, a_dtype), ("b_scale", 0.01, np.float32),
+                ("b_zero", 0, np.int8), ("c_scale", 0.5, np.float32), ("c_zero", 0, a_dtype))]
+            node = helper.make_node(op, ["a", "a_scale", "a_zero", "b", "b_scale", "b_zero", "c_scale", "c_zero"],
+                                    ["c"])
+            out_type = a_type
+        else:
+            node = helper.make_node("MatMulInteger", ["a", "b"], ["c"])
+            out_type = TensorProto.INT32
     else:
         a_type = out_type = TensorProto.FLOAT if kind == "fp32" else TensorProto.FLOAT16
-        b = rng.standard_normal((side, side)).astype(np.float32 if kind == "fp32" else np.float16)
+        b = rng.standard_normal((k, n)).astype(np.float32 if kind == "fp32" else np.float16)
+        inits.append(numpy_helper.from_array(b, "b"))
         node = helper.make_node("MatMul", ["a", "b"], ["c"])
     graph = helper.make_graph(
         [node],
-        f"gemm_{kind}",
-        [helper.make_tensor_value_info("a", a_type, [side, side])],
-        [helper.make_tensor_value_info("c", out_type, [side, side])],
-        initializer=[numpy_helper.from_array(b, "b")],
+        f"gemm_{kind}_{op}",
+        [helper.make_tensor_value_info("a", a_type, [m, k])],
+        [helper.make_tensor_value_info("c", out_type, [m, n])],
+        initializer=inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def gemm_input(kind: str, side: int, device: str) -> np.ndarray:
+def gemm_input(kind: str, shape: tuple[int, int, int], device: str) -> np.ndarray:
+    """The (M, K) input of :func:`gemm_graph`."""
     rng = np.random.default_rng(1)
+    m, k, _ = shape
     if kind == "int8":
         dtype = np.int8 if device == "cuda" else np.uint8
         low, high = (-64, 64) if device == "cuda" else (0, 128)
-        return rng.integers(low, high, size=(side, side), dtype=dtype)
-    return rng.standard_normal((side, side)).astype(np.float32 if kind == "fp32" else np.float16)
+        return rng.integers(low, high, size=(m, k), dtype=dtype)
+    return rng.standard_normal((m, k)).astype(np.float32 if kind == "fp32" else np.float16)
 
 
 @dataclass
 class PeakRunner:
-    """A square GEMM on a device, ready to time.
+    """One GEMM on a device, ready to time.
 
     Attributes:
         kind, device: what it measures ("fp32" / "fp16" / "int8", "cpu" / "cuda").
-        side: N of the N x N x N GEMM.
+        shape: (M, K, N) of the (M, K) x (K, N) product.
+        op: the ONNX op ("MatMul", "MatMulInteger", "QLinearMatMul").
         run: one GEMM (a callable with no arguments).
     """
 
     kind: str
     device: str
-    side: int
+    shape: tuple[int, int, int]
+    op: str
     run: object
 
     @property
     def flops(self) -> int:
-        return 2 * self.side**3
+        m, k, n = self.shape
+        return 2 * m * k * n
+
+    def describe(self) -> str:
+        m, k, n = self.shape
+        return f"{self.op} {m}x{k}x{n}"
 
 
-def make_peak_runner(kind: str, device: str, *, threads: int | None, folder: Path) -> PeakRunner:
-    """Builds the GEMM graph in ``folder`` and opens it like a model (same threads, same provider).
+def peak_gemms(kind: str, device: str) -> list[tuple[str, tuple[int, int, int]]]:
+    """(op, (M, K, N)) of every GEMM timed for the (kind, device) peak: :func:`gemm_ops` x :data:`GEMM_SHAPES`."""
+    return [(op, shape) for op in gemm_ops(kind, device) for shape in GEMM_SHAPES[device]]
+
+
+def make_peak_runner(kind: str, device: str, *, op: str, shape: tuple[int, int, int], threads: int | None,
+                     folder: Path) -> PeakRunner:
+    """Writes one GEMM graph to ``folder`` and opens it like a model (same threads, same provider).
 
     Raises:
         TsegError: onnx is not installed, or ONNX Runtime cannot run this GEMM on the device.
@@ -198,13 +246,12 @@ def make_peak_runner(kind: str, device: str, *, threads: int | None, folder: Pat
     from tseg.runtime.binding import BoundRunner
     from tseg.runtime.session import create_session
 
-    side = GEMM_SIDE[device]
-    path = Path(folder) / f"gemm_{kind}_{device}.onnx"
-    onnx.save(gemm_graph(kind, side, device), str(path))
+    path = Path(folder) / f"gemm_{kind}_{device}_{op}_{'x'.join(map(str, shape))}.onnx"
+    onnx.save(gemm_graph(kind, shape, device, op), str(path))
     session = create_session(path, device=device, threads=threads)
     runner = BoundRunner(session, input_name="a", output_name="c")
-    data = gemm_input(kind, side, device)
-    return PeakRunner(kind, device, side, lambda: runner.run(data))
+    data = gemm_input(kind, shape, device)
+    return PeakRunner(kind, device, shape, op, lambda: runner.run(data))
 
 
 def peak_folder() -> tempfile.TemporaryDirectory:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.bench.flops import count_flops
-from tseg.runtime.bench.machine import PeakRunner, make_peak_runner, peak_folder, peak_kind
+from tseg.runtime.bench import machine
+from tseg.runtime.bench.flops import FlopCount, count_flops
+from tseg.runtime.bench.machine import PeakRunner, peak_folder, peak_kind
 from tseg.runtime.bench.stats import TimingPolicy, interleave, summarize
 from tseg.runtime.cli_errors import one_line
 from tseg.runtime.errors import TsegError
@@ -46,9 +47,10 @@ class Row:
         batch: images per run.
         status: "ran" or "failed: <one line>".
         file_mb: the file's size in MB (10^6 bytes).
-        runs, p50_ms, p90_ms, p99_ms, images_per_s: see :class:`~tseg.runtime.bench.stats.Summary`.
-        gflops: GFLOPs per image (counted from the graph; eager: by torch's flop counter).
-        gflops_per_s: gflops * batch / p50.
+        runs, min_ms, p50_ms, p90_ms, p99_ms, images_per_s: see :class:`~tseg.runtime.bench.stats.Summary`.
+        gflops: GFLOPs per image (counted from the graph; eager: by torch's flop counter), every kernel tap.
+        effective_gflops: ``gflops`` less the convolution taps on zero padding (which the kernels skip).
+        gflops_per_s: effective_gflops * batch / p50.
         peak_gflops_per_s: the GEMM peak this row is compared with (``peak`` names it).
         peak_fraction: gflops_per_s / peak_gflops_per_s.
         miou: val mIoU with --coco (the runtime's own scoring, as tseg-infer --eval).
@@ -65,11 +67,13 @@ class Row:
     status: str = "ran"
     file_mb: float | None = None
     runs: int | None = None
+    min_ms: float | None = None
     p50_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
     images_per_s: float | None = None
     gflops: float | None = None
+    effective_gflops: float | None = None
     gflops_per_s: float | None = None
     peak: str | None = None
     peak_gflops_per_s: float | None = None
@@ -120,7 +124,7 @@ class Plan:
 
     row: Row
     make: Callable[[], Callable[[], object]]
-    flops: Callable[[], int | None]
+    flops: Callable[[], FlopCount]
     runner: Callable[[], object] | None = None
 
 
@@ -173,7 +177,7 @@ def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, th
                 count = flops_at(tuple(size))
                 if count.note:
                     row.notes.append(count.note)
-                return count.flops
+                return count
 
             plans.append(Plan(row, make, flops))
     return plans
@@ -237,12 +241,23 @@ def plan_rows(models: list[Path], *, checkpoint: Path | None, sizes, batches, de
     return plans
 
 
+# A row whose median run is this many times its fastest was slowed by something else on the machine.
+SPREAD_WARNING = 3.0
+
+
 @dataclass
 class Measured:
-    """What :func:`measure_rows` found: the rows and the peaks (kind, device) -> GFLOP/s or a note."""
+    """What :func:`measure_rows` found.
+
+    Attributes:
+        rows: the rows, in table order.
+        peaks: (kind, device) -> the best GEMM's GFLOP/s, or a note why there is none.
+        peak_gemms: (kind, device) -> each GEMM timed for it, "OP MxKxN: GFLOP/s" (or why it failed).
+    """
 
     rows: list[Row]
     peaks: dict[tuple[str, str], float | str]
+    peak_gemms: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 def measure_rows(plans: list[Plan], *, policy: TimingPolicy, threads: int | None, progress: bool = False) -> Measured:
@@ -263,42 +278,74 @@ def measure_rows(plans: list[Plan], *, policy: TimingPolicy, threads: int | None
     live = [p for p in plans if p.runner is not None]
     with peak_folder() as folder:
         peaks: dict[tuple[str, str], float | str] = {}
-        peak_runners: dict[tuple[str, str], PeakRunner] = {}
+        peak_gemms: dict[tuple[str, str], list[str]] = {}
+        peak_runners: list[PeakRunner] = []
         for key in dict.fromkeys(peak_kind(p.row.precision, p.row.device) for p in live):
-            try:
-                peak_runners[key] = make_peak_runner(*key, threads=threads, folder=Path(folder))
-            except Exception as err:  # TsegError, or ONNX Runtime without this GEMM kernel
-                peaks[key] = f"peak unavailable ({key[0]} GEMM on {key[1]}): {reason_line(err)}"
-        runners = [p.runner for p in live] + [r.run for r in peak_runners.values()]
+            for op, shape in machine.peak_gemms(*key):
+                try:
+                    peak_runners.append(machine.make_peak_runner(*key, op=op, shape=shape, threads=threads,
+                                                                 folder=Path(folder)))
+                except Exception as err:  # TsegError, or ONNX Runtime without this GEMM kernel
+                    name = f"{op} {'x'.join(map(str, shape))}"
+                    peak_gemms.setdefault(key, []).append(f"{name}: failed ({reason_line(err)})")
+        runners = [p.runner for p in live] + [r.run for r in peak_runners]
         with tqdm(total=len(runners), desc="tseg-bench", unit="row", disable=not progress, leave=False) as bar:
             samples = interleave(runners, policy=policy, on_done=lambda _index: bar.update())
-    for (key, runner), result in zip(peak_runners.items(), samples[len(live):], strict=True):
-        if result.error is not None:
-            peaks[key] = f"peak unavailable ({key[0]} GEMM on {key[1]}): {reason_line(result.error)}"
-        else:
-            # The best run: what the hardware can do when nothing else gets in the way.
-            peaks[key] = runner.flops / min(result.durations) / 1e9
+    peaks = _best_peaks(peak_runners, samples[len(live):], peaks, peak_gemms)
     for plan, result in zip(live, samples[: len(live)], strict=True):
         if result.error is not None:
             plan.row.fail(f"{type(result.error).__name__}: {reason_line(result.error)}")
             continue
         _fill(plan, summarize(result.durations, batch=plan.row.batch), peaks)
-    return Measured([p.row for p in plans], peaks)
+    return Measured([p.row for p in plans], peaks, peak_gemms)
+
+
+def _best_peaks(runners: list[PeakRunner], samples, peaks: dict, gemms: dict[tuple[str, str], list[str]]) -> dict:
+    """Each (kind, device)'s peak: the fastest GEMM's GFLOP/s over its fastest run (the hardware's best
+    when nothing else gets in the way). Every GEMM goes into ``gemms`` with its figure or why it failed."""
+    for runner, result in zip(runners, samples, strict=True):
+        key = (runner.kind, runner.device)
+        if result.error is not None:
+            gemms.setdefault(key, []).append(f"{runner.describe()}: failed ({reason_line(result.error)})")
+            continue
+        rate = runner.flops / min(result.durations) / 1e9
+        gemms.setdefault(key, []).append(f"{runner.describe()}: {rate:.0f}")
+        if not isinstance(peaks.get(key), float) or rate > peaks[key]:
+            peaks[key] = rate
+    for key, lines in gemms.items():
+        if key not in peaks:
+            peaks[key] = f"peak unavailable ({key[0]} GEMM on {key[1]}): every GEMM failed, e.g. {lines[0]}"
+    return peaks
 
 
 def _fill(plan: Plan, summary, peaks) -> None:
     row = plan.row
-    row.runs, row.images_per_s = summary.runs, summary.images_per_s
+    row.runs, row.images_per_s, row.min_ms = summary.runs, summary.images_per_s, summary.min_ms
     row.p50_ms, row.p90_ms, row.p99_ms = summary.p50_ms, summary.p90_ms, summary.p99_ms
+    if summary.p50_ms > SPREAD_WARNING * summary.min_ms:
+        row.notes.append(
+            f"{row.model} {row.size[0]}x{row.size[1]}/{row.batch}: p50 {summary.p50_ms:.0f} ms is"
+            f" {summary.p50_ms / summary.min_ms:.0f}x its fastest run ({summary.min_ms:.1f} ms): something else"
+            " competed for the CPUs (PyTorch's OpenMP threads, which spin-wait at every barrier, suffer most);"
+            " rerun on an idle machine"
+        )
     try:
-        flops = plan.flops()
+        count = plan.flops()
     except Exception as err:  # the flop counter must not lose a measured row
-        flops = None
+        count = FlopCount(None)
         row.notes.append(f"FLOPs unavailable: {reason_line(err)}")
-    if flops is None:
+    if count.flops is None:
         return
-    row.gflops = flops / 1e9
-    row.gflops_per_s = flops * row.batch / (summary.p50_ms / 1e3) / 1e9
+    effective = count.flops if count.effective is None else count.effective
+    row.gflops, row.effective_gflops = count.flops / 1e9, effective / 1e9
+    row.gflops_per_s = effective * row.batch / (summary.p50_ms / 1e3) / 1e9
+    if effective < 0.9 * count.flops:
+        row.notes.append(
+            f"at {row.size[0]}x{row.size[1]}: {100 * (1 - effective / count.flops):.0f}% of the"
+            f" {count.flops / 1e9:.2f} GFLOPs/img counted are convolution taps on zero padding (dilated"
+            " convolutions wider than their feature map), which the kernels skip; GFLOP/s and % peak count the"
+            f" {effective / 1e9:.2f} GFLOPs on real input"
+        )
     kind, device = peak_kind(row.precision, row.device)
     row.peak = f"{kind} GEMM on {device}"
     peak = peaks.get((kind, device))

@@ -29,7 +29,8 @@ class BenchReport:
         rows: the benchmark rows, in table order.
         machine: :func:`~tseg.runtime.bench.machine.machine_info`.
         policy: how the rows were timed.
-        peaks: "KIND GEMM on DEVICE" -> GFLOP/s, or a note why it is missing.
+        peaks: "KIND GEMM on DEVICE" -> GFLOP/s (the fastest of its GEMMs), or a note why it is missing.
+        peak_gemms: "KIND GEMM on DEVICE" -> each GEMM timed for it, "OP MxKxN: GFLOP/s" (or why it failed).
         sections: extra tables (--stages, --crf): title -> (header, rows, method line).
     """
 
@@ -37,6 +38,7 @@ class BenchReport:
     machine: dict[str, object]
     policy: TimingPolicy
     peaks: dict[str, float | str] = field(default_factory=dict)
+    peak_gemms: dict[str, list[str]] = field(default_factory=dict)
     sections: dict[str, tuple[Sequence[str], list[list[str]], str]] = field(default_factory=dict)
 
     def method(self) -> str:
@@ -45,9 +47,11 @@ class BenchReport:
             " GPU, host copies timed), PyTorch eager under inference_mode; "
             f"{self.policy.describe()}. p50/p90/p99: percentiles of the timed runs; images/s: images of all timed"
             " runs / their time; GFLOPs/img: Conv, ConvTranspose, MatMul, Gemm counted from the graph at the"
-            " row's size (multiply-add = 2, no bias adds); GFLOP/s: GFLOPs/img x batch / p50; % peak: of an N^3"
-            " GEMM's GFLOP/s (best run) through ONNX Runtime on the same device and threads (INT8 rows: MatMulInteger),"
-            " timed among the rows (a model whose convolutions run faster than this GEMM can pass 100%)."
+            " row's size (multiply-add = 2, no bias adds); GFLOP/s: the GFLOPs on real input (convolution taps on zero"
+            " padding, which the kernels skip, left out) x batch / p50; % peak: GFLOP/s over"
+            " this machine's peak, the fastest of a few GEMMs (M x K x N: two square ones and a 3x3 convolution's"
+            " im2col shape, each at its fastest run) through ONNX Runtime on the same device and threads, timed"
+            " among the rows (FP32 rows: MatMul; INT8 rows: MatMulInteger and QLinearMatMul, uint8 x int8)."
         )
 
 
@@ -87,9 +91,14 @@ def footnotes(rows: list[Row]) -> list[str]:
     return lines
 
 
-def _peaks_line(peaks: dict[str, float | str]) -> str:
-    shown = [f"{name} {value:.0f} GFLOP/s" for name, value in peaks.items() if isinstance(value, float)]
-    return "Peaks measured: " + (", ".join(shown) if shown else "none") + "."
+def _peaks_line(report: BenchReport) -> str:
+    """"Peaks measured (GFLOP/s): KIND GEMM on DEVICE X (OP MxKxN: Y, ...), ..." """
+    shown = []
+    for name, value in report.peaks.items():
+        gemms = report.peak_gemms.get(name, [])
+        detail = f" (best of {', '.join(gemms)})" if gemms else ""
+        shown.append(f"{name} {value:.0f}{detail}" if isinstance(value, float) else f"{name}: {value}")
+    return "Peaks measured (GFLOP/s): " + ("; ".join(shown) if shown else "none") + "."
 
 
 def _aligned(header: Sequence[str], table: list[list[str]]) -> list[str]:
@@ -109,7 +118,7 @@ def format_text(report: BenchReport) -> str:
     lines = _aligned(COLUMNS, [cells(r) for r in report.rows]) + footnotes(report.rows)
     for title, (header, table, method) in report.sections.items():
         lines += ["", title, *_aligned(header, table), method]
-    lines += ["", "Method: " + report.method(), _peaks_line(report.peaks)]
+    lines += ["", "Method: " + report.method(), _peaks_line(report)]
     lines.append("Machine: " + describe_machine(report.machine))
     return "\n".join(lines) + "\n"
 
@@ -122,7 +131,7 @@ def format_markdown(report: BenchReport) -> str:
         lines += [""] + [f"- {n}" for n in notes]
     for title, (header, table, method) in report.sections.items():
         lines += ["", f"**{title}**", "", *_markdown(header, table), "", method]
-    lines += ["", f"Method: {report.method()} {_peaks_line(report.peaks)}", "",
+    lines += ["", f"Method: {report.method()} {_peaks_line(report)}", "",
               f"Machine: {describe_machine(report.machine)}."]
     return "\n".join(lines) + "\n"
 
@@ -147,6 +156,7 @@ def format_json(report: BenchReport) -> str:
         "method": report.method(),
         "policy": dataclasses.asdict(report.policy),
         "peaks_gflops_per_s": {k: _jsonable(v) for k, v in report.peaks.items()},
+        "peak_gemms": report.peak_gemms,
         "rows": rows,
         "sections": sections,
     }

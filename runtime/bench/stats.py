@@ -4,6 +4,9 @@ Rows (one callable each) are measured interleaved: every row gets a turn of abou
 ``min_time / turns`` seconds (and at least ``ceil(min_runs / turns)`` runs), then the next
 row, round after round until each row has both ``min_runs`` runs and ``min_time`` seconds
 of timed runs. Machine drift (another process, thermal throttling) then hits every row alike.
+Before each turn (and each row's warm-up) the timer waits ``pause`` seconds, untimed: the
+previous row's idle threads (ONNX Runtime's intra-op pool, PyTorch's OpenMP team) spin for a
+while after a run and would otherwise take a core from the next row.
 Warm-up runs (first runs: memory arenas, JIT, caches) are excluded. A row whose callable
 raises is stopped and keeps its exception; the others carry on.
 """
@@ -29,26 +32,31 @@ class TimingPolicy:
         min_runs: timed runs each row needs at least.
         min_time: seconds of timed runs each row needs at least.
         turns: how many turns the minimums are spread over (1: each row in one go).
+        pause: untimed seconds before each turn when several rows take turns.
     """
 
     warmup: int = 2
     min_runs: int = 10
     min_time: float = 2.0
     turns: int = 5
+    pause: float = 0.2
 
     def __post_init__(self) -> None:
         for name, low in (("warmup", 0), ("min_runs", 1), ("turns", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise TsegError(f"{name}: need an integer >= {low}, got {value!r:.40}")
-        if not isinstance(self.min_time, (int, float)) or not 0 <= self.min_time <= 3600:
-            raise TsegError(f"min_time: need seconds in 0..3600, got {self.min_time!r:.40}")
+        for name, high in (("min_time", 3600), ("pause", 60)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+                raise TsegError(f"{name}: need seconds in 0..{high}, got {value!r:.40}")
 
     def describe(self) -> str:
         """The method, one line (printed under the table)."""
         return (
             f"{self.warmup} warm-up run(s) excluded, then at least {self.min_runs} runs and {self.min_time:g} s"
-            f" per row, rows interleaved in {self.turns} turns"
+            f" per row, rows interleaved in {self.turns} turns with an untimed {self.pause:g} s pause before each"
+            " (the previous row's idle threads stop spinning)"
         )
 
 
@@ -85,6 +93,7 @@ def interleave(
     *,
     policy: TimingPolicy,
     clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
     on_done: Callable[[int], None] | None = None,
 ) -> list[Samples]:
     """Times every runner, interleaved (module docstring).
@@ -93,6 +102,7 @@ def interleave(
         runners: one callable per row (a run of its batch).
         policy: warm-up, minimum runs and time, turns.
         clock: seconds (tests pass a fake one).
+        sleep: waits ``policy.pause`` seconds before each turn and warm-up (only with several runners).
         on_done: called with a row's index when it has finished (or failed).
 
     Returns:
@@ -100,6 +110,7 @@ def interleave(
         has it in ``error`` (KeyboardInterrupt and the like propagate).
     """
     results = [Samples() for _ in runners]
+    pause = policy.pause if len(runners) > 1 else 0.0
 
     def guarded(index: int, action: Callable[[], None]) -> None:
         try:
@@ -113,6 +124,8 @@ def interleave(
         def warm(run=run) -> None:
             for _ in range(policy.warmup):
                 run()
+        if pause:
+            sleep(pause)
         try:
             warm()
         except Exception as err:
@@ -124,6 +137,8 @@ def interleave(
         if not pending:
             return results
         for index in pending:
+            if pause:
+                sleep(pause)
             guarded(index, lambda index=index: _turn(runners[index], results[index], policy, clock))
 
 
@@ -134,6 +149,7 @@ class Summary:
     Attributes:
         runs: timed runs.
         total_s: their total time.
+        min_ms: the fastest run.
         p50_ms, p90_ms, p99_ms: percentiles of one run's latency (linear interpolation
             between samples, NumPy's default; with few runs p99 is close to the slowest).
         images_per_s: images of all timed runs / their total time (``batch`` images a run).
@@ -141,6 +157,7 @@ class Summary:
 
     runs: int
     total_s: float
+    min_ms: float
     p50_ms: float
     p90_ms: float
     p99_ms: float
@@ -159,4 +176,4 @@ def summarize(durations: Sequence[float], *, batch: int) -> Summary:
     p50, p90, p99 = (float(v) * 1e3 for v in np.percentile(values, [50, 90, 99]))
     total = math.fsum(durations)
     rate = batch * len(durations) / total if total > 0 else float("inf")
-    return Summary(len(durations), total, p50, p90, p99, rate)
+    return Summary(len(durations), total, float(values.min()) * 1e3, p50, p90, p99, rate)

@@ -15,7 +15,7 @@ from tests.onnx_models import INPUT_SIZE, write_colour_model  # noqa: E402
 from tests.tiny_coco import write_tiny_coco  # noqa: E402
 from tseg.runtime.bench.cli import main  # noqa: E402
 
-FAST = ["--min-time", "0", "--min-runs", "2", "--warmup", "1", "--no-progress"]
+FAST = ["--min-time", "0", "--min-runs", "2", "--warmup", "1", "--pause", "0", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,11 @@ def test_rows_figures_and_reports(colour_onnx, tmp_path):
     assert [(r["size"], r["batch"]) for r in rows] == [([16, 16], 1), ([16, 16], 2), ([32, 32], 1), ([32, 32], 2)]
     peak = data["peaks_gflops_per_s"]["fp32 GEMM on cpu"]
     assert peak > 0
+    # The peak is the fastest of the GEMMs timed for it (two square shapes and a convolution's im2col shape).
+    gemms = data["peak_gemms"]["fp32 GEMM on cpu"]
+    shapes = ["1024x1024x1024", "2048x2048x2048", "4096x1152x256"]
+    assert [g.split(":")[0] for g in gemms] == [f"MatMul {shape}" for shape in shapes]
+    assert round(peak) == max(int(g.split(": ")[1]) for g in gemms)
     for row in rows:
         assert row["status"] == "ran" and row["precision"] == "fp32" and row["device"] == "cpu"
         assert row["runs"] >= 2 and row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
@@ -188,5 +193,7 @@ def test_an_int8_row_is_compared_with_an_int8_gemm(colour_onnx, tmp_path):
     assert fp32["peak"] == "fp32 GEMM on cpu" and int8["peak"] == "int8 GEMM on cpu"
     assert int8["gflops"] == fp32["gflops"]  # QDQ: the same Conv at the same shapes
     peaks = data["peaks_gflops_per_s"]
+    ops = [g.split(" ")[0] for g in data["peak_gemms"]["int8 GEMM on cpu"]]
+    assert ops == ["MatMulInteger"] * 3 + ["QLinearMatMul"] * 3
     assert int8["peak_fraction"] == pytest.approx(int8["gflops_per_s"] / peaks["int8 GEMM on cpu"])
     assert fp32["peak_fraction"] == pytest.approx(fp32["gflops_per_s"] / peaks["fp32 GEMM on cpu"])

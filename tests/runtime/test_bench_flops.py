@@ -117,3 +117,25 @@ def test_without_onnx_flops_are_unavailable_with_a_note(tmp_path, monkeypatch):
     count = count_flops(path, height=32, width=32)
     assert count.flops is None
     assert count.note == "FLOPs unavailable: the onnx package is not installed (pip install onnx)"
+
+
+def _single_conv(height: int, width: int, **attributes):
+    node = helper.make_node("Conv", ["image", "w"], ["out"], **attributes)
+    return count_graph_flops(_model([node], [_init("w", (2, 3, 3, 3))], "out"), height=height, width=width)
+
+
+def test_taps_on_zero_padding_are_left_out_of_the_effective_count():
+    # Dilation 4, pads 4 on a 4x4 image: of the 3 taps per axis only the centre one lands on the image
+    # (the others are 4 pixels away), so each output pixel sees 1 x 1 of its 3 x 3 window.
+    dilated = _single_conv(4, 4, dilations=[4, 4], pads=[4, 4, 4, 4])
+    assert dilated.flops == 2 * (2 * 4 * 4) * 27
+    assert dilated.effective == 2 * 2 * 3 * (4 * 4) * 1
+    # 3x3, pad 1 on 4x4: per axis the border outputs see 2 taps, the inner ones 3: 2 + 3 + 3 + 2 = 10 pairs.
+    padded = _single_conv(4, 4, pads=[1, 1, 1, 1])
+    assert padded.effective == 2 * 2 * 3 * 10 * 10 and padded.flops == 2 * 2 * 16 * 27
+    # SAME_UPPER, stride 2 on 5x5: 3 outputs per axis, one pad before; taps (-1, 0, 1), (1, 2, 3), (3, 4, 5): 7.
+    same = _single_conv(5, 5, strides=[2, 2], auto_pad="SAME_UPPER")
+    assert same.effective == 2 * 2 * 3 * 7 * 7
+    # No padding: every tap is on the image.
+    valid = _single_conv(6, 6)
+    assert valid.effective == valid.flops == 2 * 2 * 16 * 27

@@ -18,6 +18,11 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        """A pause: the clock moves, and the log shows it."""
+        self.log.append(f"pause {seconds:g}")
+        self.now += seconds
+
     def runner(self, name: str, durations: list[float]):
         """A run that takes durations[i] seconds on its i-th call (the last one repeats)."""
         calls = iter(range(10**6))
@@ -47,14 +52,19 @@ def test_warmup_is_excluded_and_both_minimums_hold():
     assert samples.durations == [2.0] * 4
 
 
-def test_rows_take_turns():
+def test_rows_take_turns_with_untimed_pauses():
     clock = FakeClock()
-    policy = TimingPolicy(warmup=1, min_runs=4, min_time=0.0, turns=2)
+    policy = TimingPolicy(warmup=1, min_runs=4, min_time=0.0, turns=2, pause=0.5)
     a, b = clock.runner("a", [1.0]), clock.runner("b", [1.0])
-    results = interleave([a, b], policy=policy, clock=clock)
-    # warm-up a, warm-up b, then turns of ceil(4 / 2) = 2 runs each, alternating.
-    assert clock.log == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]
-    assert [len(r.durations) for r in results] == [4, 4]
+    results = interleave([a, b], policy=policy, clock=clock, sleep=clock.sleep)
+    # A pause before each warm-up and each turn; turns of ceil(4 / 2) = 2 runs each, alternating.
+    p = "pause 0.5"
+    assert clock.log == [p, "a", p, "b", p, "a", "a", p, "b", "b", p, "a", "a", p, "b", "b"]
+    assert [r.durations for r in results] == [[1.0] * 4] * 2  # the pauses are not in the timings
+    # One row alone has no other row's threads to wait for: no pauses.
+    clock = FakeClock()
+    interleave([clock.runner("a", [1.0])], policy=policy, clock=clock, sleep=clock.sleep)
+    assert clock.log == ["a"] * 5
 
 
 def test_a_failing_row_stops_alone():
@@ -69,7 +79,7 @@ def test_a_failing_row_stops_alone():
 
     done = []
     results = interleave([broken, clock.runner("ok", [0.5])], policy=TimingPolicy(warmup=2, min_runs=3, min_time=0,
-                         turns=1), clock=clock, on_done=done.append)
+                         turns=1), clock=clock, sleep=clock.sleep, on_done=done.append)
     assert isinstance(results[0].error, RuntimeError) and results[0].durations == []
     assert results[1].error is None and results[1].durations == [0.5] * 3
     assert done == [0, 1]
@@ -79,6 +89,7 @@ def test_percentiles_and_throughput_are_exact():
     durations = [0.010, 0.020, 0.030, 0.040, 0.050, 0.060, 0.070, 0.080, 0.090, 0.100, 0.110]
     summary = summarize(durations, batch=8)
     assert summary.runs == 11
+    assert summary.min_ms == pytest.approx(10.0)
     assert summary.p50_ms == pytest.approx(60.0)
     assert summary.p90_ms == pytest.approx(100.0)  # rank 0.9 * 10 = 9 -> the 10th value
     assert summary.p99_ms == pytest.approx(109.0)  # rank 9.9: 100 + 0.9 * 10
@@ -91,5 +102,7 @@ def test_bad_policies_and_no_runs_are_refused():
         TimingPolicy(min_runs=0)
     with pytest.raises(TsegError, match="min_time: need seconds"):
         TimingPolicy(min_time=-1)
+    with pytest.raises(TsegError, match="pause: need seconds in 0..60"):
+        TimingPolicy(pause=-0.1)
     with pytest.raises(TsegError, match="no timed runs"):
         summarize([], batch=1)
