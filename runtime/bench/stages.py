@@ -132,7 +132,7 @@ def stage_rows(models: list[Path], *, sizes: list[int], device: str, threads, po
     return rows
 
 
-STAGE_HEADER = ("model", "device", "size", *(f"{s} ms" for s in STAGES), "sum ms", "pipeline img/s",
+STAGE_HEADER = ("model", "device", "photo size", *(f"{s} ms" for s in STAGES), "sum ms", "pipeline img/s",
                 "pipeline+CRF img/s", "status")
 STAGE_METHOD = (
     f"Stages: tseg-infer's functions run one after another on {STAGE_IMAGES} synthetic JPEG photos per size, batch 1,"

@@ -106,3 +106,24 @@ def test_bad_policies_and_no_runs_are_refused():
         TimingPolicy(pause=-0.1)
     with pytest.raises(TsegError, match="no timed runs"):
         summarize([], batch=1)
+
+
+def test_a_row_is_judged_on_real_input_flops_and_flagged_when_slowed():
+    from tseg.runtime.bench.flops import FlopCount
+    from tseg.runtime.bench.measure import Plan, Row, _fill
+
+    row = Row("m.onnx", "m.onnx", "onnxruntime", "fp32", "cpu", (64, 64), 2)
+    # 10 GFLOPs counted, 4 of them on real input; p50 0.1 s for 2 images -> 80 GFLOP/s; peak 160 -> 50%.
+    plan = Plan(row, make=lambda: None, flops=lambda: FlopCount(10 * 10**9, effective=4 * 10**9))
+    _fill(plan, summarize([0.1] * 9 + [0.02], batch=2), {("fp32", "cpu"): 160.0})
+    assert row.gflops == 10 and row.effective_gflops == 4
+    assert row.gflops_per_s == pytest.approx(80.0) and row.peak_fraction == pytest.approx(0.5)
+    assert row.min_ms == pytest.approx(20.0)
+    slowed, padding = row.notes
+    assert padding.startswith("at 64x64: 60% of the 10.00 GFLOPs/img counted are convolution taps on zero padding")
+    assert "p50 100 ms is 5x its fastest run (20.0 ms)" in slowed
+    # Steady runs and no padding: no notes.
+    steady = Row("m.onnx", "m.onnx", "onnxruntime", "fp32", "cpu", (64, 64), 1)
+    _fill(Plan(steady, make=lambda: None, flops=lambda: FlopCount(10**9, effective=10**9)),
+          summarize([0.01, 0.011, 0.012], batch=1), {("fp32", "cpu"): 100.0})
+    assert steady.notes == [] and steady.gflops_per_s == pytest.approx(100.0 / 1.1, rel=1e-6)
