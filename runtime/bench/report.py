@@ -52,6 +52,9 @@ class BenchReport:
             " this machine's peak, the fastest of a few GEMMs (M x K x N: two square ones and a 3x3 convolution's"
             " im2col shape, each at its fastest run) through ONNX Runtime on the same device and threads, timed"
             " among the rows (FP32 rows: MatMul; INT8 rows: MatMulInteger and QLinearMatMul, uint8 x int8)."
+            " mIoU (--coco): the split scored as tseg-infer --eval scores it (model alone, no CRF), every image"
+            " resized to the model's own input size, so all rows of one file share it; the eager rows through the"
+            " same pre- and post-processing around PyTorch's forward pass."
         )
 
 

@@ -136,7 +136,8 @@ STAGE_HEADER = ("model", "device", "photo size", *(f"{s} ms" for s in STAGES), "
                 "pipeline+CRF img/s", "status")
 STAGE_METHOD = (
     f"Stages: tseg-infer's functions run one after another on {STAGE_IMAGES} synthetic JPEG photos per size, batch 1,"
-    " p50 per image after one warm-up pass (CRF: the model's crf.json or the defaults); pipeline img/s: tseg-infer's"
+    " p50 per image after one warm-up pass (every photo is resized to the model's input size, so the session time"
+    " does not follow the photo size; CRF: the model's crf.json or the defaults); pipeline img/s: tseg-infer's"
     " threaded pipeline over the same files, from opening the model, after a warm-up run."
 )
 
