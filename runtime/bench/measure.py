@@ -8,6 +8,13 @@ both timed). All rows and the GEMM peaks take turns (:func:`~tseg.runtime.bench.
 
 The PyTorch eager row comes from ``tseg.train.bench_eager``, an optional plugin loaded with
 importlib only when a checkpoint is given: tseg.runtime never imports torch or tseg.train.
+
+Contention: PyTorch's CPU kernels run on an OpenMP team whose threads spin-wait at every
+barrier; when another process holds one of the cores, each barrier waits for a descheduled
+thread, and an eager forward that takes 33 ms on an idle 2-core machine takes 1-2.5 s
+(measured: ONNX Runtime's pool degrades gracefully, torch's does not). tseg-bench keeps
+PyTorch's defaults (what a user's PyTorch does) and flags such a row instead: a row whose
+p50 is :data:`SPREAD_WARNING` times its fastest run gets a note.
 """
 
 from __future__ import annotations
