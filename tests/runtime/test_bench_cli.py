@@ -197,3 +197,26 @@ def test_an_int8_row_is_compared_with_an_int8_gemm(colour_onnx, tmp_path):
     assert ops == ["MatMulInteger"] * 3 + ["QLinearMatMul"] * 3
     assert int8["peak_fraction"] == pytest.approx(int8["gflops_per_s"] / peaks["int8 GEMM on cpu"])
     assert fp32["peak_fraction"] == pytest.approx(fp32["gflops_per_s"] / peaks["fp32 GEMM on cpu"])
+
+
+
+def test_a_gpu_peak_keeps_its_gemm_on_the_device(tmp_path):
+    """resident_gemm binds once and reruns (bound on "cpu" here, as BoundRunner's tests run its GPU path)."""
+    import numpy as np
+    import onnx as onnx_lib
+
+    from tseg.runtime.bench.machine import gemm_graph, gemm_input, resident_gemm
+    from tseg.runtime.session import create_session
+
+    shape = (8, 5, 3)
+    for kind, op in (("fp32", "MatMul"), ("int8", "MatMulInteger")):
+        model = gemm_graph(kind, shape, "cpu", op)
+        path = tmp_path / f"{kind}.onnx"
+        onnx_lib.save(model, str(path))
+        weights = onnx_lib.numpy_helper.to_array(model.graph.initializer[0])
+        data = gemm_input(kind, shape, "cpu")
+        run, fetch = resident_gemm(create_session(path, device="cpu", threads=1), data, device_type="cpu", device_id=0)
+        run()
+        run()
+        expected = data.astype(np.int64) @ weights.astype(np.int64) if kind == "int8" else data @ weights
+        np.testing.assert_allclose(fetch(), expected, rtol=1e-5)
