@@ -11,7 +11,9 @@ matmuls inside attention, none of which tseg's models have).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +46,11 @@ class EagerModel:
     name: str
     num_classes: int
     spec: object = None
+    threads: int | None = None
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) float32 preprocessed images -> (N, C, h', w') float32 logits on the host."""
-        with torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             out = self.model(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
             out = out["out"] if isinstance(out, dict) else out
         return out.float().cpu().numpy()
@@ -60,10 +63,10 @@ class EagerModel:
         """
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(batch, 3, size, size, generator=generator).to(self.device)
-        model, cuda = self.model, self.device == "cuda"
+        model, cuda, threads = self.model, self.device == "cuda", self.threads
 
         def run() -> np.ndarray:
-            with torch.inference_mode():
+            with torch_threads(threads), torch.inference_mode():
                 out = model(x)
                 out = out["out"] if isinstance(out, dict) else out
             if cuda:
@@ -116,9 +119,26 @@ def load_eager(checkpoint: str | Path, *, device: str, threads: int | None) -> E
         raise TsegError(f"the PyTorch eager row runs on {' or '.join(DEVICES)}, not {device}")
     if device == "cuda" and not torch.cuda.is_available():
         raise TsegError("PyTorch eager on cuda: torch.cuda.is_available() is False (a CPU build of torch, or no GPU)")
-    if threads is not None:
-        torch.set_num_threads(threads)
     payload = load_checkpoint(checkpoint)
     model, spec = model_from_checkpoint(payload, source=str(checkpoint))
     model = model.eval().to(device)
-    return EagerModel(Path(checkpoint), model, device, spec.name, len(spec.classes), spec)
+    return EagerModel(Path(checkpoint), model, device, spec.name, len(spec.classes), spec, threads)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block only (no-op when None or equal).
+
+    torch's thread count is process-wide: left changed, it would alter every later torch
+    computation in the process (a training run after a benchmark in the same process would
+    sum in another order and no longer reproduce).
+    """
+    previous = torch.get_num_threads()
+    change = threads is not None and threads != previous
+    if change:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(previous)

@@ -21,8 +21,12 @@ def test_every_option_on_the_tiny_model(tiny_onnx, tiny_run, tiny_coco_dir, tmp_
         "--stages", "--crf", "--json", str(out_json), "--markdown", str(out_md),
         "--min-time", "0", "--min-runs", "2", "--warmup", "1", "--pause", "0", "--no-progress",
     ]
+    import torch
+
+    threads = torch.get_num_threads()
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == threads, "--threads 1 must not outlive the benchmark (a process-wide setting)"
     data = json.loads(out_json.read_text())
     onnx_rows = [r for r in data["rows"] if r["engine"] == "onnxruntime"]
     eager_rows = [r for r in data["rows"] if r["engine"] == "pytorch"]
