@@ -104,6 +104,15 @@ class EagerModel:
         return FlopCount(total, effective=total - padding)
 
 
+def check_checkpoint(checkpoint: str | Path) -> None:
+    """Refuses, before any timing, a file that is not a loadable tseg checkpoint.
+
+    Raises:
+        TsegError: unreadable, not a tseg checkpoint, or a model that cannot be built from it.
+    """
+    model_from_checkpoint(load_checkpoint(checkpoint), source=str(checkpoint))
+
+
 def load_eager(checkpoint: str | Path, *, device: str, threads: int | None) -> EagerModel:
     """Loads a tseg checkpoint for eager timing.
 

@@ -229,7 +229,7 @@ def plan_rows(models: list[Path], *, checkpoint: Path | None, sizes, batches, de
 
     Raises:
         TsegError: a model file missing or without tseg metadata, an unknown device, torch
-            missing for ``checkpoint`` (all before any timing).
+            missing for ``checkpoint`` or a checkpoint tseg did not write (all before any timing).
     """
     unknown = [d for d in devices if d not in DEVICES]
     if unknown:
@@ -242,6 +242,7 @@ def plan_rows(models: list[Path], *, checkpoint: Path | None, sizes, batches, de
     if checkpoint is not None:
         if not checkpoint.is_file():
             raise TsegError(f"checkpoint not found: {checkpoint}")
+        load_eager_plugin().check_checkpoint(checkpoint)  # bad input is one line, not a failed row
         eager_sizes = sizes or sorted({meta.input_size for _, meta in metas})
         for device in [d for d in devices if d in EAGER_DEVICES]:
             plans += _eager_plans(checkpoint, device, eager_sizes, batches, threads)

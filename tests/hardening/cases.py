@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.hardening.onnx_files import conv_model_bytes, metadata_props
 
-TOOLS = ("infer", "train", "export", "plot")
+TOOLS = ("infer", "train", "export", "plot", "bench")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tests.hardening.cases import Case
+from tests.hardening.corpus_bench import BENCH_CASES
 from tests.hardening.corpus_coco import COCO_CASES
 from tests.hardening.corpus_infer import INFER_CASES
 from tests.hardening.corpus_torch import TORCH_CASES
@@ -12,7 +13,7 @@ from tests.hardening.corpus_torch import TORCH_CASES
 
 def all_cases() -> list[Case]:
     """Every case, names unique; infer cases first (they are the bulk and the fastest)."""
-    cases = COCO_CASES + INFER_CASES + TORCH_CASES
+    cases = COCO_CASES + INFER_CASES + TORCH_CASES + BENCH_CASES
     twice = [name for name, count in Counter(c.name for c in cases).items() if count > 1]
     if twice:
         raise ValueError(f"case names used twice: {twice}")

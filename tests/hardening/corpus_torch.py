@@ -132,6 +132,17 @@ def _kwargs(**changes) -> Callable[[dict], None]:
     return lambda payload: payload["model"]["kwargs"].update(changes)
 
 
+def _int8_without_train_split(box: Sandbox) -> list[str]:
+    data = box.coco()
+    (data / "train.json").unlink()
+    return export_args(box, box.checkpoint()) + ["--data", box.rel(data), "--precision", "fp32,int8"]
+
+
+def _triton_repo_with_content(box: Sandbox) -> list[str]:
+    repo = box.write("repo/notes.txt", "the user's own file\n").parent
+    return export_args(box, box.checkpoint()) + ["--triton", box.rel(repo)]
+
+
 EXPORT_CASES = [
     _export("export/o-is-checkpoint", _onto_checkpoint("best.pt")),
     _export(
@@ -153,6 +164,10 @@ EXPORT_CASES = [
     _ckpt("classes-more-than-num-classes", _more_classes),
     _ckpt("state-dict-wrong-keys", _wrong_keys),
     _ckpt("other-architecture", _spec(name="deeplabv3_resnet50")),
+    # Issue 11: precisions, calibration, the Triton repository (all refused before any export).
+    _export("export/int8-without-data", lambda box: export_args(box, box.checkpoint()) + ["--precision", "int8"]),
+    _export("export/int8-data-without-train-split", _int8_without_train_split),
+    _export("export/triton-repo-with-other-content", _triton_repo_with_content),
 ]
 
 
@@ -207,6 +222,8 @@ USAGE_CASES = [
     Case("usage/train-epochs-fraction", "train", lambda box: train_args(box, "--epochs", "1.5")),
     Case("usage/export-parity-images-zero", "export", lambda box: ["--onnx", "x.pt", "--parity-images", "0"]),
     Case("usage/export-min-agreement-2", "export", lambda box: ["--onnx", "x.pt", "--min-agreement", "2"]),
+    Case("usage/export-unknown-precision", "export", lambda box: ["--onnx", "x.pt", "--precision", "fp32,fp8"]),
+    Case("usage/export-calib-method", "export", lambda box: ["--onnx", "x.pt", "--calib-method", "kl"]),
     Case("usage/plot-without-out", "plot", lambda box: [box.rel(box.inputs)]),
 ]
 

@@ -33,8 +33,8 @@ from tests.hardening.checks import CaseResult, compare, snapshot
 MIB = 1 << 20
 # The child's data segment (heap and private mappings); torch's import needs ~1 GiB of it.
 DATA_LIMIT_MIB = 3072
-# Peak RSS a case may reach: the runtime alone needs ~250 MiB, torch's CLIs ~1 GiB.
-RSS_LIMITS_MIB = {"infer": 1024, "plot": 1024, "train": 2048, "export": 2048}
+# Peak RSS a case may reach: the runtime alone needs ~250 MiB, torch's CLIs ~1 GiB (tseg-bench too with --checkpoint).
+RSS_LIMITS_MIB = {"infer": 1024, "plot": 1024, "train": 2048, "export": 2048, "bench": 2048}
 TIMEOUT_S = 90.0
 OUTPUT_HEAD = 64 << 10
 # Runs the CLI under the memory limit and reports its wait status and peak RSS to a file.
