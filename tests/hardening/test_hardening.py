@@ -43,7 +43,8 @@ def test_corpus_covers_every_class_of_the_issue():
     bad = [case for case in CASES if not case.expect_ok]
     per_class = Counter(case.name.split("/")[0] for case in bad)
     assert len(bad) >= 100
-    for group in ("overwrite", "export", "coco", "json", "model", "ckpt", "train", "plot", "image", "settings"):
+    groups = ("overwrite", "export", "coco", "json", "model", "ckpt", "train", "plot", "image", "settings", "bench")
+    for group in groups:
         assert per_class[group] >= 5, f"only {per_class[group]} {group} cases"
-    assert {case.tool for case in bad} == {"infer", "train", "export", "plot"}
+    assert {case.tool for case in bad} == {"infer", "train", "export", "plot", "bench"}
     assert sum(case.expect_ok for case in CASES) >= 3
