@@ -236,3 +236,24 @@ def test_plan_keeps_a_conv_float_only_when_all_its_readers_are_float():
     op_types, exclude = int8_module.plan(graph, keep_op_types={"Mul", "HardSigmoid"}, keep_nodes={"add"})
     assert "Conv" in op_types and "Mul" not in op_types
     assert exclude == ["add", "c2", "c3"]  # c1 feeds Relu (int8); c4 makes the graph output
+
+
+def _activation_zero_points(path) -> list[np.ndarray]:
+    """The zero points of the QuantizeLinear nodes (activations; weights are stored quantized)."""
+    proto = onnx.load(str(path))
+    values = {init.name: onnx.numpy_helper.to_array(init) for init in proto.graph.initializer}
+    return [values[node.input[2]] for node in proto.graph.node if node.op_type == "QuantizeLinear"]
+
+
+def test_the_cpu_and_tensorrt_targets_differ_in_their_activation_types(int8_file, tiny_onnx, tiny_coco_dir, tmp_path):
+    from tseg.export.quantize import TENSORRT_INT8
+
+    cpu = _activation_zero_points(int8_file)
+    assert cpu and all(z.dtype == np.uint8 for z in cpu)  # u8 activations: x86's fused QLinearConv path
+    calibration = _calibration(tiny_coco_dir, tiny_onnx, count=2)
+    trt = quantize_int8(tiny_onnx, tmp_path / "trt.int8.onnx", calibration=calibration, method="minmax",
+                        props=PROPS, settings=TENSORRT_INT8)
+    zero_points = _activation_zero_points(trt)
+    # TensorRT takes signed, symmetric int8 activations only: every zero point 0.
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert _run(trt, _val_batch(tiny_coco_dir, tiny_onnx, (32, 32))).shape == (2, 4, 32, 32)
