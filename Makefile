@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 RUNTIME_VENV ?= .venv-runtime
 SMOKE := build/runtime-smoke
 
-.PHONY: demo test venv lint harden runtime-smoke bench-crf bench-models bench-train crf-reference clean
+.PHONY: demo test venv lint harden runtime-smoke bench bench-crf bench-models bench-train bench-infer bench-precisions \
+	crf-reference clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,17 @@ bench-models: venv
 	$(PY) benchmarks/models.py
 bench-train: venv
 	$(PY) benchmarks/train.py
+bench-infer: venv
+	$(PY) benchmarks/infer.py
+bench-precisions: venv
+	$(PY) benchmarks/precisions.py
+
+# tseg-bench on what `make demo` left (the README's benchmark section).
+DEMO_DATA = $(firstword $(wildcard $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tseg/synthetic-*/))
+bench: venv
+	test -f runs/demo/best.int8.onnx || (echo "run make demo first" && false)
+	$(VENV)/bin/tseg-bench runs/demo/best.onnx runs/demo/best.int8.onnx --checkpoint runs/demo/best.pt \
+		--sizes 256,512 --coco $(DEMO_DATA)val.json --data $(DEMO_DATA) --stages --crf --markdown build/bench.md
 
 # The bad-input harness's totals (it also runs inside `make test`).
 harden: venv

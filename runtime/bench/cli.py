@@ -136,7 +136,16 @@ def _check_outputs(paths: list[Path | None], inputs: list[Path]) -> None:
             raise TsegError(f"{path}: a report would overwrite an input or the other report; choose another file")
         if path.is_dir():
             raise TsegError(f"{path} is a folder: need a file name for the report")
+        existing = next(p for p in path.absolute().parents if p.exists())
+        if not existing.is_dir():
+            raise TsegError(f"{path}: {existing} is a file, so the report's folder cannot be made")
         seen.add(target)
+
+
+def _write_report(path: Path, text: str) -> None:
+    """Writes a report atomically, making its folder first (checked up front by _check_outputs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode())
 
 
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -182,9 +191,9 @@ def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, s
     report = run_bench(settings)
     click.echo(format_text(report), nl=False)
     if json_path is not None:
-        atomic_write_bytes(json_path, format_json(report).encode())
+        _write_report(json_path, format_json(report))
     if markdown_path is not None:
-        atomic_write_bytes(markdown_path, format_markdown(report).encode())
+        _write_report(markdown_path, format_markdown(report))
     failed = sum(row.status != "ran" for row in report.rows)
     if failed:
         click.echo(f"{failed} of {len(report.rows)} rows failed (reasons above)", err=True)

@@ -36,7 +36,7 @@ def one_line_error(result, *fragments: str) -> None:
 
 
 def test_rows_figures_and_reports(colour_onnx, tmp_path):
-    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "new" / "folder" / "bench.md"  # folders made
     result = bench(colour_onnx, "--sizes", "16,32", "--batch-sizes", "1,2", "--threads", "1",
                    "--json", out_json, "--markdown", out_md)
     assert result.exit_code == 0, result.output
@@ -109,6 +109,7 @@ def test_coco_scores_each_row_as_tseg_infer_eval_does(colour_onnx, tmp_path):
         (["{model}", "--sizes", "0"], ["--sizes: need comma-separated integers in 1..8192", "got 0"]),
         (["{model}", "--batch-sizes", "x"], ["--batch-sizes: need comma-separated integers"]),
         (["{model}", "--json", "{model}"], ["would overwrite an input"]),
+        (["{model}", "--markdown", "{model}/under/a/file.md"], ["is a file, so the report's folder cannot be made"]),
         (["{model}", "--data", "."], ["--data is the image root of --coco"]),
         ([], ["need at least one MODEL.onnx"]),
     ],
