@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -21,11 +20,6 @@ import tseg.runtime
 from tests.onnx_models import COLOUR_CLASSES, colour_blocks_image, colour_labels, colour_metadata, write_colour_model
 from tseg.runtime import CrfParams, Prediction, Segmenter, TsegError, TtaSettings, read_image
 from tseg.runtime.labels import labels_from_scores, read_label_png, resize_scores, softmax
-
-
-@pytest.fixture(scope="module")
-def colour_onnx(tmp_path_factory) -> Path:
-    return write_colour_model(tmp_path_factory.mktemp("colour") / "colour.onnx")
 
 
 @pytest.fixture

@@ -18,11 +18,6 @@ from tseg.runtime.bench.cli import main  # noqa: E402
 FAST = ["--min-time", "0", "--min-runs", "2", "--warmup", "1", "--pause", "0", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def colour_onnx(tmp_path_factory):
-    return write_colour_model(tmp_path_factory.mktemp("bench") / "colour.onnx")
-
-
 def bench(*args: str):
     return CliRunner().invoke(main, [*map(str, args), *FAST])
 

@@ -22,7 +22,7 @@ CUDA, TRT, CPU = "CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecu
 
 @pytest.fixture(scope="module")
 def cpu_session(tmp_path_factory):
-    from tests.runtime.test_model_checks import conv_model
+    from tests.conv_models import conv_model
 
     path = conv_model(tmp_path_factory.mktemp("binding") / "m.onnx")
     return create_session(path, device="cpu", threads=1)

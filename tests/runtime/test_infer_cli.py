@@ -15,16 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.runtime.test_model_checks import conv_model
+from tests.conv_models import conv_model
 from tests.tiny_coco import CLASSES as COCO_CLASSES
 from tseg.runtime.cli import check_combinations, main
-from tseg.runtime.cli_errors import INTERRUPTED_EXIT, one_line_errors
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import read_label_png
 from tseg.runtime.outputs import plan_targets
@@ -343,49 +341,6 @@ def test_max_image_pixels_refuses_bigger_images_in_one_line_and_only_while_the_c
         result = invoke(image, "--model", model, "--out", tmp_path / "out", "--max-image-pixels", limit)
         assert result.exit_code == 0, result.output
     assert images.max_image_pixels() == before
-
-
-# ----------------------------------------------------------------------------- the CLI wrapper
-
-
-def _numpy_memory_error() -> MemoryError:
-    try:
-        np.empty((10**9, 10**9))  # refused at once: nothing is allocated
-    except MemoryError as err:
-        return err
-    raise AssertionError("numpy allocated 8 EB")
-
-
-def _command(exc: BaseException):
-    @click.command()
-    @one_line_errors
-    def command():
-        raise exc
-
-    return command
-
-
-@pytest.mark.parametrize(
-    ("exc", "code", "line"),
-    [
-        (TsegError("bad\ninput"), 1, "Error: bad\\ninput"),
-        (FileNotFoundError(2, "No such file or directory", "x.png"), 1, "Error: No such file or directory: x.png"),
-        (MemoryError("Unable to allocate 23.3 GiB for an array"), 1, "Error: out of memory while running command"),
-        (_numpy_memory_error(), 1, "Error: out of memory while running command (Unable to allocate"),
-        (KeyboardInterrupt(), INTERRUPTED_EXIT, "interrupted"),
-    ],
-)
-def test_user_errors_memory_and_ctrl_c_are_one_line_without_traceback(exc, code, line):
-    result = CliRunner().invoke(_command(exc), [])
-    assert result.exit_code == code
-    assert result.stdout == ""
-    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(line), result.stderr
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-
-
-def test_a_bug_keeps_its_traceback():
-    result = CliRunner().invoke(_command(KeyError("bug")), [])
-    assert isinstance(result.exception, KeyError)
 
 
 # ----------------------------------------------------------------------------- stdout

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -23,11 +21,6 @@ from tseg.runtime.segmenter import Segmenter
 
 # Odd sizes: smaller and larger than the model's (24, 40), 1-pixel axes, the model's own size.
 SIZES = [(1, 1), (1, 97), (97, 1), (24, 40), (40, 24), (37, 53), (333, 17)]
-
-
-@pytest.fixture(scope="module")
-def colour_onnx(tmp_path_factory) -> Path:
-    return write_colour_model(tmp_path_factory.mktemp("colour") / "colour.onnx")
 
 
 @pytest.fixture(scope="module")

@@ -274,7 +274,7 @@ def test_load_failure_reason_keeps_the_missing_library_and_the_requirement():
 
 
 def test_a_real_session_prints_nothing(tmp_path, capfd):
-    from tests.runtime.test_model_checks import conv_model
+    from tests.conv_models import conv_model
 
     session = create_session(conv_model(tmp_path / "m.onnx"), device="cpu")
     assert session.get_providers() == [CPU]
@@ -283,7 +283,7 @@ def test_a_real_session_prints_nothing(tmp_path, capfd):
 
 def test_explicit_gpu_devices_on_this_machine_give_one_line_or_run_quietly(tmp_path):
     """Whatever this machine has: no ONNX Runtime banner or log reaches stdout or stderr."""
-    from tests.runtime.test_model_checks import conv_model
+    from tests.conv_models import conv_model
 
     model = conv_model(tmp_path / "m.onnx")
     code = (

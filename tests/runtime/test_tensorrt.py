@@ -18,7 +18,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from tests.runtime.test_model_checks import conv_model, metadata
+from tests.conv_models import conv_model, metadata
 from tests.runtime.test_session import CPU, CUDA, TRT, fake_ort, use
 from tseg.runtime import segmenter as segmenter_module
 from tseg.runtime import tensorrt as trt

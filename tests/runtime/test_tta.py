@@ -26,11 +26,6 @@ from tseg.runtime.tta import add_upsampled_probs, logits_from_probs, view_size
 META = colour_metadata()
 
 
-@pytest.fixture(scope="module")
-def colour_onnx(tmp_path_factory) -> Path:
-    return write_colour_model(tmp_path_factory.mktemp("colour") / "colour.onnx")
-
-
 def write_shift_model(path: Path) -> Path:
     """The colour model looking one pixel to the right: logits[x] = colour(input[x + 1]).
 
