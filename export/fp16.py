@@ -11,8 +11,8 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from tseg.runtime.errors import TsegError
-from tseg.runtime.files import atomic_write_bytes
+from tseg.export.onnx import check_and_write, load_source, set_metadata
+from tseg.runtime.metadata import metadata_props
 
 # Kept in float32, with the converter's own list (ML ops, Resize/Upsample, Range, CumSum,
 # TopK, Min/Max, NonMaxSuppression, RoiAlign) on top:
@@ -50,54 +50,6 @@ def fp16_op_block_list() -> list[str]:
     from onnxconverter_common import float16
 
     return sorted({*float16.DEFAULT_OP_BLOCK_LIST, *FP16_EXTRA_BLOCK_LIST})
-
-
-def set_metadata(proto, *, src_props: Mapping[str, str], props: Mapping[str, str]) -> None:
-    """Replaces ``proto``'s metadata_props with ``src_props`` and then ``props`` on top."""
-    merged = {**src_props, **props}
-    del proto.metadata_props[:]
-    for key, value in merged.items():
-        proto.metadata_props.add(key=key, value=value)
-
-
-def metadata_props(proto) -> dict[str, str]:
-    """An ONNX model's metadata_props as a dict."""
-    return {entry.key: entry.value for entry in proto.metadata_props}
-
-
-def check_and_write(proto, dst: Path, *, what: str) -> Path:
-    """Runs onnx.checker on ``proto`` and writes it atomically to ``dst``.
-
-    Raises:
-        TsegError: the checker refuses the graph (nothing is written).
-    """
-    import onnx
-
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise TsegError(f"the {what} graph failed onnx.checker: {detail}; nothing was saved") from None
-    atomic_write_bytes(dst, proto.SerializeToString())
-    return dst
-
-
-def load_source(src: Path):
-    """Loads an .onnx file for conversion.
-
-    Raises:
-        TsegError: the file is missing or not an ONNX model.
-    """
-    import onnx
-
-    src = Path(src)
-    if not src.is_file():
-        raise TsegError(f"ONNX model not found: {src} (need an existing .onnx file)")
-    try:
-        return onnx.load(str(src))
-    except Exception as err:  # onnx raises DecodeError, OSError, ... for a file that is not a model
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise TsegError(f"{src} is not a readable ONNX model: {detail}") from None
 
 
 def _restore_float32_outputs(converted, original) -> None:

@@ -49,16 +49,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.export.fp16 import check_and_write, load_source, metadata_props, set_metadata
+from tseg.export.onnx import check_and_write, load_source, set_metadata
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import PRECISIONS
+from tseg.runtime.metadata import metadata_props
 
 __all__ = [
     "CALIB_METHODS",
     "CPU_INT8",
     "DEFAULT_CALIB_METHOD",
     "DEFAULT_KEEP_FLOAT",
-    "PRECISIONS",
     "TENSORRT_INT8",
     "Int8Settings",
     "quantize_int8",

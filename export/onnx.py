@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -121,6 +122,49 @@ def _torch_export(model: nn.Module, example: torch.Tensor, opset: int):
     return program.model_proto
 
 
+def set_metadata(proto, *, src_props: Mapping[str, str], props: Mapping[str, str]) -> None:
+    """Replaces ``proto``'s metadata_props with ``src_props`` and then ``props`` on top."""
+    merged = {**src_props, **props}
+    del proto.metadata_props[:]
+    for key, value in merged.items():
+        proto.metadata_props.add(key=key, value=value)
+
+
+def check_and_write(proto, dst: Path, *, what: str) -> Path:
+    """Runs onnx.checker on ``proto`` and writes it atomically to ``dst``.
+
+    Raises:
+        TsegError: the checker refuses the graph (nothing is written).
+    """
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TsegError(f"the {what} graph failed onnx.checker: {detail}; nothing was saved") from None
+    atomic_write_bytes(dst, proto.SerializeToString())
+    return dst
+
+
+def load_source(src: Path):
+    """Loads an .onnx file for conversion.
+
+    Raises:
+        TsegError: the file is missing or not an ONNX model.
+    """
+    import onnx
+
+    src = Path(src)
+    if not src.is_file():
+        raise TsegError(f"ONNX model not found: {src} (need an existing .onnx file)")
+    try:
+        return onnx.load(str(src))
+    except Exception as err:  # onnx raises DecodeError, OSError, ... for a file that is not a model
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TsegError(f"{src} is not a readable ONNX model: {detail}") from None
+
+
 def export_onnx(
     model: nn.Module,
     spec: ModelSpec,
@@ -148,7 +192,6 @@ def export_onnx(
     Returns:
         The path written.
     """
-    import onnx
 
     out = Path(out)
     height, width = spec.input_size
@@ -162,13 +205,6 @@ def export_onnx(
     written = [entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")]
     if written != [opset]:
         raise TsegError(f"asked for opset {opset} but the exporter wrote {written}; nothing was saved")
-    del proto.metadata_props[:]
-    for key, value in metadata_for(spec, extra=extra or {}).to_props().items():
-        proto.metadata_props.add(key=key, value=value)
+    set_metadata(proto, src_props={}, props=metadata_for(spec, extra=extra or {}).to_props())
     proto.producer_name, proto.producer_version = "tseg", __version__
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as err:
-        raise TsegError(f"the exported graph failed onnx.checker: {str(err).splitlines()[0]}") from None
-    atomic_write_bytes(out, proto.SerializeToString())
-    return out
+    return check_and_write(proto, out, what="exported")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TEMP_SUFFIX, atomic_write, atomic_write_bytes
-from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.metadata import ModelMetadata, metadata_props
 
 PLATFORM = "onnxruntime_onnx"
 CONFIG_NAME, LABELS_NAME, MODEL_FILE, VERSION = "config.pbtxt", "labels.txt", "model.onnx", "1"
@@ -133,7 +133,7 @@ def read_model(onnx_path: Path) -> tuple[TensorSpec, TensorSpec, ModelMetadata]:
     except Exception as err:  # protobuf's DecodeError and friends: the file is not an ONNX model
         reason = " ".join(str(err).split())[:100]
         raise TsegError(f"{onnx_path} is not an ONNX model ({reason}); pass a file written by tseg-export") from None
-    meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, source=str(onnx_path))
+    meta = ModelMetadata.from_props(metadata_props(proto), source=str(onnx_path))
     if any(uses_external_data(t) for t in proto.graph.initializer):
         raise TsegError(f"{onnx_path} keeps its weights in external data files; Triton's copy would lack them:"
                         " export a single-file model with tseg-export")

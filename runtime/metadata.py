@@ -220,6 +220,11 @@ class ModelMetadata:
             raise TsegError(f"{source}: bad tseg metadata {PREFIX}{err}") from None
 
 
+def metadata_props(proto) -> dict[str, str]:
+    """An ONNX ``ModelProto``'s metadata_props as a dict (what :meth:`ModelMetadata.from_props` reads)."""
+    return {entry.key: entry.value for entry in proto.metadata_props}
+
+
 def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
     """The PASCAL VOC colour map: background black, then distinct colours.
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.metadata import ModelMetadata, metadata_props
 
 MAX_BATCH_SIZE = 1024
 DEFAULT_TRT_MAJOR = "10"  # when the provider library cannot be read: what ONNX Runtime 1.18-1.31 link
@@ -135,7 +135,7 @@ def _read_model_file(path: str, size: int, mtime_ns: int) -> ModelFile:
     inputs = tuple((i.name, _dims(i)) for i in proto.graph.input if i.name not in initializers)
     if not inputs and not proto.metadata_props:
         raise TsegError(f"{path} is not a readable ONNX model: no graph inputs and no metadata")
-    props = {entry.key: entry.value for entry in proto.metadata_props}
+    props = metadata_props(proto)
     return ModelFile(sha256=hashlib.sha256(data).hexdigest(), inputs=inputs, props=props)
 
 
