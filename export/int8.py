@@ -175,14 +175,13 @@ def _feed(image: object, input_name: str, number: int) -> dict[str, np.ndarray]:
     return {input_name: np.ascontiguousarray(image, dtype=np.float32)[None]}
 
 
-def _calibrate(model: Path, images: Iterable[np.ndarray], *, method: str, op_types: list[str], tmp: Path):
+def _calibrate(model: Path, images: Iterable[np.ndarray], *, input_name: str, method: str, op_types: list[str],
+               tmp: Path):
     """Tensor ranges over all images, one image per calibration pass (bounded memory)."""
-    import onnx
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}
     methods["percentile"] = CalibrationMethod.Percentile
-    input_name = next(i.name for i in onnx.load(str(model), load_external_data=False).graph.input)
     calibrator = create_calibrator(
         model,
         op_types,
@@ -245,9 +244,11 @@ def quantize_int8(
         quant_pre_process(str(src), str(tmp / "pre.onnx"), skip_symbolic_shape=True)
         pre = onnx.load(str(tmp / "pre.onnx"))
         op_types, exclude = plan(pre.graph, keep_op_types=keep_op_types, keep_nodes=keep_nodes)
+        input_name = pre.graph.input[0].name
         del pre
         ranges = _calibrate(
-            tmp / "pre.onnx", itertools.chain([first], images), method=method, op_types=op_types, tmp=tmp
+            tmp / "pre.onnx", itertools.chain([first], images), input_name=input_name, method=method,
+            op_types=op_types, tmp=tmp,
         )
         save_tensors_data(ranges, tmp / "ranges.json")
         signed = settings.activations_signed
