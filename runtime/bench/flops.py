@@ -18,8 +18,8 @@ Shape -> Gather -> Concat chains) on a copy of the graph whose input is made sta
 (1, 3, H, W). In a QDQ graph the weights are DequantizeLinear outputs; inference gives
 their shapes like any other tensor's.
 
-``onnx`` is not a base dependency of tseg: without it, :func:`count_flops` returns an
-unavailable count with a one-line note instead of failing.
+``onnx`` is a base dependency of tseg; should it be missing all the same (a trimmed
+install), :func:`count_flops` returns an unavailable count with a one-line note instead of failing.
 """
 
 from __future__ import annotations
@@ -50,10 +50,6 @@ class FlopCount:
     by_op: dict[str, int] = field(default_factory=dict)
     note: str = ""
     effective: int | None = None
-
-    @property
-    def gflops(self) -> float | None:
-        return None if self.flops is None else self.flops / 1e9
 
 
 def _static_dims(value_info) -> list[int] | None:

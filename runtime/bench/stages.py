@@ -113,13 +113,21 @@ def stage_rows(models: list[Path], *, sizes: list[int], device: str, threads, po
     with tempfile.TemporaryDirectory(prefix="tseg-bench-stages-") as tmp:
         for model in models:
             meta = read_metadata(model)
+            try:  # once per model: every photo is resized to the model's input size, whatever its own
+                opened: tuple | Exception = (
+                    Segmenter(model, device=device, threads=threads, batch_size=1),
+                    resolve_crf_params(model, {}),
+                )
+            except Exception as err:  # a failing model or device: its rows say why, the others run
+                opened = err
             for size in sizes or [meta.input_size[0]]:
                 where = [model.name, device, f"{size}x{size}"]
                 try:
+                    if isinstance(opened, Exception):
+                        raise opened
+                    segmenter, crf = opened
                     folder = Path(tmp) / f"photos_{size}"
                     paths = sorted(folder.glob("*.jpg")) or write_photos(folder, size)
-                    segmenter = Segmenter(model, device=device, threads=threads, batch_size=1)
-                    crf = resolve_crf_params(model, {})
                     passes = max(1, math.ceil(policy.min_runs / len(paths)))
                     out = Path(tmp) / "out"
                     out.mkdir(exist_ok=True)
