@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from tseg.export.parity import ParityCase
+from tseg.export.parity import MIN_AGREEMENT, ParityCase
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess
@@ -31,7 +31,7 @@ from tseg.train.checkpoints import ModelSpec
 # summation order; FP16 rounds every activation (a plain conversion of the demo model agrees
 # on 99.8% of pixels of random noise); INT8 moves pixels near class boundaries, and is judged
 # above all on mIoU.
-DEFAULT_MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.99, "int8": 0.95}
+DEFAULT_MIN_AGREEMENT = {"fp32": MIN_AGREEMENT, "fp16": 0.99, "int8": 0.95}
 DEFAULT_MAX_MIOU_DROP = 0.01
 
 Runner = Callable[[np.ndarray], np.ndarray]

@@ -113,6 +113,7 @@ def compare(
     *,
     device: str = "cpu",
     min_agreement: float = MIN_AGREEMENT,
+    session=None,
 ) -> ParityReport:
     """Runs each (3, H, W) input through PyTorch and ONNX Runtime and compares.
 
@@ -122,8 +123,9 @@ def compare(
         inputs: (name, (3, H, W) float32 normalised image) pairs.
         device: ONNX Runtime device (see tseg.runtime.session).
         min_agreement: the argmax agreement a case needs to pass.
+        session: an ONNX Runtime session already open on ``onnx_path`` (else one is opened).
     """
-    session = create_session(onnx_path, device=device)
+    session = session if session is not None else create_session(onnx_path, device=device)
     input_name = session.get_inputs()[0].name
     cases = []
     model = model.eval().cpu()

@@ -144,7 +144,7 @@ def judge(
     verdicts, reports = [], {}
     for precision, path in files.items():
         report = reports[precision] = compare(
-            model, path, inputs, device="cpu", min_agreement=settings.min_agreement[precision]
+            model, path, inputs, min_agreement=settings.min_agreement[precision], session=sessions[precision]
         )
         verdicts.append(
             PrecisionVerdict(

@@ -214,3 +214,8 @@ def test_triton_refusals_come_before_any_export(tiny_run, tmp_path, setup, extra
                             *extra])
     assert code == 1 and message in output and len(output.strip().splitlines()) == 1, output
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_the_cli_default_thresholds_are_the_librarys():
+    option = next(p for p in export_cli.params if p.name == "min_agreement")
+    assert parse_min_agreement(option.default) == DEFAULT_MIN_AGREEMENT  # the CLI spells them out: no torch at --help
