@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.files import TEMP_SUFFIX, atomic_write, atomic_write_bytes
+from tseg.runtime.files import TEMP_SUFFIX, atomic_write, atomic_write_bytes, current_umask
 from tseg.runtime.metadata import ModelMetadata, metadata_props
 
 PLATFORM = "onnxruntime_onnx"
@@ -242,12 +242,6 @@ def config_text(name: str, image: TensorSpec, logits: TensorSpec, meta: ModelMet
     return "\n".join(lines) + "\n"
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _check_repo(repo: Path, name: str) -> None:
     """Refuses a repo path that is a file, holds other content, or already has the model."""
     if repo.exists() and not repo.is_dir():
@@ -273,7 +267,7 @@ def _is_own_temp(entry: Path) -> bool:
 
 
 def _fill_model_folder(folder: Path, onnx_path: Path, config: str, classes: Sequence[str]) -> None:
-    os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes it 0700; a model folder is as mkdir would make it
+    os.chmod(folder, 0o777 & ~current_umask())  # mkdtemp makes it 0700; a model folder is as mkdir would make it
     atomic_write(folder / VERSION / MODEL_FILE, lambda tmp: shutil.copyfile(onnx_path, tmp))
     atomic_write_bytes(folder / LABELS_NAME, ("\n".join(classes) + "\n").encode("utf-8"))
     atomic_write_bytes(folder / CONFIG_NAME, config.encode("utf-8"))

@@ -11,11 +11,11 @@ from click.core import ParameterSource
 
 from tseg.runtime import images
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
-from tseg.runtime.defaults import RUNS_DIR, new_infer_dir, newest_model
+from tseg.runtime.defaults import MAX_BATCH_SIZE, RUNS_DIR, new_infer_dir, newest_model
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metrics import format_scores
-from tseg.runtime.pipeline import MAX_BATCH_SIZE, MAX_WORKERS
+from tseg.runtime.pipeline import MAX_WORKERS
 from tseg.runtime.predict import EVAL_FILE, CocoInferResult, InferResult, InferSettings, infer_coco, infer_paths
 from tseg.runtime.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 from tseg.runtime.session import DEVICES

@@ -10,6 +10,7 @@ from tseg.runtime.files import create_run_dir
 from tseg.runtime.metadata import PREFIX
 
 RUNS_DIR = Path("runs")
+MAX_BATCH_SIZE = 1024  # images per model run: tseg-infer --batch-size, TensorRT's largest profile
 INFER_DIR = "infer"  # runs/infer/NAME holds tseg-infer's outputs
 REJECTED_SUFFIX = ".rejected.onnx"  # what tseg-export leaves when a model fails its parity check
 _MARKER = (PREFIX + "schema").encode()  # a metadata key every tseg export carries

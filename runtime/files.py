@@ -21,7 +21,8 @@ from tseg.runtime.errors import TsegError
 TEMP_SUFFIX = ".tseg-tmp"
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (what new files' permissions are masked with)."""
     # os.umask can only be read by setting it; set it straight back.
     mask = os.umask(0o022)
     os.umask(mask)
@@ -52,7 +53,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)

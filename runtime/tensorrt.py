@@ -34,10 +34,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
 from tseg.runtime.metadata import ModelMetadata, metadata_props
 
-MAX_BATCH_SIZE = 1024
 DEFAULT_TRT_MAJOR = "10"  # when the provider library cannot be read: what ONNX Runtime 1.18-1.31 link
 _PIP_LIB_PACKAGES = ("tensorrt_libs", "tensorrt_cu13_libs", "tensorrt_cu12_libs")  # NVIDIA's wheels of the libraries
 
