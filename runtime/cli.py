@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from tseg.runtime import images
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
-from tseg.runtime.defaults import MAX_BATCH_SIZE, RUNS_DIR, new_infer_dir, newest_model
+from tseg.runtime.defaults import MAX_BATCH_SIZE, MAX_THREADS, RUNS_DIR, new_infer_dir, newest_model
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metrics import format_scores
@@ -20,7 +20,6 @@ from tseg.runtime.predict import EVAL_FILE, CocoInferResult, InferResult, InferS
 from tseg.runtime.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 from tseg.runtime.session import DEVICES
 
-MAX_THREADS = 256
 CRF_FLAGS = (
     "iterations",
     "gaussian_sxy",

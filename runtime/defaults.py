@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mmap
+import os
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
@@ -11,6 +12,9 @@ from tseg.runtime.metadata import PREFIX
 
 RUNS_DIR = Path("runs")
 MAX_BATCH_SIZE = 1024  # images per model run: tseg-infer --batch-size, TensorRT's largest profile
+# Intra-op threads (ONNX Runtime, torch): more than the CPUs only adds spinning and contention, and
+# thousands of them exhaust a limited address space (ONNX Runtime then deadlocks in its pool's start).
+MAX_THREADS = os.cpu_count() or 1
 INFER_DIR = "infer"  # runs/infer/NAME holds tseg-infer's outputs
 REJECTED_SUFFIX = ".rejected.onnx"  # what tseg-export leaves when a model fails its parity check
 _MARKER = (PREFIX + "schema").encode()  # a metadata key every tseg export carries
