@@ -22,16 +22,14 @@ onnx is imported inside the functions (timm's pattern), like tseg.export.onnx.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.files import TEMP_SUFFIX, atomic_write, atomic_write_bytes, current_umask
+from tseg.runtime.files import TEMP_SUFFIX, TempFile, atomic_write, atomic_write_bytes
 from tseg.runtime.metadata import ModelMetadata, metadata_props
 
 PLATFORM = "onnxruntime_onnx"
@@ -267,7 +265,6 @@ def _is_own_temp(entry: Path) -> bool:
 
 
 def _fill_model_folder(folder: Path, onnx_path: Path, config: str, classes: Sequence[str]) -> None:
-    os.chmod(folder, 0o777 & ~current_umask())  # mkdtemp makes it 0700; a model folder is as mkdir would make it
     atomic_write(folder / VERSION / MODEL_FILE, lambda tmp: shutil.copyfile(onnx_path, tmp))
     atomic_write_bytes(folder / LABELS_NAME, ("\n".join(classes) + "\n").encode("utf-8"))
     atomic_write_bytes(folder / CONFIG_NAME, config.encode("utf-8"))
@@ -303,17 +300,16 @@ def write_triton_model(onnx_path: Path, repo: Path, *, name: str | None = None, 
     config = config_text(name, image, logits, meta, max_batch_size=max_batch_size, device=device,
                          tensorrt_fp16=tensorrt_fp16)
     _check_repo(repo, name)
-    repo.mkdir(parents=True, exist_ok=True)
-    for stale in repo.glob(f".{name}.*{TEMP_SUFFIX}"):  # left by a killed write of this same name
-        if _is_own_temp(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-    temp = Path(tempfile.mkdtemp(dir=repo, prefix=f".{name}.", suffix=TEMP_SUFFIX))
+    temp = TempFile(repo / name, folder=True)  # also removes what a killed write of this name left
     try:
-        _fill_model_folder(temp, onnx_path, config, meta.classes)
-        os.rename(temp, repo / name)  # fails, rather than replaces, if a non-empty folder appeared meanwhile
-    except BaseException as err:
-        shutil.rmtree(temp, ignore_errors=True)
-        if isinstance(err, OSError) and (repo / name).exists():
+        _fill_model_folder(temp.temp, onnx_path, config, meta.classes)
+    except BaseException:
+        temp.discard()
+        raise
+    try:
+        temp.commit()  # os.rename: fails, rather than replaces, if a non-empty folder appeared meanwhile
+    except OSError:
+        if (repo / name).exists():
             raise TsegError(f"Triton repository {repo}: a model {name!r} appeared while this one was written;"
                             " nothing was replaced") from None
         raise

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.inputs import open_input
 
 MAX_SIDE = 100_000
 """Largest width or height accepted in a COCO ``images`` entry."""
@@ -76,8 +77,8 @@ def load_json(path: Path) -> dict:
     if not path.is_file():
         raise TsegError(f"{path} is not a regular file: need a COCO annotation file (.json)")
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            text = handle.read()
+        with open_input(path, what="annotation file") as handle:
+            text = handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise TsegError(f"{path} is not valid JSON: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:

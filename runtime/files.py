@@ -1,24 +1,43 @@
-"""Writing files so that nothing is lost: atomic replaces, ordinary permissions, no escapes.
+"""Writing files so that nothing is lost: atomic replaces, ordinary permissions, owned temp files.
 
-Every file tseg writes goes through :func:`atomic_write`: the data goes to a hidden
-temp file in the destination folder, then ``os.replace`` puts it in place, so a crash,
-a full disk or Ctrl-C leaves either the old file or the complete new one. Temp files
-from ``tempfile.mkstemp`` are created 0600; the result is given the permissions a
-plain ``open(path, "w")`` would have (0666 less the umask). A temp file left behind by
-a killed process keeps the ``.tmp`` suffix and is removed by :func:`remove_stale_temp_files`.
+Every file tseg writes goes through :class:`TempFile` (usually via :func:`atomic_write`):
+the data goes to a hidden temp file in the destination folder, then ``os.replace`` puts it
+in place, so a crash, a full disk or Ctrl-C leaves either the old file or the complete new
+one. The result gets the permissions a plain ``open(path, "w")`` would have (0666 less the
+umask), not mkstemp's 0600.
+
+A temp file belongs to its writer: its name carries the writer's process id and the writer
+holds an exclusive ``flock`` on it until it is in place. :func:`remove_stale_temp_files`
+deletes only temp files whose writer is gone (a killed run), never those of a run that is
+still writing beside it. Temp names fit wherever the final name fits (a long name is
+shortened and hashed).
 """
 
 from __future__ import annotations
 
 import errno
+import glob
+import hashlib
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
 
+try:
+    import fcntl
+except ImportError:  # Windows: ownership is judged by the process id alone
+    fcntl = None
+
 TEMP_SUFFIX = ".tseg-tmp"
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+_TEMP_EXTRA = 40  # bytes a temp name adds: dots, the pid, mkstemp's random part, the suffix
+_KEPT_BYTES = NAME_MAX - _TEMP_EXTRA - 14  # of a long name, before its hash ("~" + 12 hex + ".")
+_PID = re.compile(r"\.p(\d+)\.")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def current_umask() -> int:
@@ -30,8 +49,84 @@ def current_umask() -> int:
 
 
 def temp_name_prefix(path: Path) -> str:
-    """The prefix of the temp files that :func:`atomic_write` makes for ``path``."""
-    return f".{path.name}."
+    """The prefix of every temp file written for ``path``: ``.NAME.``, or a shortened, hashed NAME.
+
+    The full temp name (prefix, ``p<pid>.``, a random part, :data:`TEMP_SUFFIX`) then fits
+    in :data:`NAME_MAX` bytes whenever ``path``'s own name does.
+    """
+    name = Path(path).name
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) + _TEMP_EXTRA <= NAME_MAX:
+        return f".{name}."
+    kept = raw[:_KEPT_BYTES].decode("utf-8", "ignore")  # whole characters only
+    return f".{kept}~{hashlib.sha256(raw).hexdigest()[:12]}."
+
+
+def no_space_error(err: BaseException, path: Path) -> TsegError | None:
+    """The one-line error for a full disk or quota while writing ``path``; None for other errors."""
+    if isinstance(err, OSError) and err.errno in _NO_SPACE:
+        return TsegError(f"no space left on the device to write {path} (nothing was replaced)")
+    return None
+
+
+class TempFile:
+    """A temp file (or folder) beside ``path`` that this process owns until :meth:`commit` or :meth:`discard`.
+
+    Stale temp files of ``path`` whose writers are gone are removed first. The temp file
+    is locked (``flock``) for as long as it exists, so a concurrent run never deletes it.
+
+    Args:
+        path: the destination; its parent folders are created.
+        folder: make a temp folder instead of a file (committed with ``os.rename``, which
+            never replaces a non-empty folder).
+
+    Attributes:
+        path: the destination.
+        temp: the temp file's path (exists, empty).
+    """
+
+    def __init__(self, path: str | Path, *, folder: bool = False) -> None:
+        self.path = Path(path)
+        self.folder = folder
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = temp_name_prefix(self.path)
+        remove_stale_temp_files(self.path.parent, prefix=prefix)
+        prefix += f"p{os.getpid()}."
+        if folder:
+            self.temp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=prefix, suffix=TEMP_SUFFIX))
+            self._lock = os.open(self.temp, os.O_RDONLY)
+        else:
+            self._lock, name = tempfile.mkstemp(dir=self.path.parent, prefix=prefix, suffix=TEMP_SUFFIX)
+            self.temp = Path(name)
+        if fcntl is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
+
+    def commit(self) -> Path:
+        """Gives the temp the permissions ``open``/``mkdir`` would, and puts it at ``path``."""
+        try:
+            os.chmod(self.temp, (0o777 if self.folder else 0o666) & ~current_umask())
+            if self.folder:
+                os.rename(self.temp, self.path)
+            else:
+                os.replace(self.temp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self._release()
+        return self.path
+
+    def discard(self) -> None:
+        """Removes the temp file (or folder); ``path`` is untouched."""
+        if self.folder:
+            shutil.rmtree(self.temp, ignore_errors=True)
+        else:
+            self.temp.unlink(missing_ok=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the last descriptor drops the flock
+            self._lock = None
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -47,18 +142,21 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         OSError: other file-system errors (missing permission, ...).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=temp_name_prefix(path), suffix=TEMP_SUFFIX)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    temp = TempFile(path)
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
+        write(temp.temp)
     except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise TsegError(f"no space left on the device to write {path} (nothing was replaced)") from None
+        temp.discard()
+        full = no_space_error(err, path)
+        if full is not None:
+            raise full from None
+        raise
+    try:
+        temp.commit()
+    except OSError as err:
+        full = no_space_error(err, path)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -67,20 +165,56 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Deletes temp files that a killed :func:`atomic_write` left in ``folder`` (not recursive).
+def _writer_gone(candidate: Path) -> bool:
+    """True when no live process owns this temp file (its pid is dead and its lock is free)."""
+    match = _PID.search(candidate.name)
+    if match is not None and int(match.group(1)) != os.getpid():
+        try:
+            os.kill(int(match.group(1)), 0)
+            return False  # alive (pid reuse is caught by the lock below only when the pid is dead)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False  # alive, owned by another user
+    if fcntl is None:
+        return match is not None
+    try:
+        fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # locked: its writer is still at work
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder: str | Path, *, prefix: str = ".") -> list[Path]:
+    """Deletes the temp files (and folders) in ``folder`` whose writers are gone (not recursive).
+
+    Args:
+        folder: where to look.
+        prefix: only temp names starting with this (:func:`temp_name_prefix` of one target).
 
     Returns:
-        The files removed.
+        What was removed.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
-    for candidate in folder.glob(f".*{TEMP_SUFFIX}"):
-        if candidate.is_file():
+    for candidate in folder.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
+        if candidate.is_symlink() or not _writer_gone(candidate):
+            continue
+        if candidate.is_dir():
+            shutil.rmtree(candidate, ignore_errors=True)
+        elif candidate.is_file():
             candidate.unlink(missing_ok=True)
-            removed.append(candidate)
+        else:
+            continue
+        removed.append(candidate)
     return removed
 
 

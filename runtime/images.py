@@ -12,11 +12,14 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.inputs import open_input
+from tseg.runtime.paths import kind_of
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -151,8 +154,6 @@ def read_image(path: str | Path, *, exif_transpose: bool = False) -> np.ndarray:
         TsegError: the file is missing, not a readable image, empty (0 pixels) or over the pixel limit.
     """
     path = Path(path)
-    if not path.is_file():
-        raise TsegError(f"{path} is a folder, not an image file" if path.is_dir() else f"image file not found: {path}")
     limit = max_image_pixels()
     # catch_warnings swaps the process's warning filters while the image is read (not thread-safe
     # before Python 3.14): at worst another thread's Pillow warning is hidden for that moment.
@@ -184,7 +185,7 @@ _EXIF_ORIENTATION = 0x0112
 
 
 def _decode_image(path: Path, *, limit: int | None, exif_transpose: bool) -> np.ndarray:
-    with _open_image(path, limit) as img:
+    with open_input(path, what="image") as handle, _open_image(handle, path, limit) as img:
         width, height = img.size
         if width * height == 0:
             raise TsegError(f"cannot read image {path}: it has no pixels ({width}x{height})")
@@ -200,7 +201,7 @@ def _decode_image(path: Path, *, limit: int | None, exif_transpose: bool) -> np.
             raise TsegError(f"cannot read image {path}: {err}") from None
 
 
-def _open_image(path: Path, limit: int | None) -> Image.Image:
+def _open_image(handle: BinaryIO, path: Path, limit: int | None) -> Image.Image:
     """Image.open with Pillow's decompression-bomb check following tseg's limit.
 
     Pillow warns above its limit and refuses above twice that; tseg refuses above
@@ -212,7 +213,7 @@ def _open_image(path: Path, limit: int | None) -> Image.Image:
         Image.MAX_IMAGE_PIXELS = limit  # the user raised tseg's limit: Pillow's follows
         pillow_limit = limit
     try:
-        return Image.open(path)
+        return Image.open(handle)
     except Image.DecompressionBombError as err:
         found = re.search(r"\((\d+) pixels\)", str(err))
         pixels = int(found.group(1)) if found else 2 * (pillow_limit or 0) + 1
@@ -309,6 +310,29 @@ def preprocess(
     return normalize(resize_image(image, size), mean=mean, std=std)
 
 
+def _walk_error(err: OSError) -> None:
+    raise TsegError(f"cannot list {err.filename}: {err.strerror or err}")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (links to folders not followed), sorted; special files refused.
+
+    Raises:
+        TsegError: an unreadable sub-folder, or a FIFO, device or dangling link with an image suffix.
+    """
+    images = []
+    for root, _, names in os.walk(folder, onerror=_walk_error):
+        for name in names:
+            path = Path(root) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if not path.is_file():
+                kind = "a link to nothing (or a loop)" if not path.exists() else kind_of(path.stat().st_mode)
+                raise TsegError(f"{path} is {kind}, not an image file: move it out of {folder}")
+            images.append(path)
+    return sorted(images)
+
+
 def find_images(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     """Expands files and folders into image files.
 
@@ -326,12 +350,14 @@ def find_images(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            found += [(p, p.relative_to(path)) for p in files if p.is_file()]
-        elif path.is_file():
+            found += [(p, p.relative_to(path)) for p in _images_in(path)]
+        elif path.exists():
+            with open_input(path, what="image"):  # a regular file (not a FIFO or device): refused up front
+                pass
             found.append((path, Path(path.name)))
         else:
-            raise TsegError(f"no such file or folder: {path}")
+            what = "a symbolic link to nothing (or a loop)" if path.is_symlink() else "no such file or folder"
+            raise TsegError(f"{path}: {what}")
     if not found:
         raise TsegError(
             f"no images found in {', '.join(map(str, paths))} (looked for {', '.join(IMAGE_SUFFIXES)})"

@@ -29,6 +29,7 @@ import numpy as np
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import resize_image
+from tseg.runtime.inputs import read_input
 from tseg.runtime.labels import labels_from_scores, resize_scores, softmax
 from tseg.runtime.postprocess import upsample_labels
 
@@ -143,7 +144,9 @@ class CrfParams:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
+            data = json.loads(read_input(path, what="CRF parameters").decode("utf-8"))
+        except TsegError as err:
+            raise TsegError(f"cannot read CRF parameters: {err}") from None
         except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, encoding, huge ints
             first = (str(err).splitlines() or [type(err).__name__])[0][:200]
             raise TsegError(f"cannot read CRF parameters from {path}: {first}") from None

@@ -9,19 +9,16 @@ space-separated integers. A file name with a comma or a quote is quoted as CSV d
 :class:`SubmissionWriter` streams: each row goes to a temp file in the destination
 folder as soon as it is added (no row is kept in memory), and ``os.replace`` puts the
 file in place on success, so a failed or interrupted run leaves no half-written
-submission (a temp file left by a killed process carries ``files.TEMP_SUFFIX`` and is
-removed by ``remove_stale_temp_files``). :func:`read_submission` streams rows back,
+submission (through :class:`tseg.runtime.files.TempFile`, which also removes what a killed
+run left). :func:`read_submission` streams rows back,
 checking each; :func:`score_submission` scores them against a COCO JSON's label maps.
 """
 
 from __future__ import annotations
 
 import csv
-import errno
 import io
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -29,15 +26,15 @@ import numpy as np
 
 from tseg.runtime.coco import MAX_CLASSES, CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.files import TEMP_SUFFIX, temp_name_prefix
+from tseg.runtime.files import TempFile, no_space_error
 from tseg.runtime.images import resize_labels
+from tseg.runtime.inputs import open_input
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
 
 SUBMISSION_SIZE = (256, 256)
 HEADER = "image_id,PredictionString"
 _NAME_LIMIT = 4096  # characters of an image_id (quoted); paths are shorter than this
 _DIGITS_AND_SPACES = re.compile(r"[0-9 ]*")
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _SMALL_INTS = tuple(str(i) for i in range(256))
 
 
@@ -109,10 +106,9 @@ class SubmissionWriter:
         self.size = _check_size(size)
         if self.path.is_dir():
             raise TsegError(f"--submission {self.path} is a folder: need a file name such as submission.csv")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=temp_name_prefix(self.path), suffix=TEMP_SUFFIX)
-        self.temp_path = Path(name)
-        self._file = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        self._temp = TempFile(self.path)
+        self.temp_path = self._temp.temp
+        self._file = open(self.temp_path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed by close/abort)
         self._names: set[str] = set()
         self._state = "open"  # then "closed" (file in place) or "aborted" (temp removed)
         self.rows = 0
@@ -124,9 +120,7 @@ class SubmissionWriter:
             self._file.flush()  # the row is on its way to disk, not held here
         except BaseException as err:
             self.abort()
-            if isinstance(err, OSError) and err.errno in _NO_SPACE:
-                raise TsegError(f"no space left on the device to write {self.path} (nothing was written)") from None
-            raise
+            raise no_space_error(err, self.path) or err from None
 
     def add(self, file_name: str, labels: np.ndarray) -> None:
         """Appends one image's row.
@@ -157,16 +151,11 @@ class SubmissionWriter:
             raise TsegError(f"the submission {self.path} was abandoned after an error: nothing to close")
         try:
             self._file.close()
-            mask = os.umask(0o022)
-            os.umask(mask)
-            os.chmod(self.temp_path, 0o666 & ~mask)
-            os.replace(self.temp_path, self.path)
+            self._temp.commit()
             self._state = "closed"
         except BaseException as err:
             self.abort()
-            if isinstance(err, OSError) and err.errno in _NO_SPACE:
-                raise TsegError(f"no space left on the device to write {self.path} (nothing was written)") from None
-            raise
+            raise no_space_error(err, self.path) or err from None
         return self.path
 
     def abort(self) -> None:
@@ -180,7 +169,7 @@ class SubmissionWriter:
         except OSError:
             pass
         finally:
-            self.temp_path.unlink(missing_ok=True)
+            self._temp.discard()
 
     def __enter__(self) -> SubmissionWriter:
         return self
@@ -226,6 +215,8 @@ def parse_row(line: str, *, where: str, size: Sequence[int] = SUBMISSION_SIZE, l
         bad = re.search(r"[^0-9 ]", values).group(0)
         raise TsegError(f"{where}: the PredictionString must be space-separated non-negative integers, found {bad!r}")
     tokens = values.split()
+    if tokens and max(map(len, tokens)) > len(str(limit)):  # before int(): Python refuses 4,300+ digits
+        raise TsegError(f"{where}: a label is too large to be a class: need labels in [0, {limit})")
     if len(tokens) != height * width:
         raise TsegError(
             f"{where}: need {height * width} labels ({height}x{width}, row-major), got {len(tokens)}"
@@ -261,12 +252,7 @@ def read_submission(
     height, width = _check_size(size)
     limit = MAX_CLASSES if num_classes is None else int(num_classes)
     line_limit = _NAME_LIMIT + 1 + height * width * 7  # 5 digits and a space per label, with room
-    try:
-        file = open(path, "rb")  # noqa: SIM115 (closed in the finally below); lines decoded one by one
-    except FileNotFoundError:
-        raise TsegError(f"submission file not found: {path}") from None
-    except IsADirectoryError:
-        raise TsegError(f"{path} is a folder: need a submission CSV file") from None
+    file = open_input(path, what="submission file")  # closed in the finally below; lines decoded one by one
     try:
         number = 0
         while True:

@@ -18,6 +18,7 @@ from torch import nn
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write
+from tseg.runtime.inputs import open_input
 from tseg.train.models import get_model, list_models
 from tseg.train.models.weights import load_fitting_state_dict
 from tseg.train.settings import MAX_SIZE
@@ -200,10 +201,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         TsegError: missing file, not a torch file, or not written by tseg.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise TsegError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with open_input(path, what="checkpoint") as handle:
+            payload = torch.load(handle, map_location="cpu", weights_only=True)
+    except TsegError:
+        raise
     except Exception as err:  # UnpicklingError, RuntimeError, zip errors ...
         raise TsegError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -187,7 +187,7 @@ def test_truncated_and_empty_files_are_one_line(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(TsegError, match="cannot read image"):
         read_image(tmp_path / "empty.png")
-    with pytest.raises(TsegError, match="is a folder, not an image file"):
+    with pytest.raises(TsegError, match="is a folder, not a file"):
         read_image(tmp_path)
 
 

@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -185,16 +187,33 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     writer = SubmissionWriter(tmp_path / "sub.csv")
     writer._file.close()
     writer._file = FullDisk()
-    with pytest.raises(TsegError, match=r"^no space left on the device to write .*sub.csv \(nothing was written\)$"):
+    with pytest.raises(TsegError, match=r"^no space left on the device to write .*sub.csv \(nothing was replaced\)$"):
         writer.add("a.jpg", np.zeros((2, 2), np.uint8))
     assert leftovers(tmp_path) == []
 
 
-def test_a_killed_writer_leaves_a_temp_file_that_the_cleanup_removes(tmp_path):
-    writer = SubmissionWriter(tmp_path / "sub.csv")
-    writer.add("a.jpg", np.zeros((2, 2), np.uint8))
-    writer._file.close()  # as if the process died here
-    assert remove_stale_temp_files(tmp_path) == [writer.temp_path] and leftovers(tmp_path) == []
+def test_a_killed_writers_temp_file_is_removed_by_the_next_run(tmp_path):
+    code = (
+        "import os, sys, numpy as np; from tseg.runtime.submission import SubmissionWriter;"
+        "w = SubmissionWriter(sys.argv[1]); w.add('a.jpg', np.zeros((2, 2), np.uint8)); os._exit(9)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "sub.csv")], check=False)
+    assert len(leftovers(tmp_path)) == 1  # what a killed run leaves
+    with SubmissionWriter(tmp_path / "sub.csv") as writer:
+        writer.add("a.jpg", np.zeros((2, 2), np.uint8))
+    assert leftovers(tmp_path) == ["sub.csv"]
+
+
+def test_a_running_writers_temp_file_survives_another_runs_cleanup(tmp_path):
+    first = SubmissionWriter(tmp_path / "sub.csv")
+    first.add("a.jpg", np.zeros((2, 2), np.uint8))
+    assert remove_stale_temp_files(tmp_path) == []
+    with SubmissionWriter(tmp_path / "sub.csv") as second:  # a second run into the same place
+        second.add("b.jpg", np.zeros((2, 2), np.uint8))
+    first.add("c.jpg", np.zeros((2, 2), np.uint8))
+    first.close()
+    assert leftovers(tmp_path) == ["sub.csv"]
+    assert [name for name, _ in read_submission(tmp_path / "sub.csv")] == ["a.jpg", "c.jpg"]
 
 
 def test_the_file_gets_the_permissions_open_would_give(tmp_path):
