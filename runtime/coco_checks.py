@@ -77,7 +77,7 @@ def load_json(path: Path) -> dict:
     if not path.is_file():
         raise TsegError(f"{path} is not a regular file: need a COCO annotation file (.json)")
     try:
-        with open_input(path, what="annotation file") as handle:
+        with open_input(path, what="annotation") as handle:
             text = handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise TsegError(f"{path} is not valid JSON: not UTF-8 text ({err.reason} at byte {err.start})") from None

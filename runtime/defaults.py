@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import create_run_dir
+from tseg.runtime.inputs import check_model_file, open_input
 from tseg.runtime.metadata import PREFIX
 
 RUNS_DIR = Path("runs")
@@ -27,9 +28,10 @@ def has_tseg_metadata(path: Path) -> bool:
     other tools left under runs/.
     """
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        check_model_file(path)  # a regular file of a model's size and first bytes: never a FIFO or 4 GB of zeros
+        with open_input(path, what="model") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return data.rfind(_MARKER) >= 0
-    except (OSError, ValueError):  # unreadable, or empty (mmap refuses 0 bytes)
+    except (TsegError, OSError, ValueError):  # unreadable, or not a model
         return False
 
 

@@ -218,12 +218,6 @@ def remove_stale_temp_files(folder: str | Path, *, prefix: str = ".") -> list[Pa
     return removed
 
 
-def is_within(path: str | Path, folder: str | Path) -> bool:
-    """True when ``path`` is ``folder`` or lies inside it (symlinks resolved)."""
-    path, folder = Path(path).resolve(), Path(folder).resolve()
-    return path == folder or folder in path.parents
-
-
 def safe_relative_path(relative: str | Path, *, what: str) -> Path:
     """A relative path that stays inside whatever folder it is joined to.
 
@@ -239,24 +233,6 @@ def safe_relative_path(relative: str | Path, *, what: str) -> Path:
     if not text or text in (".",) or pure.is_absolute() or pure.drive or ".." in pure.parts or "\x00" in text:
         raise TsegError(f"{what}: need a relative path inside the data folder, got {text!r}")
     return pure
-
-
-def check_outputs_apart(out: str | Path, inputs: Iterable[str | Path], *, what: str = "--out") -> None:
-    """Refuses an output folder that is, or lies inside, the folder of one of ``inputs``.
-
-    Writing results into an input folder would replace input files with the same
-    name and have the next run read its own outputs as inputs.
-
-    Raises:
-        TsegError: naming the output and the input folder it overlaps.
-    """
-    for source in inputs:
-        source = Path(source)
-        folder = source if source.is_dir() else source.parent
-        if is_within(out, folder):
-            raise TsegError(
-                f"{what} {out} overlaps the input folder {folder}: choose an output folder outside the inputs"
-            )
 
 
 def create_run_dir(runs_dir: str | Path, name: str) -> Path:

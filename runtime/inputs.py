@@ -50,7 +50,7 @@ def open_input(path: str | Path, *, what: str) -> BinaryIO:
             raise _refuse(path, what, f"a link to {kind}" if path.is_symlink() else kind)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise TsegError(f"{what} not found: {path}") from None
+        raise TsegError(f"{what} file not found: {path}") from None
     except PermissionError:
         raise TsegError(f"{what} {path}: permission denied") from None
     except OSError as err:

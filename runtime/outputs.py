@@ -1,21 +1,22 @@
 """Where tseg-infer writes, checked before any work: nothing outside --out, nothing lost.
 
 Label PNGs, overlay pictures, the reports (eval.json, errors.txt) and the submission CSV:
-every target is planned up front, so two inputs that would share a file, a target that
-would escape its folder, or one that would replace something tseg did not write is a
-one-line error before the first image is read.
+every target is planned up front against the run's inputs (:mod:`tseg.runtime.paths`, by
+identity), so two inputs that would share a file (or a file and a folder of one name), a
+target that would escape its folder, or one that would replace an input or something tseg
+did not write is a one-line error before the first image is read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.files import check_outputs_apart, is_within, remove_stale_temp_files
+from tseg.runtime.files import remove_stale_temp_files
+from tseg.runtime.paths import Inputs, describe, resolve
 
 OVERLAY_SUFFIX = ".jpg"
-
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -26,102 +27,104 @@ def _is_label_png(path: Path) -> bool:
     return len(head) == 26 and head.startswith(PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[25] == 3
 
 
-def check_out_folder(out: Path, inputs: list[Path]) -> None:
-    """Refuses an --out that is a file, or that is or lies inside an input folder.
+def _plan(folder: Path, relatives: Sequence[tuple[str, Path]], *, suffix: str, option: str) -> list[Path]:
+    """``folder / relative`` with ``suffix`` for each input; refuses escapes, shared targets, file/folder clashes."""
+    root = resolve(folder, what=option)
+    targets: dict[Path, str] = {}
+    for source, relative in relatives:
+        try:
+            target = folder / Path(relative).with_suffix(suffix)
+        except ValueError:
+            raise TsegError(f"{source}: cannot name its {option} file after {str(relative)!r}") from None
+        key = resolve(target, what=f"{source}: its {option} file")
+        if Path(relative).is_absolute() or root not in key.parents:
+            raise TsegError(f"{source}: its {option} file {target} would lie outside {option} {folder}")
+        if key in targets:
+            raise TsegError(
+                f"{targets[key]} and {source} would both be written to {target}:"
+                f" rename one, or segment them into separate {option} folders"
+            )
+        targets[key] = source
+    folders = {parent: key for key in targets for parent in key.parents if parent != root and root in parent.parents}
+    for key, source in targets.items():
+        if key in folders:
+            raise TsegError(
+                f"{source} would be written to {key}, where {targets[folders[key]]} needs a folder of that name:"
+                f" rename one, or segment them into separate {option} folders"
+            )
+    return [folder / key.relative_to(root) for key in targets]
 
-    Args:
-        out: the output folder (created later if missing).
-        inputs: input folders, or files (whose folder counts).
 
-    Raises:
-        TsegError: naming the clash.
-    """
-    if out.exists() and not out.is_dir():
-        raise TsegError(f"--out {out} is an existing file: need a folder for the label PNGs")
-    check_outputs_apart(out, inputs)
+def _check_folders(targets: list[Path], option: str) -> set[Path]:
+    """The targets' folders, refused when a non-folder stands where one must be made."""
+    folders = {target.parent for target in targets}
+    for folder in folders:
+        for part in [folder, *folder.parents]:
+            kind = describe(part)
+            if kind is None:
+                continue
+            if not part.is_dir():
+                raise TsegError(f"cannot write {option} files into {folder}: {part} is {kind}, not a folder")
+            break
+    return folders
 
 
-def plan_targets(out: Path, sources: list[tuple[str, Path]]) -> list[Path]:
+def plan_targets(out: Path, sources: list[tuple[str, Path]], inputs: Inputs | None = None) -> list[Path]:
     """The label PNG of each input, checked before anything is written.
 
     Args:
         out: the output folder.
         sources: (input as the user knows it, path relative to ``out``) pairs.
+        inputs: the run's inputs (a target may not be one); None: none to check.
 
     Returns:
         ``out / relative`` with the suffix .png, in input order.
 
     Raises:
         TsegError: a target would lie outside ``out`` (``..``, absolute, a symlink
-            leading out), two inputs would share a target, or a target exists and
-            is not a label PNG (a folder, a photo: tseg replaces only its own results).
+            leading out), two inputs would share a target (or one needs a folder where
+            another's file goes), a target is an input, or a target exists and is not a
+            label PNG (a folder, a photo: tseg replaces only its own results).
     """
-    targets: dict[Path, tuple[str, Path]] = {}
-    for source, relative in sources:
-        try:
-            target = out / Path(relative).with_suffix(".png")
-        except ValueError:
-            raise TsegError(f"{source}: cannot name a label PNG after {str(relative)!r}") from None
-        if Path(relative).is_absolute() or not is_within(target, out):
-            raise TsegError(f"{source}: its label PNG {target} would lie outside --out {out}")
-        key = target.resolve()
-        if key in targets:
+    targets = _plan(out, sources, suffix=".png", option="--out")
+    for target in targets:
+        if inputs is not None:
+            inputs.check_target(target, what="the label PNG")
+        kind = describe(target)
+        if kind is not None and (kind != "a file" or not _is_label_png(target)):
             raise TsegError(
-                f"{targets[key][0]} and {source} would both be written to {target}:"
-                " rename one, or segment them into separate --out folders"
-            )
-        if target.exists() and (not target.is_file() or not _is_label_png(target)):
-            raise TsegError(
-                f"{target} exists and is not a label PNG (tseg replaces only its own results):"
+                f"{target} exists and is {kind}, not a label PNG (tseg replaces only its own results):"
                 " choose another --out or move it away"
             )
-        targets[key] = (source, target)
-    folders = {target.parent for _, target in targets.values()}
-    for folder in folders:
-        _check_folder_path(folder)
-    for folder in folders:
+    for folder in _check_folders(targets, "label PNG"):
         remove_stale_temp_files(folder)  # left by a run that was killed mid-write
-    return [target for _, target in targets.values()]
-
-
-def _check_folder_path(folder: Path) -> None:
-    """Refuses a target folder that cannot be made because a file stands in its path."""
-    for part in [folder, *folder.parents]:
-        if part.exists():
-            if not part.is_dir():
-                raise TsegError(f"cannot write label PNGs into {folder}: {part} is a file, not a folder")
-            return
-
-
-def plan_overlays(folder: Path, relatives: list[Path], inputs: list[Path]) -> list[Path]:
-    """The --overlay picture of each input (``folder/relative`` as .jpg), checked before any work.
-
-    Raises:
-        TsegError: the folder overlaps an input folder or is a file, or a picture's place
-            is taken by something that is not a file.
-    """
-    if folder.exists() and not folder.is_dir():
-        raise TsegError(f"--overlay {folder} is an existing file: need a folder for the pictures")
-    check_outputs_apart(folder, inputs, what="--overlay")
-    targets = [folder / Path(relative).with_suffix(OVERLAY_SUFFIX) for relative in relatives]
-    for target in targets:
-        if not is_within(target, folder):
-            raise TsegError(f"the overlay {target} would lie outside --overlay {folder}")
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            raise TsegError(f"{target} exists and is not a picture tseg wrote: choose another --overlay")
     return targets
 
 
-def check_report_file(path: Path) -> None:
+def plan_overlays(folder: Path, relatives: list[Path], inputs: Inputs | None = None) -> list[Path]:
+    """The --overlay picture of each input (``folder/relative`` as .jpg), checked before any work.
+
+    The folder itself is checked with the other outputs (:func:`tseg.runtime.paths.check_outputs`).
+
+    Raises:
+        TsegError: a picture would escape the folder, two would share a name, one is an
+            input, or its place is taken by something that is not a file.
+    """
+    targets = _plan(folder, [(str(r), r) for r in relatives], suffix=OVERLAY_SUFFIX, option="--overlay")
+    for target in targets:
+        if inputs is not None:
+            inputs.check_target(target, what="the overlay")
+        kind = describe(target)
+        if kind is not None and kind != "a file":
+            raise TsegError(f"{target} exists and is {kind}, not a picture tseg wrote: choose another --overlay")
+    _check_folders(targets, "--overlay")
+    return targets
+
+
+def check_report_file(path: Path, inputs: Inputs | None = None) -> None:
     """Refuses, before any work, a report path (eval.json, errors.txt) that tseg must not replace."""
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise TsegError(f"{path} exists and is not a file tseg wrote: choose another --out or move it away")
-
-
-def check_submission_path(path: Path, inputs: list[Path]) -> None:
-    """Refuses a --submission that is a folder or a link, or lies in the data folder, before any work."""
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise TsegError(f"--submission {path} exists and is not a file: need a .csv file name")
-    for source in inputs:
-        if is_within(path, source):
-            raise TsegError(f"--submission {path} lies in the input folder {source}: write it outside the data")
+    if inputs is not None:
+        inputs.check_target(path, what="the report")
+    kind = describe(path)
+    if kind is not None and kind != "a file":
+        raise TsegError(f"{path} exists and is {kind}, not a file tseg wrote: choose another --out or move it away")

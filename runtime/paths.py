@@ -193,7 +193,7 @@ def check_outputs(outputs: Sequence[Output], inputs: Inputs | Iterable[Input]) -
     for output in outputs:
         resolved = resolve(output.path, what=output.option)
         _check_place(output)
-        clash = known.same_file(output.path)
+        clash = None if output.folder else known.same_file(resolved)
         if clash is not None:
             raise TsegError(
                 f"{output.option} {output.path} is the input {_named(clash)}: choose an output that is not an input"

@@ -23,15 +23,10 @@ from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import find_images, read_image
 from tseg.runtime.labels import save_label_png
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
-from tseg.runtime.outputs import (
-    check_out_folder,
-    check_report_file,
-    check_submission_path,
-    plan_overlays,
-    plan_targets,
-)
+from tseg.runtime.outputs import check_report_file, plan_overlays, plan_targets
+from tseg.runtime.paths import Input, Inputs, Output, check_outputs
 from tseg.runtime.pipeline import PipelineReport, PipelineSettings, run_pipeline
-from tseg.runtime.refine import CrfParams
+from tseg.runtime.refine import CrfParams, crf_file_for
 from tseg.runtime.segmenter import Segmenter
 from tseg.runtime.stages import Failure, Job, Result, Stages
 from tseg.runtime.tensorrt import TensorrtSettings
@@ -200,21 +195,44 @@ def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> InferRes
     """
     out = Path(settings.out)
     images = find_images(paths)
-    inputs = [Path(p) for p in paths]
-    check_out_folder(out, inputs)
     unique: dict[Path, tuple[Path, Path]] = {}
     for path, relative in images:
         unique.setdefault(path.resolve(), (path, relative))  # the same file given twice is segmented once
     images = list(unique.values())
-    targets = plan_targets(out, [(str(path), relative) for path, relative in images])
+    given = [Path(p) for p in paths]
+    # A file given directly: its folder counts as an input folder too (results never go beside photos).
+    folders = [Input("PATHS", p if p.is_dir() else p.parent, folder=True) for p in given]
+    inputs = check_run_outputs(settings, [*folders, *(Input("PATHS", path) for path, _ in images)])
+    targets = plan_targets(out, [(str(path), relative) for path, relative in images], inputs)
     overlays = plan_overlays(settings.overlay, [r for _, r in images], inputs) if settings.overlay else None
-    check_report_file(out / ERRORS_FILE)
+    check_report_file(out / ERRORS_FILE, inputs)
     segmenter = open_segmenter(settings)
     jobs = [Job(str(path), functools.partial(read_image, path, exif_transpose=True)) for path, _ in images]
     writer = _Writer(segmenter, targets, overlays=overlays)
     report = _run(jobs, segmenter, writer, settings)
     errors = write_errors_file(out, report)
     return InferResult(written=writer.written, failures=report.failures, stopped=report.stopped, errors_file=errors)
+
+
+def check_run_outputs(settings: InferSettings, inputs: list[Input]) -> Inputs:
+    """Refuses --out, --overlay and --submission when they are, or lie in, an input (before any work).
+
+    Args:
+        settings: the run's outputs and model.
+        inputs: the images and their folders (the model and its crf.json are added here).
+
+    Returns:
+        All the run's inputs, for checking each planned file.
+    """
+    model = Path(settings.model)
+    known = Inputs([*inputs, Input("--model", model), Input("crf.json", crf_file_for(model))])
+    outputs = [Output("--out", Path(settings.out), folder=True)]
+    if settings.overlay is not None:
+        outputs.append(Output("--overlay", Path(settings.overlay), folder=True))
+    if settings.submission is not None:
+        outputs.append(Output("--submission", Path(settings.submission)))
+    check_outputs(outputs, known)
+    return known
 
 
 def check_classes(dataset: CocoDataset, segmenter: Segmenter) -> None:
@@ -304,19 +322,19 @@ def infer_coco(
     """
     out = Path(settings.out)
     dataset = CocoDataset(json_path, root=data_root)
-    check_out_folder(out, [dataset.root])
+    images = [Input("--coco image", dataset.image_path(index)) for index in range(len(dataset))]
+    split = [Input("--coco", dataset.json_path), Input("--data", dataset.root, folder=True)]
+    inputs = check_run_outputs(settings, [*split, *images])
     if evaluate and not dataset.has_annotations:
         raise TsegError(f"cannot evaluate: {dataset.json_path} has no annotations")
     where = dataset.json_path.name
     relatives = [Path(im.file_name) for im in dataset.images]
     sources = [(f"{where} image {im.id} ({im.file_name})", Path(im.file_name)) for im in dataset.images]
-    targets = plan_targets(out, sources)
-    overlays = plan_overlays(settings.overlay, relatives, [dataset.root]) if settings.overlay else None
+    targets = plan_targets(out, sources, inputs)
+    overlays = plan_overlays(settings.overlay, relatives, inputs) if settings.overlay else None
     if evaluate:
-        check_report_file(out / EVAL_FILE)
-    check_report_file(out / ERRORS_FILE)
-    if settings.submission is not None:
-        check_submission_path(Path(settings.submission), [dataset.root, out])
+        check_report_file(out / EVAL_FILE, inputs)
+    check_report_file(out / ERRORS_FILE, inputs)
     segmenter = open_segmenter(settings)
     if evaluate:
         check_classes(dataset, segmenter)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tseg.runtime.binding import BoundRunner
+from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess, read_image
 from tseg.runtime.labels import resize_scores
@@ -163,8 +164,8 @@ class Segmenter:
             raise TsegError(f"crf: need a CrfParams or None, got {type(crf).__name__}")
         if tta is not None and not isinstance(tta, TtaSettings):
             raise TsegError(f"tta: need a TtaSettings or None, got {type(tta).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 1024:
-            raise TsegError(f"batch_size: need an integer in 1..1024, got {batch_size!r:.40}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise TsegError(f"batch_size: need an integer in 1..{MAX_BATCH_SIZE}, got {batch_size!r:.40}")
         if not isinstance(model, (str, os.PathLike)):
             raise TsegError(f"model: need the path of an .onnx file, got {type(model).__name__}")
         self.model_path = Path(model)

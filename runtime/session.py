@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tseg.runtime import tensorrt as trt
+from tseg.runtime.defaults import MAX_THREADS
 from tseg.runtime.errors import TsegError
+from tseg.runtime.inputs import check_model_file
 from tseg.runtime.metadata import ModelMetadata
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
@@ -41,8 +43,31 @@ _LIBRARY_HINTS = {
     ),
     "tensorrt": f"CUDA and cuDNN 9 ({CUDA_EXTRA})",  # after trt.install_hint(), which names the TensorRT wanted
 }
-# ONNX Runtime's log severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal.
-_QUIET = 3
+# ONNX Runtime's log severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal. tseg reports what goes
+# wrong in its own words (one line); ONNX Runtime's coloured log lines reach stderr only in verbose mode.
+_QUIET, _VERBOSE = 4, 2
+_log_level = [_QUIET]
+
+
+def set_engine_logging(*, verbose: bool) -> None:
+    """Lets ONNX Runtime's own warnings and errors through to stderr (``--verbose``), or keeps them off."""
+    _log_level[0] = _VERBOSE if verbose else _QUIET
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(_log_level[0])
+
+
+def check_threads(threads: object) -> int | None:
+    """``threads`` if it is None or an integer in 1..MAX_THREADS (this machine's CPUs).
+
+    Raises:
+        TsegError: naming ``threads`` and the valid range.
+    """
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise TsegError(f"threads: need an integer in 1..{MAX_THREADS} (this machine's CPUs), got {threads!r:.40}")
+    return threads
 
 
 def _nvidia_gpu_visible() -> bool:
@@ -214,11 +239,9 @@ def create_session(
         )
 
     path = Path(model_path)
-    if not path.is_file():
-        if path.exists():
-            raise TsegError(f"--model {path} is not a file: need an .onnx file exported by tseg-export")
-        raise TsegError(f"model file not found: {path}")
-    ort.set_default_logger_severity(_QUIET)
+    threads = check_threads(threads)
+    check_model_file(path, what="model")
+    ort.set_default_logger_severity(_log_level[0])
     available = ort.get_available_providers()
     requested = requested_providers(device, available)
     providers: list = list(requested)
@@ -227,7 +250,7 @@ def create_session(
     options = ort.SessionOptions()
     # Spinning worker threads steal the cores from the CRF that runs next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = _QUIET
+    options.log_severity_level = _log_level[0]
     if threads is not None:
         options.intra_op_num_threads = threads
     # Warnings are captured too: they carry the "Require cuDNN 9.* and CUDA 13.*" line.
@@ -240,7 +263,7 @@ def create_session(
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TsegError(f"{path} is not a loadable ONNX model: {first_line[:300]}") from None
     finally:
-        ort.set_default_logger_severity(_QUIET)
+        ort.set_default_logger_severity(_log_level[0])
     check_providers(
         session.get_providers(), requested=requested, device=device, log=log.getvalue(), preload=preload_failure
     )

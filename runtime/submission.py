@@ -252,7 +252,7 @@ def read_submission(
     height, width = _check_size(size)
     limit = MAX_CLASSES if num_classes is None else int(num_classes)
     line_limit = _NAME_LIMIT + 1 + height * width * 7  # 5 digits and a space per label, with room
-    file = open_input(path, what="submission file")  # closed in the finally below; lines decoded one by one
+    file = open_input(path, what="submission")  # closed in the finally below; lines decoded one by one
     try:
         number = 0
         while True:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
+from tseg.runtime.inputs import check_model_file
 from tseg.runtime.metadata import ModelMetadata, metadata_props
 
 DEFAULT_TRT_MAJOR = "10"  # when the provider library cannot be read: what ONNX Runtime 1.18-1.31 link
@@ -125,6 +126,7 @@ def _dims(value_info) -> tuple[int | str | None, ...]:
 def _read_model_file(path: str, size: int, mtime_ns: int) -> ModelFile:
     import onnx
 
+    check_model_file(path, what="model")
     try:
         data = Path(path).read_bytes()
         proto = onnx.load_model_from_string(data)  # external weights (if any) are not loaded

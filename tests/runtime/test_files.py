@@ -1,6 +1,8 @@
 import errno
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,9 @@ from tseg.runtime.files import (
     TEMP_SUFFIX,
     atomic_write,
     atomic_write_bytes,
-    check_outputs_apart,
-    is_within,
+    TempFile,
     remove_stale_temp_files,
+    temp_name_prefix,
     safe_relative_path,
 )
 
@@ -85,16 +87,6 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
     assert remove_stale_temp_files(tmp_path / "missing") == []
 
 
-def test_is_within_resolves_spellings_and_symlinks(tmp_path):
-    (tmp_path / "data" / "images").mkdir(parents=True)
-    (tmp_path / "link").symlink_to(tmp_path / "data")
-    assert is_within(tmp_path / "data" / "images", tmp_path / "data")
-    assert is_within(tmp_path / "data" / "images" / ".." / "images", tmp_path / "data" / "images")
-    assert is_within(tmp_path / "link" / "images", tmp_path / "data")
-    assert not is_within(tmp_path / "database", tmp_path / "data")
-    assert not is_within(tmp_path, tmp_path / "data")
-
-
 @pytest.mark.parametrize("bad", ["/etc/passwd", "../x.jpg", "a/../../x.jpg", "", ".", "a\x00b.jpg"])
 def test_relative_paths_that_escape_are_refused(bad):
     with pytest.raises(TsegError, match="relative path inside"):
@@ -106,14 +98,39 @@ def test_relative_paths_inside_pass():
     assert safe_relative_path("a..b.jpg", what="x") == Path("a..b.jpg")
 
 
-def test_outputs_inside_an_input_folder_are_refused(tmp_path):
-    photos = tmp_path / "photos"
-    (photos / "sub").mkdir(parents=True)
-    (photos / "a.jpg").write_bytes(b"")
-    for out in (photos, photos / "labels", photos / "sub"):
-        with pytest.raises(TsegError, match="overlaps the input folder"):
-            check_outputs_apart(out, [photos])
-    with pytest.raises(TsegError, match="overlaps"):
-        check_outputs_apart(photos, [photos / "a.jpg"])  # a file given directly: its folder counts
-    check_outputs_apart(tmp_path / "labels", [photos, photos / "a.jpg"])
-    check_outputs_apart(tmp_path, [photos])  # an output folder above the inputs replaces nothing
+
+
+def test_temp_names_fit_wherever_the_final_name_fits(tmp_path):
+    for name in ("a" * 250 + ".png", "é" * 120 + ".png", "short.csv"):
+        target = tmp_path / name
+        atomic_write_bytes(target, b"x")
+        assert target.read_bytes() == b"x"
+        temp = TempFile(target)
+        assert len(temp.temp.name.encode()) <= 255 and temp.temp.name.startswith(temp_name_prefix(target))
+        temp.discard()
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+_HOLD = """
+import sys, time
+from tseg.runtime.files import TempFile
+temp = TempFile(sys.argv[1])
+print(temp.temp, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_live_writers_temp_file_survives_cleanup_and_a_dead_ones_does_not(tmp_path):
+    target = tmp_path / "sub.csv"
+    writer = subprocess.Popen([sys.executable, "-c", _HOLD, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        temp = Path(writer.stdout.readline().strip())
+        assert temp.is_file()
+        assert remove_stale_temp_files(tmp_path) == []
+        atomic_write_bytes(target, b"second run")  # cleans the target's stale temps first
+        assert temp.is_file()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert remove_stale_temp_files(tmp_path) == [temp] and not temp.exists()
+    assert target.read_bytes() == b"second run"

@@ -155,7 +155,7 @@ def test_infer_applies_exif_orientation_to_photos_but_not_to_coco_images(colour_
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "{json}"], "is not a loadable ONNX model"),
+        (["--model", "{json}"], "is not an ONNX model"),
         (["--model", "{data}/missing.onnx"], "model file not found"),
         (["--model", "{onnx}", "--eval"], "--eval and --data need --coco"),
         (["--model", "{onnx}", "--coco", "{data}/none.json"], "give either PATHS or --coco"),
@@ -246,7 +246,7 @@ def test_a_clean_rerun_removes_the_earlier_errors_txt_but_not_a_users_file(colou
     (out / "errors.txt").unlink()
     (out / "errors.txt").mkdir()
     result = CliRunner().invoke(infer_cli, [str(photos), "-m", str(colour_onnx), "-o", str(out), "-q"])
-    assert result.exit_code == 1 and "errors.txt exists and is not a file tseg wrote" in result.stderr
+    assert result.exit_code == 1 and "errors.txt exists and is a folder, not a file tseg wrote" in result.stderr
 
 
 def test_workers_and_batch_size_do_not_change_a_byte(colour_onnx, photo_dir, tmp_path):

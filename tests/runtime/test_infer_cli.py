@@ -84,14 +84,14 @@ def assert_one_line_error(result, message: str) -> None:
 def test_out_on_or_inside_an_input_folder_is_refused(model, photos, tmp_path, out):
     before = checksums(photos, tmp_path / "model")
     result = invoke(photos, "--model", model, "--out", out.format(photos=photos))
-    assert_one_line_error(result, "overlaps the input folder")
+    assert_one_line_error(result, "lies in the input folder")
     assert checksums(photos, tmp_path / "model") == before  # nothing replaced, nothing added
 
 
 def test_out_in_the_folder_of_an_image_given_directly_is_refused(model, photos):
     before = checksums(photos)
     result = invoke(photos / "a.jpg", "--model", model, "--out", photos / "labels")
-    assert_one_line_error(result, f"overlaps the input folder {photos}")
+    assert_one_line_error(result, f"lies in the input folder {photos}")
     assert checksums(photos) == before
 
 
@@ -101,7 +101,7 @@ def test_out_on_or_inside_the_coco_data_root_is_refused(model, tiny_coco_dir, tm
     shutil.copytree(tiny_coco_dir, root)
     before = checksums(root)
     result = invoke("--coco", root / "val.json", "--model", model, "--out", out.format(root=root), "--eval")
-    assert_one_line_error(result, "overlaps the input folder")
+    assert_one_line_error(result, "lies in the input folder")
     assert checksums(root) == before
 
 
@@ -110,7 +110,7 @@ def test_out_inside_an_explicit_data_root_is_refused(model, tiny_coco_dir, tmp_p
     json_copy.parent.mkdir()
     shutil.copy(tiny_coco_dir / "val.json", json_copy)
     result = invoke("--coco", json_copy, "--data", tiny_coco_dir, "--model", model, "--out", tiny_coco_dir / "x")
-    assert_one_line_error(result, f"overlaps the input folder {tiny_coco_dir}")
+    assert_one_line_error(result, f"lies in the input folder {tiny_coco_dir}")
     assert not (tiny_coco_dir / "x").exists()
 
 
@@ -118,7 +118,7 @@ def test_out_that_is_an_existing_file_is_refused(model, photos, tmp_path):
     existing = tmp_path / "notes.txt"
     existing.write_text("keep me")
     result = invoke(photos, "--model", model, "--out", existing)
-    assert_one_line_error(result, "is an existing file")
+    assert_one_line_error(result, "is a file: need a folder")
     assert existing.read_text() == "keep me"
 
 
@@ -176,7 +176,7 @@ def test_an_existing_target_that_is_not_a_label_map_is_not_replaced(model, photo
         Image.new("L", (4, 4)).save(target)
     before = checksums(out)
     result = invoke(photos, "--model", model, "--out", out)
-    assert_one_line_error(result, "exists and is not a label PNG")
+    assert_one_line_error(result, "not a label PNG")
     assert checksums(out) == before
 
 
@@ -191,7 +191,7 @@ def test_a_rerun_replaces_its_own_label_maps_and_removes_stale_temp_files(model,
     assert result.exit_code == 0, result.output
     assert checksums(out) == first and not stale.exists()
     (out / "a.png").write_bytes(b"")  # an empty file is not a label map: not replaced
-    assert_one_line_error(invoke(photos, "--model", model, "--out", out), "exists and is not a label PNG")
+    assert_one_line_error(invoke(photos, "--model", model, "--out", out), "not a label PNG")
     assert (out / "a.png").read_bytes() == b""
 
 
@@ -231,7 +231,7 @@ def test_coco_file_names_sharing_a_label_png_are_refused(model, tmp_path):
 def test_an_eval_json_that_is_a_folder_is_refused_before_any_work(model, tiny_coco_dir, tmp_path):
     (tmp_path / "out" / "eval.json").mkdir(parents=True)
     result = invoke("--coco", tiny_coco_dir / "val.json", "--model", model, "--out", tmp_path / "out", "--eval")
-    assert_one_line_error(result, "eval.json exists and is not a file tseg wrote")
+    assert_one_line_error(result, "eval.json exists and is a folder, not a file tseg wrote")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["eval.json"]
 
 

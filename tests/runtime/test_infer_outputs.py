@@ -27,7 +27,7 @@ def test_overlay_writes_one_picture_per_image_beside_the_label_maps(colour_onnx,
     assert np.abs(shown - read_image(photo_dir / "sub" / "c.png")).mean() > 5  # the labels were blended in
     result = CliRunner().invoke(infer_cli, [str(photo_dir), "-m", str(colour_onnx), "-o", str(tmp_path / "o2"),
                                             "--overlay", str(photo_dir / "pictures"), "-q"])
-    assert result.exit_code == 1 and "--overlay" in result.stderr and "overlaps the input folder" in result.stderr
+    assert result.exit_code == 1 and "--overlay" in result.stderr and "lies in the input folder" in result.stderr
 
 
 def test_submission_rows_are_the_label_maps_at_256(colour_onnx, tiny_coco_dir, tmp_path):

@@ -331,7 +331,7 @@ def test_a_file_that_is_not_onnx_is_one_line(tmp_path):
         Segmenter(junk, device="cpu")
     with pytest.raises(TsegError, match="model file not found"):
         Segmenter(tmp_path / "missing.onnx", device="cpu")
-    with pytest.raises(TsegError, match="is not a file"):
+    with pytest.raises(TsegError, match="is a folder, not a file"):
         Segmenter(tmp_path, device="cpu")
 
 

@@ -127,7 +127,7 @@ def test_missing_or_non_onnx_files_are_refused(tmp_path):
     with pytest.raises(TsegError, match="not found"):
         Segmenter(tmp_path / "missing.onnx", device="cpu")
     (tmp_path / "fake.onnx").write_bytes(b"not a protobuf at all")
-    with pytest.raises(TsegError, match="not a loadable ONNX model"):
+    with pytest.raises(TsegError, match="fake.onnx is not an ONNX model"):
         Segmenter(tmp_path / "fake.onnx", device="cpu")
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from tseg.runtime import session as session_module
 from tseg.runtime.errors import TsegError
-from tseg.runtime.session import create_session, load_failure_reason, requested_providers
+from tseg.runtime.session import create_session, load_failure_reason, requested_providers, set_engine_logging
 
 CUDA, TRT, CPU = "CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"
 # What onnxruntime-gpu 1.31 logged on this machine when CUDA could not load (colours included).
@@ -90,7 +90,7 @@ def fake_ort(*, available, loads, fails_with=None, preload="ok"):
 @pytest.fixture
 def model_file(tmp_path):
     path = tmp_path / "m.onnx"
-    path.write_bytes(b"not read by the fake")
+    path.write_bytes(b"\x08\x09 an ONNX header (ir_version 9); the rest is not read by the fake")
     return path
 
 
@@ -144,9 +144,28 @@ def test_an_explicit_device_that_loads_is_used_quietly(monkeypatch, model_file, 
     session = create_session(model_file, device=device, threads=2)
     assert session.get_providers()[0] == loads[0]
     assert calls.options.intra_op_num_threads == 2
-    assert calls.options.log_severity_level == 3
-    assert calls.severity and calls.severity[-1] == 3  # the default logger is quiet again afterwards
+    assert calls.options.log_severity_level == 4  # ONNX Runtime's own errors stay off stderr
+    assert calls.severity and calls.severity[-1] == 4  # the default logger is quiet again afterwards
     assert capfd.readouterr() == ("", "")
+
+
+def test_verbose_mode_lets_onnx_runtimes_warnings_through(monkeypatch, model_file):
+    module, calls = fake_ort(available=[CPU], loads=[CPU])
+    use(monkeypatch, module)
+    set_engine_logging(verbose=True)
+    try:
+        create_session(model_file, device="cpu")
+        assert calls.options.log_severity_level == 2 and calls.severity[-1] == 2
+    finally:
+        set_engine_logging(verbose=False)
+    create_session(model_file, device="cpu")
+    assert calls.options.log_severity_level == 4
+
+
+@pytest.mark.parametrize("threads", [2.5, 0, -1, True, "2", 10**6])
+def test_threads_of_the_wrong_kind_are_one_line_naming_the_parameter(model_file, threads):
+    with pytest.raises(TsegError, match=r"^threads: need an integer in 1\.\.\d+"):
+        create_session(model_file, device="cpu", threads=threads)
 
 
 def test_auto_uses_cuda_when_it_loads_and_says_so_on_stderr(monkeypatch, model_file, capfd):

@@ -150,7 +150,7 @@ def test_read_model_file_matches_onnx(tmp_path):
     data = path.read_bytes()
     for garbage in (b"", b"\xff" * 40, b"not an onnx model at all", data[: len(data) // 2], data[:-3]):
         (tmp_path / "bad.onnx").write_bytes(garbage)
-        with pytest.raises(TsegError, match="bad.onnx is not a readable ONNX model: "):
+        with pytest.raises(TsegError, match="bad.onnx is (not a readable ONNX model: |not an ONNX model|empty)"):
             read_model_file(tmp_path / "bad.onnx")
 
 
