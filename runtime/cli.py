@@ -146,6 +146,7 @@ def crf_options(func):
     " 'none': no limit; also TSEG_MAX_IMAGE_PIXELS).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show ONNX Runtime's own warnings and errors on stderr.")
 @one_line_errors
 def main(
     paths,
@@ -170,6 +171,7 @@ def main(
     score_submission,
     max_image_pixels,
     quiet,
+    verbose,
     **crf,
 ):
     """Segment PATHS (image files and folders) or a COCO split with an ONNX model.
@@ -185,6 +187,10 @@ def main(
       tseg-infer photos/ --model best.int8.onnx --device tensorrt   # or best.onnx --device tensorrt --trt-fp16
     """
     given = given_options(click.get_current_context())
+    if verbose:
+        from tseg.runtime.session import set_engine_logging
+
+        set_engine_logging(verbose=True)
     check_combinations(given=given, has_paths=bool(paths), has_coco=coco is not None)
     if trt_fp16 and device != "tensorrt":
         raise TsegError(f"--trt-fp16 needs --device tensorrt (it sets TensorRT's FP16 mode), got --device {device}")
@@ -295,7 +301,7 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
     """
     crf_flags = sorted(n for n in given if n in CRF_FLAGS)
     if "score_submission" in given:
-        clashes = sorted(given - {"score_submission", "coco", "data", "quiet", "max_image_pixels"})
+        clashes = sorted(given - {"score_submission", "coco", "data", "quiet", "verbose", "max_image_pixels"})
         if clashes or has_paths:
             what = _flag(clashes[0]) if clashes else "PATHS"
             raise TsegError(f"{what} does not apply to --score-submission (it scores a CSV; no model is run)")
@@ -359,22 +365,26 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
 def _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16) -> None:
     from tseg.runtime.coco import CocoDataset
     from tseg.runtime.crf_tune import tune_crf
+    from tseg.runtime.paths import Input, Output, check_outputs
     from tseg.runtime.predict import check_classes
     from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.tensorrt import TensorrtSettings
 
     base = resolve_crf_params(model, crf)
-    from tseg.runtime.tensorrt import TensorrtSettings
+    dataset = CocoDataset(coco, root=data)
+    target = crf_file_for(model)
+    inputs = [Input("--coco", dataset.json_path), Input("--data", dataset.root, folder=True), Input("--model", model)]
+    check_outputs([Output("--crf-tune's crf.json", target)], inputs)
 
     tensorrt = TensorrtSettings(fp16=trt_fp16) if device == "tensorrt" else None
     segmenter = Segmenter(model, device=device, threads=threads, tensorrt=tensorrt)
-    check_classes(CocoDataset(coco, root=data), segmenter)  # before the costly search, not in its middle
+    check_classes(dataset, segmenter)  # before the costly search, not in its middle
     result = tune_crf(
         coco, data_root=data, segmenter=segmenter, base=base, max_images=tune_images, progress=not quiet
     )
     click.echo(f"CRF grid search on {result.num_images} image(s) of {coco}:")
     click.echo(result.table())
     best, miou = result.best
-    target = crf_file_for(model)
     best.save(target)
     click.echo(f"best mIoU {miou:.4f} (no CRF {result.baseline_miou:.4f}); wrote {target}")
 
