@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write
+from tseg.runtime.inputs import read_input
+from tseg.runtime.paths import Input, Inputs, Output, check_outputs, describe
 
 MAX_CSV_BYTES = 64 * 2**20  # a million LR steps take ~25 MiB
 CHARTS = {
@@ -28,11 +31,9 @@ def read_csv_columns(path: Path, *, required: Sequence[str] = ()) -> dict[str, l
         TsegError: unreadable, empty, no data rows, a missing column, a ragged row
             or a cell that is not a number, naming the file (and the row).
     """
-    if path.stat().st_size > MAX_CSV_BYTES:
-        raise TsegError(f"{path} is {path.stat().st_size} bytes; a run's CSV is far smaller (limit {MAX_CSV_BYTES})")
+    data = read_input(path, what="run CSV", limit=MAX_CSV_BYTES)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle, strict=True))
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=True))
     except (UnicodeDecodeError, csv.Error) as err:
         raise TsegError(f"{path} is not a readable CSV file ({err})") from None
     if not rows or not rows[0]:
@@ -70,6 +71,17 @@ def _run_series(run_dir: Path) -> tuple[dict[str, list[float]], dict[str, list[f
     return epochs, steps
 
 
+def _check_out(out: Path, runs: list[Path]) -> None:
+    """Refuses an --out (or a chart in it) that is one of the runs' CSV files or not a file tseg writes."""
+    inputs = Inputs(Input("RUNS", run / name) for run in runs for name in ("metrics.csv", "lr.csv"))
+    check_outputs([Output("--out", out, folder=True)], inputs)
+    for file_name in CHARTS:
+        inputs.check_target(out / file_name, what="the chart")
+        kind = describe(out / file_name)
+        if kind not in (None, "a file"):
+            raise TsegError(f"{out / file_name} exists and is {kind}, not a chart tseg wrote: choose another --out")
+
+
 def plot_runs(
     run_dirs: Sequence[str | Path], *, out: str | Path, labels: Sequence[str] | None = None
 ) -> list[Path]:
@@ -94,6 +106,7 @@ def plot_runs(
         raise TsegError(f"need one label per run ({len(runs)}), got {len(names)}")
     series = [_run_series(r) for r in runs]
     out = Path(out)
+    _check_out(out, runs)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name, (ylabel, columns) in CHARTS.items():
