@@ -4,21 +4,30 @@ A bad-input case passes when tseg refused it cleanly: exit code 1, exactly one l
 stderr (``Error: ...``), no traceback, nothing on stdout, no file created outside the case's
 ``out/`` folder, every file that existed before unchanged (content, mode, link target), peak
 RSS under the limit, no signal, no timeout. A control (``expect_ok``) must exit 0 with the
-same file and memory checks.
+same file and memory checks. No case may print ONNX Runtime's own log lines or ANSI colour
+codes on stderr. A case can ask for more by name (:data:`EXTRA_CHECKS`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TRACEBACK = "Traceback (most recent call last)"
 OUT_FOLDER = "out"
 HOME_FOLDER = "home"
+TEMP_SUFFIX = ".tseg-tmp"  # tseg's temp files: hidden, ending in this (tseg.runtime.files.TEMP_SUFFIX)
+# Files this big are identified by size, mtime and their first and last MiB (sparse giants).
+BIG_FILE = 64 << 20
+EDGE = 1 << 20
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+ORT_LOG = re.compile(r"\[[VIWEF]:onnxruntime:")  # "2026-01-01 10:00:00.1 [E:onnxruntime:, file.cc:12 ...]"
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -38,7 +47,7 @@ def snapshot(root: Path) -> dict[str, tuple]:
             elif stat.S_ISDIR(info.st_mode):
                 entries[rel] = ("dir", mode, None)
             elif stat.S_ISREG(info.st_mode):
-                entries[rel] = ("file", mode, _sha256(path))
+                entries[rel] = ("file", mode, _sha256(path) if info.st_size < BIG_FILE else _big_file_id(path, info))
             else:
                 entries[rel] = ("other", mode, None)
     return entries
@@ -49,6 +58,16 @@ def _sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def _big_file_id(path: Path, info: os.stat_result) -> str:
+    """A big file's identity without reading it all: size, mtime and a hash of its two ends."""
+    digest = hashlib.sha256(f"{info.st_size} {info.st_mtime_ns}".encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(EDGE))
+        handle.seek(max(0, info.st_size - EDGE))
+        digest.update(handle.read(EDGE))
     return digest.hexdigest()
 
 
@@ -79,7 +98,10 @@ class CaseResult:
         changed: pre-existing entries changed or removed.
         build_error: the harness could not build the case (a harness bug).
         rss_limit_mib: the peak RSS allowed.
-        failures: per-image failures expected before the one ``Error:`` line (see Case).
+        failures: per-image failures expected before the one ``Error:`` line (see Case); a
+            list accepts any of its counts.
+        skipped: why the case could not run on this machine (None: it ran).
+        extra_problems: what the case's extra checks (:data:`EXTRA_CHECKS`, its verify) found.
     """
 
     name: str
@@ -96,7 +118,14 @@ class CaseResult:
     changed: list[str] = field(default_factory=list)
     build_error: str | None = None
     rss_limit_mib: float = 2048.0
-    failures: int = 0
+    failures: int | tuple[int, ...] | list[int] = 0
+    skipped: str | None = None
+    extra_problems: list[str] = field(default_factory=list)
+
+    @property
+    def allowed_failures(self) -> tuple[int, ...]:
+        """The per-image failure counts this case accepts."""
+        return (self.failures,) if isinstance(self.failures, int) else tuple(self.failures)
 
     @property
     def home_writes(self) -> list[str]:
@@ -126,10 +155,19 @@ class CaseResult:
         """Exit 1 with exactly one ``Error: ...`` line on stderr and no traceback."""
         return (
             self.returncode == 1 and self.stderr_lines == 1 and self.stderr.startswith("Error: ") and not self.traceback
-        ) or (self.failures > 0 and not self.expect_ok and not self._exit_problems() and not self.traceback)
+        ) or (
+            max(self.allowed_failures) > 0 and not self.expect_ok and not self._exit_problems() and not self.traceback
+        )
+
+    @property
+    def noisy_stderr(self) -> bool:
+        """ONNX Runtime's own log lines or ANSI colour codes on stderr (tseg's lines are plain)."""
+        return bool(ANSI_ESCAPE.search(self.stderr) or ORT_LOG.search(self.stderr))
 
     def problems(self) -> list[str]:
-        """Each check this case failed, in words (empty: passed)."""
+        """Each check this case failed, in words (empty: passed, or skipped)."""
+        if self.skipped:
+            return []
         if self.build_error:
             return [f"the harness could not build the case: {self.build_error}"]
         found = []
@@ -150,7 +188,9 @@ class CaseResult:
             found.append(f"created outside out/: {', '.join(leaves(self.writes_outside)[:4])}")
         if self.changed:
             found.append(f"changed or removed inputs: {', '.join(leaves(self.changed)[:4])}")
-        return found
+        if self.noisy_stderr:
+            found.append("ONNX Runtime log lines or ANSI colour codes on stderr")
+        return found + self.extra_problems
 
     def _exit_problems(self) -> list[str]:
         if self.timed_out or self.killed:
@@ -163,10 +203,12 @@ class CaseResult:
                 "exit code 0: the bad input was accepted" if self.returncode == 0 else f"exit code {self.returncode}"
             )
         lines = self.stderr.splitlines()
-        if self.stderr_lines != 1 + self.failures:
-            found.append(f"{self.stderr_lines} lines on stderr, expected {1 + self.failures}")
-        elif not all(line.startswith("failed: ") for line in lines[: self.failures]):
-            found.append(f"the first {self.failures} stderr line(s) do not all start with 'failed: '")
+        failed = self.stderr_lines - 1
+        if failed not in self.allowed_failures:
+            expected = " or ".join(str(1 + n) for n in self.allowed_failures)
+            found.append(f"{self.stderr_lines} lines on stderr, expected {expected}")
+        elif not all(line.startswith("failed: ") for line in lines[:failed]):
+            found.append(f"the first {failed} stderr line(s) do not all start with 'failed: '")
         elif not lines[-1].startswith("Error: "):
             found.append("the last stderr line does not start with 'Error: '")
         if self.stdout.strip():
@@ -203,3 +245,49 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+# --- extra checks a case asks for by name ----------------------------------------------------
+
+Snapshot = dict[str, tuple]
+
+
+def _under_out(rel: str) -> bool:
+    return rel.startswith(OUT_FOLDER + os.sep)
+
+
+def _is_temp(rel: str) -> bool:
+    return _under_out(rel) and os.path.basename(rel).endswith(TEMP_SUFFIX)
+
+
+def _no_temp_files(result: CaseResult, before: Snapshot, after: Snapshot) -> list[str]:
+    """No tseg temp file (``.*.tseg-tmp``) anywhere under out/ once the run is over.
+
+    The stale temp files that the case planted there may go (their removal is no lost input).
+    """
+    result.changed = [rel for rel in result.changed if not (_is_temp(rel) and rel not in after)]
+    left = [rel for rel in after if _is_temp(rel)]
+    return [f"temp files left under out/: {', '.join(left[:4])}"] if left else []
+
+
+def _nothing_written(result: CaseResult, before: Snapshot, after: Snapshot) -> list[str]:
+    """A refusal that must come before any work: no new file (folders aside) under out/."""
+    made = [rel for rel in sorted(after.keys() - before.keys()) if _under_out(rel) and after[rel][0] != "dir"]
+    return [f"wrote under out/ before refusing: {', '.join(made[:4])}"] if made else []
+
+
+def _stdout_empty(result: CaseResult, before: Snapshot, after: Snapshot) -> list[str]:
+    """Nothing on stdout (for controls too: "nothing but results on stdout")."""
+    return [f"printed on stdout: {result.stdout.strip().splitlines()[0][:120]!r}"] if result.stdout.strip() else []
+
+
+EXTRA_CHECKS: dict[str, Callable[[CaseResult, Snapshot, Snapshot], list[str]]] = {
+    "no-temp-files": _no_temp_files,
+    "nothing-written": _nothing_written,
+    "stdout-empty": _stdout_empty,
+}
+
+
+def extra_problems(names: tuple[str, ...], result: CaseResult, before: Snapshot, after: Snapshot) -> list[str]:
+    """The problems the named extra checks find (an unknown name is a harness bug: KeyError)."""
+    return [problem for name in names for problem in EXTRA_CHECKS[name](result, before, after)]

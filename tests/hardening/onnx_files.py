@@ -1,5 +1,8 @@
 """Hand-built ONNX models (a 1x1 convolution, a few hundred bytes) with any tseg metadata.
 
+A few misbehave at run time instead (a batch-only failure, a 40 GB allocation), or keep
+their weight in an external-data file.
+
 The harness needs dozens of model files whose metadata is broken in one way each. The
 metadata is written here by hand (not with ``tseg.runtime.metadata``), so that values the
 runtime would refuse can be stored at all.
@@ -90,3 +93,79 @@ def conv_model_bytes(
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def _tail_nodes(tail: str) -> tuple[list, list]:
+    """(nodes, initializers) that turn the conv's output "conv" into "logits" (see tail_model_bytes)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if tail == "batch-one":  # logits = Reshape(conv, [1, C, H, W]): fine for one image, fails for a batch
+        nodes = [
+            helper.make_node("Shape", ["conv"], ["hw"], start=2),
+            helper.make_node("Concat", ["one_c", "hw"], ["one_shape"], axis=0),
+            helper.make_node("Reshape", ["conv", "one_shape"], ["logits"]),
+        ]
+        return nodes, [numpy_helper.from_array(np.array([1, len(CLASSES)], np.int64), "one_c")]
+    if tail == "allocates-40gb":  # logits = conv + max(zeros(N, 4, 50000, 50000)): 40 GB per image at run time
+        zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
+        nodes = [
+            helper.make_node("Shape", ["image"], ["n"], start=0, end=1),
+            helper.make_node("Concat", ["n", "huge_dims"], ["huge_shape"], axis=0),
+            helper.make_node("ConstantOfShape", ["huge_shape"], ["huge"], value=zero),
+            helper.make_node("ReduceMax", ["huge"], ["huge_max"], keepdims=1),
+            helper.make_node("Add", ["conv", "huge_max"], ["logits"]),
+        ]
+        return nodes, [numpy_helper.from_array(np.array([4, 50_000, 50_000], np.int64), "huge_dims")]
+    raise ValueError(f"unknown tail {tail!r}")
+
+
+def tail_model_bytes(tail: str, *, props: Mapping[str, str] | None = None) -> bytes:
+    """A 1x1-conv model (four classes) whose output goes through a misbehaving tail.
+
+    Args:
+        tail: "batch-one" (a Reshape that only a batch of one image passes: tseg's batch fails
+            and is retried image by image, which succeeds) or "allocates-40gb" (ONNX Runtime
+            refuses to run it: it would allocate 40 GB per image).
+        props: metadata_props (default: valid tseg metadata).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(len(CLASSES), 3, 1, 1)).astype(np.float32)
+    bias = np.zeros(len(CLASSES), np.float32)
+    nodes, initializers = _tail_nodes(tail)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "weight", "bias"], ["conv"]), *nodes],
+        f"tail_{tail.replace('-', '_')}",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", len(CLASSES), "H", "W"])],
+        initializer=[numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias"), *initializers],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="tseg-harness")
+    model.ir_version = 9
+    for key, value in (metadata_props() if props is None else props).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def external_data_model(location: str) -> tuple[bytes, bytes]:
+    """(model bytes, weight bytes): the valid 1x1-conv model with its weight stored outside it.
+
+    The model says its weight lies at ``location`` (relative to the model's folder, as ONNX
+    external data is), e.g. ``../weights.bin``; the caller writes the weight bytes there.
+    """
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load_from_string(conv_model_bytes(props=metadata_props()))
+    weight = next(t for t in model.graph.initializer if t.name == "weight")
+    data = numpy_helper.to_array(weight).astype(np.float32).tobytes()
+    weight.ClearField("float_data")
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(len(data)))):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    return model.SerializeToString(), data

@@ -17,39 +17,23 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.hardening.cases import Case, Fixtures, Sandbox
-from tests.hardening.checks import CaseResult, compare, snapshot
+from tests.hardening.cases import Case, Fixtures, Sandbox, SkipCase
+from tests.hardening.checks import CaseResult, compare, extra_problems, snapshot
+from tests.hardening.child import ChildRun, child_env, run_child
 
-MIB = 1 << 20
 # The child's data segment (heap and private mappings); torch's import needs ~1 GiB of it.
 DATA_LIMIT_MIB = 3072
 # Peak RSS a case may reach: the runtime alone needs ~250 MiB, torch's CLIs ~1 GiB (tseg-bench too with --checkpoint).
 RSS_LIMITS_MIB = {"infer": 1024, "plot": 1024, "train": 2048, "export": 2048, "bench": 2048}
 TIMEOUT_S = 90.0
-OUTPUT_HEAD = 64 << 10
-# Runs the CLI under the memory limit and reports its wait status and peak RSS to a file.
-# ru_maxrss of a process includes the RSS of whatever it was forked from before its exec
-# (Linux keeps the old mm's high-water mark across exec), so the CLI is spawned from this
-# small interpreter, not from the big harness process, and measured by it.
-_LIMIT_SHIM = """
-import os, resource, sys
-limit, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-pid = os.posix_spawn(argv[0], argv, os.environ)
-_, status, usage = os.wait4(pid, 0)
-with open(report, "w") as handle:
-    handle.write(f"{status} {usage.ru_maxrss}")
-"""
 
 
 def console_script(tool: str) -> list[str]:
@@ -78,113 +62,82 @@ class RunSettings:
     launcher: Callable[[str], list[str]] = console_script
 
 
-def child_env(box: Sandbox, settings: RunSettings) -> dict[str, str]:
-    """The environment of a case: HOME in the sandbox, quiet threads, a shared matplotlib cache."""
-    # Hermetic: no caller's XDG folders, and no ORT_* switches (tseg must quiet ONNX Runtime itself).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "PYTEST_", "COV_", "ORT_"))}
-    tmp = settings.work / "tmp" / box.root.name
-    tmp.mkdir(parents=True, exist_ok=True)
-    env.update(
-        HOME=str(box.home),
-        TMPDIR=str(tmp),
-        MPLCONFIGDIR=str(settings.work / "mplconfig"),
-        OMP_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-        COLUMNS="100",
-    )
-    env.pop("PYTHONPATH", None)
-    if settings.pythonpath:
-        env["PYTHONPATH"] = settings.pythonpath
-    return env
-
-
-def _read_head(path: Path) -> tuple[str, int]:
-    """(the first OUTPUT_HEAD bytes as text, the number of lines in the whole file)."""
-    data = path.read_bytes()
-    text = data.rstrip().decode("utf-8", errors="replace")
-    return text[:OUTPUT_HEAD], (len(text.splitlines()) if text else 0)
-
-
-def _wait(process: subprocess.Popen, timeout_s: float, report: Path) -> tuple[int | None, float, bool]:
-    """Waits for the shim (killing its process group at the timeout).
-
-    Returns:
-        (the CLI's exit code, negative for a signal; its peak RSS in MiB; timed out).
-    """
-    lock, state = threading.Lock(), {"done": False, "timed_out": False}
-
-    def kill() -> None:
-        with lock:
-            if not state["done"]:
-                state["timed_out"] = True
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-    timer = threading.Timer(timeout_s, kill)
-    timer.start()
-    process.wait()
-    with lock:
-        state["done"] = True
-    timer.cancel()
-    if not report.is_file():  # the shim itself was killed: the timeout, or a harness failure
-        return process.returncode, 0.0, state["timed_out"]
-    status, peak_kib = (int(v) for v in report.read_text().split())
-    return os.waitstatus_to_exitcode(status), peak_kib / 1024, state["timed_out"]
-
-
 def run_case(case: Case, fixtures: Fixtures, settings: RunSettings) -> CaseResult:
-    """Builds the case's sandbox, runs its CLI there, and records what happened."""
-    result = CaseResult(
-        case.name, case.tool, case.expect_ok, failures=case.failures, rss_limit_mib=settings.rss_limits_mib[case.tool]
-    )
+    """Builds the case's sandbox, runs its CLI there (after its setup command), and records what happened."""
+    rss_limit = case.rss_limit_mib or settings.rss_limits_mib[case.tool]
+    result = CaseResult(case.name, case.tool, case.expect_ok, failures=case.failures, rss_limit_mib=rss_limit)
     root = settings.work / "cases" / case.slug
-    shutil.rmtree(root, ignore_errors=True)
+    _remove_sandbox(root)
     box = Sandbox(root, fixtures)
     try:
         args = case.build(box)
+        setup_args = case.setup.build(box) if case.setup is not None else None
+    except SkipCase as skip:
+        result.skipped = str(skip)
+        _remove_sandbox(root)
+        return result
     except Exception as err:  # a harness bug: reported as the case's failure, never hidden
         result.build_error = f"{type(err).__name__}: {err}"
         return result
-    logs = settings.work / "logs" / case.slug
-    logs.mkdir(parents=True, exist_ok=True)
     before = snapshot(box.root)
-    report = logs / "exit"
-    report.unlink(missing_ok=True)
-    command = [sys.executable, "-S", "-c", _LIMIT_SHIM, str(settings.data_limit_mib * MIB), str(report)]
-    command += settings.launcher(case.tool) + list(args)
-    (logs / "command.json").write_text(json.dumps(command))
-    start = time.monotonic()
-    with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
-        process = subprocess.Popen(
-            command,
-            cwd=box.root,
-            env=child_env(box, settings),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-        result.returncode, result.peak_rss_mib, result.timed_out = _wait(process, settings.timeout_s, report)
-    result.seconds = time.monotonic() - start
-    result.stdout, _ = _read_head(logs / "stdout")
-    result.stderr, result.stderr_lines = _read_head(logs / "stderr")
-    result.outside, result.changed = compare(before, snapshot(box.root))
+    if setup_args is not None and not _run_setup(case, box, setup_args, settings, result):
+        return result
+    run = _run(case.tool, args, box, case, settings, settings.work / "logs" / case.slug)
+    for name in ("skipped", "returncode", "peak_rss_mib", "timed_out", "seconds", "stdout", "stderr", "stderr_lines"):
+        setattr(result, name, getattr(run, name))
+    result.build_error = run.error
+    after = snapshot(box.root)
+    result.outside, result.changed = compare(before, after)
+    if not result.skipped and not result.build_error:
+        result.extra_problems = extra_problems(case.checks, result, before, after)
+        result.extra_problems += case.verify(box.root) if case.verify is not None else []
     if not result.problems():  # a failing case's sandbox stays for inspection; a passing one is 50 MB at most
-        shutil.rmtree(box.root, ignore_errors=True)
+        _remove_sandbox(root)
     return result
+
+
+def _run(tool: str, args: list[str], box: Sandbox, case: Case, settings: RunSettings, logs: Path) -> ChildRun:
+    """Runs one command of ``case`` in its sandbox."""
+    env = child_env(box, settings.work, settings.pythonpath, dict(case.env))
+    return run_child(settings.launcher(tool), args, box, logs=logs, env=env, data_limit_mib=settings.data_limit_mib,
+                     timeout_s=case.timeout_s or settings.timeout_s)  # fmt: skip
+
+
+def _run_setup(case: Case, box: Sandbox, args: list[str], settings: RunSettings, result: CaseResult) -> bool:
+    """Runs the case's setup command; False (the result says why) when it did not exit 0."""
+    run = _run(case.setup.tool, args, box, case, settings, settings.work / "logs" / case.slug / "setup")
+    if run.skipped or run.error:
+        result.skipped, result.build_error = run.skipped, run.error
+        return False
+    if run.returncode != 0:
+        last = run.stderr.strip().splitlines()[-1][:200] if run.stderr.strip() else ""
+        timing = f"timed out after {run.seconds:.0f} s" if run.timed_out else f"exited {run.returncode}"
+        result.build_error = f"the setup command (tseg-{case.setup.tool}) {timing}: {last}"
+        return False
+    return True
+
+
+def _remove_sandbox(root: Path) -> None:
+    """Deletes a sandbox, chmod 000 folders included."""
+    if not root.exists():
+        return
+    for folder, dirs, _ in os.walk(root):
+        for name in dirs:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                os.chmod(path, 0o755)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def run_cases(
     cases: Sequence[Case], fixtures: Fixtures, settings: RunSettings, *, workers: int = 3
 ) -> list[CaseResult]:
-    """Runs every case, ``workers`` at a time, torch-importing ones first (they take longest).
+    """Runs every case, ``workers`` at a time, the longest first: two-command cases, then torch-importing ones.
 
     Returns:
         The results in the order of ``cases``.
     """
-    order = sorted(range(len(cases)), key=lambda i: cases[i].tool == "infer")
+    order = sorted(range(len(cases)), key=lambda i: (cases[i].setup is None, cases[i].tool == "infer"))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {i: pool.submit(run_case, cases[i], fixtures, settings) for i in order}
         return [futures[i].result() for i in range(len(cases))]
@@ -208,12 +161,21 @@ TOTALS = (
 
 
 def totals(results: Sequence[CaseResult]) -> dict[str, int]:
-    """The table's figures for the bad-input cases (controls are counted apart)."""
+    """The table's figures for the bad-input cases (controls are counted apart).
+
+    A case that could not run here (see :class:`~tests.hardening.cases.SkipCase`) counts only
+    in "cases" and in a "skipped (REASON)" row, never as passed.
+    """
     bad = [r for r in results if not r.expect_ok]
-    table = {name: sum(1 for r in bad if test(r)) for name, test in TOTALS}
+    ran = [r for r in bad if not r.skipped]
+    table = {name: sum(1 for r in (bad if name == "cases" else ran) if test(r)) for name, test in TOTALS}
     controls = [r for r in results if r.expect_ok]
-    table["controls passed"] = sum(1 for r in controls if not r.problems())
+    table["controls passed"] = sum(1 for r in controls if not r.skipped and not r.problems())
     table["controls"] = len(controls)
+    for result in results:
+        if result.skipped:
+            row = f"skipped ({result.skipped.split(':')[0]})"
+            table[row] = table.get(row, 0) + 1
     return table
 
 
@@ -228,9 +190,11 @@ def make_shim(code: Path, work: Path) -> str:
     shim = work / "shim" / "tseg"
     shim.mkdir(parents=True, exist_ok=True)
     for stage in ("runtime", "train", "export"):
-        link = shim / stage
+        link, target = shim / stage, (code / stage).resolve()
+        if link.is_symlink() and link.resolve() != target:
+            link.unlink()  # a --work folder reused for another --code
         if not link.is_symlink():
-            link.symlink_to((code / stage).resolve(), target_is_directory=True)
+            link.symlink_to(target, target_is_directory=True)
     return str(shim.parent)
 
 
@@ -298,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(result.describe(), end="\n\n")
     if options.summary:
         print("\n".join(r.summary() for r in results if r.problems()))
+        print("\n".join(f"{r.name}: skipped: {r.skipped}" for r in results if r.skipped))
     if options.json:
         options.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
     print(format_totals(totals(results), f"{len(results)} cases in {time.monotonic() - start:.0f} s"))

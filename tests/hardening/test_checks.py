@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.cases import Case, Fixtures, Sandbox
-from tests.hardening.checks import CaseResult
+from tests.hardening.cases import Case, Fixtures, Sandbox, Setup, SkipCase
+from tests.hardening.checks import CaseResult, snapshot
 from tests.hardening.runner import RunSettings, run_case, totals
 
 FAKE_CLI = r"""
@@ -64,6 +64,26 @@ if what == "hangs":
     time.sleep(60)
 if what == "crashes":
     os.kill(os.getpid(), signal.SIGSEGV)
+if what == "leaves-temp":
+    open("out/.result.csv.p1.x1y2z3.tseg-tmp", "w").write("half")
+    sys.exit(0)
+if what == "cleans-temp":
+    for name in os.listdir("out"):
+        if name.endswith(".tseg-tmp"):
+            os.remove(os.path.join("out", name))
+    sys.exit(0)
+if what == "ort-noise":
+    print("\x1b[1;31m2026-01-01 10:00:00.1 [E:onnxruntime:, x.cc:1 Run] boom\x1b[m", file=sys.stderr)
+    sys.exit(0)
+if what == "writes-through-alias":
+    open("out/alias/new.png", "w").write("x")
+    sys.exit("Error: bad input")
+if what == "lists-locked":
+    try:
+        os.listdir("inputs/locked")
+    except PermissionError:
+        sys.exit("Error: cannot list inputs/locked")
+    sys.exit(0)
 """
 
 
@@ -145,3 +165,106 @@ def test_totals_count_each_failure_class(fake_settings):
         1,
         1,
     )
+
+
+NO_FIXTURES = Fixtures(Path("-"), Path("-"), Path("-"))
+
+
+def _run_built(name: str, build, settings: RunSettings, **options) -> CaseResult:
+    return run_case(Case(f"fake/{name}", "infer", build, **options), NO_FIXTURES, settings)
+
+
+def test_a_temp_file_left_under_out_is_caught_and_a_planted_one_may_go(fake_settings):
+    def planted(what: str):
+        def build(box: Sandbox) -> list[str]:
+            (box.out / ".result.csv.p99999999.old.tseg-tmp").write_text("from a killed run")
+            return [what]
+
+        return build
+
+    left = _run_built("leaves-temp", planted("leaves-temp"), fake_settings, expect_ok=True, checks=("no-temp-files",))
+    assert any("temp files left under out/" in p for p in left.problems()), left.describe()
+    cleaned = _run_built(
+        "cleans-temp", planted("cleans-temp"), fake_settings, expect_ok=True, checks=("no-temp-files",)
+    )
+    assert cleaned.problems() == [], cleaned.describe()
+    kept = _run_built("cleans-temp-kept", planted("cleans-temp"), fake_settings, expect_ok=True)
+    assert any("changed or removed inputs: out/.result.csv" in p for p in kept.problems()), kept.describe()
+
+
+def test_a_refusal_after_writing_under_out_is_caught(fake_settings):
+    result = _run_built("writes-out", lambda box: ["writes-out"], fake_settings, checks=("nothing-written",))
+    assert any("wrote under out/ before refusing: out/labels/a.png" in p for p in result.problems()), result.describe()
+
+
+def test_stdout_and_onnx_runtime_noise_are_caught_in_controls_too(fake_settings):
+    noisy = _run_built("ort-noise", lambda box: ["ort-noise"], fake_settings, expect_ok=True)
+    assert "ONNX Runtime log lines or ANSI colour codes on stderr" in noisy.problems(), noisy.describe()
+    talks = _run_built("accepts", lambda box: ["accepts"], fake_settings, expect_ok=True, checks=("stdout-empty",))
+    assert any("printed on stdout: 'wrote 1 file'" in p for p in talks.problems()), talks.describe()
+
+
+def test_a_bind_mount_is_the_childs_alone(fake_settings):
+    def build(box: Sandbox) -> list[str]:
+        box.bind(box.write("photos/a.jpg", "photo").parent, box.out / "alias")
+        return ["writes-through-alias"]
+
+    result = _run_built("bind", build, fake_settings)
+    if result.skipped:
+        pytest.skip(result.skipped)
+    assert result.problems() == ["created outside out/: inputs/photos/new.png"], result.describe()
+    assert not (fake_settings.work / "cases" / "fake__bind" / "out" / "alias" / "a.jpg").exists()
+
+
+def test_a_chmod_000_folder_is_unreadable_to_the_child_even_as_root(fake_settings):
+    def build(box: Sandbox) -> list[str]:
+        box.unreadable(box.inputs / "locked")
+        return ["lists-locked"]
+
+    result = _run_built("locked", build, fake_settings)
+    if result.skipped:
+        pytest.skip(result.skipped)
+    assert result.problems() == [] and "cannot list" in result.stderr, result.describe()
+
+
+def test_a_case_this_machine_cannot_build_is_skipped_not_passed(fake_settings):
+    def build(box: Sandbox) -> list[str]:
+        raise SkipCase("no device nodes: mknod needs root")
+
+    result = _run_built("skip", build, fake_settings)
+    assert result.skipped and result.problems() == []
+    table = totals([result, _run("clean", fake_settings)])
+    assert (table["cases"], table["passed"], table["skipped (no device nodes)"]) == (2, 1, 1)
+
+
+def test_a_setup_command_runs_first_and_must_succeed(fake_settings):
+    setup_ok = Setup("infer", lambda box: ["leaves-temp"])
+    result = _run_built("setup", lambda box: ["clean"], fake_settings, setup=setup_ok)
+    assert result.problems() == [], result.describe()  # the setup's out/ files are allowed
+    failing = _run_built(
+        "setup-fails", lambda box: ["clean"], fake_settings, setup=Setup("infer", lambda box: ["clean"])
+    )
+    assert failing.build_error and "the setup command" in failing.build_error
+
+
+def test_either_failure_count_may_be_accepted(fake_settings):
+    result = _run_built("either", lambda box: ["clean"], fake_settings, failures=(0, 1))
+    assert result.problems() == [], result.describe()
+
+
+def test_a_sparse_giant_is_snapshotted_quickly_and_a_change_is_seen(tmp_path):
+    giant = tmp_path / "model.onnx"
+    with open(giant, "wb") as handle:
+        handle.truncate(4 << 30)
+    before = snapshot(tmp_path)
+    with open(giant, "r+b") as handle:
+        handle.seek(2 << 30)
+        handle.write(b"x")
+    assert snapshot(tmp_path) != before
+
+
+def test_the_temp_suffix_is_tsegs():
+    from tests.hardening import checks
+    from tseg.runtime.files import TEMP_SUFFIX
+
+    assert checks.TEMP_SUFFIX == TEMP_SUFFIX
