@@ -53,6 +53,7 @@ class Output:
 
     @property
     def slug(self) -> str:
+        """The option in case names: "--out" -> "out"."""
         return self.option.lstrip("-")
 
     @property
