@@ -212,5 +212,5 @@ def resolve_crf_params(model_path: str | Path, overrides: dict[str, float | int 
             name), or a value is out of range.
     """
     path = crf_file_for(model_path)
-    base = CrfParams.load(path) if path.exists() else CrfParams()
+    base = CrfParams.load(path) if path.exists() or path.is_symlink() else CrfParams()  # a dangling link: refused
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

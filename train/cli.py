@@ -129,8 +129,9 @@ def main(show_models: bool, quiet: bool, resume: Path | None, max_image_pixels: 
 @one_line_errors
 def plot_main(runs: tuple[Path, ...], out: Path) -> None:
     """Draw the LR schedule, train/val loss and train/val mIoU of RUNS, one colour per run."""
-    from tseg.train.plots import plot_runs
+    from tseg.train.plots import check_plot_out, plot_runs
 
+    check_plot_out(out, runs)
     for path in plot_runs(runs, out=out):
         click.echo(f"wrote {path}")
 

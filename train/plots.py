@@ -71,9 +71,12 @@ def _run_series(run_dir: Path) -> tuple[dict[str, list[float]], dict[str, list[f
     return epochs, steps
 
 
-def _check_out(out: Path, runs: list[Path]) -> None:
-    """Refuses an --out (or a chart in it) that is one of the runs' CSV files or not a file tseg writes."""
-    inputs = Inputs(Input("RUNS", run / name) for run in runs for name in ("metrics.csv", "lr.csv"))
+def check_plot_out(out: Path, runs: Sequence[Path]) -> None:
+    """Refuses, for tseg-plot, an --out that is or lies in one of the run folders it reads, or a chart place taken.
+
+    (tseg-train writes a run's own charts into RUN/plots through :func:`plot_runs` directly.)
+    """
+    inputs = Inputs(Input("RUNS", Path(run), folder=True) for run in runs)
     check_outputs([Output("--out", out, folder=True)], inputs)
     for file_name in CHARTS:
         inputs.check_target(out / file_name, what="the chart")
@@ -106,7 +109,6 @@ def plot_runs(
         raise TsegError(f"need one label per run ({len(runs)}), got {len(names)}")
     series = [_run_series(r) for r in runs]
     out = Path(out)
-    _check_out(out, runs)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name, (ylabel, columns) in CHARTS.items():
