@@ -294,4 +294,25 @@ def _special_cases() -> list[Case]:
     return cases
 
 
-PATH_CASES = _identity_cases() + _special_cases()
+def _sibling_onto_checkpoint(sibling: str, relation: str) -> Case:
+    """tseg-export -o out/m.onnx writes out/m.``sibling`` too (the parity report, the FP16 file):
+    that sibling is the checkpoint itself (``same``: the checkpoint lies there under that name)
+    or a hard link to it."""
+
+    def build(box: Sandbox) -> list[str]:
+        if relation == "same":
+            checkpoint = box.checkpoint(f"run/m.{sibling}")
+            out = checkpoint.parent / "m.onnx"
+        else:
+            checkpoint, out = box.checkpoint(), box.out / "m.onnx"
+            os.link(checkpoint, box.out / f"m.{sibling}")
+        return export_args(box, checkpoint, out) + ["--precision", "fp32,fp16"]
+
+    name = f"paths/export-sibling-{sibling.replace('.', '-')}-{relation}-checkpoint"
+    return Case(name, "export", build, checks=BEFORE_ANY_WORK)
+
+
+# (the parity report that is the checkpoint by name is export/parity-report-onto-checkpoint)
+SIBLING_CASES = [_sibling_onto_checkpoint(s, r) for s, r in
+                 (("parity.json", "hardlink"), ("fp16.onnx", "same"), ("fp16.onnx", "hardlink"))]  # fmt: skip
+PATH_CASES = _identity_cases() + _special_cases() + SIBLING_CASES
