@@ -85,6 +85,9 @@ class PrecisionVerdict:
         torch_miou: PyTorch's val mIoU (None without a dataset).
         max_miou_drop: the largest mIoU drop allowed.
         rejected_as: where a rejected file was moved ('' when kept).
+        details: figures about the file (ONNX Runtime's providers, its size in bytes).
+        sha256: the file's digest as judged: a later run keeps this record only while the
+            file still has it (:mod:`tseg.export.records`).
     """
 
     precision: str
@@ -96,6 +99,7 @@ class PrecisionVerdict:
     max_miou_drop: float = DEFAULT_MAX_MIOU_DROP
     rejected_as: str = ""
     details: Mapping[str, object] = field(default_factory=dict)
+    sha256: str = ""
 
     @property
     def judged_cases(self) -> tuple[ParityCase, ...]:
@@ -146,6 +150,7 @@ class PrecisionVerdict:
         return {
             "precision": self.precision,
             "path": self.path,
+            "sha256": self.sha256 or None,
             "passed": self.passed,
             "failures": self.failures(),
             "rejected_as": self.rejected_as or None,

@@ -121,7 +121,8 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
     PyTorch's on generated inputs at two sizes (and on --data images); with
     --precision fp16/int8 each file is judged the same way and, with --data, by its
     val mIoU against PyTorch's. The figures are printed and saved beside the model
-    as .parity.json; a file that fails is renamed .rejected.onnx and the exit code is 1.
+    as .parity.json (keeping an earlier run's records of precisions not made again, while
+    their files are unchanged); a file that fails is renamed .rejected.onnx and the exit code is 1.
 
     \b
     Examples:
@@ -169,7 +170,8 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
     for verdict in result.verdicts:
         if verdict.passed and verdict.precision != "fp32":
             click.echo(f"wrote {verdict.path}")
-    click.echo(f"parity report: {result.parity_path}")
+    kept = f" (kept the earlier {', '.join(result.kept)} records: their files are unchanged)" if result.kept else ""
+    click.echo(f"parity report: {result.parity_path}{kept}")
     if triton is not None:
         from tseg.export.triton import write_triton_model
 

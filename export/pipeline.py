@@ -14,9 +14,11 @@ from tseg.export.accuracy import PrecisionVerdict
 from tseg.export.onnx import DEFAULT_OPSET, check_opset, export_onnx, metadata_for
 from tseg.export.parity import ParityReport, parity_inputs
 from tseg.export.precisions import PrecisionSettings, judge, make_file, reject_failures
+from tseg.export.records import kept_records, merged_report, read_report
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TEMP_SUFFIX, atomic_write_bytes, temp_name_prefix
+from tseg.runtime.metadata import PRECISIONS
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
 
@@ -28,17 +30,21 @@ class ExportResult:
         onnx_path: the FP32 file (always written: the other precisions are made from it).
         parity_path: the report of every precision (JSON).
         report: FP32's parity report against PyTorch.
-        verdicts: one per precision, in the order asked; a failed one's file was moved
-            to its ``.rejected.onnx`` name.
+        verdicts: one per precision of this run, in the order asked; a failed one's file
+            was moved to its ``.rejected.onnx`` name.
+        kept: the precisions whose earlier records the report kept (not made again by this
+            run, their files unchanged; see :mod:`tseg.export.records`).
     """
 
     onnx_path: Path
     parity_path: Path
     report: ParityReport
     verdicts: tuple[PrecisionVerdict, ...] = ()
+    kept: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
+        """This run's files passed (the report's own ``passed`` also counts the kept records)."""
         return self.report.passed and all(v.passed for v in self.verdicts)
 
     @property
@@ -197,8 +203,13 @@ def export_checkpoint(
 
     Returns:
         Paths, FP32's parity report and every precision's verdict; the report of all is
-        saved as ``<out>.parity.json``. A file that fails its gate has been moved to its
-        ``.rejected.onnx`` name. Check ``result.passed``.
+        saved as ``<out>.parity.json``, keeping an earlier run's record of each precision
+        not made again whose file is unchanged. A file that fails its gate has been moved
+        to its ``.rejected.onnx`` name. Check ``result.passed``.
+
+    Raises:
+        TsegError: bad paths or settings, or something at ``<out>.parity.json`` that is not
+            a tseg parity report (all before any work).
     """
     settings = precision or PrecisionSettings()
     if min_agreement is not None:
@@ -210,6 +221,8 @@ def export_checkpoint(
         check_export_paths(checkpoint, path)
     val = _dataset(data, val_json, what="validation", option="--val-json")
     settings = _check_int8_inputs(settings, data, train_json)
+    others = {p: precision_path(onnx_path, p) for p in PRECISIONS if p not in files}
+    kept = kept_records(read_report(parity_path), {p: (path, rejected_path(path)) for p, path in others.items()})
     payload = load_checkpoint(checkpoint)
     model, spec = model_from_checkpoint(payload, source=str(checkpoint))
     check_opset(opset)  # after the checkpoint: its probe imports ONNX Runtime, which writes under $HOME
@@ -226,7 +239,6 @@ def export_checkpoint(
     inputs = parity_inputs(spec, val, limit=parity_images)
     verdicts, reports = judge(model, spec, files, inputs=inputs, val=val, settings=settings)
     verdicts = reject_failures(verdicts)
-    body = {**reports["fp32"].to_dict(), "passed": all(v.passed for v in verdicts)}
-    body["precisions"] = [v.to_dict() for v in verdicts]
+    body = merged_report(reports["fp32"], verdicts, kept)
     atomic_write_bytes(parity_path, json.dumps(body, indent=2).encode())
-    return ExportResult(onnx_path, parity_path, reports["fp32"], tuple(verdicts))
+    return ExportResult(onnx_path, parity_path, reports["fp32"], tuple(verdicts), tuple(r["precision"] for r in kept))

@@ -25,6 +25,7 @@ from tseg.export.accuracy import (
     torch_runner,
 )
 from tseg.export.parity import ParityReport, compare
+from tseg.export.records import file_sha256
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.metadata import PRECISIONS, ModelMetadata
@@ -156,6 +157,7 @@ def judge(
                 torch_miou=torch_miou,
                 max_miou_drop=settings.max_miou_drop,
                 details={"providers": list(report.providers), "bytes": path.stat().st_size},
+                sha256=file_sha256(path),
             )
         )
     return verdicts, reports

@@ -219,3 +219,87 @@ def test_triton_refusals_come_before_any_export(tiny_run, tmp_path, setup, extra
 def test_the_cli_default_thresholds_are_the_librarys():
     option = next(p for p in export_cli.params if p.name == "min_agreement")
     assert parse_min_agreement(option.default) == DEFAULT_MIN_AGREEMENT  # the CLI spells them out: no torch at --help
+
+
+def test_a_later_export_keeps_the_records_of_files_it_leaves_in_place(all_precisions, tiny_run, tmp_path):
+    """fp32,fp16,int8 then --triton (FP32 only): the FP16 and INT8 records stay while their files are unchanged."""
+    from tseg.export.pipeline import export_checkpoint
+    from tseg.export.records import file_sha256
+
+    source, _ = all_precisions
+    names = ("m.onnx", "m.fp16.onnx", "m.int8.onnx", "m.parity.json")
+    for name in names:  # the expensive files, reused: the records follow the files, not their folder
+        shutil.copy(source.parent / name, tmp_path / name)
+    out = tmp_path / "m.onnx"
+    earlier = {r["precision"]: r for r in json.loads((tmp_path / "m.parity.json").read_text())["precisions"]}
+    code, output = _invoke(["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(out),
+                            "--triton", str(tmp_path / "repo"), "--triton-device", "cpu"])
+    assert code == 0, output
+    assert "kept the earlier fp16, int8 records" in output
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    rows = {row["precision"]: row for row in report["precisions"]}
+    assert list(rows) == ["fp32", "fp16", "int8"] and report["passed"]
+    assert rows["fp32"]["sha256"] == file_sha256(out) and rows["fp32"]["cases"] != earlier["fp32"]["cases"]
+    for precision in ("fp16", "int8"):
+        path = out.with_suffix(f".{precision}.onnx")
+        assert rows[precision] == {**earlier[precision], "path": str(path)}
+        assert rows[precision]["sha256"] == file_sha256(path)
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["m"]  # only FP32 was asked for Triton
+
+    # One file changed, the other gone: their records go, a record never describes another file.
+    with open(out.with_suffix(".int8.onnx"), "ab") as stream:
+        stream.write(b"\0")
+    out.with_suffix(".fp16.onnx").unlink()
+    result = export_checkpoint(tiny_run.run_dir / "best.pt", out=out)
+    assert result.kept == ()
+    assert [r["precision"] for r in json.loads(out.with_suffix(".parity.json").read_text())["precisions"]] == ["fp32"]
+
+
+def _fp32_parts(path):
+    cases = (_case("generated 32x32", 1.0),)
+    from tseg.export.parity import ParityReport
+
+    return ParityReport(cases, ("CPUExecutionProvider",)), PrecisionVerdict("fp32", str(path), cases, 0.999)
+
+
+def test_kept_records_follow_each_files_digest_and_a_failed_one_fails_the_report(tmp_path):
+    from tseg.export.records import file_sha256, kept_records, merged_report
+
+    fp16, int8 = tmp_path / "m.fp16.onnx", tmp_path / "m.int8.onnx"
+    fp16_rejected, int8_rejected = tmp_path / "m.fp16.rejected.onnx", tmp_path / "m.int8.rejected.onnx"
+    fp16_rejected.write_bytes(b"fp16 model")
+    int8.write_bytes(b"int8 model")
+    report = {"cases": [], "precisions": [
+        {"precision": "fp16", "path": "elsewhere/m.fp16.onnx", "passed": False, "rejected_as": "x.rejected.onnx",
+         "sha256": file_sha256(fp16_rejected)},
+        {"precision": "int8", "path": "m.int8.onnx", "passed": True, "rejected_as": None},  # no digest: dropped
+    ]}
+    files = {"fp16": (fp16, fp16_rejected), "int8": (int8, int8_rejected)}
+    [kept] = kept_records(report, files)
+    assert kept["precision"] == "fp16" and kept["path"] == str(fp16) and kept["rejected_as"] == str(fp16_rejected)
+    fp32_report, fp32 = _fp32_parts(tmp_path / "m.onnx")
+    body = merged_report(fp32_report, [fp32], [kept])
+    assert [r["precision"] for r in body["precisions"]] == ["fp32", "fp16"]
+    assert body["passed"] is False, "a kept record that failed keeps the report failed"
+    assert merged_report(fp32_report, [fp32], [])["passed"] is True
+    report["precisions"][1]["sha256"] = file_sha256(int8)
+    assert [r["precision"] for r in kept_records(report, files)] == ["fp16", "int8"]
+    int8.write_bytes(b"another int8 model")
+    fp16_rejected.unlink()
+    assert kept_records(report, files) == []
+    assert kept_records(report, {}) == [] and kept_records(None, files) == []
+
+
+@pytest.mark.parametrize("content", ["fifo", b"not json", b'{"other": "json"}', b"[1, 2]"])
+def test_something_at_the_report_path_that_is_not_a_report_is_refused_before_any_work(tiny_run, tmp_path, content):
+    import os
+
+    report = tmp_path / "m.parity.json"
+    if content == "fifo":
+        os.mkfifo(report)  # opening it would block forever
+    else:
+        report.write_bytes(content)
+    code, output = _invoke(["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(tmp_path / "m.onnx")])
+    assert code == 1 and len(output.strip().splitlines()) == 1, output
+    assert "m.parity.json" in output and ("not a tseg parity report" in output or "not a file" in output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.parity.json"]
