@@ -210,27 +210,84 @@ def test_backbone_weights_errors_are_one_line(tmp_path):
         assert "\n" not in str(err.value)
 
 
-def test_imagenet_weights_come_from_torchvisions_cache_or_fail_in_one_line(tmp_path, monkeypatch):
+def _offline(monkeypatch) -> None:
+    """The network unreachable: torch.hub's downloads fail as they do without a route."""
+
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError("[Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "urlopen", unreachable)
+
+
+def test_imagenet_weights_come_from_torchvisions_cache_or_fail_in_one_line(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    _offline(monkeypatch)
     file_name = tvm.MobileNet_V3_Large_Weights.DEFAULT.url.rsplit("/", 1)[1]
     with pytest.raises(TsegError) as err:
         get_model("deeplabv3_mobilenet_v3_large", num_classes=3, backbone_weights="imagenet")
     message = str(err.value)
     assert "\n" not in message and file_name in message and str(tmp_path / "checkpoints") in message
+    assert "URLError" in message
+    assert capfd.readouterr().out == "", "nothing but results on stdout (torch.hub prints 'Downloading: ...')"
+    assert not (tmp_path / "checkpoints").exists(), "a failed download leaves nothing behind"
     monkeypatch.undo()
 
     # Cached: the weights API reads the file from torch's hub folder, no network needed.
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    _offline(monkeypatch)
     mobilenet = tvm.mobilenet_v3_large()
     (tmp_path / "checkpoints").mkdir()
     torch.save(mobilenet.state_dict(), tmp_path / "checkpoints" / file_name)
     model = get_model("deeplabv3_mobilenet_v3_large", num_classes=3, backbone_weights="imagenet")
     assert torch.equal(model.backbone["0"][0].weight, mobilenet.features[0][0].weight)
+    assert capfd.readouterr().out == ""
+
+
+def test_an_imagenet_download_prints_nothing_on_stdout(tmp_path, monkeypatch, capfd):
+    """A download that works lands in torch's cache without a word on stdout; a wrong hash is one line."""
+    import email.message
+    import io
+    import types
+
+    from tseg.train.models.weights import imagenet_weights
+
+    payload = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, payload)
+
+    class Response(io.BytesIO):
+        def info(self):
+            headers = email.message.Message()
+            headers["Content-Length"] = str(len(payload.getvalue()))
+            return headers
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "urlopen", lambda request: Response(payload.getvalue()))
+    plain = types.SimpleNamespace(DEFAULT=types.SimpleNamespace(url="https://example.invalid/weights/w.pth"))
+    assert imagenet_weights(plain) is plain.DEFAULT
+    assert (tmp_path / "checkpoints" / "w.pth").read_bytes() == payload.getvalue()
+    hashed = types.SimpleNamespace(DEFAULT=types.SimpleNamespace(url="https://example.invalid/weights/r-0123abcd.pth"))
+    with pytest.raises(TsegError, match=r"cannot get ImageNet weights r-0123abcd.pth \(RuntimeError\)"):
+        imagenet_weights(hashed)  # the payload's sha256 does not start with 0123abcd
+    assert not (tmp_path / "checkpoints" / "r-0123abcd.pth").exists()
+    assert capfd.readouterr().out == ""
+
+
+def test_train_cli_with_imagenet_weights_offline_is_one_line_on_stderr(tmp_path, monkeypatch):
+    from tseg.train.cli import main as train_cli
+
+    root = tmp_path / "data"
+    write_tiny_coco(root, num_train=2, num_val=1)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    _offline(monkeypatch)
+    result = CliRunner().invoke(train_cli, ["--data", str(root), "--model", "deeplabv3_mobilenet_v3_large",
+                                            "--size", "32", "--epochs", "1", "--batch-size", "2",
+                                            "--backbone-weights", "imagenet",
+                                            "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "", "nothing but results on stdout"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot get ImageNet weights"), result.stderr
+    assert not (tmp_path / "torch").exists(), "a failed download leaves no folder behind"
 
 
 @pytest.fixture(scope="module")

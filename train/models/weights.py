@@ -7,6 +7,7 @@ loads weights into it with :func:`load_backbone_weights`, then wraps it. So
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,16 +22,22 @@ _SHOWN = 3  # keys named per kind of mismatch in an error line
 
 
 def imagenet_weights(enum_cls):
-    """The ImageNet weights enum entry for a torchvision backbone, checked to be available.
+    """The ImageNet weights enum entry for a torchvision backbone, its file in torch's hub cache.
+
+    A file not cached yet is downloaded there (a progress bar on stderr when it is a
+    terminal); nothing is printed on stdout, which carries only results. (torch's own
+    ``load_state_dict_from_url`` writes ``Downloading: ...`` to stdout, so it is not used
+    for the download.)
 
     Args:
         enum_cls: a torchvision ``WeightsEnum`` class (e.g. ``ResNet50_Weights``).
 
     Returns:
-        ``enum_cls.DEFAULT``, once its file is in torch's hub cache or downloadable.
+        ``enum_cls.DEFAULT``, once its file is in torch's hub cache.
 
     Raises:
-        TsegError: offline and not cached; names the file and the folder to put it in.
+        TsegError: offline and not cached, or the download does not match its hash; names
+            the file and the folder to put it in.
     """
     weights = enum_cls.DEFAULT
     file_name = Path(weights.url).name
@@ -38,13 +45,34 @@ def imagenet_weights(enum_cls):
     if cached.is_file():
         return weights
     try:
-        torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True)
-    except Exception as err:  # URLError, SSL errors, hash mismatch ...
+        _download(weights.url, cached)
+    except Exception as err:  # URLError, SSL errors, hash mismatch, an unwritable cache ...
         raise TsegError(
             f"cannot get ImageNet weights {file_name} ({type(err).__name__}); download"
             f" {weights.url} and put it in {cached.parent}"
         ) from None
     return weights
+
+
+def _download(url: str, dst: Path) -> None:
+    """Downloads ``url`` to ``dst`` (checked against the sha256 prefix in its name, as torch.hub does).
+
+    torch.hub's downloader writes a partial file beside ``dst`` and removes it on failure; the
+    folders made for ``dst`` are removed again too when the download fails, so a failed
+    command leaves nothing behind.
+    """
+    made = [folder for folder in (dst.parent, *dst.parent.parents) if not folder.exists()]  # deepest first
+    match = torch.hub.HASH_REGEX.search(dst.name)  # torchvision's names carry their sha256's first digits
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(dst), match.group(1) if match else None, progress=sys.stderr.isatty())
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()  # only if still empty
+            except OSError:
+                break
+        raise
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
