@@ -9,7 +9,7 @@ Polygons and RLE (compressed or not) are decoded by pycocotools, once
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,6 +230,24 @@ class CocoDataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def check_model_classes(self, classes: Sequence[str], *, what: str = "the model") -> None:
+        """Refuses scoring a model with another number of classes against this split.
+
+        Labels are compared by index, so the counts must agree (names may differ).
+
+        Args:
+            classes: the model's class names, in label order (background first).
+            what: names the model in the error ("the model", "the checkpoint best.pt").
+
+        Raises:
+            TsegError: the counts differ; names both and the split's classes.
+        """
+        if len(classes) != self.num_classes:
+            raise TsegError(
+                f"{what} has {len(classes)} classes but {self.json_path.name} has"
+                f" {self.num_classes} (with background): {', '.join(self.classes)}"
+            )
 
     def image_path(self, index: int) -> Path:
         return self.root / self.images[index].file_name

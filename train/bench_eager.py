@@ -104,13 +104,17 @@ class EagerModel:
         return FlopCount(total, effective=total - padding)
 
 
-def check_checkpoint(checkpoint: str | Path) -> None:
+def check_checkpoint(checkpoint: str | Path) -> tuple[str, ...]:
     """Refuses, before any timing, a file that is not a loadable tseg checkpoint.
+
+    Returns:
+        Its class names, in label order (checked against a --coco split before any timing).
 
     Raises:
         TsegError: unreadable, not a tseg checkpoint, or a model that cannot be built from it.
     """
-    model_from_checkpoint(load_checkpoint(checkpoint), source=str(checkpoint))
+    _, spec = model_from_checkpoint(load_checkpoint(checkpoint), source=str(checkpoint))
+    return tuple(spec.classes)
 
 
 def load_eager(checkpoint: str | Path, *, device: str, threads: int | None) -> EagerModel:

@@ -23,8 +23,8 @@ from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 
 
-def check_split(coco: Path, data: Path | None) -> None:
-    """Refuses a split that cannot be scored before any timing.
+def check_split(coco: Path, data: Path | None) -> CocoDataset:
+    """Refuses a split that cannot be scored before any timing; returns it.
 
     Raises:
         TsegError: the JSON is missing or malformed, or has no annotations.
@@ -32,11 +32,12 @@ def check_split(coco: Path, data: Path | None) -> None:
     dataset = CocoDataset(coco, root=data)
     if not dataset.has_annotations:
         raise TsegError(f"--coco {coco}: has no annotations to score against")
+    return dataset
 
 
 def score_rows(rows: list[Row], *, coco: Path, data: Path | None, threads: int | None,
                batch_size: int = 8) -> None:
-    """Sets ``miou`` on every ran ONNX row (a note where scoring failed or does not apply)."""
+    """Sets ``miou`` on every row that ran; a row whose split could not be scored fails (its status says why)."""
     from tseg.runtime.predict import InferSettings, infer_coco
 
     scores: dict[tuple[str, str], float | str] = {}
@@ -54,7 +55,7 @@ def score_rows(rows: list[Row], *, coco: Path, data: Path | None, threads: int |
         if isinstance(scores[key], float):
             row.miou = scores[key]
         else:
-            row.notes.append(scores[key])
+            row.fail(scores[key])
 
 
 def _score(model: Path, device: str, *, coco, data, threads, batch_size, infer, settings) -> float | str:
@@ -70,7 +71,8 @@ def _score(model: Path, device: str, *, coco, data, threads, batch_size, infer, 
         except TsegError as err:
             return f"mIoU: scoring failed: {reason_line(err)}"
     if result.failures:
-        return f"mIoU: {len(result.failures)} of {result.num_images} images failed: {result.failures[0].line()}"
+        first = result.failures[0]
+        return f"mIoU: {len(result.failures)} of {result.num_images} images failed, e.g. {first.source}: {first.reason}"
     return float(result.scores.miou)
 
 
@@ -85,9 +87,7 @@ def _score_eager(checkpoint: Path, device: str, *, coco: Path, data: Path | None
         eager = load_eager_plugin().load_eager(checkpoint, device=device, threads=threads)
         spec = eager.spec
         dataset = CocoDataset(coco, root=data)
-        if len(spec.classes) != dataset.num_classes:  # as tseg-infer --eval: names may differ, counts may not
-            return (f"mIoU: the checkpoint has {len(spec.classes)} classes but {dataset.json_path.name} has"
-                    f" {dataset.num_classes} (with background)")
+        dataset.check_model_classes(spec.classes, what=f"the checkpoint {checkpoint.name}")  # as tseg-infer --eval
         matrix = ConfusionMatrix(eager.num_classes)
         for index in range(len(dataset)):
             image = dataset.read_image(index)

@@ -15,15 +15,23 @@ from pathlib import Path
 
 import click
 
-from tseg.runtime.bench.measure import DEVICES, measure_rows, plan_rows
-from tseg.runtime.bench.report import BenchReport, format_json, format_markdown, format_text
+from tseg.runtime.bench import checks
+from tseg.runtime.bench.measure import (
+    DEVICES,
+    build_runners,
+    eager_sizes,
+    measure_rows,
+    plan_rows,
+    read_metadata,
+    row_sizes,
+)
+from tseg.runtime.bench.report import BenchReport, failure_lines, format_json, format_markdown, format_text
 from tseg.runtime.bench.stats import TimingPolicy
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
+from tseg.runtime.defaults import MAX_BATCH_SIZE, MAX_THREADS
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-
-MAX_SIZE = 8192
-MAX_BATCH = 1024
+from tseg.runtime.metadata import MAX_INPUT_SIDE
 
 
 def parse_int_list(text: str, *, option: str, low: int, high: int) -> tuple[int, ...]:
@@ -84,29 +92,65 @@ class BenchSettings:
     progress: bool = False
 
 
-def run_bench(settings: BenchSettings) -> BenchReport:
-    """Plans, measures and scores every row (and the --stages / --crf sections).
-
-    Raises:
-        TsegError: bad input found before any timing (missing model, a file without tseg
-            metadata, an unknown device, a split that cannot be scored, torch missing for
-            --checkpoint). A device that fails to load is a failed row, not an error.
-    """
-    from tseg.runtime.bench.machine import load_warning, machine_info
-
+def _check_settings(settings: BenchSettings) -> None:
+    """Refuses settings that do not make a benchmark (before any file is read)."""
     if not settings.models and settings.checkpoint is None:
         raise TsegError("need at least one MODEL.onnx (or --checkpoint)")
     if (settings.stages or settings.crf) and not settings.models:
         raise TsegError("--stages and --crf time a MODEL.onnx (its pipeline, its class count): give one")
     if settings.data is not None and settings.coco is None:
         raise TsegError("--data is the image root of --coco: give --coco SPLIT.json too")
+    checks.check_threads(settings.threads)
+
+
+def _check_inputs(settings: BenchSettings) -> tuple[list, dict]:
+    """Everything refused before any timing, one line each: the models' metadata, the checkpoint, the
+    split's classes, sizes each engine takes, one batch's memory, and each model opened as tseg-infer opens it.
+
+    Returns:
+        (each model file and its metadata, each model file's CPU session).
+    """
+    metas = [(path, read_metadata(path)) for path in settings.models]
+    checkpoint = settings.checkpoint
+    eager_classes = checks.check_checkpoint(checkpoint) if checkpoint is not None else None
     if settings.coco is not None:
         from tseg.runtime.bench.accuracy import check_split
 
-        check_split(settings.coco, settings.data)
+        named = {f"the model {path.name}": meta.classes for path, meta in metas}
+        if eager_classes is not None:
+            named[f"the checkpoint {checkpoint.name}"] = eager_classes
+        checks.check_split_classes(check_split(settings.coco, settings.data), named)
     sizes = [(s, s) for s in settings.sizes]
-    plans = plan_rows(list(settings.models), checkpoint=settings.checkpoint, sizes=sizes,
-                      batches=list(settings.batch_sizes), devices=list(settings.devices), threads=settings.threads)
+    checks.check_sizes(metas, checkpoint=checkpoint, sizes=sizes, devices=settings.devices)
+    shapes = [(path.name, size, batch, meta.num_classes)
+              for path, meta in metas for size in row_sizes(meta, sizes) for batch in settings.batch_sizes]
+    if eager_classes is not None:
+        shapes += [(checkpoint.name, size, batch, len(eager_classes))
+                   for size in eager_sizes(metas, sizes) for batch in settings.batch_sizes]
+    checks.check_batch_memory(shapes, memory=checks.physical_memory())
+    return metas, checks.open_models(settings.models, threads=settings.threads)
+
+
+def run_bench(settings: BenchSettings) -> BenchReport:
+    """Checks, plans, measures and scores every row (and the --stages / --crf sections).
+
+    Raises:
+        TsegError: bad input, all found before any timing (missing model, a file without tseg
+            metadata or that does not open, an unknown device, threads beyond the CPUs, a split
+            that cannot be scored or has another class count, sizes an engine cannot take, a
+            batch larger than the machine's memory, torch missing for --checkpoint, a device
+            that does not load, a row that fails its first run). What fails later (a run while
+            timing, the --coco scoring, a --stages or --crf row) is a failed row:
+            :func:`~tseg.runtime.bench.report.failure_lines` lists them.
+    """
+    from tseg.runtime.bench.machine import load_warning, machine_info
+
+    _check_settings(settings)
+    metas, cpu_sessions = _check_inputs(settings)
+    plans = plan_rows(metas, checkpoint=settings.checkpoint, sizes=[(s, s) for s in settings.sizes],
+                      batches=list(settings.batch_sizes), devices=list(settings.devices), threads=settings.threads,
+                      cpu_sessions=cpu_sessions)
+    build_runners(plans)  # every row opened and run once: what cannot run is refused here, before any timing
     machine = machine_info(threads=settings.threads, devices=settings.devices)
     warning = load_warning(machine)
     if warning:
@@ -154,7 +198,8 @@ def _write_report(path: Path, text: str) -> None:
 @click.option("--sizes", default=None, help="Square input sizes, e.g. 256,512 (default: each model's own).")
 @click.option("--batch-sizes", default="1", show_default=True, help="Images per run, e.g. 1,8.")
 @click.option("--device", "devices", default="cpu", show_default=True, help=f"Comma-separated: {', '.join(DEVICES)}.")
-@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Intra-op threads (default: ORT's).")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None,
+              help=f"Intra-op threads, at most the CPUs ({MAX_THREADS}) (default: ORT's).")
 @click.option("--coco", type=click.Path(path_type=Path), default=None, help="A COCO split to score mIoU on.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="The split's image root.")
 @click.option("--stages", is_flag=True, help="Time tseg-infer's pipeline stage by stage.")
@@ -176,8 +221,8 @@ def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, s
     settings = BenchSettings(
         models=tuple(models),
         checkpoint=checkpoint,
-        sizes=parse_int_list(sizes, option="--sizes", low=1, high=MAX_SIZE) if sizes is not None else (),
-        batch_sizes=parse_int_list(batch_sizes, option="--batch-sizes", low=1, high=MAX_BATCH),
+        sizes=parse_int_list(sizes, option="--sizes", low=1, high=MAX_INPUT_SIDE) if sizes is not None else (),
+        batch_sizes=parse_int_list(batch_sizes, option="--batch-sizes", low=1, high=MAX_BATCH_SIZE),
         devices=parse_devices(devices),
         threads=threads,
         policy=TimingPolicy(warmup=warmup, min_runs=min_runs, min_time=min_time, pause=pause),
@@ -194,6 +239,9 @@ def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, s
         _write_report(json_path, format_json(report))
     if markdown_path is not None:
         _write_report(markdown_path, format_markdown(report))
-    failed = sum(row.status != "ran" for row in report.rows)
-    if failed:
-        click.echo(f"{failed} of {len(report.rows)} rows failed (reasons above)", err=True)
+    failed = failure_lines(report)
+    if failed:  # a benchmark whose rows could not run is a failed run: each row on stderr, then one Error line
+        for line in failed:
+            click.echo(f"failed: {line}", err=True)
+        total = len(report.rows) + sum(len(table) for _, table, _ in report.sections.values())
+        raise TsegError(f"{len(failed)} of {total} benchmark rows failed (each named above)")

@@ -1,7 +1,7 @@
 """One row per (model file or PyTorch eager, precision, device, size, batch), measured interleaved.
 
 Each ONNX row opens the file with :func:`~tseg.runtime.session.create_session` (the device's
-provider or a failed row, never a silent CPU fallback) and times one batch of random
+provider or a one-line refusal, never a silent CPU fallback) and times one batch of random
 (batch, 3, size, size) float32 input through :class:`~tseg.runtime.binding.BoundRunner`,
 as ``tseg-infer`` runs its batches (IOBinding on a GPU: input copied in, logits copied out,
 both timed). All rows and the GEMM peaks take turns (:func:`~tseg.runtime.bench.stats.interleave`).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +88,11 @@ class Row:
     miou: float | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def where(self) -> str:
+        """The row in one line: "best.onnx cuda 512x512/8" (model, device, size/batch)."""
+        return f"{self.model} {self.device} {self.size[0]}x{self.size[1]}/{self.batch}"
+
     def fail(self, reason: str) -> None:
         if self.status == "ran":
             self.status = "failed: " + reason_line(reason)
@@ -127,7 +132,7 @@ def load_eager_plugin():
 
 @dataclass
 class Plan:
-    """A row and how to run it: ``make`` builds the runner (a failure fails the row)."""
+    """A row and how to run it: ``make`` builds the runner (:func:`build_runners`)."""
 
     row: Row
     make: Callable[[], Callable[[], object]]
@@ -135,8 +140,8 @@ class Plan:
     runner: Callable[[], object] | None = None
 
 
-def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, threads) -> list[Plan]:
-    """The rows of one model file on one device; one session for all of them."""
+def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, threads, *, opened=None) -> list[Plan]:
+    """The rows of one model file on one device; one session for all of them (``opened``: one already open)."""
     from tseg.runtime.binding import BoundRunner
     from tseg.runtime.session import create_session
     from tseg.runtime.tensorrt import TensorrtSettings
@@ -149,7 +154,8 @@ def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, th
         if "runner" not in state:
             trt = TensorrtSettings(batch_size=max(batches)) if device == "tensorrt" else None
             try:
-                sess = create_session(path, device=device, threads=threads, tensorrt=trt)
+                sess = opened if opened is not None else create_session(path, device=device, threads=threads,
+                                                                        tensorrt=trt)
             except TsegError as err:
                 state["error"] = err
                 raise
@@ -165,19 +171,14 @@ def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, th
         return flop_counts[size]
 
     plans = []
-    for size in sizes or [meta.input_size]:
+    for size in row_sizes(meta, sizes):
         for batch in batches:
             row = Row(path.name, str(path), "onnxruntime", meta.precision, device, tuple(size), batch,
                       file_mb=os.path.getsize(path) / 1e6)
 
             def make(size=size, batch=batch):
-                if device == "tensorrt" and tuple(size) != meta.input_size:
-                    raise TsegError(
-                        f"TensorRT engines are built for the model's input size {meta.input_size[0]}x"
-                        f"{meta.input_size[1]} (tseg-infer resizes every image to it)"
-                    )
                 runner = session()
-                x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
+                x = np.random.default_rng(0).standard_normal((batch, 3, *size), dtype=np.float32)
                 return lambda: runner.run(x)
 
             def flops(size=size, row=row):
@@ -213,39 +214,47 @@ def _eager_plans(checkpoint: Path, device: str, sizes, batches, threads) -> list
                       file_mb=os.path.getsize(checkpoint) / 1e6)
 
             def make(size=size, batch=batch):
-                if size[0] != size[1]:
-                    raise TsegError(f"the PyTorch eager row takes square sizes, got {size[0]}x{size[1]}")
                 return model().runner(size[0], batch)
 
             plans.append(Plan(row, make, lambda size=size: model().flops(size[0])))
     return plans
 
 
-def plan_rows(models: list[Path], *, checkpoint: Path | None, sizes, batches, devices, threads) -> list[Plan]:
+def row_sizes(meta: ModelMetadata, sizes) -> list[tuple[int, int]]:
+    """The (height, width) sizes a model file's rows run at: ``sizes``, or else the model's own input size."""
+    return [tuple(size) for size in sizes] or [meta.input_size]
+
+
+def eager_sizes(metas: list[tuple[Path, ModelMetadata]], sizes) -> list[tuple[int, int]]:
+    """The sizes the PyTorch eager rows run at: ``sizes``, or else each model file's own input size."""
+    return [tuple(size) for size in sizes] or sorted({meta.input_size for _, meta in metas})
+
+
+def plan_rows(metas: list[tuple[Path, ModelMetadata]], *, checkpoint: Path | None, sizes, batches, devices,
+              threads, cpu_sessions: Mapping[Path, object] | None = None) -> list[Plan]:
     """Every row, in table order: each model file on each device, then the eager rows.
 
     Args:
+        metas: each model file and its metadata (:func:`read_metadata`).
+        checkpoint: a checkpoint already checked, or None.
         sizes: (height, width) pairs; empty: each model's own input size.
+        cpu_sessions: model file -> a session already open on the CPU (what its CPU rows time).
 
     Raises:
-        TsegError: a model file missing or without tseg metadata, an unknown device, torch
-            missing for ``checkpoint`` or a checkpoint tseg did not write (all before any timing).
+        TsegError: an unknown device (before any timing).
     """
     unknown = [d for d in devices if d not in DEVICES]
     if unknown:
         raise TsegError(f"unknown device {unknown[0]!r}; valid: {', '.join(DEVICES)}")
-    metas = [(path, read_metadata(path)) for path in models]
+    cpu_sessions = cpu_sessions or {}
     plans = []
     for path, meta in metas:
         for device in devices:
-            plans += _onnx_plans(path, meta, device, sizes, batches, threads)
+            opened = cpu_sessions.get(path) if device == "cpu" else None
+            plans += _onnx_plans(path, meta, device, sizes, batches, threads, opened=opened)
     if checkpoint is not None:
-        if not checkpoint.is_file():
-            raise TsegError(f"checkpoint not found: {checkpoint}")
-        load_eager_plugin().check_checkpoint(checkpoint)  # bad input is one line, not a failed row
-        eager_sizes = sizes or sorted({meta.input_size for _, meta in metas})
         for device in [d for d in devices if d in EAGER_DEVICES]:
-            plans += _eager_plans(checkpoint, device, eager_sizes, batches, threads)
+            plans += _eager_plans(checkpoint, device, eager_sizes(metas, sizes), batches, threads)
     return plans
 
 
@@ -268,27 +277,47 @@ class Measured:
     peak_gemms: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
+def build_runners(plans: list[Plan]) -> None:
+    """Builds each row's runner (its session or eager model, its input) and runs it once, before any timing.
+
+    What fails here fails every time (a device whose provider does not load, a model that
+    cannot run at that size or batch), so it is bad input, refused in one line, not a row.
+
+    Raises:
+        TsegError: the first row that cannot run, named, and why.
+    """
+    for plan in plans:
+        if plan.runner is not None:
+            continue
+        try:
+            runner = plan.make()
+            runner()
+        except TsegError as err:
+            raise TsegError(f"{plan.row.where}: {reason_line(err)}") from None
+        except Exception as err:  # onnxruntime's and torch's own errors (a kernel missing, out of memory)
+            raise TsegError(f"{plan.row.where}: {type(err).__name__}: {reason_line(err)}") from None
+        plan.runner = runner
+
+
 def measure_rows(plans: list[Plan], *, policy: TimingPolicy, threads: int | None, progress: bool = False) -> Measured:
-    """Builds every runner, then times rows and GEMM peaks interleaved; fills in the figures.
+    """Builds every runner (:func:`build_runners`), then times rows and GEMM peaks interleaved; fills in the figures.
+
+    A row whose run fails while it is timed is a failed row (``status`` says why).
 
     Args:
         progress: a progress bar on stderr (rows and peaks done).
+
+    Raises:
+        TsegError: a row that cannot run at all (:func:`build_runners`).
     """
     from tqdm import tqdm
 
-    for plan in plans:
-        try:
-            plan.runner = plan.make()
-        except TsegError as err:
-            plan.row.fail(str(err))
-        except Exception as err:  # onnxruntime's and torch's own errors (a kernel missing, out of memory)
-            plan.row.fail(f"{type(err).__name__}: {reason_line(err)}")
-    live = [p for p in plans if p.runner is not None]
+    build_runners(plans)
     with peak_folder() as folder:
         peaks: dict[tuple[str, str], float | str] = {}
         peak_gemms: dict[tuple[str, str], list[str]] = {}
         peak_runners: list[PeakRunner] = []
-        for key in dict.fromkeys(peak_kind(p.row.precision, p.row.device) for p in live):
+        for key in dict.fromkeys(peak_kind(p.row.precision, p.row.device) for p in plans):
             for op, shape in machine.peak_gemms(*key):
                 try:
                     peak_runners.append(machine.make_peak_runner(*key, op=op, shape=shape, threads=threads,
@@ -296,11 +325,11 @@ def measure_rows(plans: list[Plan], *, policy: TimingPolicy, threads: int | None
                 except Exception as err:  # TsegError, or ONNX Runtime without this GEMM kernel
                     name = f"{op} {'x'.join(map(str, shape))}"
                     peak_gemms.setdefault(key, []).append(f"{name}: failed ({reason_line(err)})")
-        runners = [p.runner for p in live] + [r.run for r in peak_runners]
+        runners = [p.runner for p in plans] + [r.run for r in peak_runners]
         with tqdm(total=len(runners), desc="tseg-bench", unit="row", disable=not progress, leave=False) as bar:
             samples = interleave(runners, policy=policy, on_done=lambda _index: bar.update())
-    peaks = _best_peaks(peak_runners, samples[len(live):], peaks, peak_gemms)
-    for plan, result in zip(live, samples[: len(live)], strict=True):
+    peaks = _best_peaks(peak_runners, samples[len(plans):], peaks, peak_gemms)
+    for plan, result in zip(plans, samples[: len(plans)], strict=True):
         if result.error is not None:
             plan.row.fail(f"{type(result.error).__name__}: {reason_line(result.error)}")
             continue

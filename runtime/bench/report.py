@@ -95,6 +95,24 @@ def footnotes(rows: list[Row]) -> list[str]:
     return lines
 
 
+def failure_lines(report: BenchReport) -> list[str]:
+    """One line per row that could not run (the table's rows, then the --stages and --crf rows that failed)."""
+    lines = [f"{row.where}: {_reason(row.status)}" for row in report.rows if row.status != "ran"]
+    for title, (header, table, _) in report.sections.items():
+        for cells_ in table:
+            failed = [i for i, cell in enumerate(cells_) if cell.startswith("failed: ")]
+            if failed:
+                shown = zip(header[: failed[0]], cells_[: failed[0]], strict=True)
+                where = ", ".join(f"{name} {cell}" for name, cell in shown if cell != "-")
+                lines.append(f"{title}, {where}: " + "; ".join(f"{header[i]}: {_reason(cells_[i])}" for i in failed))
+    return lines
+
+
+def _reason(status: str) -> str:
+    """"failed: WHY" -> "WHY"."""
+    return status.removeprefix("failed: ")
+
+
 def _peaks_line(report: BenchReport) -> str:
     """"Peaks measured (GFLOP/s): KIND GEMM on DEVICE X (OP MxKxN: Y, ...), ..." """
     shown = []

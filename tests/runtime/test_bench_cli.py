@@ -14,6 +14,7 @@ pytest.importorskip("onnx")
 from tests.onnx_models import INPUT_SIZE, write_colour_model  # noqa: E402
 from tests.tiny_coco import write_tiny_coco  # noqa: E402
 from tseg.runtime.bench.cli import main  # noqa: E402
+from tseg.runtime.errors import TsegError  # noqa: E402
 
 FAST = ["--min-time", "0", "--min-runs", "2", "--warmup", "1", "--pause", "0", "--no-progress"]
 
@@ -67,16 +68,193 @@ def test_default_size_is_the_models_own(colour_onnx):
     assert f"{INPUT_SIZE[0]}x{INPUT_SIZE[1]}" in result.output
 
 
-def test_a_device_that_cannot_run_is_a_failed_row_not_a_crash(colour_onnx, tmp_path):
+@pytest.fixture()
+def cuda_fails(monkeypatch):
+    """Every non-CPU session fails to open, as a GPU provider that does not load does (the CPU ones open)."""
+    from tseg.runtime import session as session_module
+
+    real = session_module.create_session
+
+    def create_session(path, *, device="auto", **kwargs):
+        if device != "cpu":
+            raise TsegError(f"--device {device}: CUDAExecutionProvider did not load (libcudnn.so.9 missing)")
+        return real(path, device=device, **kwargs)
+
+    monkeypatch.setattr(session_module, "create_session", create_session)
+
+
+@pytest.fixture()
+def batch_2_fails_later(monkeypatch):
+    """A batch of 2 runs once, then fails (as a GPU that runs out of memory mid-benchmark)."""
+    from tseg.runtime.binding import BoundRunner
+
+    real = BoundRunner.run
+    calls = []
+
+    def run(self, batch, *args, **kwargs):
+        if len(batch) == 2:
+            calls.append(1)
+            if len(calls) > 1:
+                raise RuntimeError("out of memory while timing\nsecond line")
+        return real(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(BoundRunner, "run", run)
+
+
+def test_a_row_that_fails_while_timing_fails_the_run(colour_onnx, tmp_path, batch_2_fails_later):
+    """The table and reports still come out; then one line per failed row on stderr, one Error line, exit 1."""
     out_json = tmp_path / "b.json"
-    result = bench(colour_onnx, "--sizes", "16", "--device", "cpu,tensorrt", "--json", out_json)
-    assert result.exit_code == 0, result.output
-    cpu, trt = json.loads(out_json.read_text())["rows"]
-    assert cpu["status"] == "ran"
-    # 16 is not the model's input size (24x40): refused before TensorRT is even looked for.
-    assert trt["status"].startswith("failed: TensorRT engines are built for the model's input size 24x40")
-    assert trt["p50_ms"] is None and trt["miou"] is None
-    assert "1 of 2 rows failed" in result.output
+    result = bench(colour_onnx, "--batch-sizes", "1,2", "--json", out_json)
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith("model ") and "colour.onnx" in result.stdout and "Method: " in result.stdout
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [(r["batch"], r["status"]) for r in rows] == [
+        (1, "ran"), (2, "failed: RuntimeError: out of memory while timing")]
+    assert rows[1]["p50_ms"] is None and rows[0]["p50_ms"] > 0
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning: load average")]
+    assert lines == [
+        "failed: colour.onnx cpu 24x40/2: RuntimeError: out of memory while timing",
+        "Error: 1 of 2 benchmark rows failed (each named above)",
+    ], result.stderr
+
+
+def test_a_device_that_does_not_load_is_refused_before_timing(colour_onnx, cuda_fails, no_timing):
+    one_line_error(bench(colour_onnx, "--device", "cpu,cuda", "--batch-sizes", "1,2"),
+                   "colour.onnx cuda 24x40/1: --device cuda: CUDAExecutionProvider did not load")
+
+
+def test_a_row_that_cannot_run_even_once_is_refused_before_timing(colour_onnx, monkeypatch, no_timing):
+    from tseg.runtime.binding import BoundRunner
+
+    def run(self, batch, *args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : BFCArena cannot allocate 40000000000 bytes")
+
+    monkeypatch.setattr(BoundRunner, "run", run)
+    one_line_error(bench(colour_onnx), "colour.onnx cpu 24x40/1: RuntimeError: [ONNXRuntimeError]", "40000000000")
+
+
+def test_failure_lines_name_each_failed_row_and_section_row():
+    from tseg.runtime.bench.measure import Row
+    from tseg.runtime.bench.report import BenchReport, failure_lines
+    from tseg.runtime.bench.stats import TimingPolicy
+
+    ran = Row("m.onnx", "m.onnx", "onnxruntime", "fp32", "cpu", (32, 32), 1)
+    failed = Row("m.onnx", "m.onnx", "onnxruntime", "fp32", "cuda", (32, 48), 4)
+    failed.fail("out of memory\nmore")
+    report = BenchReport([ran, failed], {}, TimingPolicy())
+    report.sections["Dense CRF"] = (("size", "classes", "tseg CRF p50 ms", "pydensecrf p50 ms"),
+                                    [["64x64", "4", "1.0", "2.0"], ["64x64", "21", "failed: no memory", "-"]], "")
+    report.sections["Stages"] = (("model", "device", "photo size", "status"), [["m.onnx", "cpu", "64x64", "ran"]], "")
+    assert failure_lines(report) == [
+        "m.onnx cuda 32x48/4: out of memory",  # the first line of the error
+        "Dense CRF, size 64x64, classes 21: tseg CRF p50 ms: no memory",
+    ]
+    report.rows, report.sections = [ran], {}
+    assert failure_lines(report) == []
+
+
+@pytest.fixture()
+def no_timing(monkeypatch):
+    """Bad input must be refused before any row is timed: timing here fails the test."""
+    from tseg.runtime.bench import cli
+
+    def measure_rows(*args, **kwargs):
+        raise AssertionError("bad input reached the timing")
+
+    monkeypatch.setattr(cli, "measure_rows", measure_rows)
+
+
+def test_tensorrt_at_a_size_its_engine_does_not_take_is_refused_before_timing(colour_onnx, no_timing):
+    one_line_error(bench(colour_onnx, "--sizes", "16", "--device", "cpu,tensorrt"),
+                   "--device tensorrt with --sizes 16", "input size (colour.onnx: 24x40")
+
+
+def test_a_coco_split_with_another_class_count_is_refused_before_timing(tmp_path, no_timing):
+    from tests.onnx_models import colour_metadata
+
+    three = write_colour_model(tmp_path / "three.onnx", colour_metadata(classes=("Background", "Metal", "Paper")))
+    root = tmp_path / "data"
+    root.mkdir()
+    write_tiny_coco(root)
+    one_line_error(bench(three, "--coco", root / "val.json", "--data", root),
+                   "the model three.onnx has 3 classes but val.json has 4 (with background): Background, Metal")
+
+
+def test_a_batch_larger_than_the_machines_memory_is_refused_before_timing(colour_onnx, no_timing):
+    from tseg.runtime.bench.checks import physical_memory
+
+    memory = physical_memory()
+    assert memory is not None and memory > 0  # Linux and macOS say
+    result = bench(colour_onnx, "--sizes", "8192", "--batch-sizes", "1024")
+    need = 1024 * (3 + 4) * 8192 * 8192 * 4
+    one_line_error(result, "size 8192x8192", "--batch-sizes 1024", f"{need / 1e9:,.1f} GB",
+                   f"{memory / 1e9:,.1f} GB of memory")
+
+
+def test_the_memory_rule_counts_one_batchs_input_and_logits():
+    from tseg.runtime.bench.checks import batch_bytes, check_batch_memory
+
+    assert batch_bytes(2, (10, 20), 5) == 2 * 3 * 10 * 20 * 4 + 2 * 5 * 10 * 20 * 4
+    fits = ("m.onnx", (10, 20), 2, 5)
+    check_batch_memory([fits], memory=batch_bytes(2, (10, 20), 5))  # exactly the memory: fits
+    with pytest.raises(TsegError, match=r"size 10x20 with --batch-sizes 2: one batch of m.onnx"):
+        check_batch_memory([fits], memory=batch_bytes(2, (10, 20), 5) - 1)
+    check_batch_memory([("m.onnx", (8192, 8192), 1024, 21)], memory=None)  # the OS does not say: not refused
+
+
+def _external_data_outside(folder):
+    """colour.onnx in folder/models whose weights are external data at ../w_NAME.bin (outside its folder)."""
+    import onnx
+
+    path = write_colour_model(folder / "models" / "escape.onnx")
+    model = onnx.load(str(path))
+    for tensor in model.graph.initializer:
+        array = onnx.numpy_helper.to_array(tensor)
+        (folder / f"w_{tensor.name}.bin").write_bytes(array.tobytes())
+        tensor.ClearField("float_data")
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", f"../w_{tensor.name}.bin"), ("length", str(array.nbytes))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def test_external_data_outside_the_models_folder_is_refused_before_timing(tmp_path, no_timing):
+    """As tseg-infer and Segmenter refuse it (ONNX Runtime's own check), in one line."""
+    from tseg.runtime.segmenter import Segmenter
+
+    escape = _external_data_outside(tmp_path)
+    with pytest.raises(TsegError) as err:
+        Segmenter(escape, device="cpu")
+    one_line_error(bench(escape), str(err.value))
+    assert "escapes model directory" in str(err.value)
+
+
+def test_threads_beyond_the_cpus_are_refused(colour_onnx, no_timing):
+    from tseg.runtime.bench.cli import BenchSettings, run_bench
+    from tseg.runtime.defaults import MAX_THREADS
+
+    for threads in sorted({MAX_THREADS + 1, max(1024, MAX_THREADS + 1)}):
+        one_line_error(bench(colour_onnx, "--threads", threads), "Invalid value for '--threads'", f"{threads}")
+    for threads in (MAX_THREADS + 1, 0, 2.5, True, "2"):
+        with pytest.raises(TsegError, match=rf"threads: need an integer in 1\.\.{MAX_THREADS}"):
+            run_bench(BenchSettings(models=(colour_onnx,), threads=threads))
+
+
+def test_a_split_that_cannot_be_scored_fails_its_rows(colour_onnx, tmp_path):
+    """An image that does not decode is found while scoring (after the timing): the rows fail, exit 1."""
+    root = tmp_path / "data"
+    root.mkdir()
+    write_tiny_coco(root)
+    first = json.loads((root / "val.json").read_text())["images"][0]["file_name"]
+    (root / first).write_bytes(b"not an image")
+    result = bench(colour_onnx, "--coco", root / "val.json", "--data", root)
+    assert result.exit_code == 1, result.output
+    assert "colour.onnx" in result.stdout
+    assert "failed: colour.onnx cpu 24x40/1: mIoU: 1 of" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "Error: 1 of 1 benchmark rows failed (each named above)"
 
 
 def test_coco_scores_each_row_as_tseg_infer_eval_does(colour_onnx, tmp_path):

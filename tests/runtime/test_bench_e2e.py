@@ -52,3 +52,28 @@ def _num_classes(model) -> int:
     from tseg.runtime.bench.measure import read_metadata
 
     return read_metadata(model).num_classes
+
+
+def _one_line(result, fragment):
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.output
+
+
+def test_checkpoint_refusals_come_before_any_timing(tiny_onnx, tiny_run, tiny_coco_dir, tmp_path, monkeypatch):
+    """A split with another class count than the checkpoint's, and eager rows with no size to run at."""
+    from tseg.runtime.bench import cli
+
+    monkeypatch.setattr(cli, "measure_rows", lambda *a, **k: pytest.fail("bad input reached the timing"))
+    data = json.loads((tiny_coco_dir / "val.json").read_text())
+    dropped = data["categories"].pop()["id"]
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] != dropped]
+    split = tmp_path / "val3.json"
+    split.write_text(json.dumps(data))
+    checkpoint = str(tiny_run.run_dir / "best.pt")
+    fast = ["--min-time", "0", "--min-runs", "1", "--no-progress"]
+    result = CliRunner().invoke(main, ["--checkpoint", checkpoint, "--sizes", "32", "--coco", str(split),
+                                       "--data", str(tiny_coco_dir), *fast])
+    _one_line(result, "the checkpoint best.pt has 4 classes but val3.json has 3 (with background)")
+    _one_line(CliRunner().invoke(main, ["--checkpoint", checkpoint, *fast]),
+              "--checkpoint without a MODEL.onnx: give --sizes")
