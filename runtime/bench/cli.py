@@ -170,24 +170,22 @@ def run_bench(settings: BenchSettings) -> BenchReport:
     return report
 
 
-def _check_outputs(paths: list[Path | None], inputs: list[Path]) -> None:
-    """Refuses writing a report over a model, the checkpoint, or the other report."""
-    resolved = {p.resolve() for p in inputs}
-    seen = set()
-    for path in (p for p in paths if p is not None):
-        target = path.resolve()
-        if target in resolved or target in seen:
-            raise TsegError(f"{path}: a report would overwrite an input or the other report; choose another file")
-        if path.is_dir():
-            raise TsegError(f"{path} is a folder: need a file name for the report")
-        existing = next(p for p in path.absolute().parents if p.exists())
-        if not existing.is_dir():
-            raise TsegError(f"{path}: {existing} is a file, so the report's folder cannot be made")
-        seen.add(target)
+def check_report_paths(settings: BenchSettings, *, json_path: Path | None, markdown_path: Path | None) -> None:
+    """Refuses, before any timing, a report path that is an input (model, checkpoint, split) or lies in the data."""
+    from tseg.runtime.paths import Input, Output, check_outputs
+
+    inputs = [Input("MODEL", m) for m in settings.models]
+    if settings.checkpoint is not None:
+        inputs.append(Input("--checkpoint", settings.checkpoint))
+    if settings.coco is not None:
+        root = settings.data if settings.data is not None else settings.coco.parent
+        inputs += [Input("--coco", settings.coco), Input("--data", root, folder=True)]
+    reports = [("--json", json_path), ("--markdown", markdown_path)]
+    check_outputs([Output(option, path) for option, path in reports if path is not None], inputs)
 
 
 def _write_report(path: Path, text: str) -> None:
-    """Writes a report atomically, making its folder first (checked up front by _check_outputs)."""
+    """Writes a report atomically, making its folder first (checked up front by check_report_paths)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, text.encode())
 
@@ -214,10 +212,15 @@ def _write_report(path: Path, text: str) -> None:
 @click.option("--pause", type=click.FloatRange(0, 60), default=0.2, show_default=True,
               help="Untimed seconds before each turn (the previous row's idle threads stop spinning).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar on stderr.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show ONNX Runtime's own warnings and errors on stderr.")
 @one_line_errors
 def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, stages, crf, json_path, markdown_path,
-         min_time, min_runs, warmup, pause, progress) -> None:
+         min_time, min_runs, warmup, pause, progress, verbose) -> None:
     """Benchmark exported models (MODEL.onnx ...): latency, images/s, FLOPs, % of peak, mIoU."""
+    if verbose:
+        from tseg.runtime.session import set_engine_logging
+
+        set_engine_logging(verbose=True)
     settings = BenchSettings(
         models=tuple(models),
         checkpoint=checkpoint,
@@ -232,7 +235,7 @@ def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, s
         crf=crf,
         progress=progress and sys.stderr.isatty(),
     )
-    _check_outputs([json_path, markdown_path], [*models, *([checkpoint] if checkpoint else [])])
+    check_report_paths(settings, json_path=json_path, markdown_path=markdown_path)
     report = run_bench(settings)
     click.echo(format_text(report), nl=False)
     if json_path is not None:
