@@ -147,7 +147,7 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
 
     triton = None
     if triton_repo is not None or triton_name or triton_trt_fp16:
-        triton = _triton_plan(triton_repo, triton_name, checkpoint, out, settings.precisions,
+        triton = _triton_plan(triton_repo, triton_name, checkpoint, out, data, settings.precisions,
                               max_batch_size=triton_max_batch, device=triton_device, tensorrt_fp16=triton_trt_fp16)
     result = export_checkpoint(
         checkpoint,
@@ -182,11 +182,12 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
         raise click.ClickException(failure_line(result.verdicts))
 
 
-def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Path | None,
+def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Path | None, data: Path | None,
                  precisions: tuple[str, ...], **options) -> dict:
     """The Triton model name of each precision, the repo and options checked before the export runs."""
-    from tseg.export.pipeline import default_onnx_path, precision_path
+    from tseg.export.pipeline import check_export_paths, default_onnx_path, precision_path
     from tseg.export.triton import check_triton_target, default_model_name
+    from tseg.runtime.paths import Output
 
     if repo is None:
         raise TsegError("--triton-name and --triton-trt-fp16 go with --triton REPO (the repository to write)")
@@ -195,6 +196,8 @@ def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Pat
             f"--triton-name names one model, but --precision makes {len(precisions)} files"
             f" ({', '.join(precisions)}): leave it out (each file gets its own stem as its name)"
         )
+    check_export_paths(checkpoint, out, precisions=precisions, data=data,
+                       extra=(Output("--triton", repo, folder=True),))  # all outputs apart, before any work
     base = out if out is not None else default_onnx_path(checkpoint)
     names = {p: name or default_model_name(precision_path(base, p)) for p in precisions}
     check_triton_target(repo, list(names.values()), **options)

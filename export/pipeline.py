@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +15,9 @@ from tseg.export.precisions import PrecisionSettings, judge, make_file, reject_f
 from tseg.export.records import kept_records, merged_report, read_report
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.files import TEMP_SUFFIX, atomic_write_bytes, temp_name_prefix
+from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metadata import PRECISIONS
+from tseg.runtime.paths import Input, Output, check_outputs
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
 
@@ -73,16 +72,6 @@ def parity_report_path(onnx_path: Path) -> Path:
     return onnx_path.with_suffix(".parity.json")
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Same file, whatever the spelling (relative, ``..``, symlinks, hard links)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def _provenance(checkpoint: Path, payload: dict) -> dict:
     """What the ONNX metadata records of its checkpoint: path, epoch, finite numeric metrics only."""
     epoch = payload.get("epoch")
@@ -98,21 +87,23 @@ def _provenance(checkpoint: Path, payload: dict) -> dict:
     }
 
 
-def _remove_stale_outputs(*outputs: Path) -> None:
-    """Deletes temp files that a killed export left for these outputs (and only those)."""
-    for path in outputs:
-        if path.parent.is_dir():
-            for stale in path.parent.glob(f"{glob.escape(temp_name_prefix(path))}*{TEMP_SUFFIX}"):
-                stale.unlink(missing_ok=True)
+def check_export_paths(
+    checkpoint: Path, out: Path | None, *, precisions: tuple[str, ...] = ("fp32",), data: Path | None = None,
+    extra: tuple[Output, ...] = (),
+) -> tuple[Path, Path]:
+    """(ONNX path, parity report path), every output refused before any work if it would replace an input.
 
-
-def check_export_paths(checkpoint: Path, out: Path | None) -> tuple[Path, Path]:
-    """(ONNX path, parity report path), refused before any work if they would replace the input.
+    Args:
+        checkpoint: the input .pt.
+        out: the FP32 .onnx path, or None for the default beside the checkpoint.
+        precisions: the files this run writes (each precision's, and its ``.rejected.onnx`` name).
+        data: the dataset root read for parity and calibration (nothing is written in it).
+        extra: other outputs of the same command (``--triton``'s repository).
 
     Raises:
-        TsegError: the checkpoint is missing; ``out`` does not end in .onnx, is an existing folder, or either output
-            is the checkpoint itself (also under another spelling, via a symlink, or the
-            default output of a checkpoint named ``*.onnx``).
+        TsegError: the checkpoint is missing; ``out`` does not end in .onnx; an output is the
+            checkpoint (any spelling, link or hard link), lies in the data folder, or its place
+            is taken by a folder, a link or a special file (see :func:`tseg.runtime.paths.check_outputs`).
     """
     if not checkpoint.is_file():
         raise TsegError(f"checkpoint not found: {checkpoint}")
@@ -125,19 +116,17 @@ def check_export_paths(checkpoint: Path, out: Path | None) -> tuple[Path, Path]:
         onnx_path = default_onnx_path(checkpoint)
     else:
         onnx_path = out
-        if onnx_path.is_dir():
-            raise TsegError(f"-o/--out {onnx_path} is a folder; give the path of the .onnx file to write")
         if onnx_path.suffix.lower() != ".onnx":
             raise TsegError(f"-o/--out must be a path ending in .onnx, got {str(onnx_path)!r}")
     parity_path = parity_report_path(onnx_path)
-    for written, what in ((onnx_path, "the ONNX output"), (parity_path, "the parity report")):
-        if _same_file(written, checkpoint):
-            raise TsegError(
-                f"{what} {written} is the checkpoint {checkpoint}: it would replace its own input;"
-                " choose another -o/--out"
-            )
-        if written.is_dir():
-            raise TsegError(f"{what} {written} is an existing folder; choose another -o/--out")
+    outputs = [Output("-o/--out", onnx_path), Output("the parity report", parity_path)]
+    for precision in precisions:
+        path = precision_path(onnx_path, precision)
+        if precision != "fp32":
+            outputs.append(Output(f"the {precision.upper()} file", path))
+        outputs.append(Output(f"the {precision.upper()} file's rejected name", rejected_path(path)))
+    inputs = [Input("checkpoint", checkpoint)] + ([Input("--data", data, folder=True)] if data is not None else [])
+    check_outputs([*outputs, *extra], inputs)
     return onnx_path, parity_path
 
 
@@ -215,10 +204,11 @@ def export_checkpoint(
     if min_agreement is not None:
         settings = dataclasses.replace(settings, min_agreement={**settings.min_agreement, "fp32": min_agreement})
     checkpoint = Path(checkpoint)
-    onnx_path, parity_path = check_export_paths(checkpoint, Path(out) if out is not None else None)
+    onnx_path, parity_path = check_export_paths(
+        checkpoint, Path(out) if out is not None else None, precisions=settings.precisions,
+        data=Path(data) if data is not None else None,
+    )
     files = {p: precision_path(onnx_path, p) for p in settings.precisions}
-    for path in files.values():
-        check_export_paths(checkpoint, path)
     val = _dataset(data, val_json, what="validation", option="--val-json")
     settings = _check_int8_inputs(settings, data, train_json)
     others = {p: precision_path(onnx_path, p) for p in PRECISIONS if p not in files}
@@ -226,7 +216,6 @@ def export_checkpoint(
     payload = load_checkpoint(checkpoint)
     model, spec = model_from_checkpoint(payload, source=str(checkpoint))
     check_opset(opset)  # after the checkpoint: its probe imports ONNX Runtime, which writes under $HOME
-    _remove_stale_outputs(parity_path, *files.values(), *map(rejected_path, files.values()))
     for path in files.values():
         rejected_path(path).unlink(missing_ok=True)  # an older run's verdict, not this one's
     extra = _provenance(checkpoint, payload)

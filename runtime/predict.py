@@ -238,11 +238,7 @@ def check_run_outputs(settings: InferSettings, inputs: list[Input]) -> Inputs:
 def check_classes(dataset: CocoDataset, segmenter: Segmenter) -> None:
     """Refuses scoring a model against a split with another number of classes (names may differ: warned)."""
     model_classes = segmenter.metadata.classes
-    if len(model_classes) != dataset.num_classes:
-        raise TsegError(
-            f"the model has {len(model_classes)} classes but {dataset.json_path.name} has"
-            f" {dataset.num_classes} (with background): {', '.join(dataset.classes)}"
-        )
+    dataset.check_model_classes(model_classes)
     if tuple(model_classes) != tuple(dataset.classes):
         print(
             f"WARNING: class names differ between the model ({', '.join(model_classes)}) and"
