@@ -131,9 +131,22 @@ class Inputs:
             (self.folders if entry.folder else self.files).setdefault(ident, entry)
 
     def same_file(self, path: str | Path) -> Input | None:
-        """The input that ``path`` is (any spelling, hard link, bind mount), if any."""
+        """The input that ``path`` is (any spelling, hard link, bind mount), if any.
+
+        An existing file is also looked for among the files inside the input folders (a
+        hard link or bind mount of a dataset image, say): that walk is made only for an
+        output that already exists, the one case where tseg would replace something.
+        """
         ident = identity(path)
-        return self.files.get(ident) or self.folders.get(ident) if ident is not None else None
+        if ident is None:
+            return None
+        found = self.files.get(ident) or self.folders.get(ident)
+        if found is None and os.path.isfile(path):
+            for folder in self.folders.values():
+                found = _find_inside(folder, ident)
+                if found is not None:
+                    break
+        return found
 
     def folder_holding(self, resolved: Path) -> Input | None:
         """The input folder that ``resolved`` is or lies in, if any."""
@@ -151,6 +164,22 @@ class Inputs:
         clash = self.same_file(path)
         if clash is not None:
             raise TsegError(f"{what} {path} is the input {_named(clash)}: tseg never replaces its inputs")
+
+
+def _find_inside(folder: Input, ident: Identity) -> Input | None:
+    """The file under ``folder`` with identity ``ident``, as an input of the same option (links not followed)."""
+    stack = [Path(folder.path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.inode() == ident[1] and identity(entry.path) == ident:
+                        return Input(f"a file in {folder.option} {folder.path}", Path(entry.path))
+        except OSError:  # an unreadable sub-folder holds nothing tseg reads either
+            continue
+    return None
 
 
 def _named(entry: Input) -> str:

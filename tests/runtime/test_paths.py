@@ -100,3 +100,9 @@ def test_inputs_that_do_not_exist_are_left_to_their_own_checks(tree):
     known = Inputs([Input("--model", tree / "missing.onnx"), *_inputs(tree)])
     assert known.same_file(tree / "missing.onnx") is None
     assert known.same_file(tree / "model.onnx").option == "--model"
+
+
+def test_a_file_output_that_is_a_hard_link_of_a_file_inside_an_input_folder_is_refused(tree):
+    os.link(tree / "photos" / "a.jpg", tree / "report.json")
+    with pytest.raises(TsegError, match=r"is the input .*photos/a.jpg \(a file in PATHS"):
+        check_outputs([Output("--json", tree / "report.json")], _inputs(tree))
