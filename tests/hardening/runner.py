@@ -246,8 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--summary", action="store_true", help="also print one line per failing case")
     parser.add_argument("--json", type=Path, help="write every result here")
     options = parser.parse_args(argv)
+    options.work = options.work.resolve()  # the cases run in their own folders: no path may be relative
     if options.tiny_model and options.checkpoint and options.coco:
-        fixtures = Fixtures(options.tiny_model, options.checkpoint, options.coco)
+        fixtures = Fixtures(options.tiny_model.resolve(), options.checkpoint.resolve(), options.coco.resolve())
     else:
         fixtures = build_fixtures(options.work / "fixtures")
     pythonpath = make_shim(options.code, options.work) if options.code else None
