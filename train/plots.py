@@ -58,13 +58,19 @@ def read_csv_columns(path: Path, *, required: Sequence[str] = ()) -> dict[str, l
     return columns
 
 
-def _run_series(run_dir: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """(per-epoch metrics, per-step LR) of a run folder."""
+def _check_run(run_dir: Path) -> Path:
+    """The run's metrics.csv; refuses a path that is not a run folder."""
     if not run_dir.is_dir():
         raise TsegError(f"{run_dir} is not a run folder (need a folder written by tseg-train)")
     metrics_path = run_dir / "metrics.csv"
     if not metrics_path.is_file():
         raise TsegError(f"{run_dir} is not a tseg run: no metrics.csv")
+    return metrics_path
+
+
+def _run_series(run_dir: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(per-epoch metrics, per-step LR) of a run folder."""
+    metrics_path = _check_run(run_dir)
     steps_path = run_dir / "lr.csv"
     epochs = read_csv_columns(metrics_path, required=("epoch",))
     steps = read_csv_columns(steps_path, required=("step", "lr")) if steps_path.is_file() else {}
@@ -76,6 +82,8 @@ def check_plot_out(out: Path, runs: Sequence[Path]) -> None:
 
     (tseg-train writes a run's own charts into RUN/plots through :func:`plot_runs` directly.)
     """
+    for run in runs:
+        _check_run(Path(run))  # what the runs are comes first: the clearer error
     inputs = Inputs(Input("RUNS", Path(run), folder=True) for run in runs)
     check_outputs([Output("--out", out, folder=True)], inputs)
     for file_name in CHARTS:
