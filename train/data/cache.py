@@ -11,8 +11,6 @@ import errno
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from tqdm import tqdm
 
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
+from tseg.runtime.files import TempFile
 from tseg.runtime.images import resize_image, resize_labels
 
 CACHE_VERSION = 1
@@ -30,13 +29,6 @@ def default_decoded_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/tseg/decoded`` or ``~/.cache/tseg/decoded``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "tseg" / "decoded"
-
-
-def ordinary_folder_mode() -> int:
-    """The mode ``mkdir`` gives a folder (0777 less the umask); ``tempfile.mkdtemp`` gives 0700."""
-    mask = os.umask(0o022)  # the umask can only be read by setting it: set it straight back
-    os.umask(mask)
-    return 0o777 & ~mask
 
 
 def _cache_key(coco: CocoDataset, size: Sequence[int]) -> str:
@@ -69,8 +61,8 @@ class DecodedSplit:
 
 def _build(coco: CocoDataset, size: Sequence[int], target: Path, progress: bool) -> None:
     height, width = size
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    temp = TempFile(target, folder=True)  # also removes what a killed build of this cache left
+    tmp = temp.temp
     try:
         label_dtype = np.uint8 if coco.num_classes <= 256 else np.uint16
         images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (len(coco), height, width, 3))
@@ -87,19 +79,18 @@ def _build(coco: CocoDataset, size: Sequence[int], target: Path, progress: bool)
         del images, labels
         meta = {"json": str(coco.json_path), "size": list(size), "count": len(coco)}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        os.chmod(tmp, ordinary_folder_mode())
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished the same cache first
-            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
+        temp.discard()
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise TsegError(
                 f"no space left on the device for the decoded cache in {target.parent}; free space,"
                 " set XDG_CACHE_HOME elsewhere or drop --cache"
             ) from None
         raise
+    try:
+        temp.commit()
+    except OSError:  # another process finished the same cache first (commit removed our copy)
+        pass
 
 
 def _reserve(path: Path) -> None:

@@ -25,15 +25,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
 from tqdm import tqdm
 
-from tseg.train.data.cache import ordinary_folder_mode
+from tseg.runtime.files import TempFile
 from tseg.train.data.synthetic_classes import CATEGORY_NAMES
 from tseg.train.data.synthetic_scene import (
     SyntheticObject,
@@ -102,15 +100,13 @@ def generate_synthetic_dataset(
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise FileExistsError(f"synthetic dataset root must be new or empty, got {root}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    temp = TempFile(root, folder=True)  # renamed onto ``root`` (new or empty) when complete
     try:
-        _write_dataset(tmp, counts, (height, width), seed, progress)
-        os.chmod(tmp, ordinary_folder_mode())  # mkdtemp made it 0700
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _write_dataset(temp.temp, counts, (height, width), seed, progress)
+    except BaseException:
+        temp.discard()
+        raise
+    temp.commit()
     return root
 
 
