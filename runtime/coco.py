@@ -28,9 +28,9 @@ from tseg.runtime.coco_checks import (
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import safe_relative_path
 from tseg.runtime.images import max_image_pixels, pixel_limit_message, read_image
+from tseg.runtime.metadata import MAX_CLASSES
 
 BACKGROUND = "Background"
-MAX_CLASSES = 2**16
 """Label maps are uint16 at most: background plus 65535 categories."""
 
 
@@ -94,8 +94,11 @@ def _parse_categories(data: dict, source: Path) -> tuple[tuple[str, ...], dict[i
     raw = data.get("categories")
     if not isinstance(raw, list) or not raw:
         raise TsegError(f"{source} has no categories: need a non-empty 'categories' list")
-    if len(raw) >= MAX_CLASSES:
-        raise TsegError(f"{source} has {len(raw)} categories: at most {MAX_CLASSES - 1} are supported")
+    if len(raw) + 1 > MAX_CLASSES:  # + background
+        raise TsegError(
+            f"{source} has {len(raw)} categories ({len(raw) + 1} classes with background): tseg handles at most"
+            f" {MAX_CLASSES} classes (8-bit label maps, label 255 kept for --ignore-index)"
+        )
     names, labels = [BACKGROUND], {}
     for entry in raw:
         if not isinstance(entry, dict) or "id" not in entry or "name" not in entry:

@@ -16,7 +16,9 @@ from tseg.runtime.errors import TsegError
 
 PREFIX = "tseg."
 SCHEMA_VERSION = 1
-MAX_CLASSES = 256  # label PNGs are 8-bit palette images
+# Classes a tseg model may have, background included, from training to the runtime: label maps are
+# 8-bit (palette PNGs, uint8 arrays) and label 255 stays free for training's --ignore-index.
+MAX_CLASSES = 255
 MAX_INPUT_SIDE = 8192
 MAX_NAME_CHARS = 200
 # Normalisation is on the [0, 1] pixel scale; beyond these the float32 input is garbage.

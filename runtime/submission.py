@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.coco import MAX_CLASSES, CocoDataset
+from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TempFile, no_space_error
 from tseg.runtime.images import resize_labels
 from tseg.runtime.inputs import open_input
+from tseg.runtime.metadata import MAX_CLASSES
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
 
 SUBMISSION_SIZE = (256, 256)
@@ -240,7 +241,7 @@ def read_submission(
     Args:
         path: the CSV.
         size: the (height, width) of each PredictionString.
-        num_classes: labels must lie in [0, num_classes); default: any label tseg can make (< 65536).
+        num_classes: labels must lie in [0, num_classes); default: any label tseg can make (< MAX_CLASSES).
 
     Yields:
         (file_name, (height, width) labels), uint8 (uint16 when a row has a label >= 256).

@@ -46,7 +46,7 @@ BAD_PROPS = [
     ("palette", '"abc"', "tseg.palette"),
     ("classes", '"abc"', "tseg.classes"),
     ("classes", '["bg"]', "tseg.classes"),
-    ("classes", json.dumps([f"c{i}" for i in range(257)]), "2 to 256"),
+    ("classes", json.dumps([f"c{i}" for i in range(256)]), "2 to 255"),
     ("classes", '["bg", "a", "a"]', "more than once"),
     ("classes", '["bg", "", "b"]', "tseg.classes"),
     ("classes", '["bg", 5, "b"]', "tseg.classes"),

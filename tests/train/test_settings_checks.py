@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -185,3 +188,44 @@ def test_usage_errors_are_one_line_and_exit_1(tmp_path, command, args, message):
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: ") and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
+def _many_categories(source: Path, target: Path, count: int) -> Path:
+    """A copy of the tiny dataset whose splits list ``count`` categories (the first ones still used)."""
+    shutil.copytree(source, target)
+    for split in ("train.json", "val.json"):
+        data = json.loads((target / split).read_text())
+        extra = [{"id": 1000 + i, "name": f"class_{1000 + i}"} for i in range(count)]
+        data["categories"] = (data["categories"] + extra)[:count]
+        (target / split).write_text(json.dumps(data))
+    return target
+
+
+@pytest.mark.parametrize("categories", [254, 299])
+def test_the_class_limit_holds_from_training_to_the_runtime(tiny_coco_dir, tmp_path, categories):
+    """MAX_CLASSES (background included) is one constant: more classes are refused up front, in one line."""
+    from tseg.runtime.coco import CocoDataset
+    from tseg.runtime.metadata import MAX_CLASSES
+
+    data = _many_categories(tiny_coco_dir, tmp_path / "coco", categories)
+    if categories + 1 > MAX_CLASSES:
+        result = _cli(["--data", str(data), "--size", "32", "--batch-size", "2", "--epochs", "1"], tmp_path / "runs")
+        assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output
+        assert f"{categories + 1} classes with background): tseg handles at most {MAX_CLASSES} classes" in result.stderr
+        assert not (tmp_path / "runs").exists()
+        with pytest.raises(TsegError, match=f"at most {MAX_CLASSES} classes"):
+            CocoDataset(data / "val.json")  # tseg-infer --eval and --score-submission read it the same way
+    else:  # the most classes allowed: train -> export -> tseg-infer --eval, end to end
+        from tseg.export.cli import main as export_cli
+        from tseg.runtime.cli import main as infer_cli
+
+        assert CocoDataset(data / "val.json").num_classes == MAX_CLASSES
+        args = ["--data", str(data), "--size", "32", "--batch-size", "2", "--epochs", "1", "--name", "many"]
+        assert _cli(args, tmp_path / "runs").exit_code == 0
+        checkpoint = tmp_path / "runs" / "many" / "best.pt"
+        exported = CliRunner().invoke(export_cli, ["--onnx", str(checkpoint)])
+        assert exported.exit_code == 0, exported.output
+        scored = CliRunner().invoke(infer_cli, ["--coco", str(data / "val.json"), "--model",
+                                                str(checkpoint.with_suffix(".onnx")), "--out", str(tmp_path / "pred"),
+                                                "--eval", "-q"])  # fmt: skip
+        assert scored.exit_code == 0 and "mIoU" in scored.stdout, scored.output
