@@ -224,8 +224,11 @@ def test_crf_predictions_are_the_crfs_labels(colour_onnx):
     plain = Segmenter(colour_onnx, device="cpu")
     refined = Segmenter(colour_onnx, device="cpu", crf=params, batch_size=2)
     batch = images(3, seed=11)
+    changed = 0
     for prediction, image in zip(refined.predict(batch), batch, strict=True):
         np.testing.assert_array_equal(prediction.labels, params.refine(plain.scores(image), image))
+        changed += int(np.count_nonzero(prediction.labels != plain.predict(image).labels))
+    assert changed > 0, "the CRF ran: some labels differ from the model's own"
 
 
 def test_tseg_runtime_exports_the_api_without_numba_or_torch():

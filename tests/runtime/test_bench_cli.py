@@ -9,8 +9,6 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-pytest.importorskip("onnx")
-
 from tests.onnx_models import INPUT_SIZE, write_colour_model  # noqa: E402
 from tests.tiny_coco import write_tiny_coco  # noqa: E402
 from tseg.runtime.bench.cli import main  # noqa: E402

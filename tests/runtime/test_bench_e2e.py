@@ -7,7 +7,6 @@ import json
 import pytest
 from click.testing import CliRunner
 
-pytest.importorskip("onnx")
 pytest.importorskip("torch")
 
 from tseg.runtime.bench.cli import main  # noqa: E402

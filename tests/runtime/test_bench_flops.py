@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import onnx  # noqa: E402 (a base dependency)
 import pytest
-
-onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from tseg.runtime.bench.flops import count_flops, count_graph_flops, node_flops  # noqa: E402

@@ -10,12 +10,12 @@ import pytest
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import (
     TEMP_SUFFIX,
+    TempFile,
     atomic_write,
     atomic_write_bytes,
-    TempFile,
     remove_stale_temp_files,
-    temp_name_prefix,
     safe_relative_path,
+    temp_name_prefix,
 )
 
 

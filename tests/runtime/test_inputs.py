@@ -48,7 +48,8 @@ def test_small_files_are_read_with_a_bound(tmp_path):
 
 def test_missing_folders_and_loops_are_one_line(tmp_path):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
-    for path, message in ((tmp_path / "nope", "not found"), (tmp_path, "is a folder"), (tmp_path / "loop", "loop|Too many levels")):
+    cases = ((tmp_path / "nope", "not found"), (tmp_path, "is a folder"), (tmp_path / "loop", "loop|Too many levels"))
+    for path, message in cases:
         with pytest.raises(TsegError, match=message):
             open_input(path, what="--model")
 
