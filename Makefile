@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RUNTIME_VENV ?= .venv-runtime
 SMOKE := build/runtime-smoke
 
-.PHONY: demo test venv lint harden runtime-smoke bench bench-crf bench-models bench-train bench-infer bench-precisions \
+.PHONY: demo test test-all venv lint harden runtime-smoke bench bench-crf bench-models bench-train bench-infer bench-precisions \
 	crf-reference clean
 
 $(VENV)/.installed: pyproject.toml setup.py
@@ -20,7 +20,13 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m tseg.export.demo
 
+# The working loop leaves out the tests marked slow (the heaviest zoo exports, packaging builds);
+# test-all (what CI runs) runs every test.
 test: venv
+	$(PY) -m pytest -m "not slow"
+	$(MAKE) runtime-smoke
+
+test-all: venv
 	$(PY) -m pytest
 	$(MAKE) runtime-smoke
 
