@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
+from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
 
 
@@ -106,7 +107,7 @@ class AgreementType(click.ParamType):
     " REPO/NAME/1/model.onnx); a new, empty or Triton repository folder, never overwritten.",
 )
 @click.option("--triton-name", help="Model name in the repository (one precision only; default: the file's stem).")
-@click.option("--triton-max-batch", default=8, show_default=True, type=click.IntRange(0, 1024),
+@click.option("--triton-max-batch", default=8, show_default=True, type=click.IntRange(0, MAX_BATCH_SIZE),
               help="Largest batch Triton's dynamic batcher forms (0: no batching).")
 @click.option("--triton-device", default="gpu", show_default=True, type=click.Choice(["gpu", "cpu", "auto"]),
               help="Where Triton runs the model's instances.")

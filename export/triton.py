@@ -28,13 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TEMP_SUFFIX, TempFile, atomic_write, atomic_write_bytes
 from tseg.runtime.metadata import ModelMetadata, metadata_props
 
 PLATFORM = "onnxruntime_onnx"
 CONFIG_NAME, LABELS_NAME, MODEL_FILE, VERSION = "config.pbtxt", "labels.txt", "model.onnx", "1"
-MAX_BATCH_SIZE = 1024
 # Requests wait up to 1 ms for others to batch with: a 512x512 segmentation run takes tens of ms on a
 # GPU, so the wait costs little latency and lets concurrent clients share one run.
 MAX_QUEUE_DELAY_US = 1000
@@ -280,7 +280,7 @@ def write_triton_model(onnx_path: Path, repo: Path, *, name: str | None = None, 
             (every entry a model folder with a config.pbtxt); never overwritten.
         name: the model name; default :func:`default_model_name` (best.int8.onnx -> best_int8).
         max_batch_size: the largest batch Triton's dynamic batcher forms (dims then leave out
-            the batch axis); 0 turns batching off. 0..1024.
+            the batch axis); 0 turns batching off. 0..``MAX_BATCH_SIZE`` (1024).
         tensorrt_fp16: run the model through ONNX Runtime's TensorRT accelerator in FP16
             (GPU instances only; the server needs TensorRT, as NVIDIA's tritonserver images have).
         device: where the instances run: "gpu" (KIND_GPU), "cpu" (KIND_CPU, for servers

@@ -51,7 +51,8 @@ class TensorrtSettings:
         fp16: let TensorRT use FP16 kernels for an FP32 (or INT8) file (``--trt-fp16``).
         cache_dir: root of the engine and timing caches; None: tseg's cache folder
             (:func:`default_cache_dir`).
-        batch_size: the largest batch the engine takes (max of the optimisation profile), 1..1024.
+        batch_size: the largest batch the engine takes (max of the optimisation profile),
+            1..``MAX_BATCH_SIZE``.
     """
 
     fp16: bool = False
