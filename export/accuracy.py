@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from tseg.export.parity import MIN_AGREEMENT, ParityCase
+from tseg.export.parity import MIN_AGREEMENT, ParityCase, finite_or_none
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess
@@ -156,20 +156,16 @@ class PrecisionVerdict:
             "rejected_as": self.rejected_as or None,
             "worst_argmax_agreement": self.worst_agreement,
             "min_agreement": self.min_agreement,
-            "max_abs_diff": _finite_or_none(self.max_abs_diff),
+            "max_abs_diff": finite_or_none(self.max_abs_diff),
             "val_miou": None if self.split is None else self.split.miou,
             "val_agreement": None if self.split is None else self.split.agreement,
-            "val_max_abs_diff": None if self.split is None else _finite_or_none(self.split.max_abs_diff),
+            "val_max_abs_diff": None if self.split is None else finite_or_none(self.split.max_abs_diff),
             "torch_val_miou": self.torch_miou,
             "miou_drop": self.miou_drop,
             "max_miou_drop": self.max_miou_drop,
             "details": dict(self.details),
-            "cases": [dict(asdict(c), max_abs_diff=_finite_or_none(c.max_abs_diff)) for c in self.cases],
+            "cases": [dict(asdict(c), max_abs_diff=finite_or_none(c.max_abs_diff)) for c in self.cases],
         }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def torch_runner(model: nn.Module) -> Runner:

@@ -54,10 +54,10 @@ class ParityReport:
         return {
             "passed": self.passed,
             "worst_argmax_agreement": self.worst_agreement,
-            "max_abs_diff": _finite_or_none(self.max_abs_diff),
+            "max_abs_diff": finite_or_none(self.max_abs_diff),
             "min_agreement": self.min_agreement,
             "providers": list(self.providers),
-            "cases": [dict(asdict(c), max_abs_diff=_finite_or_none(c.max_abs_diff)) for c in self.cases],
+            "cases": [dict(asdict(c), max_abs_diff=finite_or_none(c.max_abs_diff)) for c in self.cases],
         }
 
     def summary(self) -> str:
@@ -74,8 +74,9 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if np.isfinite(value) else None
+def finite_or_none(value: float) -> float | None:
+    """A number for strict JSON: ``float(value)``, or None for NaN and infinities."""
+    return float(value) if np.isfinite(value) else None
 
 
 def generated_inputs(spec: ModelSpec, *, seed: int = 0) -> list[tuple[str, np.ndarray]]:
