@@ -18,9 +18,8 @@ from torch import nn
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write
-from tseg.runtime.inputs import open_input
 from tseg.train.models import get_model, list_models
-from tseg.train.models.weights import load_fitting_state_dict
+from tseg.train.models.weights import load_fitting_state_dict, load_weights_only
 from tseg.train.settings import MAX_SIZE
 
 FORMAT = "tseg-checkpoint"
@@ -195,7 +194,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a tseg checkpoint safely (``weights_only=True``).
+    """Loads a tseg checkpoint safely (:func:`~tseg.train.models.weights.load_weights_only`).
 
     Raises:
         TsegError: missing file, not a torch file, or not written by tseg.
@@ -203,13 +202,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise TsegError(f"checkpoint not found: {path}")
-    try:
-        with open_input(path, what="checkpoint") as handle:
-            payload = torch.load(handle, map_location="cpu", weights_only=True)
-    except TsegError:
-        raise
-    except Exception as err:  # UnpicklingError, RuntimeError, zip errors ...
-        raise TsegError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    payload = load_weights_only(path, what="checkpoint")  # a FIFO or device is refused, never waited on
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise TsegError(
             f"{path} is not a tseg checkpoint (need a file written by tseg-train, with format={FORMAT!r})"

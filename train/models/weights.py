@@ -10,11 +10,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.inputs import open_input
 
 BACKBONE_WEIGHT_CHOICES = "None, 'imagenet' or a path to a .pth/.pt state dict"
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt")
@@ -75,6 +77,32 @@ def _download(url: str, dst: Path) -> None:
         raise
 
 
+def load_weights_only(path: str | Path, *, what: str) -> Any:
+    """Reads a PyTorch file safely: ``torch.load(weights_only=True)`` onto the CPU, never pickled code.
+
+    The file is opened with :func:`tseg.runtime.inputs.open_input`, so a FIFO, device or
+    folder at ``path`` is refused without blocking on it or reading it without end.
+
+    Args:
+        path: the file.
+        what: how the user knows it, for errors ("checkpoint", "backbone weights").
+
+    Returns:
+        What the file holds (tensors, dicts, lists and primitives only).
+
+    Raises:
+        TsegError: missing, not a regular file, unreadable, or not a file torch reads
+            with ``weights_only=True``.
+    """
+    try:
+        with open_input(path, what=what) as handle:
+            return torch.load(handle, map_location="cpu", weights_only=True)
+    except TsegError:
+        raise
+    except Exception as err:  # UnpicklingError, RuntimeError, zip errors ...
+        raise TsegError(f"{what} {path} is not a readable PyTorch file ({type(err).__name__})") from None
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads a state dict (parameter name -> tensor) safely, with ``weights_only=True``.
 
@@ -84,10 +112,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise TsegError(f"backbone weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, zip errors ...
-        raise TsegError(f"{path} is not a readable PyTorch file ({type(err).__name__})") from None
+    state = load_weights_only(path, what="backbone weights")
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         keys = ", ".join(map(repr, list(state)[:_SHOWN])) if isinstance(state, Mapping) else ""
         raise TsegError(
