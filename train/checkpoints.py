@@ -18,13 +18,13 @@ from torch import nn
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write
+from tseg.runtime.metadata import MAX_CLASSES
 from tseg.train.models import get_model, list_models
 from tseg.train.models.weights import load_fitting_state_dict, load_weights_only
 from tseg.train.settings import MAX_SIZE
 
 FORMAT = "tseg-checkpoint"
 FORMAT_VERSION = 1
-MAX_CLASSES = 65536  # labels are stored as uint16 beyond 256 classes
 
 
 SPEC_KEYS = ("name", "kwargs", "classes", "palette", "mean", "std", "input_size")

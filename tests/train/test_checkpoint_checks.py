@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from tests.nested import drop_at, set_at
 from tseg.export.cli import main as export_cli
 from tseg.runtime.errors import TsegError
+from tseg.runtime.metadata import MAX_CLASSES
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
 
@@ -51,7 +52,7 @@ CASES = [
     ("num-classes-missing", drop_at(["model", "kwargs", "num_classes"]), "kwargs num_classes=None does not match"),
     ("classes-vs-num-classes", set_at(["model", "kwargs", "num_classes"], 5), "num_classes=5 does not match its 4"),
     ("classes-not-strings", set_at(["model", "classes"], [1, 2, 3, 4]), "classes must be a list of non-empty names"),
-    ("classes-duplicate", set_at(["model", "classes"], ["a", "a", "b", "c"]), "need 2 to 65536 distinct class names"),
+    ("classes-duplicate", set_at(["model", "classes"], ["a", "a", "b", "c"]), f"need 2 to {MAX_CLASSES} distinct"),
     ("palette-short", set_at(["model", "palette"], [[0, 0, 0]] * 3), "need one palette colour per class (4), got 3"),
     ("palette-300", set_at(["model", "palette", 1], [300, 0, 0]), "palette colours must be (r, g, b) integers 0..255"),
     ("palette-strings", set_at(["model", "palette", 1], ["red", 0, 0]), "palette colours must be"),
