@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from tseg.runtime.coco_checks import (
     MAX_PIXELS,
@@ -176,6 +175,8 @@ def annotation_mask(ann: Mapping, height: int, width: int) -> np.ndarray:
 
 def _decode(seg: list | dict, height: int, width: int, where: str) -> np.ndarray:
     """(H, W) uint8 mask of a segmentation that passed :func:`check_segmentation`."""
+    from pycocotools import mask as mask_utils  # here, not at import: tseg-infer on photos never needs it
+
     try:
         if isinstance(seg, list):
             polygons = [[float(v) for v in polygon] for polygon in seg if len(polygon) > 0]

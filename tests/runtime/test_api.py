@@ -241,3 +241,14 @@ def test_tseg_runtime_exports_the_api_without_numba_or_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_segmenting_photos_never_imports_pycocotools(colour_onnx, photo_dir, tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from tseg.runtime.predict import InferSettings, infer_paths;"
+        f" infer_paths([Path({str(photo_dir)!r})], settings=InferSettings(model=Path({str(colour_onnx)!r}),"
+        f" out=Path({str(tmp_path / 'out')!r}), progress=False));"
+        " print(sorted(m for m in sys.modules if m.split('.')[0] in ('pycocotools', 'torch')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]" and any((tmp_path / "out").iterdir())
