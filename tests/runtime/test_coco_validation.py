@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from tseg.runtime import coco as coco_module
 from tseg.runtime.coco import CocoDataset, annotation_mask
 from tseg.runtime.coco_checks import compressed_counts
 from tseg.runtime.errors import TsegError
@@ -144,7 +143,7 @@ def _never_decoded():
 
     with pytest.MonkeyPatch.context() as patch:
         for name in ("frPyObjects", "merge", "decode"):
-            patch.setattr(coco_module.mask_utils, name, refuse)
+            patch.setattr(mask_utils, name, refuse)  # the module tseg imports when it decodes
         yield
 
 
