@@ -186,8 +186,9 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
 def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Path | None, data: Path | None,
                  precisions: tuple[str, ...], **options) -> dict:
     """The Triton model name of each precision, the repo and options checked before the export runs."""
-    from tseg.export.pipeline import check_export_paths, default_onnx_path, precision_path
+    from tseg.export.pipeline import check_export_paths, default_onnx_path
     from tseg.export.triton import check_triton_target, default_model_name
+    from tseg.runtime.onnx_file import precision_path
     from tseg.runtime.paths import Output
 
     if repo is None:

@@ -17,6 +17,7 @@ from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.metadata import PRECISIONS
+from tseg.runtime.onnx_file import precision_path, rejected_path
 from tseg.runtime.paths import Input, Output, check_outputs
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
@@ -55,16 +56,6 @@ class ExportResult:
 def default_onnx_path(checkpoint: Path) -> Path:
     """runs/RUN/best.pt -> runs/RUN/best.onnx."""
     return checkpoint.with_suffix(".onnx")
-
-
-def precision_path(onnx_path: Path, precision: str) -> Path:
-    """runs/RUN/best.onnx -> runs/RUN/best.fp16.onnx (FP32 keeps the plain name)."""
-    return onnx_path if precision == "fp32" else onnx_path.with_suffix(f".{precision}.onnx")
-
-
-def rejected_path(path: Path) -> Path:
-    """runs/RUN/best.int8.onnx -> runs/RUN/best.int8.rejected.onnx: not a name the runtime picks up."""
-    return path.with_suffix(".rejected.onnx")
 
 
 def parity_report_path(onnx_path: Path) -> Path:

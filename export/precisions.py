@@ -29,6 +29,7 @@ from tseg.export.records import file_sha256
 from tseg.runtime.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.metadata import PRECISIONS, ModelMetadata
+from tseg.runtime.onnx_file import rejected_path
 from tseg.runtime.session import create_session
 from tseg.train.checkpoints import ModelSpec
 
@@ -165,8 +166,6 @@ def judge(
 
 def reject_failures(verdicts: list[PrecisionVerdict]) -> list[PrecisionVerdict]:
     """Moves each failed file to its ``.rejected.onnx`` name (replacing an older one)."""
-    from tseg.export.pipeline import rejected_path
-
     kept = []
     for verdict in verdicts:
         if not verdict.passed:

@@ -17,7 +17,8 @@ A user's folder is never overwritten: REPO may be missing, empty, or a Triton re
 folder is built under a hidden temp name inside REPO and renamed into place at the end,
 so a crash leaves no half model that Triton would try (and fail) to load.
 
-onnx is imported inside the functions (timm's pattern), like tseg.export.onnx.
+The file is read as the runtime reads it (:mod:`tseg.runtime.onnx_file`: the same graph
+contract, the same TensorRT profile).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from pathlib import Path
 from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TEMP_SUFFIX, TempFile, atomic_write, atomic_write_bytes
-from tseg.runtime.metadata import ModelMetadata, metadata_props
+from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.onnx_file import TensorInfo, check_graph_io, read_model_file, static_dim
+from tseg.runtime.tensorrt import profile_shapes
 
 PLATFORM = "onnxruntime_onnx"
 CONFIG_NAME, LABELS_NAME, MODEL_FILE, VERSION = "config.pbtxt", "labels.txt", "model.onnx", "1"
@@ -41,9 +44,8 @@ MAX_QUEUE_DELAY_US = 1000
 # Triton's instance_group kinds: "auto" runs on the GPUs when there are any, else on the CPU.
 DEVICES = {"gpu": "KIND_GPU", "cpu": "KIND_CPU", "auto": "KIND_AUTO"}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# ONNX TensorProto element types -> Triton data types (tseg graphs are float32 in and out).
-_TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 16: "TYPE_BF16", 2: "TYPE_UINT8",
-                 3: "TYPE_INT8", 6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL"}
+# The tensor types a tseg graph has (onnx_file.INPUT_TYPE, OUTPUT_TYPES) -> Triton data types.
+_TRITON_TYPES = {"tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(double)": "TYPE_FP64"}
 
 
 @dataclass(frozen=True)
@@ -99,15 +101,10 @@ def _check_options(max_batch_size: object, device: object, tensorrt_fp16: object
         )
 
 
-def _tensor_spec(value_info, *, source: Path, what: str) -> TensorSpec:
-    """An ONNX ValueInfoProto -> TensorSpec (dims -1 where symbolic or unknown)."""
-    tensor = value_info.type.tensor_type
-    data_type = _TRITON_TYPES.get(tensor.elem_type)
-    if data_type is None or not tensor.HasField("shape"):
-        raise TsegError(f"{source}: graph {what} {value_info.name!r} is not a tensor of a type Triton takes"
-                        f" ({', '.join(sorted(set(_TRITON_TYPES.values())))})")
-    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
-    return TensorSpec(name=value_info.name, data_type=data_type, dims=dims)
+def _tensor_spec(tensor: TensorInfo) -> TensorSpec:
+    """A graph tensor that :func:`~tseg.runtime.onnx_file.check_graph_io` passed -> TensorSpec (-1 where dynamic)."""
+    dims = tuple(-1 if static_dim(d) is None else d for d in tensor.shape)
+    return TensorSpec(name=tensor.name, data_type=_TRITON_TYPES[tensor.type], dims=dims)
 
 
 def read_model(onnx_path: Path) -> tuple[TensorSpec, TensorSpec, ModelMetadata]:
@@ -118,40 +115,20 @@ def read_model(onnx_path: Path) -> tuple[TensorSpec, TensorSpec, ModelMetadata]:
 
     Raises:
         TsegError: the file is missing, not ONNX, has no tseg metadata, keeps its weights in
-            external files, or its graph is not one (N, 3, H, W) input -> one (N, C, H, W) output.
+            external files, has more than one output, or its graph does not fit its metadata
+            (:func:`~tseg.runtime.onnx_file.check_graph_io`).
     """
-    import onnx
-    from onnx.external_data_helper import uses_external_data
-
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise TsegError(f"model: need an .onnx file exported by tseg-export, got {onnx_path} (no such file)")
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as err:  # protobuf's DecodeError and friends: the file is not an ONNX model
-        reason = " ".join(str(err).split())[:100]
-        raise TsegError(f"{onnx_path} is not an ONNX model ({reason}); pass a file written by tseg-export") from None
-    meta = ModelMetadata.from_props(metadata_props(proto), source=str(onnx_path))
-    if any(uses_external_data(t) for t in proto.graph.initializer):
+    model = read_model_file(onnx_path)
+    meta = ModelMetadata.from_props(model.props, source=str(onnx_path))
+    if model.external_data:
         raise TsegError(f"{onnx_path} keeps its weights in external data files; Triton's copy would lack them:"
                         " export a single-file model with tseg-export")
-    weights = {t.name for t in proto.graph.initializer}
-    inputs = [v for v in proto.graph.input if v.name not in weights]
-    if len(inputs) != 1 or len(proto.graph.output) != 1:
-        raise TsegError(f"{onnx_path}: need a graph with one input and one output, got {len(inputs)} and"
-                        f" {len(proto.graph.output)}; export it with tseg-export")
-    image = _tensor_spec(inputs[0], source=onnx_path, what="input")
-    logits = _tensor_spec(proto.graph.output[0], source=onnx_path, what="output")
-    _check_dims(image, logits, meta, source=onnx_path)
-    return image, logits, meta
-
-
-def _check_dims(image: TensorSpec, logits: TensorSpec, meta: ModelMetadata, *, source: Path) -> None:
-    if len(image.dims) != 4 or image.dims[1] not in (-1, 3):
-        raise TsegError(f"{source}: need a (N, 3, H, W) input, got {image.name!r} of shape {list(image.dims)}")
-    if len(logits.dims) != 4 or logits.dims[1] not in (-1, meta.num_classes):
-        raise TsegError(f"{source}: need a (N, {meta.num_classes}, H, W) output (one channel per class of the"
-                        f" metadata), got {logits.name!r} of shape {list(logits.dims)}")
+    image, logits = check_graph_io(model.inputs, model.outputs, meta, source=str(onnx_path), sizes=False)
+    if len(model.outputs) != 1:
+        raise TsegError(f"{onnx_path}: need a graph with one output for Triton, got {len(model.outputs)};"
+                        " export it with tseg-export")
+    return _tensor_spec(image), _tensor_spec(logits), meta
 
 
 def _triton_dims(spec: TensorSpec, channels: int, max_batch_size: int) -> tuple[int, ...]:
@@ -185,23 +162,16 @@ def _tensor_block(spec: TensorSpec, dims: Sequence[int], *, labels: bool) -> lis
 def tensorrt_parameters(image: TensorSpec, meta: ModelMetadata, *, max_batch_size: int) -> dict[str, str]:
     """The TensorRT accelerator's parameters (Triton's onnxruntime backend maps them to TensorRT EP options).
 
-    FP16 precision, and one optimisation profile: batch 1 up to max_batch_size (at least 1), height and
-    width the model's input size (clients resize to it, as tseg's runtime does; static graph dims win).
-    Without a profile, ONNX Runtime builds an engine for the first shape it sees and rebuilds it, for
-    minutes, whenever the dynamic batcher forms a larger batch. No engine cache: ONNX Runtime keys it
-    on the model's path, not its content, so a replaced model.onnx could reuse a stale engine.
+    FP16 precision, and tseg's one optimisation profile (:func:`tseg.runtime.tensorrt.profile_shapes`):
+    batch 1 up to max_batch_size (at least 1), height and width the model's input size (clients resize
+    to it, as tseg's runtime does; static graph dims win). Without a profile, ONNX Runtime builds an
+    engine for the first shape it sees and rebuilds it, for minutes, whenever the dynamic batcher forms
+    a larger batch. No engine cache: ONNX Runtime keys it on the model's path, not its content, so a
+    replaced model.onnx could reuse a stale engine.
     """
-    if any(char in image.name for char in ",:"):
-        raise TsegError(f"TensorRT profiles cannot name the input {image.name!r} (',' and ':' separate their"
-                        " fields): rename it, or leave TensorRT off")
-    height, width = (d if d != -1 else size for d, size in zip(image.dims[2:], meta.input_size, strict=True))
-
-    def shape(batch: int) -> str:
-        return f"{image.name}:{batch if image.dims[0] == -1 else image.dims[0]}x3x{height}x{width}"
-
-    largest = max(max_batch_size, 1)
-    return {"precision_mode": "FP16", "trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(largest),
-            "trt_profile_max_shapes": shape(largest)}
+    dims = tuple(None if d == -1 else d for d in image.dims)
+    profile = profile_shapes(image.name, dims, input_size=meta.input_size, batch_size=max(max_batch_size, 1))
+    return {"precision_mode": "FP16", **profile}
 
 
 def config_text(name: str, image: TensorSpec, logits: TensorSpec, meta: ModelMetadata, *,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import create_run_dir
-from tseg.runtime.inputs import check_model_file, open_input
-from tseg.runtime.metadata import PREFIX
+from tseg.runtime.onnx_file import REJECTED_SUFFIX, fp32_path, has_tseg_marker
 
 RUNS_DIR = Path("runs")
 MAX_BATCH_SIZE = 1024  # images per model run: tseg-infer --batch-size, TensorRT's largest profile
@@ -17,35 +15,12 @@ MAX_BATCH_SIZE = 1024  # images per model run: tseg-infer --batch-size, TensorRT
 # thousands of them exhaust a limited address space (ONNX Runtime then deadlocks in its pool's start).
 MAX_THREADS = os.cpu_count() or 1
 INFER_DIR = "infer"  # runs/infer/NAME holds tseg-infer's outputs
-REJECTED_SUFFIX = ".rejected.onnx"  # what tseg-export leaves when a model fails its parity check
-_MARKER = (PREFIX + "schema").encode()  # a metadata key every tseg export carries
-
-
-def has_tseg_metadata(path: Path) -> bool:
-    """True when the file holds tseg's metadata keys (a byte search: no model is loaded).
-
-    The full check happens when the model is opened; this only skips ONNX files that
-    other tools left under runs/.
-    """
-    try:
-        check_model_file(path)  # a regular file of a model's size and first bytes: never a FIFO or 4 GB of zeros
-        with open_input(path, what="model") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return data.rfind(_MARKER) >= 0
-    except (TsegError, OSError, ValueError):  # unreadable, or not a model
-        return False
-
-
-_LOWER_PRECISIONS = (".fp16.onnx", ".int8.onnx")
 
 
 def _fp32_sibling(path: Path) -> Path:
     """runs/RUN/best.int8.onnx -> runs/RUN/best.onnx when that is a tseg model too."""
-    for suffix in _LOWER_PRECISIONS:
-        if path.name.endswith(suffix):
-            fp32 = path.with_name(path.name[: -len(suffix)] + ".onnx")
-            if fp32.is_file() and has_tseg_metadata(fp32):
-                return fp32
-    return path
+    fp32 = fp32_path(path)
+    return fp32 if fp32 is not None and fp32.is_file() and has_tseg_marker(fp32) else path
 
 
 def newest_model(runs_dir: Path = RUNS_DIR) -> Path:
@@ -66,7 +41,7 @@ def newest_model(runs_dir: Path = RUNS_DIR) -> Path:
                 continue
             candidates.append((path.stat().st_mtime, str(path), path))
     for _, _, path in sorted(candidates, reverse=True):
-        if has_tseg_metadata(path):
+        if has_tseg_marker(path):
             return _fp32_sibling(path)
     raise TsegError(
         f"no --model given and no exported model under {runs_dir}/ (looked for *.onnx with tseg metadata):"

@@ -9,7 +9,7 @@ give the same bytes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,68 +21,13 @@ from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess, read_image
 from tseg.runtime.labels import resize_scores
 from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.onnx_file import check_graph_io, static_dim
 from tseg.runtime.postprocess import upsample_labels, upsample_probs
 from tseg.runtime.prediction import Prediction
 from tseg.runtime.refine import CrfParams
 from tseg.runtime.session import create_session
 from tseg.runtime.tensorrt import TensorrtSettings
 from tseg.runtime.tta import TtaSettings, check_tta_graph, labels_from_probs, logits_from_probs, tta_probs
-
-INPUT_TYPE = "tensor(float)"  # what preprocess() makes
-OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
-
-
-def _static(dim: object) -> int | None:
-    """A graph dimension as an int, or None when it is symbolic or unknown."""
-    return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 else None
-
-
-def _check_dims(what: str, shape: Sequence[object], expected: Sequence[int | None], names: str) -> None:
-    for dim, want, name in zip(shape, expected, names.split(), strict=True):
-        got = _static(dim)
-        if want is not None and got is not None and got != want:
-            raise TsegError(f"{what}: need {name} {want}, the graph has {got} (shape {list(shape)})")
-
-
-def check_graph(session, metadata: ModelMetadata, *, source: str) -> tuple[str, str]:
-    """Checks that a model's graph fits its metadata before any image is run.
-
-    The input must be one rank-4 float tensor (N, 3, H, W) with N 1 or dynamic
-    and H, W the metadata's input size or dynamic; the first output a rank-4
-    float tensor (N, C, h, w) with C the number of classes (when the graph
-    states it; otherwise :meth:`Segmenter.logits` checks it on every run).
-
-    Args:
-        session: an ``onnxruntime.InferenceSession``.
-        metadata: the model's tseg metadata.
-        source: names the model in errors.
-
-    Returns:
-        The input and output names.
-
-    Raises:
-        TsegError: naming the model, what the graph has and what tseg needs.
-    """
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1:
-        raise TsegError(f"{source}: need a model with one input (an image batch), got {len(inputs)}")
-    if not outputs:
-        raise TsegError(f"{source}: need a model with an output (class scores), got none")
-    image, scores = inputs[0], outputs[0]
-    for what, tensor, types in (("input", image, (INPUT_TYPE,)), ("output", scores, OUTPUT_TYPES)):
-        if tensor.type not in types:
-            raise TsegError(f"{source}: need a {' or '.join(types)} {what}, got {tensor.type}")
-        if tensor.shape is None or len(tensor.shape) != 4:
-            raise TsegError(f"{source}: need a rank-4 {what} (N, C, H, W), got shape {tensor.shape}")
-    height, width = metadata.input_size
-    _check_dims(f"{source} input", image.shape, (1, 3, height, width), "batch channels height width")
-    _check_dims(
-        f"{source} output (one score per class: {metadata.num_classes})",
-        scores.shape,
-        (1, metadata.num_classes, None, None),
-        "batch channels height width",
-    )
-    return image.name, scores.name
 
 
 def check_image(image: object, *, what: str = "need") -> np.ndarray:
@@ -153,7 +98,8 @@ class Segmenter:
 
     Raises:
         TsegError: the file is not an ONNX model, its tseg metadata is missing or
-            malformed, its graph does not fit the metadata (see :func:`check_graph`)
+            malformed, its graph does not fit the metadata (see
+            :func:`~tseg.runtime.onnx_file.check_graph_io`)
             or the TTA scales, or a setting is of the wrong kind.
     """
 
@@ -173,13 +119,15 @@ class Segmenter:
         self.session = create_session(self.model_path, device=device, threads=threads, tensorrt=tensorrt)
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, source=str(self.model_path))
-        self._input_name, self._output_name = check_graph(self.session, self.metadata, source=str(self.model_path))
+        image, scores = check_graph_io(self.session.get_inputs(), self.session.get_outputs(), self.metadata,
+                                       source=str(self.model_path))
+        self._input_name, self._output_name = image.name, scores.name
         self._runner = BoundRunner(self.session, input_name=self._input_name, output_name=self._output_name)
         shape = self.session.get_inputs()[0].shape
-        self.batch_size = 1 if _static(shape[0]) == 1 else batch_size
+        self.batch_size = 1 if static_dim(shape[0]) == 1 else batch_size
         self.crf, self.tta = crf, tta
         if tta is not None:
-            check_tta_graph(tta, self.metadata.input_size, (_static(shape[2]), _static(shape[3])),
+            check_tta_graph(tta, self.metadata.input_size, (static_dim(shape[2]), static_dim(shape[3])),
                             source=str(self.model_path))
 
     @property

@@ -28,6 +28,7 @@ from tseg.runtime.defaults import MAX_THREADS
 from tseg.runtime.errors import TsegError
 from tseg.runtime.inputs import check_model_file
 from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.onnx_file import read_model_file
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 _PROVIDERS = {
@@ -290,7 +291,7 @@ def tensorrt_options(path: Path, settings: trt.TensorrtSettings) -> dict[str, st
             "--device tensorrt: no NVIDIA GPU found (asked the CUDA driver, nvidia-smi and /proc/driver/nvidia);"
             " TensorRT runs on one: use --device cpu"
         )
-    metadata = ModelMetadata.from_props(trt.read_model_file(path).props, source=str(path))
+    metadata = ModelMetadata.from_props(read_model_file(path).props, source=str(path))
     options = trt.tensorrt_provider_options(path, metadata, settings, gpu=gpu, trt_version=version)
     for folder in trt.cache_folders(options):
         try:

@@ -23,7 +23,6 @@ CUDA driver (or nvidia-smi, or /proc), TensorRT's version from ``libnvinfer`` it
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import importlib.util
 import json
@@ -36,8 +35,8 @@ from pathlib import Path
 
 from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
-from tseg.runtime.inputs import check_model_file
-from tseg.runtime.metadata import ModelMetadata, metadata_props
+from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.onnx_file import check_graph_io, read_model_file, static_dim
 
 DEFAULT_TRT_MAJOR = "10"  # when the provider library cannot be read: what ONNX Runtime 1.18-1.31 link
 _PIP_LIB_PACKAGES = ("tensorrt_libs", "tensorrt_cu13_libs", "tensorrt_cu12_libs")  # NVIDIA's wheels of the libraries
@@ -81,67 +80,6 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "tseg"
 
 
-# ---------------------------------------------------------------------- the model file
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """What the provider options need from an .onnx file (before any session exists).
-
-    Attributes:
-        sha256: of the file's bytes.
-        inputs: (name, dims) of each graph input that is not an initializer; a dim is an
-            int, a symbolic name (str) or None (unknown).
-        props: the model's metadata_props.
-    """
-
-    sha256: str
-    inputs: tuple[tuple[str, tuple[int | str | None, ...]], ...]
-    props: dict[str, str]
-
-
-def read_model_file(path: Path) -> ModelFile:
-    """The sha256, graph inputs and metadata_props of an .onnx file.
-
-    Read once per (path, size, modification time): a session reads it twice.
-
-    Raises:
-        TsegError: the file cannot be read or is not an ONNX model.
-    """
-    try:
-        stat = os.stat(path)
-    except OSError as err:
-        raise TsegError(f"{path} is not a readable ONNX model: {err.strerror or err}") from None
-    return _read_model_file(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-def _dims(value_info) -> tuple[int | str | None, ...]:
-    shape = value_info.type.tensor_type.shape
-    return tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param") else None)
-        for d in shape.dim
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _read_model_file(path: str, size: int, mtime_ns: int) -> ModelFile:
-    import onnx
-
-    check_model_file(path, what="model")
-    try:
-        data = Path(path).read_bytes()
-        proto = onnx.load_model_from_string(data)  # external weights (if any) are not loaded
-    except Exception as err:  # OSError, protobuf's DecodeError, onnx's own errors
-        reason = str(err).strip()[:200] or type(err).__name__
-        raise TsegError(f"{path} is not a readable ONNX model: {reason}") from None
-    initializers = {tensor.name for tensor in proto.graph.initializer}
-    inputs = tuple((i.name, _dims(i)) for i in proto.graph.input if i.name not in initializers)
-    if not inputs and not proto.metadata_props:
-        raise TsegError(f"{path} is not a readable ONNX model: no graph inputs and no metadata")
-    props = metadata_props(proto)
-    return ModelFile(sha256=hashlib.sha256(data).hexdigest(), inputs=inputs, props=props)
-
-
 # ---------------------------------------------------------------------- options
 
 
@@ -151,7 +89,9 @@ def profile_shapes(input_name: str, dims: tuple, *, input_size: tuple[int, int],
     tseg resizes every image to the metadata's input size before the model (TTA scales
     other than 1 are refused with TensorRT), so height and width are fixed in practice
     even though the exported graph leaves them dynamic: the profile pins them there and
-    spans batch 1..``batch_size``, with ``batch_size`` as the shape to tune for.
+    spans batch 1..``batch_size``, with ``batch_size`` as the shape to tune for. Static
+    graph dims win. The one profile of tseg: ``--device tensorrt`` and Triton's TensorRT
+    accelerator (:func:`tseg.export.triton.tensorrt_parameters`) both write it.
 
     Args:
         input_name: the graph input's name.
@@ -160,19 +100,23 @@ def profile_shapes(input_name: str, dims: tuple, *, input_size: tuple[int, int],
         batch_size: the largest batch.
 
     Returns:
-        ``trt_profile_{min,opt,max}_shapes`` as ``name:NxCxHxW``; empty when every dim is static
-        (TensorRT needs no profile then).
+        ``trt_profile_{min,opt,max}_shapes`` as ``name:NxCxHxW``.
+
+    Raises:
+        TsegError: ``dims`` is not rank 4, or ``input_name`` holds a character that
+            separates the profile's fields.
     """
     if len(dims) != 4:
-        raise TsegError(f"--device tensorrt: need a rank-4 (N, 3, H, W) input, the graph's {input_name!r} has {dims}")
+        raise TsegError(f"TensorRT profile: need a rank-4 (N, 3, H, W) input, the graph's {input_name!r} has {dims}")
     if re.search(r"[,:\s]", input_name):
-        raise TsegError(f"--device tensorrt: the input name {input_name!r} cannot be written in a TensorRT profile")
-    if all(isinstance(d, int) for d in dims):
-        return {}
+        raise TsegError(
+            f"TensorRT profile: the input name {input_name!r} cannot be written in one (',', ':' and spaces"
+            " separate its fields): rename the graph input, or leave TensorRT off"
+        )
 
     def shape(batch: int) -> str:
         wanted = (batch, 3, *input_size)
-        return "x".join(str(d if isinstance(d, int) else w) for d, w in zip(dims, wanted, strict=True))
+        return "x".join(str(d if static_dim(d) is not None else w) for d, w in zip(dims, wanted, strict=True))
 
     return {
         "trt_profile_min_shapes": f"{input_name}:{shape(1)}",
@@ -196,7 +140,7 @@ def tensorrt_provider_options(model_path: Path, metadata: ModelMetadata, setting
     """ONNX Runtime's TensorRT provider options for one model file (all values strings).
 
     Args:
-        model_path: the .onnx file (hashed, and its graph input read).
+        model_path: the .onnx file (hashed, and its graph read: :func:`~tseg.runtime.onnx_file.read_model_file`).
         metadata: its tseg metadata (precision, input size).
         settings: FP16, cache folder, batch size.
         gpu: the GPU's name (part of the engine and timing cache keys).
@@ -208,12 +152,11 @@ def tensorrt_provider_options(model_path: Path, metadata: ModelMetadata, setting
         and ``CACHE/tensorrt/timing/KEY`` (KEY: GPU, TensorRT). Nothing is created here.
 
     Raises:
-        TsegError: the file is unreadable, or its graph has no single rank-4 input.
+        TsegError: the file is unreadable, or its graph does not fit its metadata
+            (:func:`~tseg.runtime.onnx_file.check_graph_io`).
     """
     model = read_model_file(Path(model_path))
-    if len(model.inputs) != 1:
-        raise TsegError(f"{model_path}: need a model with one input (an image batch), got {len(model.inputs)}")
-    input_name, dims = model.inputs[0]
+    image, _ = check_graph_io(model.inputs, model.outputs, metadata, source=str(model_path))
     fp16 = settings.fp16 or metadata.precision == "fp16"  # an FP16 file needs FP16 kernels to stay FP16
     int8 = metadata.precision == "int8"  # QDQ: explicit quantization, so no calibration table
     if int8 and metadata.calibration.get("target", "cpu") != "tensorrt":
@@ -221,7 +164,9 @@ def tensorrt_provider_options(model_path: Path, metadata: ModelMetadata, setting
             f"{model_path} was quantized for the CPU (uint8 activations, which TensorRT does not take):"
             " export it with tseg-export --precision int8 --int8-target tensorrt, or run it with --device cpu or cuda"
         )
-    profiles = profile_shapes(input_name, dims, input_size=metadata.input_size, batch_size=settings.batch_size)
+    profiles = profile_shapes(image.name, image.shape, input_size=metadata.input_size, batch_size=settings.batch_size)
+    if all(static_dim(d) is not None for d in image.shape):
+        profiles = {}  # a static graph needs no profile
     root = (settings.cache_dir or default_cache_dir()).expanduser().absolute() / "tensorrt"
     engine_key = cache_key(model=model.sha256, gpu=gpu, tensorrt=trt_version, fp16=fp16, int8=int8, **profiles)
     timing_key = cache_key(gpu=gpu, tensorrt=trt_version)

@@ -238,11 +238,14 @@ def count_flops(model_path: str | Path, *, height: int, width: int) -> FlopCount
         file cannot be parsed, or shapes cannot be inferred.
     """
     try:
-        import onnx
+        import onnx  # noqa: F401  (load_model needs it)
     except ImportError:
         return FlopCount(None, note="FLOPs unavailable: the onnx package is not installed (pip install onnx)")
+    from tseg.runtime.errors import TsegError
+    from tseg.runtime.onnx_file import load_model
+
     try:
-        model = onnx.load(str(model_path), load_external_data=False)
-    except Exception as err:  # protobuf's DecodeError and friends
-        return FlopCount(None, note=f"FLOPs unavailable: onnx could not read {model_path}: {str(err)[:120]}")
+        model = load_model(model_path)  # as every .onnx is read without a session: a FIFO is refused unread
+    except TsegError as err:
+        return FlopCount(None, note=f"FLOPs unavailable: {str(err)[:200]}")
     return count_graph_flops(model, height=height, width=width)

@@ -111,7 +111,7 @@ def read_metadata(path: Path) -> ModelMetadata:
     Raises:
         TsegError: the file is missing, not an ONNX file, or has no (or bad) tseg metadata.
     """
-    from tseg.runtime.tensorrt import read_model_file
+    from tseg.runtime.onnx_file import read_model_file
 
     if not path.is_file():
         raise TsegError(f"model file not found: {path}" if not path.exists() else f"{path} is not a file")

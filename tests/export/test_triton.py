@@ -239,10 +239,10 @@ def test_files_that_are_not_tseg_models(tmp_path, kind):
         path.write_bytes(b"\x00\xffnot a protobuf at all" * 10)
         match = "not an ONNX model"
     elif kind == "missing":
-        match = "no such file"
+        match = "No such file"
     else:
         write_colour_model(path, output_channels=5)
-        match = r"need a \(N, 4, H, W\) output"
+        match = r"output \(one score per class: 4\): need channels 4, the graph has 5"
     repo = tmp_path / "repo"
     repo.mkdir()
     with pytest.raises(TsegError, match=match) as err:

@@ -24,9 +24,10 @@ from tseg.runtime import segmenter as segmenter_module
 from tseg.runtime import tensorrt as trt
 from tseg.runtime.cli import main
 from tseg.runtime.errors import TsegError
+from tseg.runtime.onnx_file import TensorInfo, read_model_file
 from tseg.runtime.segmenter import Segmenter
 from tseg.runtime.session import create_session
-from tseg.runtime.tensorrt import TensorrtSettings, read_model_file, tensorrt_provider_options
+from tseg.runtime.tensorrt import TensorrtSettings, tensorrt_provider_options
 from tseg.runtime.tta import TtaSettings
 
 GPU, VERSION = "NVIDIA H200", "10.13.3"
@@ -144,7 +145,8 @@ def test_read_model_file_matches_onnx(tmp_path):
     proto.graph.input.append(onnx.helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [3, 3, 1, 1]))
     onnx.save(proto, str(path))  # an initializer listed as an input (IR < 4 style) is not an input
     info = read_model_file(path)
-    assert info.inputs == (("image", ("N", 3, "H", "W")),)
+    assert info.inputs == (TensorInfo("image", "tensor(float)", ("N", 3, "H", "W")),)
+    assert [(o.name, o.type, len(o.shape)) for o in info.outputs] == [("logits", "tensor(float)", 4)]
     assert info.props == {p.key: p.value for p in proto.metadata_props}
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     data = path.read_bytes()
