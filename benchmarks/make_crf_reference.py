@@ -22,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT = {"gaussian_sxy": 3.0, "gaussian_compat": 3.0, "bilateral_sxy": 80.0,
-           "bilateral_srgb": 13.0, "bilateral_compat": 10.0}
+from tseg.runtime.crf import parameters as crf_parameters
+
+DEFAULT = {"gaussian_sxy": crf_parameters.GAUSSIAN_SXY, "gaussian_compat": crf_parameters.GAUSSIAN_COMPAT,
+           "bilateral_sxy": crf_parameters.BILATERAL_SXY, "bilateral_srgb": crf_parameters.BILATERAL_SRGB,
+           "bilateral_compat": crf_parameters.BILATERAL_COMPAT}  # tseg's (pydensecrf's) defaults
 DEEPLAB = {"gaussian_sxy": 1.0, "gaussian_compat": 3.0, "bilateral_sxy": 67.0,
            "bilateral_srgb": 3.0, "bilateral_compat": 4.0}
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "tests" / "runtime" / "crf_reference"

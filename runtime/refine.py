@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tseg.runtime.crf import parameters as crf_parameters
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import resize_image
@@ -43,18 +44,18 @@ MAX_PIXELS_RANGE = (1024, 10**12)  # smallest and largest max_pixels accepted
 class CrfParams:
     """Mean-field iterations and the two kernels' widths and weights (Potts).
 
-    Defaults are pydensecrf's example; ``crf.json`` beside a model (written by
+    Defaults are pydensecrf's example (:mod:`tseg.runtime.crf.parameters`); ``crf.json`` beside a model (written by
     ``tseg-infer --crf-tune``) overrides them, and CLI flags override both.
     ``max_pixels`` (1024..10**12, default :data:`MAX_CRF_PIXELS`) caps the resolution
     the CRF runs at (module docstring); ``crf.json`` files without it get the default.
     """
 
-    iterations: int = 5
-    gaussian_sxy: float = 3.0
-    gaussian_compat: float = 3.0
-    bilateral_sxy: float = 80.0
-    bilateral_srgb: float = 13.0
-    bilateral_compat: float = 10.0
+    iterations: int = crf_parameters.ITERATIONS
+    gaussian_sxy: float = crf_parameters.GAUSSIAN_SXY
+    gaussian_compat: float = crf_parameters.GAUSSIAN_COMPAT
+    bilateral_sxy: float = crf_parameters.BILATERAL_SXY
+    bilateral_srgb: float = crf_parameters.BILATERAL_SRGB
+    bilateral_compat: float = crf_parameters.BILATERAL_COMPAT
     max_pixels: int = MAX_CRF_PIXELS
 
     def __post_init__(self) -> None:

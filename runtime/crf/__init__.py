@@ -6,18 +6,37 @@ image once and runs (step-wise) inference for several unaries.
 
 This package is the algorithm only. How the runtime applies it to a model's logits
 (:class:`~tseg.runtime.refine.CrfParams`, crf.json) lives in :mod:`tseg.runtime.refine`,
-the grid search in :mod:`tseg.runtime.crf_tune`; importing this package imports Numba.
+the grid search in :mod:`tseg.runtime.crf_tune`. The names below load on first use
+(PEP 562), so the default parameters (:mod:`tseg.runtime.crf.parameters`) can be read
+without the algorithm; using the algorithm imports Numba.
 """
 
-from tseg.runtime.crf.checks import Compat, CrfTypeError
-from tseg.runtime.crf.dense import (
-    DenseCRF,
-    MeanField,
-    dense_crf,
-    dense_crf_labels,
-    unary_from_labels,
-    unary_from_probs,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tseg.runtime.crf.checks import Compat, CrfTypeError
+    from tseg.runtime.crf.dense import (
+        DenseCRF,
+        MeanField,
+        dense_crf,
+        dense_crf_labels,
+        unary_from_labels,
+        unary_from_probs,
+    )
+
+_HOMES = {
+    "Compat": "checks",
+    "CrfTypeError": "checks",
+    "DenseCRF": "dense",
+    "MeanField": "dense",
+    "dense_crf": "dense",
+    "dense_crf_labels": "dense",
+    "unary_from_labels": "dense",
+    "unary_from_probs": "dense",
+}
 
 __all__ = [
     "Compat",
@@ -29,3 +48,17 @@ __all__ = [
     "unary_from_labels",
     "unary_from_probs",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Loads a public name from its module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -27,6 +27,14 @@ from tseg.runtime.crf.checks import (
 )
 from tseg.runtime.crf.features import pixel_features
 from tseg.runtime.crf.lattice import Lattice, build_lattices
+from tseg.runtime.crf.parameters import (
+    BILATERAL_COMPAT,
+    BILATERAL_SRGB,
+    BILATERAL_SXY,
+    GAUSSIAN_COMPAT,
+    GAUSSIAN_SXY,
+    ITERATIONS,
+)
 from tseg.runtime.crf.state import MeanField
 from tseg.runtime.errors import TsegError
 
@@ -93,11 +101,11 @@ class DenseCRF:
         self,
         image: np.ndarray,
         *,
-        gaussian_sxy: float = 3.0,
-        gaussian_compat: Compat = 3.0,
-        bilateral_sxy: float = 80.0,
-        bilateral_srgb: float = 13.0,
-        bilateral_compat: Compat = 10.0,
+        gaussian_sxy: float = GAUSSIAN_SXY,
+        gaussian_compat: Compat = GAUSSIAN_COMPAT,
+        bilateral_sxy: float = BILATERAL_SXY,
+        bilateral_srgb: float = BILATERAL_SRGB,
+        bilateral_compat: Compat = BILATERAL_COMPAT,
         threads: int | None = None,
     ) -> None:
         check_image(image)
@@ -159,7 +167,7 @@ class DenseCRF:
             raise TsegError("DenseCRF: this CRF is closed; create a new one") from None
         return MeanField(self, unary, lattices)
 
-    def inference(self, unary: np.ndarray, *, iterations: int = 5) -> np.ndarray:
+    def inference(self, unary: np.ndarray, *, iterations: int = ITERATIONS) -> np.ndarray:
         """Run mean field.
 
         Args:
@@ -250,12 +258,12 @@ def dense_crf(
     probs: np.ndarray,
     image: np.ndarray,
     *,
-    iterations: int = 5,
-    gaussian_sxy: float = 3.0,
-    gaussian_compat: Compat = 3.0,
-    bilateral_sxy: float = 80.0,
-    bilateral_srgb: float = 13.0,
-    bilateral_compat: Compat = 10.0,
+    iterations: int = ITERATIONS,
+    gaussian_sxy: float = GAUSSIAN_SXY,
+    gaussian_compat: Compat = GAUSSIAN_COMPAT,
+    bilateral_sxy: float = BILATERAL_SXY,
+    bilateral_srgb: float = BILATERAL_SRGB,
+    bilateral_compat: Compat = BILATERAL_COMPAT,
     threads: int | None = None,
 ) -> np.ndarray:
     """Refine class probabilities with a dense CRF (pydensecrf's defaults).
@@ -289,12 +297,12 @@ def dense_crf_labels(
     num_classes: int,
     gt_prob: float = 0.7,
     unknown_label: int | None = None,
-    iterations: int = 5,
-    gaussian_sxy: float = 3.0,
-    gaussian_compat: Compat = 3.0,
-    bilateral_sxy: float = 80.0,
-    bilateral_srgb: float = 13.0,
-    bilateral_compat: Compat = 10.0,
+    iterations: int = ITERATIONS,
+    gaussian_sxy: float = GAUSSIAN_SXY,
+    gaussian_compat: Compat = GAUSSIAN_COMPAT,
+    bilateral_sxy: float = BILATERAL_SXY,
+    bilateral_srgb: float = BILATERAL_SRGB,
+    bilateral_compat: Compat = BILATERAL_COMPAT,
     threads: int | None = None,
 ) -> np.ndarray:
     """Refine hard labels (a label PNG, a submission's masks) with a dense CRF.
