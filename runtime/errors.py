@@ -10,3 +10,7 @@ class TsegError(ValueError):
 
     The message names what was expected, what came, and the valid options.
     """
+
+
+class TsegTypeError(TsegError, TypeError):
+    """An argument of the wrong type or dtype: a ``TypeError`` to Python callers, one line to the CLIs."""

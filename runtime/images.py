@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
-from tseg.runtime.errors import TsegError
+from tseg.runtime.errors import TsegError, TsegTypeError
 from tseg.runtime.inputs import open_input
 from tseg.runtime.paths import kind_of
 
@@ -243,6 +243,25 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
         img = Image.alpha_composite(background, img)
     # np.asarray of a PIL image is already a C-contiguous copy; convert() would copy an RGB image once more.
     return np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
+
+
+def check_image(image: object, *, name: str = "image") -> np.ndarray:
+    """Returns ``image`` if it is an (H, W, 3) uint8 array with H, W >= 1: the one image check.
+
+    Args:
+        image: the array to check.
+        name: how the caller names it in the error ("image", "input 3").
+
+    Raises:
+        TsegTypeError: not a NumPy array, or not uint8 (a TypeError too).
+        TsegError: another shape; both say what came.
+    """
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and min(image.shape[:2]) >= 1):
+        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
+        error = TsegTypeError if not isinstance(image, np.ndarray) or image.dtype != np.uint8 else TsegError
+        raise error(f"{name}: need an (H, W, 3) uint8 image with H, W >= 1, got shape {shape} {dtype}")
+    return image
 
 
 def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:

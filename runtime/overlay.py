@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
+from tseg.runtime.images import check_image
 
 OVERLAY_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 JPEG_QUALITY = 90
@@ -18,11 +19,7 @@ _ROWS_PER_CHUNK = 256  # blending works on bands of rows: memory stays O(W) beyo
 
 
 def _check_inputs(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]], alpha: float) -> None:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise TsegError(
-            f"overlay: need an (H, W, 3) uint8 image, got shape {getattr(image, 'shape', None)}"
-            f" {getattr(image, 'dtype', type(image).__name__)}"
-        )
+    check_image(image)
     if not isinstance(labels, np.ndarray) or labels.shape != image.shape[:2] or labels.dtype.kind not in "ui":
         raise TsegError(
             f"overlay: need (H, W) integer labels the image's size {image.shape[:2]}, got shape"

@@ -29,7 +29,7 @@ import numpy as np
 from tseg.runtime.crf import parameters as crf_parameters
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.images import resize_image
+from tseg.runtime.images import check_image, resize_image
 from tseg.runtime.inputs import read_input
 from tseg.runtime.labels import labels_from_scores, resize_scores, softmax
 from tseg.runtime.postprocess import upsample_labels
@@ -89,7 +89,7 @@ class CrfParams:
             CRF runs at a capped resolution (module docstring); prefer
             :meth:`refine_logits`, which never needs (C, H, W) scores.
         """
-        image = _check_image(image)
+        image = check_image(image)
         scores = _check_logits(scores)
         if scores.shape[1:] != image.shape[:2]:
             raise TsegError(f"CRF: scores {scores.shape} do not match the image's size {image.shape[:2]}")
@@ -114,7 +114,7 @@ class CrfParams:
         Returns:
             (H, W) labels, uint8 (uint16 beyond 256 classes).
         """
-        image = _check_image(image)
+        image = check_image(image)
         logits = _check_logits(logits)
         if image.shape[0] * image.shape[1] > self.max_pixels:
             return self._refine_capped(logits, image, threads=threads)
@@ -176,15 +176,6 @@ def _check_integer(name: str, value: object, low: int, high: int) -> None:
         raise TsegError(f"CRF {name} must be an integer, got {repr(value)[:60]}")
     if not low <= value <= high:
         raise TsegError(f"CRF {name} must be in {low}..{high}, got {repr(value)[:60]}")
-
-
-def _check_image(image: object) -> np.ndarray:
-    """An (H, W, 3) uint8 array, or a one-line TsegError."""
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-            and image.shape[2] == 3 and min(image.shape[:2]) >= 1):
-        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
-        raise TsegError(f"CRF: need an (H, W, 3) uint8 image with H, W >= 1, got shape {shape} {dtype}")
-    return image
 
 
 def _check_logits(logits: object) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from tseg.runtime.binding import BoundRunner
 from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import preprocess, read_image
+from tseg.runtime.images import check_image, preprocess, read_image
 from tseg.runtime.labels import resize_scores
 from tseg.runtime.metadata import ModelMetadata
 from tseg.runtime.onnx_file import check_graph_io, static_dim
@@ -28,24 +28,6 @@ from tseg.runtime.refine import CrfParams
 from tseg.runtime.session import create_session
 from tseg.runtime.tensorrt import TensorrtSettings
 from tseg.runtime.tta import TtaSettings, check_tta_graph, labels_from_probs, logits_from_probs, tta_probs
-
-
-def check_image(image: object, *, what: str = "need") -> np.ndarray:
-    """Returns ``image`` if it is an (H, W, 3) uint8 array with H, W >= 1.
-
-    Raises:
-        TsegError: anything else, saying what came.
-    """
-    if (
-        not isinstance(image, np.ndarray)
-        or image.ndim != 3
-        or image.shape[2] != 3
-        or image.dtype != np.uint8
-        or min(image.shape[:2]) < 1
-    ):
-        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
-        raise TsegError(f"{what} an (H, W, 3) uint8 image with H, W >= 1, got shape {shape} {dtype}")
-    return image
 
 
 def _tensorrt_settings(device: str, settings: object, batch_size: int, tta: TtaSettings | None):
@@ -301,7 +283,7 @@ class Segmenter:
 
     def _load(self, item: object, index: int | None) -> tuple[np.ndarray, str | None]:
         """An input as (image, its path or None)."""
-        where = "need" if index is None else f"input {index}: need"
+        name = "image" if index is None else f"input {index}"
         if isinstance(item, (str, os.PathLike)):
             try:
                 return read_image(item, exif_transpose=True), str(item)
@@ -310,8 +292,8 @@ class Segmenter:
                     raise
                 raise TsegError(f"input {index}: {err}") from None
         if isinstance(item, np.ndarray):
-            return check_image(item, what=where), None
-        raise TsegError(f"{where} an (H, W, 3) uint8 image array or an image path, got {type(item).__name__}")
+            return check_image(item, name=name), None
+        raise TsegError(f"{name}: need an (H, W, 3) uint8 image array or an image path, got {type(item).__name__}")
 
     def _predict_many(self, items: Iterable, probs: bool) -> Iterator[Prediction]:
         chunk: list[tuple[np.ndarray, str | None]] = []

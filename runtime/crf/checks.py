@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tseg.runtime.crf.parallel import available_threads
-from tseg.runtime.errors import TsegError
+from tseg.runtime.errors import TsegError, TsegTypeError
 
 Compat = float | ArrayLike
 """A compatibility: scalar (Potts), (C,) vector (diagonal) or (C, C) matrix."""
@@ -21,8 +21,9 @@ _FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class CrfTypeError(TsegError, TypeError):
-    """An argument of the wrong type or dtype (a TypeError the CLI reports as TsegError)."""
+CrfTypeError = TsegTypeError
+"""An argument of the wrong type or dtype (a TypeError the CLI reports as TsegError): the
+runtime's :class:`~tseg.runtime.errors.TsegTypeError`, under the name this package exports."""
 
 
 def _describe(x: object) -> str:
@@ -50,16 +51,6 @@ def _check_magnitude(name: str, low: float, high: float) -> None:
     if max(-low, high) > MAX_ENERGY:
         raise TsegError(f"{name}: need values in [-{MAX_ENERGY:g}, {MAX_ENERGY:g}], "
                         f"got {max(-low, high):g} in magnitude")
-
-
-def check_image(image: object) -> np.ndarray:
-    """An (H, W, 3) uint8 image."""
-    image = _need_array("image", image, "an (H, W, 3) uint8")
-    if image.dtype != np.uint8:
-        raise CrfTypeError(f"image: need dtype uint8 (H, W, 3), got {_describe(image)}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise TsegError(f"image: need shape (H, W, 3), got {image.shape}")
-    return image
 
 
 def check_float_array(name: str, x: object, layout: str) -> np.ndarray:

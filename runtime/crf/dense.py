@@ -15,7 +15,6 @@ from tseg.runtime.crf.cache import LatticeCache
 from tseg.runtime.crf.checks import (
     Compat,
     check_compat,
-    check_image,
     check_iterations,
     check_labels,
     check_num_classes,
@@ -37,6 +36,7 @@ from tseg.runtime.crf.parameters import (
 )
 from tseg.runtime.crf.state import MeanField
 from tseg.runtime.errors import TsegError
+from tseg.runtime.images import check_image
 
 _gaussian_cache = LatticeCache()
 

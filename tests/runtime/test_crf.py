@@ -275,8 +275,9 @@ def test_single_pixel_and_single_class():
     ({"probs": make_probs() * 2}, TsegError, "need values in [0, 1], got [0"),
     ({"probs": np.full((2, 24, 32), np.nan, np.float32)}, TsegError, "need finite values"),
     ({"probs": [[[0.5]]]}, CrfTypeError, "need a float (C, H, W) numpy array, got list"),
-    ({"image": make_image().astype(np.float32)}, CrfTypeError, "need dtype uint8"),
-    ({"image": make_image()[..., :2]}, TsegError, "image: need shape (H, W, 3), got"),
+    ({"image": make_image().astype(np.float32)}, CrfTypeError, "image: need an (H, W, 3) uint8 image with H, W >= 1,"
+                                                              " got shape (24, 32, 3) float32"),
+    ({"image": make_image()[..., :2]}, TsegError, "image: need an (H, W, 3) uint8 image with H, W >= 1, got shape"),
     ({"iterations": -1}, TsegError, "iterations: need an int >= 0, got -1"),
     ({"iterations": 2.0}, CrfTypeError, "iterations: need an int >= 0, got float"),
     ({"gaussian_sxy": 0.0}, TsegError, "gaussian_sxy: need a finite value > 0 (from"),
