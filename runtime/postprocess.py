@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import _source_grid, resize_scores, softmax
+from tseg.runtime.labels import _source_grid, argmax_classes, resize_scores, scores_at, softmax
 
 # Boundary pixels are computed in chunks of about this many pixels times classes (memory:
 # a few float32 arrays of this many elements).
@@ -63,40 +63,6 @@ def _check(logits: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, int, in
     if not valid or height < 1 or width < 1:
         raise TsegError(f"need an output size (H, W) of integers >= 1, got {size!r}"[:200])
     return np.ascontiguousarray(logits, dtype=np.float32), height, width
-
-
-def _label_dtype(num_classes: int) -> type[np.unsignedinteger]:
-    return np.uint8 if num_classes <= 256 else np.uint16
-
-
-def argmax_classes(logits: np.ndarray) -> np.ndarray:
-    """Argmax over axis 0 (first index among equal values), faster than ``argmax(axis=0)``.
-
-    Args:
-        logits: (C, ...) float32, e.g. (C, h, w) or (C, N), no NaN.
-
-    Returns:
-        (...) uint8 labels (uint16 beyond 256 classes).
-
-    Raises:
-        TsegError: a NaN in ``logits``, or a pixel whose largest value is infinite.
-    """
-    num_classes = logits.shape[0]
-    # C - max_c((C - c) * [x_c == max]) is the first c reaching the max. Reductions over
-    # the leading axis are elementwise across (h, w) planes: vectorised, unlike argmax(0).
-    wide = np.uint8 if num_classes < 256 else np.uint32
-    best = logits.max(axis=0)
-    # NaN and +inf propagate into the per-pixel max, so this one small check (1/C of the
-    # data) stands in for a full isfinite pass over the logits.
-    if best.dtype.kind == "f" and not np.isfinite(best).all():
-        raise TsegError("the model gave NaN or infinite scores: cannot take their argmax")
-    hits = np.equal(logits, best).view(np.uint8).astype(wide, copy=wide is not np.uint8)
-    np.multiply(hits, np.arange(num_classes, 0, -1, dtype=wide).reshape((-1,) + (1,) * (logits.ndim - 1)), out=hits)
-    first = hits.max(axis=0)
-    if first.min() == 0:  # no class equals the max: NaN
-        raise TsegError("the logits contain NaN: cannot take their argmax")
-    np.subtract(wide(num_classes), first, out=first)
-    return first.astype(_label_dtype(num_classes), copy=False)
 
 
 def _counts(index: np.ndarray, length: int) -> np.ndarray:
@@ -124,28 +90,6 @@ def _mixed_pixels(cells: tuple[np.ndarray, np.ndarray], rows: tuple[np.ndarray, 
     offset = np.arange(total) - np.repeat(np.cumsum(areas) - areas, areas)
     width = col_count[cell]
     return first_row[cell] + offset // width, first_col[cell] + offset % width, cell
-
-
-def _bilinear_argmax(flat: np.ndarray, low_w: int, taps: tuple, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Argmax of the bilinear values at output pixels, as the reference computes them.
-
-    Args:
-        flat: (C, h * w) float32 logits.
-        low_w: w.
-        taps: (r0, r1, wr, c0, c1, wc), :func:`_source_grid` along each axis.
-        rows, cols: (N,) output pixel coordinates.
-
-    Returns:
-        (N,) labels.
-    """
-    r0, r1, wr, c0, c1, wc = taps
-    top, bottom, weight_r = r0[rows] * low_w, r1[rows] * low_w, wr[rows]
-    left, right, weight_c = c0[cols], c1[cols], wc[cols]
-    keep_r, keep_c = np.float32(1) - weight_r, np.float32(1) - weight_c
-    # labels.resize_scores: rows = s[r0] * (1 - wr) + s[r1] * wr; rows[c0] * (1 - wc) + rows[c1] * wc.
-    at_left = flat.take(top + left, axis=1) * keep_r + flat.take(bottom + left, axis=1) * weight_r
-    at_right = flat.take(top + right, axis=1) * keep_r + flat.take(bottom + right, axis=1) * weight_r
-    return argmax_classes(at_left * keep_c + at_right * weight_c)
 
 
 def _two_candidates(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,7 +166,7 @@ def _resolve_cells(out: np.ndarray, flat: np.ndarray, cells: tuple, grid: dict) 
             weights = (cell, grid["wr"].take(rows), grid["kr"].take(rows), grid["wc"].take(cols), grid["kc"].take(cols))
             labels = _pair_argmax(corners[:, :, subset], (low[subset], high[subset]), weights)
         else:
-            labels = _bilinear_argmax(flat, low_w, grid["taps"], rows, cols)
+            labels = argmax_classes(scores_at(flat, low_w, grid["taps"], rows, cols))  # the reference's values
         rows *= out_w
         rows += cols
         out.reshape(-1)[rows] = labels

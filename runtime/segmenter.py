@@ -19,7 +19,7 @@ from tseg.runtime.binding import BoundRunner
 from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image, preprocess, read_image
-from tseg.runtime.labels import resize_scores
+from tseg.runtime.labels import argmax_classes, resize_scores
 from tseg.runtime.metadata import ModelMetadata
 from tseg.runtime.onnx_file import check_graph_io, static_dim
 from tseg.runtime.postprocess import upsample_labels, upsample_probs
@@ -27,7 +27,7 @@ from tseg.runtime.prediction import Prediction
 from tseg.runtime.refine import CrfParams
 from tseg.runtime.session import create_session
 from tseg.runtime.tensorrt import TensorrtSettings
-from tseg.runtime.tta import TtaSettings, check_tta_graph, labels_from_probs, logits_from_probs, tta_probs
+from tseg.runtime.tta import TtaSettings, check_tta_graph, logits_from_probs, tta_probs
 
 
 def _tensorrt_settings(device: str, settings: object, batch_size: int, tta: TtaSettings | None):
@@ -145,7 +145,7 @@ class Segmenter:
             batch: (N, 3, h, w) float32 (``preprocess`` outputs stacked).
             check_finite: refuse NaN or infinite scores here. The pipeline turns it off
                 because its post-processing checks the same at 1/C of the cost
-                (:func:`~tseg.runtime.postprocess.argmax_classes`, the CRF's own checks).
+                (:func:`~tseg.runtime.labels.argmax_classes`, the CRF's own checks).
 
         Returns:
             (N, C, h', w') float32 finite logits.
@@ -236,7 +236,7 @@ class Segmenter:
         if self.crf is not None:
             labels = _crf_labels(self.crf, logits_from_probs(averaged, in_place=not probs), image)
         else:
-            labels = labels_from_probs(averaged)
+            labels = argmax_classes(averaged)
         return Prediction(labels=labels, classes=self.metadata.classes, palette=self.metadata.palette,
                           probs=averaged if probs else None, image=image, source=source)
 

@@ -14,8 +14,9 @@ import numpy as np
 
 from tseg.runtime.cli_errors import one_line
 from tseg.runtime.errors import TsegError
+from tseg.runtime.labels import argmax_classes
 from tseg.runtime.postprocess import upsample_labels
-from tseg.runtime.tta import labels_from_probs, logits_from_probs, tta_probs
+from tseg.runtime.tta import logits_from_probs, tta_probs
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class Stages:
             plain = None
             if self.tta is not None:  # as Segmenter.predict_tta, keeping the labels before the CRF
                 averaged = tta_probs(self.segmenter, item.image, self.tta)
-                plain = labels_from_probs(averaged) if self.crf is None or self.plain_labels else None
+                plain = argmax_classes(averaged) if self.crf is None or self.plain_labels else None
                 # In place: the averaged probabilities are not needed once the plain labels exist.
                 logits = logits_from_probs(averaged, in_place=True) if self.crf is not None else None
                 labels = (

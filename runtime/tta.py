@@ -17,7 +17,7 @@ import numpy as np
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess
-from tseg.runtime.labels import _source_grid, softmax
+from tseg.runtime.labels import resize_scores, softmax
 
 if TYPE_CHECKING:
     from tseg.runtime.segmenter import Segmenter
@@ -164,28 +164,17 @@ def tta_probs(segmenter: Segmenter, image: np.ndarray, settings: TtaSettings) ->
 def add_upsampled_probs(total: np.ndarray, logits: np.ndarray, *, band: int = ROWS_PER_BAND) -> None:
     """Adds ``upsample_probs(logits, total.shape[1:])`` to ``total`` in place, ``band`` rows at a time.
 
-    The same float32 operations in the same order as :func:`upsample_probs` (bilinear,
-    align_corners=False, then softmax over C), so the values are bit for bit its values.
+    The same function as :func:`upsample_probs` (:func:`~tseg.runtime.labels.resize_scores`,
+    then softmax over C), band by band, so the values are bit for bit its values.
 
     Args:
         total: (C, H, W) float32 accumulator.
         logits: (C, h, w) float32.
     """
-    height, width = total.shape[1:]
-    if logits.shape[1:] == (height, width):
-        total += softmax(logits)
-        return
-    r0, r1, wr = _source_grid(height, logits.shape[1])
-    c0, c1, wc = _source_grid(width, logits.shape[2])
+    height = total.shape[1]
     for top in range(0, height, band):
         rows = slice(top, top + band)
-        resized = logits[:, r0[rows]] * (1 - wr[rows])[None, :, None] + logits[:, r1[rows]] * wr[rows][None, :, None]
-        total[:, rows] += softmax(resized[:, :, c0] * (1 - wc) + resized[:, :, c1] * wc)
-
-
-def labels_from_probs(probs: np.ndarray) -> np.ndarray:
-    """(C, H, W) probabilities -> (H, W) uint8 labels (uint16 beyond 256 classes)."""
-    return probs.argmax(axis=0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16)
+        total[:, rows] += softmax(resize_scores(logits, total.shape[1:], rows=rows))
 
 
 def logits_from_probs(probs: np.ndarray, *, in_place: bool = False) -> np.ndarray:

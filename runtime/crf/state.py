@@ -16,6 +16,7 @@ from tseg.runtime.crf import meanfield, parallel, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
 from tseg.runtime.crf.lattice import Lattice
 from tseg.runtime.errors import TsegError
+from tseg.runtime.labels import argmax_classes
 
 if TYPE_CHECKING:
     from tseg.runtime.crf.dense import DenseCRF
@@ -175,5 +176,6 @@ class MeanField:
         return self._current_q().reshape(self._shape).copy()
 
     def labels(self) -> np.ndarray:
-        """Current MAP labels, (H, W) int64 (a new array): argmax of Q over C."""
-        return self._current_q().argmax(axis=0).reshape(self._shape[1:])
+        """Current MAP labels, (H, W) int64 (a new array): argmax of Q over C
+        (:func:`~tseg.runtime.labels.argmax_classes`)."""
+        return argmax_classes(self._current_q()).reshape(self._shape[1:]).astype(np.int64)

@@ -18,8 +18,8 @@ from hypothesis.extra.numpy import arrays
 
 from tseg.runtime import postprocess
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import labels_from_scores, resize_scores, softmax
-from tseg.runtime.postprocess import argmax_classes, upsample_labels, upsample_probs
+from tseg.runtime.labels import argmax_classes, labels_from_scores, resize_scores, softmax
+from tseg.runtime.postprocess import upsample_labels, upsample_probs
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 TIE = 1e-5
