@@ -91,28 +91,31 @@ def label_dtype(num_classes: int) -> type[np.unsignedinteger]:
     return np.uint8 if num_classes <= 256 else np.uint16
 
 
-def argmax_classes(scores: np.ndarray) -> np.ndarray:
+def argmax_classes(scores: np.ndarray, *, strict: bool = True) -> np.ndarray:
     """Argmax over axis 0 (first index among equal values), faster than ``argmax(axis=0)``: the one argmax.
 
     Args:
-        scores: (C, ...) logits or probabilities, e.g. (C, h, w) or (C, N), no NaN.
+        scores: (C, ...) logits or probabilities, e.g. (C, h, w) or (C, N).
+        strict: refuse NaN and infinite maxima. False: a block holding them takes NumPy's
+            ``argmax`` (NaN counts as the largest), for callers that judge non-finite
+            scores themselves (training's validation, tseg-export's parity cases).
 
     Returns:
-        (...) uint8 labels (uint16 beyond 256 classes).
+        (...) uint8 labels (uint16 beyond 256 classes); equal to ``scores.argmax(axis=0)``.
 
     Raises:
-        TsegError: a NaN in ``scores``, or a pixel whose largest value is infinite.
+        TsegError: with ``strict``, a NaN in ``scores`` or a pixel whose largest value is infinite.
     """
     if scores.ndim < 2 or scores.size <= ARGMAX_BLOCK:
-        return _argmax_block(scores)
+        return _argmax_block(scores, strict)
     out = np.empty(scores.shape[1:], label_dtype(scores.shape[0]))
     step = max(1, ARGMAX_BLOCK // (scores.size // scores.shape[1]))
     for start in range(0, scores.shape[1], step):
-        out[start:start + step] = _argmax_block(scores[:, start:start + step])
+        out[start:start + step] = _argmax_block(scores[:, start:start + step], strict)
     return out
 
 
-def _argmax_block(scores: np.ndarray) -> np.ndarray:
+def _argmax_block(scores: np.ndarray, strict: bool) -> np.ndarray:
     num_classes = scores.shape[0]
     # C - max_c((C - c) * [x_c == max]) is the first c reaching the max. Reductions over
     # the leading axis are elementwise across (h, w) planes: vectorised, unlike argmax(0).
@@ -121,6 +124,8 @@ def _argmax_block(scores: np.ndarray) -> np.ndarray:
     # NaN and +inf propagate into the per-pixel max, so this one small check (1/C of the
     # data) stands in for a full isfinite pass over the scores.
     if best.dtype.kind == "f" and not np.isfinite(best).all():
+        if not strict:
+            return scores.argmax(axis=0).astype(label_dtype(num_classes))
         raise TsegError("the model gave NaN or infinite scores: cannot take their argmax")
     hits = np.equal(scores, best).view(np.uint8).astype(wide, copy=wide is not np.uint8)
     np.multiply(hits, np.arange(num_classes, 0, -1, dtype=wide).reshape((-1,) + (1,) * (scores.ndim - 1)), out=hits)
@@ -135,18 +140,15 @@ def labels_from_scores(scores: np.ndarray, size: Sequence[int] | None = None) ->
     """Argmax over classes, after resizing the scores to ``size`` (H, W) if given: the plain reference.
 
     Args:
-        scores: (C, h, w) logits or probabilities, finite.
+        scores: (C, h, w) logits or probabilities (NaN counts as the largest, as in NumPy).
         size: the output (H, W); None keeps (h, w).
 
     Returns:
         (H, W) uint8 labels (uint16 beyond 256 classes).
-
-    Raises:
-        TsegError: NaN or infinite scores (:func:`argmax_classes`).
     """
     if size is not None:
         scores = resize_scores(scores, size)
-    return argmax_classes(scores)
+    return argmax_classes(scores, strict=False)
 
 
 def save_label_png(path: str | Path, labels: np.ndarray, *, palette: Sequence[Sequence[int]]) -> None:

@@ -13,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import labels_from_scores
+from tseg.runtime.labels import argmax_classes, labels_from_scores
 from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
 from tseg.train.distributed import DistContext
 from tseg.train.schedules import LrSchedule
@@ -184,7 +184,7 @@ def evaluate(
         total += segmentation_loss(outputs, labels, loss_spec).item() * images.shape[0]
         count += images.shape[0]
         logits = outputs["out"].float().cpu().numpy()
-        small.update(labels.cpu().numpy(), logits.argmax(1))
+        small.update(labels.cpu().numpy(), argmax_classes(logits.swapaxes(0, 1), strict=False))  # (C, N, h, w)
         for scores, truth in zip(logits, full_labels, strict=True):
             full.update(truth.numpy(), labels_from_scores(scores, truth.shape))
     total, count = ctx.sum([total, count])
