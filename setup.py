@@ -1,13 +1,14 @@
 """Maps the three stage folders at the root onto the ``tseg`` namespace.
 
 ``runtime/`` installs as ``tseg.runtime``, ``train/`` as ``tseg.train`` and
-``export/`` as ``tseg.export``. Subpackages are discovered here, so a new folder
+``export/`` as ``tseg.export`` and ``benchmarks/`` (tseg-bench, a tool on top of them) as
+``tseg.benchmarks``. Subpackages are discovered here, so a new folder
 with an ``__init__.py`` ships without editing a list.
 """
 
 from setuptools import find_packages, setup
 
-STAGES = ("runtime", "train", "export")
+STAGES = ("runtime", "train", "export", "benchmarks")
 
 
 def _stage_packages() -> tuple[list[str], dict[str, str]]:

@@ -1,4 +1,4 @@
-"""The wheel carries every package folder of the three stages, under tseg.*."""
+"""The wheel carries every package folder of the stages, under tseg.*; the stages import one way."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("runtime", "train", "export")
+STAGES = ("runtime", "train", "export", "benchmarks")
 
 
 def _package_folders() -> set[str]:
@@ -40,19 +40,44 @@ def test_wheel_contains_every_package_folder(tmp_path):
         assert script in scripts
 
 
+# What each stage may not import: runtime <- train <- export, with the benchmark tool on top of all.
+BANNED = {
+    "runtime": ("tseg.train", "tseg.export", "tseg.benchmarks", "torch"),
+    "train": ("tseg.export", "tseg.benchmarks"),
+    "export": ("tseg.benchmarks",),
+    "benchmarks": (),
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line number, module) of every import statement in a file, nested ones included."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
 def test_stages_import_each_other_in_one_direction_only():
-    """runtime imports no other stage and never torch; train never imports export."""
-    rules = {
-        "runtime": ("tseg.train", "tseg.export", "import torch", "from torch"),
-        "train": ("tseg.export",),
-    }
-    for stage, banned in rules.items():
+    """Every import of every stage module (top-level or inside a function) follows the direction."""
+    for stage, banned in BANNED.items():
         for path in (ROOT / stage).rglob("*.py"):
-            for number, line in enumerate(path.read_text().splitlines(), 1):
-                stripped = line.strip()
-                if stripped.startswith(("import ", "from ")):
-                    assert not any(
-                        stripped.startswith(b) or f" {b}" in stripped for b in banned if b.startswith("tseg")
-                    ) and not any(stripped.startswith(b) for b in banned), (
-                        f"{path.relative_to(ROOT)}:{number}: {stripped}"
-                    )
+            for number, module in _imports(path):
+                bad = [b for b in banned if module == b or module.startswith(b + ".")]
+                assert not bad, f"{path.relative_to(ROOT)}:{number}: imports {module}"
+
+
+def test_no_stage_loads_another_around_the_import_rules():
+    """Modules loaded by name (importlib, PEP 562 lazy attributes) name no banned stage either."""
+    import ast
+
+    for stage, banned in BANNED.items():
+        for path in (ROOT / stage).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("tseg."):
+                    bad = [b for b in banned if node.value == b or node.value.startswith(b + ".")]
+                    assert not bad, f"{path.relative_to(ROOT)}:{node.lineno}: names {node.value}"

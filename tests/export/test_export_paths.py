@@ -50,7 +50,7 @@ def _refused(args, message, folder):
         ("ck.onnx", ["--onnx", "./ck.onnx", "-o", "{abs}/ck.onnx"], "is the input ck.onnx (checkpoint)"),
         ("link", ["--onnx", "ck.pt", "-o", "link.onnx"], "-o/--out link.onnx is a symbolic link"),
         ("hardlink", ["--onnx", "ck.pt", "-o", "hard.onnx"], "-o/--out hard.onnx is the input ck.pt (checkpoint)"),
-        ("parity", ["--onnx", "m.parity.json", "-o", "m.onnx"], "the parity report m.parity.json is the input m.parity.json (checkpoint)"),
+        ("parity", ["--onnx", "m.parity.json", "-o", "m.onnx"], "parity.json is the input m.parity.json"),
         ("dir.onnx", ["--onnx", "ck.pt", "-o", "dir.onnx"], "-o/--out dir.onnx is a folder"),
         ("dir.parity.json", ["--onnx", "ck.pt", "-o", "dir.onnx"], "the parity report dir.parity.json is a folder"),
         (None, ["--onnx", "missing.pt"], "checkpoint not found: missing.pt"),

@@ -300,7 +300,8 @@ def test_without_model_the_newest_exported_model_under_runs_is_used(colour_onnx,
 def test_without_out_a_new_runs_infer_folder_is_made_each_time(colour_onnx, photo_dir, tiny_coco_dir, tmp_path,
                                                               monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for expected in ("photos0", "photos0-2"):  # pytest names the fixture's folder photos0
+    name = photo_dir.name  # pytest numbers the fixture's folders: photos0, photos1 ...
+    for expected in (name, f"{name}-2"):
         result = CliRunner().invoke(infer_cli, [str(photo_dir), "--model", str(colour_onnx), "-q"])
         assert result.exit_code == 0, result.output
         assert result.stderr == f"writing to {Path('runs/infer') / expected}\n"
@@ -314,4 +315,4 @@ def test_without_out_a_new_runs_infer_folder_is_made_each_time(colour_onnx, phot
     (tmp_path / "bad" / "x.png").write_bytes(b"")
     result = CliRunner().invoke(infer_cli, [str(tmp_path / "bad"), "-m", str(colour_onnx), "-q"])
     assert result.exit_code == 1 and "would both be written to" in result.stderr
-    assert sorted(p.name for p in (tmp_path / "runs" / "infer").iterdir()) == ["coco-val", "photos0", "photos0-2"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "infer").iterdir()) == ["coco-val", name, f"{name}-2"]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tests.onnx_models import INPUT_SIZE, write_colour_model  # noqa: E402
 from tests.tiny_coco import write_tiny_coco  # noqa: E402
-from tseg.runtime.bench.cli import main  # noqa: E402
+from tseg.benchmarks.cli import main  # noqa: E402
 from tseg.runtime.errors import TsegError  # noqa: E402
 
 FAST = ["--min-time", "0", "--min-runs", "2", "--warmup", "1", "--pause", "0", "--no-progress"]
@@ -132,9 +132,9 @@ def test_a_row_that_cannot_run_even_once_is_refused_before_timing(colour_onnx, m
 
 
 def test_failure_lines_name_each_failed_row_and_section_row():
-    from tseg.runtime.bench.measure import Row
-    from tseg.runtime.bench.report import BenchReport, failure_lines
-    from tseg.runtime.bench.stats import TimingPolicy
+    from tseg.benchmarks.measure import Row
+    from tseg.benchmarks.report import BenchReport, failure_lines
+    from tseg.benchmarks.stats import TimingPolicy
 
     ran = Row("m.onnx", "m.onnx", "onnxruntime", "fp32", "cpu", (32, 32), 1)
     failed = Row("m.onnx", "m.onnx", "onnxruntime", "fp32", "cuda", (32, 48), 4)
@@ -154,7 +154,7 @@ def test_failure_lines_name_each_failed_row_and_section_row():
 @pytest.fixture()
 def no_timing(monkeypatch):
     """Bad input must be refused before any row is timed: timing here fails the test."""
-    from tseg.runtime.bench import cli
+    from tseg.benchmarks import cli
 
     def measure_rows(*args, **kwargs):
         raise AssertionError("bad input reached the timing")
@@ -179,7 +179,7 @@ def test_a_coco_split_with_another_class_count_is_refused_before_timing(tmp_path
 
 
 def test_a_batch_larger_than_the_machines_memory_is_refused_before_timing(colour_onnx, no_timing):
-    from tseg.runtime.bench.checks import physical_memory
+    from tseg.benchmarks.checks import physical_memory
 
     memory = physical_memory()
     assert memory is not None and memory > 0  # Linux and macOS say
@@ -190,7 +190,7 @@ def test_a_batch_larger_than_the_machines_memory_is_refused_before_timing(colour
 
 
 def test_the_memory_rule_counts_one_batchs_input_and_logits():
-    from tseg.runtime.bench.checks import batch_bytes, check_batch_memory
+    from tseg.benchmarks.checks import batch_bytes, check_batch_memory
 
     assert batch_bytes(2, (10, 20), 5) == 2 * 3 * 10 * 20 * 4 + 2 * 5 * 10 * 20 * 4
     fits = ("m.onnx", (10, 20), 2, 5)
@@ -231,7 +231,7 @@ def test_external_data_outside_the_models_folder_is_refused_before_timing(tmp_pa
 
 
 def test_threads_beyond_the_cpus_are_refused(colour_onnx, no_timing):
-    from tseg.runtime.bench.cli import BenchSettings, run_bench
+    from tseg.benchmarks.cli import BenchSettings, run_bench
     from tseg.runtime.defaults import MAX_THREADS
 
     for threads in sorted({MAX_THREADS + 1, max(1024, MAX_THREADS + 1)}):
@@ -295,25 +295,19 @@ def test_a_non_tseg_onnx_is_refused(tmp_path):
 
 
 def test_checkpoint_without_torch_names_the_extra(colour_onnx, tmp_path, monkeypatch):
-    import importlib
-
-    real = importlib.import_module
-
-    def no_train(name, *args, **kwargs):
-        if name.startswith("tseg.train"):
-            raise ImportError("No module named 'torch'")
-        return real(name, *args, **kwargs)
+    import sys
 
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"not read")
-    monkeypatch.setattr(importlib, "import_module", no_train)
+    monkeypatch.setitem(sys.modules, "torch", None)  # as where torch is not installed: its import fails
+    monkeypatch.delitem(sys.modules, "tseg.benchmarks.eager", raising=False)
     one_line_error(bench(colour_onnx, "--checkpoint", checkpoint), "--checkpoint needs PyTorch",
                    "pip install 'tseg[train]'")
 
 
 def test_the_cli_imports_neither_torch_nor_tseg_train():
     code = (
-        "import sys, tseg.runtime.bench.cli, tseg.runtime.bench.measure, tseg.runtime.bench.report;"
+        "import sys, tseg.benchmarks.cli, tseg.benchmarks.measure, tseg.benchmarks.report;"
         "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'tseg.train', 'tseg.export'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -377,7 +371,7 @@ def test_a_gpu_peak_keeps_its_gemm_on_the_device(tmp_path):
     import numpy as np
     import onnx as onnx_lib
 
-    from tseg.runtime.bench.machine import gemm_graph, gemm_input, resident_gemm
+    from tseg.benchmarks.machine import gemm_graph, gemm_input, resident_gemm
     from tseg.runtime.session import create_session
 
     shape = (8, 5, 3)

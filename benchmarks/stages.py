@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.bench.measure import read_metadata, reason_line
-from tseg.runtime.bench.stats import TimingPolicy, interleave, summarize
+from tseg.benchmarks.measure import read_metadata, reason_line
+from tseg.benchmarks.stats import TimingPolicy, interleave, summarize
 from tseg.runtime.errors import TsegError
 
 STAGE_IMAGES = 6  # synthetic photos per size
@@ -223,7 +223,7 @@ CRF_METHOD = (
 
 
 def add_sections(report, settings) -> None:
-    """Adds the --stages and --crf tables to ``report`` (a :class:`~tseg.runtime.bench.report.BenchReport`)."""
+    """Adds the --stages and --crf tables to ``report`` (a :class:`~tseg.benchmarks.report.BenchReport`)."""
     models = list(settings.models)
     if settings.stages and models:
         device = "cpu" if "cpu" in settings.devices else settings.devices[0]

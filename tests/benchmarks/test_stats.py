@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tseg.runtime.bench.stats import TimingPolicy, interleave, summarize
+from tseg.benchmarks.stats import TimingPolicy, interleave, summarize
 from tseg.runtime.errors import TsegError
 
 
@@ -109,8 +109,8 @@ def test_bad_policies_and_no_runs_are_refused():
 
 
 def test_a_row_is_judged_on_real_input_flops_and_flagged_when_slowed():
-    from tseg.runtime.bench.flops import FlopCount
-    from tseg.runtime.bench.measure import Plan, Row, _fill
+    from tseg.benchmarks.flops import FlopCount
+    from tseg.benchmarks.measure import Plan, Row, _fill
 
     row = Row("m.onnx", "m.onnx", "onnxruntime", "fp32", "cpu", (64, 64), 2)
     # 10 GFLOPs counted, 4 of them on real input; p50 0.1 s for 2 images -> 80 GFLOP/s; peak 160 -> 50%.

@@ -1,9 +1,9 @@
 """tseg-bench's PyTorch eager row: a tseg checkpoint run by PyTorch itself, as a plugin.
 
-``tseg.runtime.bench`` never imports torch; it loads this module with importlib only when
-``--checkpoint`` is given. The interface it uses: :func:`load_eager` -> :class:`EagerModel`,
+The rest of tseg-bench never imports torch; :mod:`tseg.benchmarks.measure` imports this module
+only when ``--checkpoint`` is given. The interface it uses: :func:`load_eager` -> :class:`EagerModel`,
 whose ``runner(size, batch)`` returns a callable that runs one batch, and ``flops(size)``
-the FLOPs of one image (a :class:`~tseg.runtime.bench.flops.FlopCount`) counted by
+the FLOPs of one image (a :class:`~tseg.benchmarks.flops.FlopCount`) counted by
 ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs,
 as the ONNX count; its coverage of ops differs slightly: it also counts e.g. batch-norm-free
 matmuls inside attention, none of which tseg's models have).
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tseg.runtime.bench.flops import FlopCount, conv_effective_flops
+from tseg.benchmarks.flops import FlopCount, conv_effective_flops
 from tseg.runtime.errors import TsegError
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 

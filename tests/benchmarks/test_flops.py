@@ -9,7 +9,7 @@ import onnx  # noqa: E402 (a base dependency)
 import pytest
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from tseg.runtime.bench.flops import count_flops, count_graph_flops, node_flops  # noqa: E402
+from tseg.benchmarks.flops import count_flops, count_graph_flops, node_flops  # noqa: E402
 
 
 def _init(name: str, shape: tuple[int, ...], dtype=np.float32):

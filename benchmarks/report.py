@@ -13,9 +13,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tseg.runtime.bench.machine import describe_machine
-from tseg.runtime.bench.measure import Row
-from tseg.runtime.bench.stats import TimingPolicy
+from tseg.benchmarks.machine import describe_machine
+from tseg.benchmarks.measure import Row
+from tseg.benchmarks.stats import TimingPolicy
 
 COLUMNS = ("model", "precision", "device", "size", "batch", "status", "MB", "p50 ms", "p90 ms", "p99 ms",
            "images/s", "GFLOPs/img", "GFLOP/s", "% peak", "mIoU")
@@ -27,7 +27,7 @@ class BenchReport:
 
     Attributes:
         rows: the benchmark rows, in table order.
-        machine: :func:`~tseg.runtime.bench.machine.machine_info`.
+        machine: :func:`~tseg.benchmarks.machine.machine_info`.
         policy: how the rows were timed.
         peaks: "KIND GEMM on DEVICE" -> GFLOP/s (the fastest of its GEMMs), or a note why it is missing.
         peak_gemms: "KIND GEMM on DEVICE" -> each GEMM timed for it, "OP MxKxN: GFLOP/s" (or why it failed).

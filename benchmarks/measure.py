@@ -4,10 +4,10 @@ Each ONNX row opens the file with :func:`~tseg.runtime.session.create_session` (
 provider or a one-line refusal, never a silent CPU fallback) and times one batch of random
 (batch, 3, size, size) float32 input through :class:`~tseg.runtime.binding.BoundRunner`,
 as ``tseg-infer`` runs its batches (IOBinding on a GPU: input copied in, logits copied out,
-both timed). All rows and the GEMM peaks take turns (:func:`~tseg.runtime.bench.stats.interleave`).
+both timed). All rows and the GEMM peaks take turns (:func:`~tseg.benchmarks.stats.interleave`).
 
-The PyTorch eager row comes from ``tseg.train.bench_eager``, an optional plugin loaded with
-importlib only when a checkpoint is given: tseg.runtime never imports torch or tseg.train.
+The PyTorch eager row comes from :mod:`tseg.benchmarks.eager`, imported only when a checkpoint
+is given: tseg-bench runs on the runtime alone (no torch) otherwise.
 
 Contention: PyTorch's CPU kernels run on an OpenMP team whose threads spin-wait at every
 barrier; when another process holds one of the cores, each barrier waits for a descheduled
@@ -19,7 +19,6 @@ p50 is :data:`SPREAD_WARNING` times its fastest run gets a note.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.bench import machine
-from tseg.runtime.bench.flops import FlopCount, count_flops
-from tseg.runtime.bench.machine import PeakRunner, peak_folder, peak_kind
-from tseg.runtime.bench.stats import TimingPolicy, interleave, summarize
+from tseg.benchmarks import machine
+from tseg.benchmarks.flops import FlopCount, count_flops
+from tseg.benchmarks.machine import PeakRunner, peak_folder, peak_kind
+from tseg.benchmarks.stats import TimingPolicy, interleave, summarize
 from tseg.runtime.cli_errors import one_line
 from tseg.runtime.errors import TsegError
 from tseg.runtime.metadata import ModelMetadata
@@ -54,7 +53,7 @@ class Row:
         batch: images per run.
         status: "ran" or "failed: <one line>".
         file_mb: the file's size in MB (10^6 bytes).
-        runs, min_ms, p50_ms, p90_ms, p99_ms, images_per_s: see :class:`~tseg.runtime.bench.stats.Summary`.
+        runs, min_ms, p50_ms, p90_ms, p99_ms, images_per_s: see :class:`~tseg.benchmarks.stats.Summary`.
         gflops: GFLOPs per image (counted from the graph; eager: by torch's flop counter), every kernel tap.
         effective_gflops: ``gflops`` less the convolution taps on zero padding (which the kernels skip).
         gflops_per_s: effective_gflops * batch / p50.
@@ -119,15 +118,16 @@ def read_metadata(path: Path) -> ModelMetadata:
 
 
 def load_eager_plugin():
-    """``tseg.train.bench_eager``, imported only now (an optional plugin; needs the train extra).
+    """:mod:`tseg.benchmarks.eager`, imported only now (it needs torch: the train extra).
 
     Raises:
         TsegError: torch or tseg.train is not installed.
     """
     try:
-        return importlib.import_module("tseg.train.bench_eager")
+        from tseg.benchmarks import eager  # torch and tseg.train: only for --checkpoint
     except ImportError as err:
         raise TsegError(f"--checkpoint needs PyTorch ({TRAIN_EXTRA}): {reason_line(err)}") from None
+    return eager
 
 
 @dataclass

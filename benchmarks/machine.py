@@ -2,7 +2,7 @@
 
 The peak is the fastest of a few GEMMs (:data:`GEMM_SHAPES`: two square ones and a convolution's
 im2col shape) through ONNX Runtime on the device and threads the rows use, timed among the rows
-(interleaved, :mod:`tseg.runtime.bench.stats`): FP32 ``MatMul``; for INT8 rows ``MatMulInteger``
+(interleaved, :mod:`tseg.benchmarks.stats`): FP32 ``MatMul``; for INT8 rows ``MatMulInteger``
 (uint8 x int8 -> int32 on the CPU, int8 x int8 on CUDA) and, on the CPU, ``QLinearMatMul``
 (uint8 x int8 -> uint8); for FP16 rows on a GPU, an FP16 ``MatMul``. A GEMM's GFLOP/s =
 2 M K N / its fastest run (the hardware's best when nothing else gets in the way). On a GPU the

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from tseg.runtime.bench.cli import main  # noqa: E402
+from tseg.benchmarks.cli import main  # noqa: E402
 
 
 def test_every_option_on_the_tiny_model(tiny_onnx, tiny_run, tiny_coco_dir, tmp_path):
@@ -48,7 +48,7 @@ def test_every_option_on_the_tiny_model(tiny_onnx, tiny_run, tiny_coco_dir, tmp_
 
 
 def _num_classes(model) -> int:
-    from tseg.runtime.bench.measure import read_metadata
+    from tseg.benchmarks.measure import read_metadata
 
     return read_metadata(model).num_classes
 
@@ -61,7 +61,7 @@ def _one_line(result, fragment):
 
 def test_checkpoint_refusals_come_before_any_timing(tiny_onnx, tiny_run, tiny_coco_dir, tmp_path, monkeypatch):
     """A split with another class count than the checkpoint's, and eager rows with no size to run at."""
-    from tseg.runtime.bench import cli
+    from tseg.benchmarks import cli
 
     monkeypatch.setattr(cli, "measure_rows", lambda *a, **k: pytest.fail("bad input reached the timing"))
     data = json.loads((tiny_coco_dir / "val.json").read_text())

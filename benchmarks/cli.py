@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from tseg.runtime.bench import checks
-from tseg.runtime.bench.measure import (
+from tseg.benchmarks import checks
+from tseg.benchmarks.measure import (
     DEVICES,
     build_runners,
     eager_sizes,
@@ -25,8 +25,8 @@ from tseg.runtime.bench.measure import (
     read_metadata,
     row_sizes,
 )
-from tseg.runtime.bench.report import BenchReport, failure_lines, format_json, format_markdown, format_text
-from tseg.runtime.bench.stats import TimingPolicy
+from tseg.benchmarks.report import BenchReport, failure_lines, format_json, format_markdown, format_text
+from tseg.benchmarks.stats import TimingPolicy
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 from tseg.runtime.defaults import MAX_BATCH_SIZE, MAX_THREADS
 from tseg.runtime.errors import TsegError
@@ -69,7 +69,7 @@ class BenchSettings:
         checkpoint: a tseg-train checkpoint for the PyTorch eager rows, or None.
         sizes: square input sizes; () = each model's own input size.
         batch_sizes: images per run.
-        devices: of :data:`~tseg.runtime.bench.measure.DEVICES`.
+        devices: of :data:`~tseg.benchmarks.measure.DEVICES`.
         threads: intra-op threads (ONNX Runtime and torch); None: their defaults.
         policy: warm-up, minimum runs and time.
         coco, data: a COCO split (and its image root) to score each row's mIoU on, or None.
@@ -114,7 +114,7 @@ def _check_inputs(settings: BenchSettings) -> tuple[list, dict]:
     checkpoint = settings.checkpoint
     eager_classes = checks.check_checkpoint(checkpoint) if checkpoint is not None else None
     if settings.coco is not None:
-        from tseg.runtime.bench.accuracy import check_split
+        from tseg.benchmarks.accuracy import check_split
 
         named = {f"the model {path.name}": meta.classes for path, meta in metas}
         if eager_classes is not None:
@@ -141,9 +141,9 @@ def run_bench(settings: BenchSettings) -> BenchReport:
             batch larger than the machine's memory, torch missing for --checkpoint, a device
             that does not load, a row that fails its first run). What fails later (a run while
             timing, the --coco scoring, a --stages or --crf row) is a failed row:
-            :func:`~tseg.runtime.bench.report.failure_lines` lists them.
+            :func:`~tseg.benchmarks.report.failure_lines` lists them.
     """
-    from tseg.runtime.bench.machine import load_warning, machine_info
+    from tseg.benchmarks.machine import load_warning, machine_info
 
     _check_settings(settings)
     metas, cpu_sessions = _check_inputs(settings)
@@ -160,11 +160,11 @@ def run_bench(settings: BenchSettings) -> BenchReport:
     gemms = {f"{kind} GEMM on {device}": lines for (kind, device), lines in measured.peak_gemms.items()}
     report = BenchReport(measured.rows, machine, settings.policy, peaks, gemms)
     if settings.coco is not None:
-        from tseg.runtime.bench.accuracy import score_rows
+        from tseg.benchmarks.accuracy import score_rows
 
         score_rows(measured.rows, coco=settings.coco, data=settings.data, threads=settings.threads)
     if settings.stages or settings.crf:
-        from tseg.runtime.bench.stages import add_sections
+        from tseg.benchmarks.stages import add_sections
 
         add_sections(report, settings)
     return report
