@@ -30,7 +30,7 @@ from tseg.runtime.images import max_image_pixels, pixel_limit_message, read_imag
 from tseg.runtime.metadata import MAX_CLASSES
 
 BACKGROUND = "Background"
-"""Label maps are uint16 at most: background plus 65535 categories."""
+"""Label 0's name: the classes are background plus the categories (MAX_CLASSES in all, at most)."""
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,11 @@ import numpy as np
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import _source_grid, argmax_classes, resize_scores, scores_at, softmax
+from tseg.runtime.metadata import MAX_CLASSES
 
 # Boundary pixels are computed in chunks of about this many pixels times classes (memory:
 # a few float32 arrays of this many elements).
 BOUNDARY_ELEMENTS = 1 << 19
-MAX_CLASSES = 1 << 16  # labels are uint16 beyond 256 classes
 
 
 def _check(logits: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, int, int]:

@@ -19,6 +19,7 @@ from hypothesis.extra.numpy import arrays
 from tseg.runtime import postprocess
 from tseg.runtime.errors import TsegError
 from tseg.runtime.labels import argmax_classes, labels_from_scores, resize_scores, softmax
+from tseg.runtime.metadata import MAX_CLASSES
 from tseg.runtime.postprocess import upsample_labels, upsample_probs
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -113,14 +114,15 @@ def test_one_class_is_all_zeros():
     assert labels.shape == (11, 13) and labels.dtype == np.uint8 and not labels.any()
 
 
-@pytest.mark.parametrize(("classes", "dtype"), [(255, np.uint8), (256, np.uint8), (257, np.uint16), (300, np.uint16)])
-def test_label_dtype_and_high_classes(classes, dtype):
-    logits = smooth_logits(classes, (16, 16), seed=2)
-    logits[classes - 1, :8] += 100.0  # the last class wins the top half
+def test_the_most_classes_a_model_may_have_and_one_more():
+    logits = smooth_logits(MAX_CLASSES, (16, 16), seed=2)
+    logits[MAX_CLASSES - 1, :8] += 100.0  # the last class wins the top half
     labels = upsample_labels(logits, (40, 37))
-    assert labels.dtype == dtype
+    assert labels.dtype == np.uint8
     np.testing.assert_array_equal(labels, labels_from_scores(logits, (40, 37)))
-    assert labels.max() == classes - 1
+    assert labels.max() == MAX_CLASSES - 1
+    with pytest.raises(TsegError, match=f"labels hold up to {MAX_CLASSES} classes, got {MAX_CLASSES + 1}"):
+        upsample_labels(smooth_logits(MAX_CLASSES + 1, (4, 4), seed=2), (8, 8))
 
 
 def test_non_contiguous_and_float64_logits():
