@@ -16,6 +16,7 @@ from PIL import Image
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
+from tseg.runtime.inputs import open_input
 
 # argmax_classes works on blocks of at most this many values (classes x pixels): its scratch
 # memory stays bounded for full-size probabilities (a 12 MP photo's, with TTA or the CRF).
@@ -159,8 +160,8 @@ def save_label_png(path: str | Path, labels: np.ndarray, *, palette: Sequence[Se
         labels: (H, W) integer labels < 256.
         palette: (r, g, b) per class.
     """
-    if labels.max(initial=0) > 255:
-        raise ValueError(f"palette PNGs hold labels up to 255, got {int(labels.max())}")
+    if labels.max(initial=0) > 255 or labels.min(initial=0) < 0:
+        raise TsegError(f"labels: a palette PNG holds labels 0..255, got {int(labels.min())}..{int(labels.max())}")
     img = Image.fromarray(labels.astype(np.uint8), mode="P")
     flat = [c for rgb in palette for c in rgb]
     img.putpalette(flat + [0] * (768 - len(flat)))
@@ -172,8 +173,16 @@ def save_label_png(path: str | Path, labels: np.ndarray, *, palette: Sequence[Se
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
-    """Reads a label PNG written by :func:`save_label_png` back to (H, W) uint8 labels."""
-    with Image.open(path) as img:
-        if img.mode not in ("P", "L"):
-            raise ValueError(f"need a palette or grayscale label PNG, got mode {img.mode} in {path}")
-        return np.asarray(img, dtype=np.uint8)
+    """Reads a label PNG written by :func:`save_label_png` back to (H, W) uint8 labels.
+
+    Raises:
+        TsegError: not a regular file, not an image, or not a palette or grayscale PNG.
+    """
+    with open_input(path, what="label PNG") as handle:
+        try:
+            with Image.open(handle) as img:
+                if img.mode not in ("P", "L"):
+                    raise TsegError(f"path: need a palette or grayscale label PNG, got mode {img.mode} in {path}")
+                return np.asarray(img, dtype=np.uint8)
+        except (OSError, ValueError) as err:  # Pillow's errors for a file that is not an image
+            raise TsegError(f"path: cannot read the label PNG {path}: {err}") from None

@@ -299,3 +299,16 @@ def test_normalize_is_the_per_pixel_formula_bit_for_bit_and_c_contiguous(height,
     got = normalize(image, mean=mean, std=std)
     assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"] and got.shape == (3, height, width)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_label_png_errors_are_tseg_errors_naming_the_parameter(tmp_path):
+    from tseg.runtime.labels import read_label_png, save_label_png
+
+    with pytest.raises(TsegError, match=r"^labels: a palette PNG holds labels 0..255, got 0..300"):
+        save_label_png(tmp_path / "x.png", np.array([[0, 300]], np.int32), palette=[(0, 0, 0)])
+    Image.new("RGB", (2, 2)).save(tmp_path / "rgb.png")
+    (tmp_path / "text.png").write_text("not a png")
+    cases = (("rgb.png", "got mode RGB"), ("text.png", "cannot read the label PNG"), ("no.png", "not found"))
+    for name, message in cases:
+        with pytest.raises(TsegError, match=message):
+            read_label_png(tmp_path / name)
