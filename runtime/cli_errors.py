@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import click
 
-from tseg.runtime.errors import TsegError
+from tseg.runtime.errors import TsegError, logger
 
 F = TypeVar("F", bound=Callable)
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -36,6 +38,27 @@ class OneLineCommand(click.Command):
             raise click.ClickException(one_line(f"{err.format_message()} (see {name} --help)")) from None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (click's test runner swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the property decides
+        pass
+
+
+def show_notes() -> None:
+    """Shows tseg's notes and warnings (:data:`tseg.runtime.errors.logger`) on stderr, bare, once per process."""
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def one_line_errors(func: F) -> F:
     """Turns user-facing errors raised by ``func`` into ``Error: ...`` and exit 1.
 
@@ -47,6 +70,7 @@ def one_line_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        show_notes()
         try:
             return func(*args, **kwargs)
         except TsegError as err:

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tseg.runtime.coco import CocoDataset
-from tseg.runtime.errors import TsegError
+from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import find_images, read_image
 from tseg.runtime.labels import save_label_png
@@ -240,10 +240,9 @@ def check_classes(dataset: CocoDataset, segmenter: Segmenter) -> None:
     model_classes = segmenter.metadata.classes
     dataset.check_model_classes(model_classes)
     if tuple(model_classes) != tuple(dataset.classes):
-        print(
+        logger.warning(
             f"WARNING: class names differ between the model ({', '.join(model_classes)}) and"
-            f" {dataset.json_path.name} ({', '.join(dataset.classes)}); comparing by label index",
-            file=sys.stderr,
+            f" {dataset.json_path.name} ({', '.join(dataset.classes)}); comparing by label index"
         )
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tseg.runtime import tensorrt as trt
 from tseg.runtime.defaults import MAX_THREADS
-from tseg.runtime.errors import TsegError
+from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.inputs import check_model_file
 from tseg.runtime.metadata import ModelMetadata
 from tseg.runtime.onnx_file import read_model_file
@@ -269,10 +269,9 @@ def create_session(
         session.get_providers(), requested=requested, device=device, log=log.getvalue(), preload=preload_failure
     )
     if device == "auto" and "CUDAExecutionProvider" not in available and _gpu_note_wanted():
-        print(
+        logger.info(
             f"note: --device auto: running on the CPU: this onnxruntime offers no CUDAExecutionProvider"
-            f" ({CUDA_EXTRA} to use the GPU)",
-            file=sys.stderr,
+            f" ({CUDA_EXTRA} to use the GPU)"
         )
     return session
 
@@ -336,7 +335,7 @@ def check_providers(used: list[str], *, requested: list[str], device: str, log: 
                 f"--device {device}: {wanted} is installed but could not be loaded{because}; install"
                 f" {hint}, or use --device cpu or auto"
             )
-        print(f"note: --device auto: the GPU could not be used{because}; running on the CPU", file=sys.stderr)
+        logger.warning(f"note: --device auto: the GPU could not be used{because}; running on the CPU")
         return
     if device == "auto":
-        print(f"note: --device auto: running on {wanted}", file=sys.stderr)
+        logger.info(f"note: --device auto: running on {wanted}")

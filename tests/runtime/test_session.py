@@ -7,6 +7,7 @@ from native code (file descriptor 2) and prints TensorRT's fallback banner to st
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -168,23 +169,25 @@ def test_threads_of_the_wrong_kind_are_one_line_naming_the_parameter(model_file,
         create_session(model_file, device="cpu", threads=threads)
 
 
-def test_auto_uses_cuda_when_it_loads_and_says_so_on_stderr(monkeypatch, model_file, capfd):
+def test_auto_uses_cuda_when_it_loads_and_says_so(monkeypatch, model_file, capfd, caplog):
+    caplog.set_level(logging.INFO, logger="tseg")
     module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=[CUDA, CPU])
     use(monkeypatch, module, gpu_visible=True)
     create_session(model_file, device="auto")
     assert calls.requested == [CUDA, CPU]
-    out, err = capfd.readouterr()
-    assert out == "" and err == "note: --device auto: running on CUDAExecutionProvider\n"
+    assert capfd.readouterr().out == "" and caplog.messages == ["note: --device auto: running on CUDAExecutionProvider"]
 
 
-def test_auto_falls_back_to_the_cpu_when_cuda_does_not_load(monkeypatch, model_file, capfd):
+def test_auto_falls_back_to_the_cpu_when_cuda_does_not_load(monkeypatch, model_file, capfd, caplog):
+    caplog.set_level(logging.INFO, logger="tseg")
     module, calls = fake_ort(available=[CUDA, CPU], loads=[CPU])
     use(monkeypatch, module, gpu_visible=True)
     session = create_session(model_file, device="auto")
     assert session.get_providers() == [CPU]
-    out, err = capfd.readouterr()
-    assert out == ""
-    assert err.count("\n") == 1 and "running on the CPU" in err and "libcublasLt.so.13" in err
+    assert capfd.readouterr().out == ""
+    [note] = caplog.records
+    assert note.levelno == logging.WARNING
+    assert "running on the CPU" in note.message and "libcublasLt.so.13" in note.message
 
 
 @pytest.mark.parametrize("available", [[TRT, CUDA, CPU], [CPU]])
@@ -197,15 +200,27 @@ def test_auto_on_a_machine_without_a_gpu_asks_for_the_cpu_and_stays_quiet(monkey
     assert capfd.readouterr() == ("", "")
 
 
-def test_auto_with_a_gpu_but_a_cpu_only_onnxruntime_says_what_to_install(monkeypatch, model_file, capfd):
+def test_auto_with_a_gpu_but_a_cpu_only_onnxruntime_says_what_to_install(monkeypatch, model_file, capfd, caplog):
+    caplog.set_level(logging.INFO, logger="tseg")
     module, calls = fake_ort(available=[CPU], loads=[CPU])
     use(monkeypatch, module, gpu_visible=True)
     monkeypatch.setattr(session_module.sys, "platform", "linux")
     create_session(model_file, device="auto")
     assert calls.requested == [CPU] and calls.events == ["session"]
-    out, err = capfd.readouterr()
-    assert out == "" and err.count("\n") == 1
-    assert err.startswith("note: --device auto: running on the CPU") and "pip install 'tseg[cuda]'" in err
+    assert capfd.readouterr().out == ""
+    [note] = caplog.messages
+    assert note.startswith("note: --device auto: running on the CPU") and "pip install 'tseg[cuda]'" in note
+
+
+def test_the_clis_show_the_notes_on_stderr(monkeypatch, model_file, capfd):
+    from tseg.runtime.cli_errors import show_notes
+
+    module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=[CUDA, CPU])
+    use(monkeypatch, module, gpu_visible=True)
+    show_notes()
+    show_notes()  # once per process, however many commands run
+    create_session(model_file, device="auto")
+    assert capfd.readouterr() == ("", "note: --device auto: running on CUDAExecutionProvider\n")
 
 
 def test_auto_with_a_cpu_only_onnxruntime_on_macos_stays_quiet(monkeypatch, model_file, capfd):
