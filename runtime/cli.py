@@ -181,8 +181,9 @@ def main(
       tseg-infer photos/ --crf                     # newest model under runs/, out: runs/infer/photos
       tseg-infer photos/ --model best.onnx --out labels/ --overlay pictures/
       tseg-infer --coco data/val.json --model best.onnx --out pred/ --eval --crf
-      tseg-infer --coco data/test.json --submission sub.csv
-      tseg-infer --coco data/val.json --score-submission sub.csv
+      tseg-infer --coco data/test.json --submission sub.csv       # the competition's CSV
+      tseg-infer --coco data/val.json --submission val.csv
+      tseg-infer --coco data/val.json --score-submission val.csv  # scored against the split it was made for
       tseg-infer --coco data/val.json --model best.onnx --crf-tune
       tseg-infer photos/ --model best.int8.onnx --device tensorrt   # or best.onnx --device tensorrt --trt-fp16
     """

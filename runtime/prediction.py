@@ -17,7 +17,7 @@ class Prediction:
     """One image's segmentation.
 
     Attributes:
-        labels: (H, W) uint8 labels at the image's own size (uint16 beyond 256 classes).
+        labels: (H, W) uint8 labels at the image's own size.
         classes: the model's class names; ``classes[label]`` names a label.
         palette: (r, g, b) per class, as in the label PNGs.
         probs: (C, H, W) float32 class probabilities when asked for (``predict(..., probs=True)``);

@@ -85,7 +85,7 @@ class CrfParams:
             image: (H, W, 3) uint8 RGB.
 
         Returns:
-            (H, W) labels, uint8 (uint16 beyond 256 classes). Above ``max_pixels`` the
+            (H, W) uint8 labels. Above ``max_pixels`` the
             CRF runs at a capped resolution (module docstring); prefer
             :meth:`refine_logits`, which never needs (C, H, W) scores.
         """
@@ -112,7 +112,7 @@ class CrfParams:
             threads: the CRF's threads; None: every core (the labels do not depend on it).
 
         Returns:
-            (H, W) labels, uint8 (uint16 beyond 256 classes).
+            (H, W) uint8 labels.
         """
         image = check_image(image)
         logits = _check_logits(logits)
