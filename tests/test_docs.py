@@ -24,7 +24,6 @@ import shlex
 import shutil
 import sys
 import types
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -33,78 +32,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.docs_pages import PAGES, README, ROOT, SHELL_WORDS, Block, all_blocks, code_blocks, command_lines
 from tests.onnx_models import colour_blocks_image, colour_labels, write_colour_model
 from tests.tiny_coco import write_tiny_coco
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
-# Shell words that start a line without being a command to check.
-SHELL_WORDS = {"for", "do", "done", "if", "then", "fi", "cd", "export", "docker", "pip"}
 # What a real tseg-infer run cannot do here.
 NEEDS_A_GPU = re.compile(r"--device[ =](cuda|tensorrt)")
-
-
-@dataclass(frozen=True)
-class Block:
-    page: Path
-    line: int  # 1-based line of the opening fence
-    lang: str
-    text: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
-
-
-def code_blocks(page: Path) -> list[Block]:
-    """The fenced code blocks of a Markdown page, with their language."""
-    blocks, lines = [], page.read_text(encoding="utf-8").splitlines()
-    start = lang = None
-    for number, line in enumerate(lines, 1):
-        if start is None and line.startswith("```"):
-            start, lang, body = number, line[3:].strip().split(" ")[0], []
-        elif start is not None and line.startswith("```"):
-            blocks.append(Block(page, start, lang, "\n".join(body) + "\n"))
-            start = None
-        elif start is not None:
-            body.append(line)
-    assert start is None, f"{page}: a code block opened at line {start} is never closed"
-    return blocks
-
-
-def all_blocks(lang: str) -> list[Block]:
-    return [b for page in PAGES for b in code_blocks(page) if b.lang == lang]
-
-
-def command_lines(block: Block) -> list[tuple[int, list[str]]]:
-    """(line, words) of each command in a shell block: continuations joined, comments dropped."""
-    commands, pending, first = [], "", None
-    for number, line in enumerate(block.text.splitlines(), block.line + 1):
-        first = number if not pending else first
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
-            continue
-        words = shlex.split(pending + line, comments=True)
-        pending = ""
-        for part in _split_on_semicolons(words):
-            if part:
-                commands.append((first, part))
-    return commands
-
-
-def _split_on_semicolons(words: list[str]) -> list[list[str]]:
-    parts, current = [], []
-    for word in words:
-        pieces = word.split(";")
-        for index, piece in enumerate(pieces):
-            if piece:
-                current.append(piece)
-            if index < len(pieces) - 1:
-                parts.append(current)
-                current = []
-    parts.append(current)
-    return parts
 
 
 # ---------------------------------------------------------------------------------------- a reader's folder
@@ -436,68 +369,3 @@ def test_a_test_split_cannot_be_scored(in_reader_folder, clis):
     assert made.exit_code == 0, made.output
     scored = runner.invoke(clis["tseg-infer"], ["--coco", "data/test.json", "--score-submission", "test.csv"])
     assert scored.exit_code == 1, scored.output
-
-
-# ---------------------------------------------------------------------------------------- links
-
-
-def heading_anchors(page: Path) -> set[str]:
-    """GitHub's anchors for a page's headings (lower case, punctuation dropped, spaces to '-')."""
-    anchors, seen = set(), {}
-    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
-    for title in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M):
-        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
-        count = seen.get(slug, 0)
-        seen[slug] = count + 1
-        anchors.add(slug if count == 0 else f"{slug}-{count}")
-    return anchors
-
-
-def links(page: Path) -> list[tuple[int, str]]:
-    """(line, target) of every Markdown link outside code."""
-    found, fenced = [], False
-    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
-        if line.startswith("```"):
-            fenced = not fenced
-            continue
-        if not fenced:
-            line = re.sub(r"`[^`]*`", "", line)
-            found += [(number, target) for target in re.findall(r"\]\(([^)\s]+)\)", line)]
-    return found
-
-
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
-def test_links_resolve(page):
-    for line, target in links(page):
-        if re.match(r"[a-z]+:", target):
-            continue  # a web address
-        path, _, anchor = target.partition("#")
-        resolved = (page.parent / path).resolve() if path else page
-        assert resolved.exists(), f"{page.name}:{line}: {target} does not exist"
-        assert ROOT in resolved.parents or resolved == ROOT, f"{page.name}:{line}: {target} leaves the repository"
-        if anchor:
-            assert resolved.suffix == ".md", f"{page.name}:{line}: an anchor into {resolved.name}"
-            assert anchor in heading_anchors(resolved), (
-                f"{page.name}:{line}: {resolved.name} has no heading #{anchor}"
-                f" (has: {', '.join(sorted(heading_anchors(resolved)))})"
-            )
-
-
-def test_every_docs_page_is_linked_from_the_readme():
-    linked = {(README.parent / t.partition("#")[0]).resolve() for _, t in links(README)}
-    assert not [p.name for p in PAGES[1:] if p.resolve() not in linked]
-
-
-def test_link_checker_sees_anchors():
-    assert "the-accuracy-gate" in heading_anchors(ROOT / "docs" / "deployment.md")
-    assert "gpu-status" in heading_anchors(README)
-
-
-def test_readme_fits_on_a_screen():
-    lines = README.read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= 200, len(lines)
-    first_block = code_blocks(README)[0]
-    assert first_block.line == 3 and [w[:2] for _, w in command_lines(first_block)] == [
-        ["make", "demo"],
-        ["make", "test"],
-    ]
