@@ -11,8 +11,7 @@
   their source; ``make`` by the Makefile's targets. A ``--score-submission`` CSV must
   come from the split it is scored against.
 - Every ``tseg-infer`` line runs for real on that folder (not ``--device cuda/tensorrt``).
-- Every relative link resolves (anchors included) and every page of docs/ is linked
-  from the README.
+- Links and the README's length: :mod:`tests.test_docs_links`.
 """
 
 from __future__ import annotations
