@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def no_space_error(err: BaseException, path: Path) -> TsegError | None:
 class TempFile:
     """A temp file (or folder) beside ``path`` that this process owns until :meth:`commit` or :meth:`discard`.
 
-    Stale temp files of ``path`` whose writers are gone are removed first. The temp file
+    Temp files in the folder whose writers are gone are removed first (the first time this
+    process writes there). The temp file
     is locked (``flock``) for as long as it exists, so a concurrent run never deletes it.
 
     Args:
@@ -89,9 +91,8 @@ class TempFile:
         self.path = Path(path)
         self.folder = folder
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        prefix = temp_name_prefix(self.path)
-        remove_stale_temp_files(self.path.parent, prefix=prefix)
-        prefix += f"p{os.getpid()}."
+        _sweep_once(self.path.parent)
+        prefix = temp_name_prefix(self.path) + f"p{os.getpid()}."
         if folder:
             self.temp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=prefix, suffix=TEMP_SUFFIX))
             self._lock = os.open(self.temp, os.O_RDONLY)
@@ -127,6 +128,24 @@ class TempFile:
         if self._lock is not None:
             os.close(self._lock)  # closing the last descriptor drops the flock
             self._lock = None
+
+
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
+
+
+def _sweep_once(folder: Path) -> None:
+    """Removes dead writers' temp files from ``folder`` the first time this process writes there.
+
+    Once per folder, not once per file: a sweep lists the folder, and a run writing 10,000
+    label PNGs into one folder would otherwise list it 10,000 times.
+    """
+    key = folder.resolve()
+    with _swept_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+    remove_stale_temp_files(folder)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
