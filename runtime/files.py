@@ -73,8 +73,8 @@ def no_space_error(err: BaseException, path: Path) -> TsegError | None:
 class TempFile:
     """A temp file (or folder) beside ``path`` that this process owns until :meth:`commit` or :meth:`discard`.
 
-    Temp files in the folder whose writers are gone are removed first (the first time this
-    process writes there). The temp file
+    Temp files in the folder whose writers are gone are removed first (see
+    :func:`_sweep_before_writing`). The temp file
     is locked (``flock``) for as long as it exists, so a concurrent run never deletes it.
 
     Args:
@@ -91,7 +91,7 @@ class TempFile:
         self.path = Path(path)
         self.folder = folder
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _sweep_once(self.path.parent)
+        _sweep_before_writing(self.path)
         prefix = temp_name_prefix(self.path) + f"p{os.getpid()}."
         if folder:
             self.temp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=prefix, suffix=TEMP_SUFFIX))
@@ -130,22 +130,37 @@ class TempFile:
             self._lock = None
 
 
-_swept: set[Path] = set()
+_swept: dict[tuple[int, int], list[Path]] = {}  # folder identity -> its temp files without a pid
 _swept_lock = threading.Lock()
 
 
-def _sweep_once(folder: Path) -> None:
-    """Removes dead writers' temp files from ``folder`` the first time this process writes there.
+def _sweep_before_writing(target: Path) -> None:
+    """Removes dead writers' temp files beside ``target`` without listing its folder at every write.
 
-    Once per folder, not once per file: a sweep lists the folder, and a run writing 10,000
-    label PNGs into one folder would otherwise list it 10,000 times.
+    The folder is listed once per process: temp files named with a dead writer's pid go
+    then. A temp file without a pid in its name (an older tseg's) has no known owner: it
+    goes when this process writes that same target, if its lock is free.
     """
-    key = folder.resolve()
-    with _swept_lock:
-        if key in _swept:
-            return
-        _swept.add(key)
-    remove_stale_temp_files(folder)
+    folder = target.parent
+    try:
+        info = folder.stat()
+    except OSError:
+        return
+    key = (info.st_dev, info.st_ino)
+    with _swept_lock:  # held through the one listing: a second writer thread waits for it
+        if key not in _swept:
+            _swept[key] = []
+            for candidate in _temp_files(folder, "."):
+                if _PID.search(candidate.name) is None:
+                    _swept[key].append(candidate)
+                elif _writer_gone(candidate):
+                    _remove(candidate)
+        prefix = temp_name_prefix(target)
+        unowned = [c for c in _swept[key] if c.name.startswith(prefix)]
+        for candidate in unowned:
+            _swept[key].remove(candidate)
+            if _writer_gone(candidate):
+                _remove(candidate)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -224,17 +239,26 @@ def remove_stale_temp_files(folder: str | Path, *, prefix: str = ".") -> list[Pa
     if not folder.is_dir():
         return []
     removed = []
-    for candidate in folder.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
-        if candidate.is_symlink() or not _writer_gone(candidate):
-            continue
-        if candidate.is_dir():
-            shutil.rmtree(candidate, ignore_errors=True)
-        elif candidate.is_file():
-            candidate.unlink(missing_ok=True)
-        else:
-            continue
-        removed.append(candidate)
+    for candidate in _temp_files(folder, prefix):
+        if _writer_gone(candidate) and _remove(candidate):
+            removed.append(candidate)
     return removed
+
+
+def _temp_files(folder: Path, prefix: str) -> list[Path]:
+    """Temp files and folders in ``folder`` whose names start with ``prefix`` (links skipped)."""
+    return [c for c in folder.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}") if not c.is_symlink()]
+
+
+def _remove(candidate: Path) -> bool:
+    """Deletes a temp file or folder; False for anything else (a FIFO named like one)."""
+    if candidate.is_dir():
+        shutil.rmtree(candidate, ignore_errors=True)
+    elif candidate.is_file():
+        candidate.unlink(missing_ok=True)
+    else:
+        return False
+    return True
 
 
 def safe_relative_path(relative: str | Path, *, what: str) -> Path:

@@ -134,3 +134,26 @@ def test_a_live_writers_temp_file_survives_cleanup_and_a_dead_ones_does_not(tmp_
         writer.wait()
     assert remove_stale_temp_files(tmp_path) == [temp] and not temp.exists()
     assert target.read_bytes() == b"second run"
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_writing_many_files_lists_their_folder_once_and_keeps_unowned_temps_of_other_targets(tmp_path, monkeypatch):
+    import tseg.runtime.files as files
+
+    dead = tmp_path / f".a.png.p{_dead_pid()}.x1{TEMP_SUFFIX}"  # a killed run's, any target: goes
+    old_same = tmp_path / f".b.png.q2{TEMP_SUFFIX}"  # no pid (older tseg), the target written: goes
+    old_other = tmp_path / f".c.png.q3{TEMP_SUFFIX}"  # no pid, another target: may be live, kept
+    for path in (dead, old_same, old_other):
+        path.write_bytes(b"torn")
+    listings = []
+    real = files._temp_files
+    monkeypatch.setattr(files, "_temp_files", lambda *a: listings.append(a) or real(*a))
+    for index in range(20):
+        atomic_write_bytes(tmp_path / f"{index}.png", b"x")
+    atomic_write_bytes(tmp_path / "b.png", b"x")
+    assert len(listings) == 1
+    assert not dead.exists() and not old_same.exists() and old_other.is_file()
