@@ -36,6 +36,8 @@ runtime-smoke: venv
 	rm -rf $(RUNTIME_VENV) && $(PYTHON) -m venv $(RUNTIME_VENV)
 	# No C/C++ compiler needed (the CRF is Numba): a build that tried one would fail.
 	CC=false CXX=false $(RUNTIME_VENV)/bin/pip install --quiet .
+	# The build leaves tseg.egg-info at the root, where importlib.metadata would find its stale entry points.
+	rm -rf tseg.egg-info
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
 	$(RUNTIME_VENV)/bin/tseg-infer $(SMOKE)/data/rgb --model $(SMOKE)/tiny.onnx --out $(SMOKE)/labels --quiet
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval --quiet

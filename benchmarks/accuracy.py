@@ -1,16 +1,16 @@
 """--coco: each row's val mIoU, scored as ``tseg-infer --coco SPLIT --eval`` scores it.
 
-The model runs through tseg-infer's own code (:func:`~tseg.runtime.predict.infer_coco`, label
+The model runs through tseg-infer's own code (:func:`~tseg.runtime.infer.run.infer_coco`, label
 PNGs to a temporary folder, one confusion matrix over the split, model alone, no CRF), once per
 (model file, device), after the timing so it does not disturb it. Every row of that file and
 device gets the figure: the runtime resizes each image to the model's input size whatever
 size the row was timed at.
 
 The PyTorch eager row is scored with the same code around the model: the split's images read
-by :class:`~tseg.runtime.coco.CocoDataset`, resized and normalised by
-:func:`~tseg.runtime.images.preprocess` at the checkpoint's input size, logits upsampled by
-:func:`~tseg.runtime.postprocess.upsample_labels` and counted in one
-:class:`~tseg.runtime.metrics.ConfusionMatrix`; only the forward pass is PyTorch's.
+by :class:`~tseg.runtime.data.coco.CocoDataset`, resized and normalised by
+:func:`~tseg.runtime.segment.images.preprocess` at the checkpoint's input size, logits upsampled by
+:func:`~tseg.runtime.segment.upsample.upsample_labels` and counted in one
+:class:`~tseg.runtime.data.metrics.ConfusionMatrix`; only the forward pass is PyTorch's.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from tseg.benchmarks.measure import Row, reason_line
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 
 
@@ -38,7 +38,7 @@ def check_split(coco: Path, data: Path | None) -> CocoDataset:
 def score_rows(rows: list[Row], *, coco: Path, data: Path | None, threads: int | None,
                batch_size: int = 8) -> None:
     """Sets ``miou`` on every row that ran; a row whose split could not be scored fails (its status says why)."""
-    from tseg.runtime.predict import InferSettings, infer_coco
+    from tseg.runtime.infer.run import InferSettings, infer_coco
 
     scores: dict[tuple[str, str], float | str] = {}
     for row in rows:
@@ -79,9 +79,9 @@ def _score(model: Path, device: str, *, coco, data, threads, batch_size, infer, 
 def _score_eager(checkpoint: Path, device: str, *, coco: Path, data: Path | None, threads: int | None) -> float | str:
     """The eager row's mIoU: tseg.runtime's reading, preprocessing, upsampling and scoring around PyTorch."""
     from tseg.benchmarks.measure import load_eager_plugin
-    from tseg.runtime.images import preprocess
-    from tseg.runtime.metrics import ConfusionMatrix
-    from tseg.runtime.postprocess import upsample_labels
+    from tseg.runtime.data.metrics import ConfusionMatrix
+    from tseg.runtime.segment.images import preprocess
+    from tseg.runtime.segment.upsample import upsample_labels
 
     try:
         eager = load_eager_plugin().load_eager(checkpoint, device=device, threads=threads)

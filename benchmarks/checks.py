@@ -14,17 +14,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from tseg.benchmarks.measure import EAGER_DEVICES, eager_sizes, load_eager_plugin, row_sizes
-from tseg.runtime.coco import CocoDataset
-from tseg.runtime.defaults import MAX_THREADS
+from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.model.metadata import ModelMetadata
+from tseg.runtime.model.session import MAX_THREADS
 
 FLOAT32_BYTES = 4
 IMAGE_CHANNELS = 3
 
 
 def check_threads(threads: object) -> None:
-    """Refuses intra-op threads that are not an integer in 1..:data:`~tseg.runtime.defaults.MAX_THREADS`.
+    """Refuses intra-op threads that are not an integer in 1..:data:`~tseg.runtime.model.session.MAX_THREADS`.
 
     Raises:
         TsegError: names ``threads`` and the machine's limit.
@@ -80,7 +80,7 @@ def check_split_classes(dataset: CocoDataset, models: Mapping[str, Sequence[str]
         models: how each model is named in the error ("the model best.onnx") -> its classes.
 
     Raises:
-        TsegError: :meth:`~tseg.runtime.coco.CocoDataset.check_model_classes`'s line.
+        TsegError: :meth:`~tseg.runtime.data.coco.CocoDataset.check_model_classes`'s line.
     """
     for what, classes in models.items():
         dataset.check_model_classes(classes, what=what)
@@ -134,7 +134,7 @@ def check_sizes(metas: Sequence[tuple[Path, ModelMetadata]], *, checkpoint: Path
 
 
 def open_models(paths: Iterable[Path], *, threads: int | None) -> dict[Path, object]:
-    """Opens each model file as tseg-infer does (a :class:`~tseg.runtime.segmenter.Segmenter` on the CPU).
+    """Opens each model file as tseg-infer does (a :class:`~tseg.runtime.segment.segmenter.Segmenter` on the CPU).
 
     So a file that tseg-infer or ONNX Runtime refuses (external data outside its folder, a
     graph that does not fit its metadata, a graph ONNX Runtime cannot load) is refused in
@@ -146,6 +146,6 @@ def open_models(paths: Iterable[Path], *, threads: int | None) -> dict[Path, obj
     Raises:
         TsegError: the Segmenter's one line.
     """
-    from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.segment.segmenter import Segmenter
 
     return {path: Segmenter(path, device="cpu", threads=threads, batch_size=1).session for path in dict.fromkeys(paths)}

@@ -28,10 +28,10 @@ from tseg.benchmarks.measure import (
 from tseg.benchmarks.report import BenchReport, failure_lines, format_json, format_markdown, format_text
 from tseg.benchmarks.stats import TimingPolicy
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
-from tseg.runtime.defaults import MAX_BATCH_SIZE, MAX_THREADS
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.metadata import MAX_INPUT_SIDE
+from tseg.runtime.model.metadata import MAX_BATCH_SIZE, MAX_INPUT_SIDE
+from tseg.runtime.model.session import MAX_THREADS
 
 
 def parse_int_list(text: str, *, option: str, low: int, high: int) -> tuple[int, ...]:
@@ -218,7 +218,7 @@ def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, s
          min_time, min_runs, warmup, pause, progress, verbose) -> None:
     """Benchmark exported models (MODEL.onnx ...): latency, images/s, FLOPs, % of peak, mIoU."""
     if verbose:
-        from tseg.runtime.session import set_engine_logging
+        from tseg.runtime.model.session import set_engine_logging
 
         set_engine_logging(verbose=True)
     settings = BenchSettings(

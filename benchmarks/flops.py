@@ -242,7 +242,7 @@ def count_flops(model_path: str | Path, *, height: int, width: int) -> FlopCount
     except ImportError:
         return FlopCount(None, note="FLOPs unavailable: the onnx package is not installed (pip install onnx)")
     from tseg.runtime.errors import TsegError
-    from tseg.runtime.onnx_file import load_model
+    from tseg.runtime.model.onnx_file import load_model
 
     try:
         model = load_model(model_path)  # as every .onnx is read without a session: a FIFO is refused unread

@@ -52,7 +52,7 @@ def tiny_model(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from tseg.runtime.metadata import ModelMetadata, default_palette
+    from tseg.runtime.model.metadata import ModelMetadata, default_palette
 
     rng = np.random.default_rng(0)
     w1 = rng.normal(0, 0.3, (16, 3, 3, 3)).astype(np.float32)
@@ -90,7 +90,7 @@ def check_preload_alone(model: Path, results: dict) -> None:
     """
     code = (
         "import sys\n"
-        "from tseg.runtime.session import create_session\n"
+        "from tseg.runtime.model.session import create_session\n"
         f"print(create_session({str(model)!r}, device='cuda').get_providers()[0])\n"
         "print('torch imported' if 'torch' in sys.modules else 'no torch')\n"
     )
@@ -112,8 +112,8 @@ def check_preload_alone(model: Path, results: dict) -> None:
 def check_cuda_session(model: Path, results: dict) -> None:
     import onnxruntime as ort
 
-    from tseg.runtime.binding import BoundRunner
-    from tseg.runtime.session import create_session
+    from tseg.runtime.model.binding import BoundRunner
+    from tseg.runtime.model.session import create_session
 
     results["onnxruntime"] = ort.__version__
     results["available_providers"] = ort.get_available_providers()
@@ -160,7 +160,7 @@ def timings(runner, session) -> dict:
 def check_auto_and_segmenter(model: Path, results: dict) -> None:
     code = (
         ("import torch\n" if results.get("torch_imported_first") else "")
-        + "from tseg.runtime.session import create_session\n"
+        + "from tseg.runtime.model.session import create_session\n"
         + f"print(create_session({str(model)!r}, device='auto').get_providers()[0])\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -168,7 +168,7 @@ def check_auto_and_segmenter(model: Path, results: dict) -> None:
     ok = run.returncode == 0 and run.stdout == f"{CUDA}\n" and f"running on {CUDA}" in run.stderr
     report("4 auto picks CUDA", ok, f"stdout {run.stdout.strip()!r}, stderr {run.stderr.strip()[-200:]!r}")
 
-    from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.segment.segmenter import Segmenter
 
     image = np.random.default_rng(2).integers(0, 256, (120, 90, 3), dtype=np.uint8)
     on_gpu = Segmenter(model, device="cuda").predict([image, image[::-1]])
@@ -182,7 +182,7 @@ def check_tensorrt(model: Path, results: dict) -> None:
     code = (
         "import click\n"
         "from tseg.runtime.cli_errors import one_line_errors\n"
-        "from tseg.runtime.session import create_session\n"
+        "from tseg.runtime.model.session import create_session\n"
         "@click.command()\n"
         "@one_line_errors\n"
         "def main():\n"
@@ -201,8 +201,8 @@ def check_tensorrt(model: Path, results: dict) -> None:
 
 def check_tensorrt_engines(model: Path, results: dict) -> None:
     """7. TensorRT through ONNX Runtime: provider options, engine/timing caches, labels vs the CPU."""
-    from tseg.runtime import tensorrt as trt
-    from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.model import tensorrt as trt
+    from tseg.runtime.segment.segmenter import Segmenter
 
     gpu = trt.gpu_name()
     results["trt_gpu_name"] = gpu

@@ -97,9 +97,9 @@ def build_images(folder: Path, count: int) -> list[Path]:
 
 def session_rate(model: Path, paths: list[Path], batch_size: int, threads: int | None):
     """(a): returns a callable that runs the session over pre-decoded, preprocessed batches."""
-    from tseg.runtime.images import read_image
-    from tseg.runtime.segmenter import Segmenter
-    from tseg.runtime.session import create_session
+    from tseg.runtime.model.session import create_session
+    from tseg.runtime.segment.images import read_image
+    from tseg.runtime.segment.segmenter import Segmenter
 
     segmenter = Segmenter(model, device="cpu", threads=threads)
     tensors = np.stack([segmenter.preprocess(read_image(p)) for p in paths])
@@ -119,8 +119,8 @@ def session_rate(model: Path, paths: list[Path], batch_size: int, threads: int |
 def pipeline_run(model: Path, folder: Path, out: Path, *, crf: bool, workers: int, batch_size: int, threads,
                  post_workers: int | None = None):
     """(b), (c), (d): tseg-infer's work in-process (what the CLI calls)."""
-    from tseg.runtime.predict import InferSettings, infer_paths
-    from tseg.runtime.refine import CrfParams
+    from tseg.runtime.infer.run import InferSettings, infer_paths
+    from tseg.runtime.segment.refine import CrfParams
 
     settings = InferSettings(
         model=model,

@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from tseg.export.calibration import calibration_images
-    from tseg.runtime.coco import CocoDataset
-    from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.data.coco import CocoDataset
+    from tseg.runtime.segment.segmenter import Segmenter
 
     meta = Segmenter(args.fp32, device="cpu").metadata
     coco = CocoDataset(args.data / args.val_json, root=args.data)

@@ -76,7 +76,7 @@ def machine_info(*, threads: int | None, devices: tuple[str, ...]) -> dict[str, 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = None
     if any(d != "cpu" for d in devices):
-        from tseg.runtime.tensorrt import gpu_name
+        from tseg.runtime.model.tensorrt import gpu_name
 
         gpu = gpu_name()
     ort_name = "onnxruntime-gpu" if package_version("onnxruntime-gpu") else "onnxruntime"
@@ -244,8 +244,8 @@ def make_peak_runner(kind: str, device: str, *, op: str, shape: tuple[int, int, 
         import onnx
     except ImportError:
         raise TsegError("peak unavailable: the onnx package is not installed (pip install onnx)") from None
-    from tseg.runtime.binding import BoundRunner
-    from tseg.runtime.session import create_session
+    from tseg.runtime.model.binding import BoundRunner
+    from tseg.runtime.model.session import create_session
 
     path = Path(folder) / f"gemm_{kind}_{device}_{op}_{'x'.join(map(str, shape))}.onnx"
     onnx.save(gemm_graph(kind, shape, device, op), str(path))

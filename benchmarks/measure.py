@@ -1,8 +1,8 @@
 """One row per (model file or PyTorch eager, precision, device, size, batch), measured interleaved.
 
-Each ONNX row opens the file with :func:`~tseg.runtime.session.create_session` (the device's
+Each ONNX row opens the file with :func:`~tseg.runtime.model.session.create_session` (the device's
 provider or a one-line refusal, never a silent CPU fallback) and times one batch of random
-(batch, 3, size, size) float32 input through :class:`~tseg.runtime.binding.BoundRunner`,
+(batch, 3, size, size) float32 input through :class:`~tseg.runtime.model.binding.BoundRunner`,
 as ``tseg-infer`` runs its batches (IOBinding on a GPU: input copied in, logits copied out,
 both timed). All rows and the GEMM peaks take turns (:func:`~tseg.benchmarks.stats.interleave`).
 
@@ -32,7 +32,7 @@ from tseg.benchmarks.machine import PeakRunner, peak_folder, peak_kind
 from tseg.benchmarks.stats import TimingPolicy, interleave, summarize
 from tseg.runtime.cli_errors import one_line
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.model.metadata import ModelMetadata
 
 DEVICES = ("cpu", "cuda", "tensorrt")
 EAGER_DEVICES = ("cpu", "cuda")
@@ -110,7 +110,7 @@ def read_metadata(path: Path) -> ModelMetadata:
     Raises:
         TsegError: the file is missing, not an ONNX file, or has no (or bad) tseg metadata.
     """
-    from tseg.runtime.onnx_file import read_model_file
+    from tseg.runtime.model.onnx_file import read_model_file
 
     if not path.is_file():
         raise TsegError(f"model file not found: {path}" if not path.exists() else f"{path} is not a file")
@@ -142,9 +142,9 @@ class Plan:
 
 def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, threads, *, opened=None) -> list[Plan]:
     """The rows of one model file on one device; one session for all of them (``opened``: one already open)."""
-    from tseg.runtime.binding import BoundRunner
-    from tseg.runtime.session import create_session
-    from tseg.runtime.tensorrt import TensorrtSettings
+    from tseg.runtime.model.binding import BoundRunner
+    from tseg.runtime.model.session import create_session
+    from tseg.runtime.model.tensorrt import TensorrtSettings
 
     state: dict[str, object] = {}
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.labels import labels_from_scores, resize_scores
-from tseg.runtime.postprocess import upsample_labels
+from tseg.runtime.segment.scores import labels_from_scores, resize_scores
+from tseg.runtime.segment.upsample import upsample_labels
 
 NUM_CLASSES = 12
 MODEL_OUTPUT = (256, 256)
@@ -68,8 +68,8 @@ import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from postprocess import model_like_logits
-from tseg.runtime.images import read_image
-from tseg.runtime.refine import CrfParams
+from tseg.runtime.segment.images import read_image
+from tseg.runtime.segment.refine import CrfParams
 logits = model_like_logits()
 params = CrfParams(max_pixels=int(sys.argv[3]))
 start = time.perf_counter()

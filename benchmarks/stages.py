@@ -64,9 +64,9 @@ def write_photos(folder: Path, size: int, count: int = STAGE_IMAGES) -> list[Pat
 
 def _stage_times(segmenter, crf, paths: list[Path], out: Path, passes: int) -> dict[str, list[float]]:
     """Seconds per image of each stage, over ``passes`` passes (after one untimed pass)."""
-    from tseg.runtime.images import read_image
-    from tseg.runtime.labels import save_label_png
-    from tseg.runtime.postprocess import upsample_labels
+    from tseg.runtime.data.label_png import save_label_png
+    from tseg.runtime.segment.images import read_image
+    from tseg.runtime.segment.upsample import upsample_labels
 
     times: dict[str, list[float]] = {name: [] for name in STAGES}
     for repeat in range(passes + 1):
@@ -92,7 +92,7 @@ def _stage_times(segmenter, crf, paths: list[Path], out: Path, passes: int) -> d
 
 def _pipeline_rate(model: Path, warmup: Path, folder: Path, out: Path, *, device: str, threads, crf) -> float:
     """images/s of tseg-infer's pipeline over ``folder`` (after a warm-up run over ``warmup``)."""
-    from tseg.runtime.predict import InferSettings, infer_paths
+    from tseg.runtime.infer.run import InferSettings, infer_paths
 
     settings = InferSettings(model=model, out=out, device=device, threads=threads, progress=False, crf=crf)
     infer_paths([warmup], settings=settings)
@@ -106,8 +106,8 @@ def _pipeline_rate(model: Path, warmup: Path, folder: Path, out: Path, *, device
 
 def stage_rows(models: list[Path], *, sizes: list[int], device: str, threads, policy: TimingPolicy) -> list[list[str]]:
     """One table row per (model, size): p50 ms of each stage, their sum, pipeline images/s without/with CRF."""
-    from tseg.runtime.refine import resolve_crf_params
-    from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.segment.refine import resolve_crf_params
+    from tseg.runtime.segment.segmenter import Segmenter
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="tseg-bench-stages-") as tmp:
@@ -160,7 +160,7 @@ STAGE_METHOD = (
 
 def smooth_logits(rng: np.random.Generator, num_classes: int, size: int) -> np.ndarray:
     """(C, size, size) float32 logits: a coarse random field, bilinearly upsampled (like a model's)."""
-    from tseg.runtime.labels import resize_scores
+    from tseg.runtime.segment.scores import resize_scores
 
     coarse = rng.normal(0, 3, size=(num_classes, max(2, size // 32), max(2, size // 32))).astype(np.float32)
     return np.ascontiguousarray(resize_scores(coarse, (size, size)), dtype=np.float32)
@@ -172,7 +172,7 @@ def _pydensecrf_runner(scores: np.ndarray, image: np.ndarray, params):
         import pydensecrf.densecrf as dcrf
     except ImportError:
         return None
-    from tseg.runtime.labels import softmax
+    from tseg.runtime.segment.scores import softmax
 
     num_classes, height, width = scores.shape
     unary = np.ascontiguousarray(-np.log(np.maximum(softmax(scores), 1e-12)).reshape(num_classes, -1), np.float32)
@@ -192,7 +192,7 @@ def _pydensecrf_runner(scores: np.ndarray, image: np.ndarray, params):
 def crf_rows(class_counts: list[int], *, sizes: list[int], threads, policy: TimingPolicy,
              params=None) -> list[list[str]]:
     """One row per (size, class count): tseg's CRF p50 and pydensecrf's ('-' when not installed), interleaved."""
-    from tseg.runtime.refine import CrfParams
+    from tseg.runtime.segment.refine import CrfParams
 
     params = params or CrfParams()
     rows = []

@@ -15,7 +15,7 @@ import click
 import torch
 import torch.nn.functional as F
 
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
 from tseg.train.data.cache import decoded_split
 from tseg.train.data.dataset import SegmentationDataset, collate_with_full_labels
 from tseg.train.data.synthetic import ensure_synthetic_dataset

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
-from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
+from tseg.runtime.model.metadata import MAX_BATCH_SIZE
 
 
 class AgreementType(click.ParamType):
@@ -188,7 +188,7 @@ def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Pat
     """The Triton model name of each precision, the repo and options checked before the export runs."""
     from tseg.export.pipeline import check_export_paths, default_onnx_path
     from tseg.export.triton import check_triton_target, default_model_name
-    from tseg.runtime.onnx_file import precision_path
+    from tseg.runtime.model.onnx_file import precision_path
     from tseg.runtime.paths import Output
 
     if repo is None:

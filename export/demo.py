@@ -19,8 +19,8 @@ from tseg.export.pipeline import export_checkpoint
 from tseg.export.precisions import PrecisionSettings
 from tseg.runtime.cli_errors import one_line_errors
 from tseg.runtime.errors import TsegError
-from tseg.runtime.predict import InferSettings, infer_coco
-from tseg.runtime.refine import CrfParams
+from tseg.runtime.infer.run import InferSettings, infer_coco
+from tseg.runtime.segment.refine import CrfParams
 from tseg.train.data.synthetic import ensure_synthetic_dataset
 from tseg.train.settings import TrainSettings
 from tseg.train.trainer import train

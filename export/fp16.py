@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tseg.export.onnx import check_and_write, load_source, set_metadata
-from tseg.runtime.metadata import metadata_props
+from tseg.runtime.model.metadata import metadata_props
 
 # Kept in float32, with the converter's own list (ML ops, Resize/Upsample, Range, CumSum,
 # TopK, Min/Max, NonMaxSuppression, RoiAlign) on top:

@@ -51,7 +51,7 @@ import numpy as np
 
 from tseg.export.onnx import check_and_write, load_source, set_metadata
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import metadata_props
+from tseg.runtime.model.metadata import metadata_props
 
 __all__ = [
     "CALIB_METHODS",

@@ -17,7 +17,7 @@ from torch import nn
 from tseg.runtime import __version__
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.model.metadata import ModelMetadata
 from tseg.train.checkpoints import ModelSpec
 
 DEFAULT_OPSET = 18

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tseg.runtime.coco import CocoDataset
-from tseg.runtime.images import preprocess
-from tseg.runtime.labels import argmax_classes
-from tseg.runtime.session import create_session
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.model.session import create_session
+from tseg.runtime.segment.images import preprocess
+from tseg.runtime.segment.scores import argmax_classes
 from tseg.train.checkpoints import ModelSpec
 
 MIN_AGREEMENT = 0.999
@@ -128,7 +128,7 @@ def compare(
         model: the PyTorch model (eval mode, on the CPU).
         onnx_path: the exported file.
         inputs: (name, (3, H, W) float32 normalised image) pairs.
-        device: ONNX Runtime device (see tseg.runtime.session).
+        device: ONNX Runtime device (see tseg.runtime.model.session).
         min_agreement: the argmax agreement a case needs to pass.
         session: an ONNX Runtime session already open on ``onnx_path`` (else one is opened).
     """

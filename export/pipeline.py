@@ -13,11 +13,11 @@ from tseg.export.onnx import DEFAULT_OPSET, check_opset, export_onnx, metadata_f
 from tseg.export.parity import ParityReport, parity_inputs
 from tseg.export.precisions import PrecisionSettings, judge, make_file, reject_failures
 from tseg.export.records import kept_records, merged_report, read_report
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.metadata import PRECISIONS
-from tseg.runtime.onnx_file import precision_path, rejected_path
+from tseg.runtime.model.metadata import PRECISIONS
+from tseg.runtime.model.onnx_file import precision_path, rejected_path
 from tseg.runtime.paths import Input, Output, check_outputs
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 

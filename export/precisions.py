@@ -26,11 +26,11 @@ from tseg.export.accuracy import (
 )
 from tseg.export.parity import ParityReport, compare
 from tseg.export.records import file_sha256
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import PRECISIONS, ModelMetadata
-from tseg.runtime.onnx_file import rejected_path
-from tseg.runtime.session import create_session
+from tseg.runtime.model.metadata import PRECISIONS, ModelMetadata
+from tseg.runtime.model.onnx_file import rejected_path
+from tseg.runtime.model.session import create_session
 from tseg.train.checkpoints import ModelSpec
 
 DEFAULT_CALIB_IMAGES = 64

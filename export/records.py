@@ -25,7 +25,7 @@ from tseg.export.accuracy import PrecisionVerdict
 from tseg.export.parity import ParityReport
 from tseg.runtime.errors import TsegError
 from tseg.runtime.inputs import read_input
-from tseg.runtime.metadata import PRECISIONS
+from tseg.runtime.model.metadata import PRECISIONS
 
 # A report holds a few KB per precision (its parity cases); anything far larger is not one.
 MAX_REPORT_BYTES = 16 * 2**20

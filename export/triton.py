@@ -17,7 +17,7 @@ A user's folder is never overwritten: REPO may be missing, empty, or a Triton re
 folder is built under a hidden temp name inside REPO and renamed into place at the end,
 so a crash leaves no half model that Triton would try (and fail) to load.
 
-The file is read as the runtime reads it (:mod:`tseg.runtime.onnx_file`: the same graph
+The file is read as the runtime reads it (:mod:`tseg.runtime.model.onnx_file`: the same graph
 contract, the same TensorRT profile).
 """
 
@@ -29,12 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TEMP_SUFFIX, TempFile, atomic_write, atomic_write_bytes
-from tseg.runtime.metadata import ModelMetadata
-from tseg.runtime.onnx_file import TensorInfo, check_graph_io, read_model_file, static_dim
-from tseg.runtime.tensorrt import profile_shapes
+from tseg.runtime.model.metadata import MAX_BATCH_SIZE, ModelMetadata
+from tseg.runtime.model.onnx_file import TensorInfo, check_graph_io, read_model_file, static_dim
+from tseg.runtime.model.tensorrt import profile_shapes
 
 PLATFORM = "onnxruntime_onnx"
 CONFIG_NAME, LABELS_NAME, MODEL_FILE, VERSION = "config.pbtxt", "labels.txt", "model.onnx", "1"
@@ -102,7 +101,7 @@ def _check_options(max_batch_size: object, device: object, tensorrt_fp16: object
 
 
 def _tensor_spec(tensor: TensorInfo) -> TensorSpec:
-    """A graph tensor that :func:`~tseg.runtime.onnx_file.check_graph_io` passed -> TensorSpec (-1 where dynamic)."""
+    """A tensor that :func:`~tseg.runtime.model.onnx_file.check_graph_io` passed -> TensorSpec (-1: dynamic)."""
     dims = tuple(-1 if static_dim(d) is None else d for d in tensor.shape)
     return TensorSpec(name=tensor.name, data_type=_TRITON_TYPES[tensor.type], dims=dims)
 
@@ -116,7 +115,7 @@ def read_model(onnx_path: Path) -> tuple[TensorSpec, TensorSpec, ModelMetadata]:
     Raises:
         TsegError: the file is missing, not ONNX, has no tseg metadata, keeps its weights in
             external files, has more than one output, or its graph does not fit its metadata
-            (:func:`~tseg.runtime.onnx_file.check_graph_io`).
+            (:func:`~tseg.runtime.model.onnx_file.check_graph_io`).
     """
     onnx_path = Path(onnx_path)
     model = read_model_file(onnx_path)
@@ -162,7 +161,7 @@ def _tensor_block(spec: TensorSpec, dims: Sequence[int], *, labels: bool) -> lis
 def tensorrt_parameters(image: TensorSpec, meta: ModelMetadata, *, max_batch_size: int) -> dict[str, str]:
     """The TensorRT accelerator's parameters (Triton's onnxruntime backend maps them to TensorRT EP options).
 
-    FP16 precision, and tseg's one optimisation profile (:func:`tseg.runtime.tensorrt.profile_shapes`):
+    FP16 precision, and tseg's one optimisation profile (:func:`tseg.runtime.model.tensorrt.profile_shapes`):
     batch 1 up to max_batch_size (at least 1), height and width the model's input size (clients resize
     to it, as tseg's runtime does; static graph dims win). Without a profile, ONNX Runtime builds an
     engine for the first shape it sees and rebuilds it, for minutes, whenever the dynamic batcher forms

@@ -16,15 +16,15 @@ from importlib.metadata import PackageNotFoundError, version
 # imports onnxruntime (every stage imports tseg.runtime first); a user's own value wins.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
+from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import read_image
-from tseg.runtime.metadata import ModelMetadata
-from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
-from tseg.runtime.prediction import Prediction
-from tseg.runtime.refine import CrfParams
-from tseg.runtime.segmenter import Segmenter
-from tseg.runtime.tensorrt import TensorrtSettings
-from tseg.runtime.tta import TtaSettings
+from tseg.runtime.model.metadata import ModelMetadata
+from tseg.runtime.model.tensorrt import TensorrtSettings
+from tseg.runtime.segment.images import read_image
+from tseg.runtime.segment.prediction import Prediction
+from tseg.runtime.segment.refine import CrfParams
+from tseg.runtime.segment.segmenter import Segmenter
+from tseg.runtime.segment.tta import TtaSettings
 
 try:
     __version__ = version("tseg")

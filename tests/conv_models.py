@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tseg.runtime.metadata import PREFIX, ModelMetadata, default_palette
+from tseg.runtime.model.metadata import PREFIX, ModelMetadata, default_palette
 
 CLASSES = ("bg", "red", "green")
 SIZE = (8, 12)

@@ -18,7 +18,7 @@ from torch import nn
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write
-from tseg.runtime.metadata import MAX_CLASSES
+from tseg.runtime.model.metadata import MAX_CLASSES
 from tseg.train.models import get_model, list_models
 from tseg.train.models.weights import load_fitting_state_dict, load_weights_only
 from tseg.train.settings import MAX_SIZE

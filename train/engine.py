@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import argmax_classes, labels_from_scores
-from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
+from tseg.runtime.segment.scores import argmax_classes, labels_from_scores
 from tseg.train.distributed import DistContext
 from tseg.train.schedules import LrSchedule
 

@@ -7,9 +7,9 @@ import io
 import json
 from pathlib import Path
 
+from tseg.runtime.data.metrics import SegmentationScores
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.metrics import SegmentationScores
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

@@ -10,11 +10,11 @@ import torch
 import torch.distributed as dist
 
 from tseg.runtime import __version__
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.data.metrics import SegmentationScores, format_scores
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import create_run_dir, remove_stale_temp_files
-from tseg.runtime.metadata import default_palette
-from tseg.runtime.metrics import SegmentationScores, format_scores
+from tseg.runtime.model.metadata import default_palette
 from tseg.train.checkpoints import ModelSpec, save_checkpoint
 from tseg.train.data.loaders import build_datasets, build_loaders, label_counts
 from tseg.train.distributed import DistContext, init_distributed, shutdown_distributed

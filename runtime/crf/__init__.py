@@ -5,8 +5,8 @@ num_classes=...)`` refines hard labels; :class:`DenseCRF` builds the lattices of
 image once and runs (step-wise) inference for several unaries.
 
 This package is the algorithm only. How the runtime applies it to a model's logits
-(:class:`~tseg.runtime.refine.CrfParams`, crf.json) lives in :mod:`tseg.runtime.refine`,
-the grid search in :mod:`tseg.runtime.crf_tune`. The names below load on first use
+(:class:`~tseg.runtime.segment.refine.CrfParams`, crf.json) lives in :mod:`tseg.runtime.segment.refine`,
+the grid search in :mod:`tseg.runtime.infer.crf_tune`. The names below load on first use
 (PEP 562), so the default parameters (:mod:`tseg.runtime.crf.parameters`) can be read
 without the algorithm; using the algorithm imports Numba.
 """

@@ -36,7 +36,7 @@ from tseg.runtime.crf.parameters import (
 )
 from tseg.runtime.crf.state import MeanField
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import check_image
+from tseg.runtime.segment.images import check_image
 
 _gaussian_cache = LatticeCache()
 

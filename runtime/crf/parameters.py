@@ -3,7 +3,7 @@
 pydensecrf's example values (a Gaussian kernel of 3 pixels with weight 3, a bilateral kernel
 of 80 pixels and 13 intensity levels with weight 10, 5 mean-field iterations). The defaults
 of :class:`~tseg.runtime.crf.DenseCRF`, :func:`~tseg.runtime.crf.dense_crf`,
-:func:`~tseg.runtime.crf.dense_crf_labels` and :class:`~tseg.runtime.refine.CrfParams`
+:func:`~tseg.runtime.crf.dense_crf_labels` and :class:`~tseg.runtime.segment.refine.CrfParams`
 (what ``tseg-infer --crf`` uses without a crf.json) are these names.
 
 No Numba here: the runtime reads them without importing the algorithm.

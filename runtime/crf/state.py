@@ -16,7 +16,7 @@ from tseg.runtime.crf import meanfield, parallel, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
 from tseg.runtime.crf.lattice import Lattice
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import argmax_classes
+from tseg.runtime.segment.scores import argmax_classes
 
 if TYPE_CHECKING:
     from tseg.runtime.crf.dense import DenseCRF
@@ -177,5 +177,5 @@ class MeanField:
 
     def labels(self) -> np.ndarray:
         """Current MAP labels, (H, W) int64 (a new array): argmax of Q over C
-        (:func:`~tseg.runtime.labels.argmax_classes`)."""
+        (:func:`~tseg.runtime.segment.scores.argmax_classes`)."""
         return argmax_classes(self._current_q()).reshape(self._shape[1:]).astype(np.int64)

@@ -69,7 +69,7 @@ def test_default_size_is_the_models_own(colour_onnx):
 @pytest.fixture()
 def cuda_fails(monkeypatch):
     """Every non-CPU session fails to open, as a GPU provider that does not load does (the CPU ones open)."""
-    from tseg.runtime import session as session_module
+    from tseg.runtime.model import session as session_module
 
     real = session_module.create_session
 
@@ -84,7 +84,7 @@ def cuda_fails(monkeypatch):
 @pytest.fixture()
 def batch_2_fails_later(monkeypatch):
     """A batch of 2 runs once, then fails (as a GPU that runs out of memory mid-benchmark)."""
-    from tseg.runtime.binding import BoundRunner
+    from tseg.runtime.model.binding import BoundRunner
 
     real = BoundRunner.run
     calls = []
@@ -122,7 +122,7 @@ def test_a_device_that_does_not_load_is_refused_before_timing(colour_onnx, cuda_
 
 
 def test_a_row_that_cannot_run_even_once_is_refused_before_timing(colour_onnx, monkeypatch, no_timing):
-    from tseg.runtime.binding import BoundRunner
+    from tseg.runtime.model.binding import BoundRunner
 
     def run(self, batch, *args, **kwargs):
         raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : BFCArena cannot allocate 40000000000 bytes")
@@ -221,7 +221,7 @@ def _external_data_outside(folder):
 
 def test_external_data_outside_the_models_folder_is_refused_before_timing(tmp_path, no_timing):
     """As tseg-infer and Segmenter refuse it (ONNX Runtime's own check), in one line."""
-    from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.segment.segmenter import Segmenter
 
     escape = _external_data_outside(tmp_path)
     with pytest.raises(TsegError) as err:
@@ -232,7 +232,7 @@ def test_external_data_outside_the_models_folder_is_refused_before_timing(tmp_pa
 
 def test_threads_beyond_the_cpus_are_refused(colour_onnx, no_timing):
     from tseg.benchmarks.cli import BenchSettings, run_bench
-    from tseg.runtime.defaults import MAX_THREADS
+    from tseg.runtime.model.session import MAX_THREADS
 
     for threads in sorted({MAX_THREADS + 1, max(1024, MAX_THREADS + 1)}):
         one_line_error(bench(colour_onnx, "--threads", threads), "Invalid value for '--threads'", f"{threads}")
@@ -256,7 +256,7 @@ def test_a_split_that_cannot_be_scored_fails_its_rows(colour_onnx, tmp_path):
 
 
 def test_coco_scores_each_row_as_tseg_infer_eval_does(colour_onnx, tmp_path):
-    from tseg.runtime.predict import InferSettings, infer_coco
+    from tseg.runtime.infer.run import InferSettings, infer_coco
 
     root = tmp_path / "data"
     root.mkdir()
@@ -372,7 +372,7 @@ def test_a_gpu_peak_keeps_its_gemm_on_the_device(tmp_path):
     import onnx as onnx_lib
 
     from tseg.benchmarks.machine import gemm_graph, gemm_input, resident_gemm
-    from tseg.runtime.session import create_session
+    from tseg.runtime.model.session import create_session
 
     shape = (8, 5, 3)
     for kind, op in (("fp32", "MatMul"), ("int8", "MatMulInteger")):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from tseg.export.cli import main as export_cli
 from tseg.export.parity import compare, generated_inputs
-from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.model.metadata import ModelMetadata
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
 
@@ -80,7 +80,7 @@ def test_cli_rejects_a_checkpoint_that_is_not_tsegs(tmp_path):
 
 
 def test_onnx_runs_at_other_sizes_and_batches(tiny_onnx, tiny_run):
-    from tseg.runtime.session import create_session
+    from tseg.runtime.model.session import create_session
 
     model, _ = model_from_checkpoint(load_checkpoint(tiny_run.run_dir / "best.pt"))
     session = create_session(tiny_onnx, device="cpu")

@@ -19,7 +19,7 @@ from tseg.export.accuracy import (
 from tseg.export.cli import main as export_cli
 from tseg.export.parity import ParityCase
 from tseg.export.precisions import failure_line, parse_precisions
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
@@ -119,7 +119,7 @@ def all_precisions(tiny_run, tiny_coco_dir, tmp_path_factory):
 def test_every_precision_is_written_described_and_judged(all_precisions):
     import onnx
 
-    from tseg.runtime.metadata import ModelMetadata
+    from tseg.runtime.model.metadata import ModelMetadata
 
     out, output = all_precisions
     files = {"fp32": out, "fp16": out.with_suffix(".fp16.onnx"), "int8": out.with_suffix(".int8.onnx")}
@@ -145,7 +145,7 @@ def test_every_precision_is_written_described_and_judged(all_precisions):
 
 
 def test_the_runtime_runs_every_precision_unchanged(all_precisions, tiny_coco_dir, tmp_path):
-    from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.segment.segmenter import Segmenter
 
     out, _ = all_precisions
     image = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)

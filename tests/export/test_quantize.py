@@ -15,10 +15,10 @@ from onnx import TensorProto
 from tseg.export import int8 as int8_module
 from tseg.export.calibration import calibration_images, calibration_indices
 from tseg.export.quantize import CALIB_METHODS, DEFAULT_CALIB_METHOD, DEFAULT_KEEP_FLOAT, convert_fp16, quantize_int8
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import preprocess
-from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.model.metadata import ModelMetadata
+from tseg.runtime.segment.images import preprocess
 
 PROPS = {"tseg.precision": '"int8"', "tseg.calibration": '{"images": 4}', "extra.key": "on top"}
 

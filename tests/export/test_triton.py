@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tseg.export import triton
 from tseg.export.triton import write_triton_model
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import ModelMetadata
+from tseg.runtime.model.metadata import ModelMetadata
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")  # the dev extra ships it
 from tests.onnx_models import build_colour_model, colour_metadata, write_colour_model  # noqa: E402

@@ -4,7 +4,7 @@ A few misbehave at run time instead (a batch-only failure, a 40 GB allocation), 
 their weight in an external-data file.
 
 The harness needs dozens of model files whose metadata is broken in one way each. The
-metadata is written here by hand (not with ``tseg.runtime.metadata``), so that values the
+metadata is written here by hand (not with ``tseg.runtime.model.metadata``), so that values the
 runtime would refuse can be stored at all.
 """
 

@@ -19,7 +19,8 @@ from PIL import Image
 import tseg.runtime
 from tests.onnx_models import COLOUR_CLASSES, colour_blocks_image, colour_labels, colour_metadata, write_colour_model
 from tseg.runtime import CrfParams, Prediction, Segmenter, TsegError, TtaSettings, read_image
-from tseg.runtime.labels import labels_from_scores, read_label_png, resize_scores, softmax
+from tseg.runtime.data.label_png import read_label_png
+from tseg.runtime.segment.scores import labels_from_scores, resize_scores, softmax
 
 
 @pytest.fixture
@@ -245,7 +246,7 @@ def test_tseg_runtime_exports_the_api_without_numba_or_torch():
 
 def test_segmenting_photos_never_imports_pycocotools(colour_onnx, photo_dir, tmp_path):
     code = (
-        "import sys; from pathlib import Path; from tseg.runtime.predict import InferSettings, infer_paths;"
+        "import sys; from pathlib import Path; from tseg.runtime.infer.run import InferSettings, infer_paths;"
         f" infer_paths([Path({str(photo_dir)!r})], settings=InferSettings(model=Path({str(colour_onnx)!r}),"
         f" out=Path({str(tmp_path / 'out')!r}), progress=False));"
         " print(sorted(m for m in sys.modules if m.split('.')[0] in ('pycocotools', 'torch')))"

@@ -14,8 +14,8 @@ import types
 import numpy as np
 import pytest
 
-from tseg.runtime.binding import BoundRunner
-from tseg.runtime.session import create_session
+from tseg.runtime.model.binding import BoundRunner
+from tseg.runtime.model.session import create_session
 
 CUDA, TRT, CPU = "CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from tseg.runtime.coco import CocoDataset, annotation_mask
-from tseg.runtime.coco_checks import compressed_counts
+from tseg.runtime.data.coco import CocoDataset, annotation_mask
+from tseg.runtime.data.coco_checks import compressed_counts
 from tseg.runtime.errors import TsegError
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,14 +16,15 @@ import pytest
 from click.testing import CliRunner
 
 from tests.onnx_models import COLOUR_CLASSES, write_colour_model
-from tseg.runtime.cli import main as infer_cli
-from tseg.runtime.coco import CocoDataset
 from tseg.runtime.crf.dense import dense_crf
-from tseg.runtime.crf_tune import DEFAULT_GRID
-from tseg.runtime.labels import labels_from_scores, read_label_png, softmax
-from tseg.runtime.metrics import ConfusionMatrix
-from tseg.runtime.refine import CRF_FILE, CrfParams
-from tseg.runtime.segmenter import Segmenter
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.data.label_png import read_label_png
+from tseg.runtime.data.metrics import ConfusionMatrix
+from tseg.runtime.infer.cli import main as infer_cli
+from tseg.runtime.infer.crf_tune import DEFAULT_GRID
+from tseg.runtime.segment.refine import CRF_FILE, CrfParams
+from tseg.runtime.segment.scores import labels_from_scores, softmax
+from tseg.runtime.segment.segmenter import Segmenter
 
 
 @pytest.fixture

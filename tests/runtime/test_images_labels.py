@@ -4,8 +4,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tseg.runtime.data.label_png import read_label_png, save_label_png
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import (
+from tseg.runtime.model.metadata import ModelMetadata, default_palette
+from tseg.runtime.segment.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
     find_images,
@@ -18,8 +20,7 @@ from tseg.runtime.images import (
     set_max_image_pixels,
     to_rgb_array,
 )
-from tseg.runtime.labels import labels_from_scores, read_label_png, resize_scores, save_label_png
-from tseg.runtime.metadata import ModelMetadata, default_palette
+from tseg.runtime.segment.scores import labels_from_scores, resize_scores
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK", "LA", "1", "F", "I"])
@@ -302,7 +303,7 @@ def test_normalize_is_the_per_pixel_formula_bit_for_bit_and_c_contiguous(height,
 
 
 def test_label_png_errors_are_tseg_errors_naming_the_parameter(tmp_path):
-    from tseg.runtime.labels import read_label_png, save_label_png
+    from tseg.runtime.data.label_png import read_label_png, save_label_png
 
     with pytest.raises(TsegError, match=r"^labels: a palette PNG holds labels 0..255, got 0..300"):
         save_label_png(tmp_path / "x.png", np.array([[0, 300]], np.int32), palette=[(0, 0, 0)])

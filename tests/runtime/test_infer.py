@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.onnx_models import COLOUR_CLASSES, colour_blocks_image, colour_labels, write_colour_model
-from tseg.runtime.cli import main as infer_cli
-from tseg.runtime.coco import CocoDataset
-from tseg.runtime.images import read_image
-from tseg.runtime.labels import read_label_png
-from tseg.runtime.metrics import ConfusionMatrix
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.data.label_png import read_label_png
+from tseg.runtime.data.metrics import ConfusionMatrix
+from tseg.runtime.infer.cli import main as infer_cli
+from tseg.runtime.segment.images import read_image
 
 
 def assert_colour_labels(png: Path, image: np.ndarray) -> None:
@@ -174,7 +174,7 @@ def test_infer_never_imports_torch(tiny_onnx, tiny_coco_dir, tmp_path):
     args = [str(tiny_coco_dir / "rgb"), "--model", str(tiny_onnx), "--out", str(tmp_path), "-q"]
     code = (
         "import sys\n"
-        "from tseg.runtime.cli import main\n"
+        "from tseg.runtime.infer.cli import main\n"
         "try:\n"
         f"    main({args!r})\n"
         "except SystemExit as exit:\n"

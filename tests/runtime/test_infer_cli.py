@@ -22,11 +22,11 @@ from PIL import Image
 
 from tests.conv_models import conv_model
 from tests.tiny_coco import CLASSES as COCO_CLASSES
-from tseg.runtime.cli import check_combinations, main
+from tseg.runtime.data.label_png import read_label_png
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import read_label_png
-from tseg.runtime.outputs import plan_targets
-from tseg.runtime.refine import CRF_FILE, CrfParams, resolve_crf_params
+from tseg.runtime.infer.cli import check_combinations, main
+from tseg.runtime.infer.outputs import plan_targets
+from tseg.runtime.segment.refine import CRF_FILE, CrfParams, resolve_crf_params
 
 
 def checksums(*roots: Path) -> dict[str, str]:
@@ -322,10 +322,10 @@ def test_flags_override_crf_json_which_overrides_the_defaults(tmp_path):
 
 
 def test_max_image_pixels_refuses_bigger_images_in_one_line_and_only_while_the_command_runs(model, photos, tmp_path):
-    from tseg.runtime import images
+    from tseg.runtime.segment import images
 
     if not hasattr(images, "image_pixel_limit"):
-        pytest.skip("tseg.runtime.images.image_pixel_limit has not landed yet")
+        pytest.skip("tseg.runtime.segment.images.image_pixel_limit has not landed yet")
     before = images.max_image_pixels()
     image = photos / "a.jpg"  # 10 x 6 = 60 pixels
     result = invoke(image, "--model", model, "--out", tmp_path / "out", "--max-image-pixels", "59")
@@ -351,7 +351,7 @@ def test_stdout_holds_only_tseg_results(tiny_onnx, tiny_coco_dir, tmp_path):
     out = tmp_path / "out"
     args = [str(tiny_coco_dir / "rgb"), "--model", str(tiny_onnx), "--out", str(out), "-q"]
     run = subprocess.run(
-        [sys.executable, "-m", "tseg.runtime.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "tseg.runtime.infer.cli", *args], capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"wrote 3 label map(s) to {out}\n"

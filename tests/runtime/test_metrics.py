@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tseg.runtime.data.metrics import ConfusionMatrix
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metrics import ConfusionMatrix
 
 
 def test_confusion_matrix_iou_and_nanmean_over_present_classes():

@@ -21,8 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.conv_models import conv_model, metadata, model_with_props, save_model
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import PREFIX, ModelMetadata, as_rgb_triples
-from tseg.runtime.segmenter import Segmenter
+from tseg.runtime.model.metadata import PREFIX, ModelMetadata, as_rgb_triples
+from tseg.runtime.segment.segmenter import Segmenter
 
 # ----------------------------------------------------------------------------- metadata
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.overlay import blend_labels, overlay_labels, save_overlay
+from tseg.runtime.segment.overlay import blend_labels, overlay_labels, save_overlay
 
 CLASSES = ("Background", "Metal", "Paper", "Glass", "Ünïcode 玻璃")
 # Colours that never occur in the test images (grey) nor in the legend's black and white.

@@ -1,4 +1,4 @@
-"""The pipeline (runtime/pipeline.py): order, per-image failures, stopping, bounded memory, same bytes.
+"""The pipeline (runtime/infer/pipeline.py): order, per-image failures, stopping, bounded memory, same bytes.
 
 Most tests use a fake segmenter (NumPy only, microseconds per image) whose labels encode
 the image, so order and content are checked exactly; the byte-identity tests run the real
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.pipeline import THREAD_PREFIX, PipelineSettings, run_pipeline
-from tseg.runtime.predict import InferSettings, infer_coco
-from tseg.runtime.stages import Job, Stages, failure_reason
+from tseg.runtime.infer.pipeline import THREAD_PREFIX, PipelineSettings, run_pipeline
+from tseg.runtime.infer.run import InferSettings, infer_coco
+from tseg.runtime.infer.stages import Job, Stages, failure_reason
 
 CLASSES = 4
 
@@ -257,7 +257,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("crf", [False, True], ids=["plain", "crf"])
 def test_pipelined_outputs_equal_the_sequential_paths_byte_for_byte(tiny_onnx, tiny_coco_dir, tmp_path, crf):
-    from tseg.runtime.refine import CrfParams
+    from tseg.runtime.segment.refine import CrfParams
 
     params = CrfParams(iterations=3) if crf else None
 

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tseg.runtime import postprocess
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import argmax_classes, labels_from_scores, resize_scores, softmax
-from tseg.runtime.metadata import MAX_CLASSES
-from tseg.runtime.postprocess import upsample_labels, upsample_probs
+from tseg.runtime.model.metadata import MAX_CLASSES
+from tseg.runtime.segment import upsample
+from tseg.runtime.segment.scores import argmax_classes, labels_from_scores, resize_scores, softmax
+from tseg.runtime.segment.upsample import upsample_labels, upsample_probs
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 TIE = 1e-5
@@ -97,7 +97,7 @@ def test_upsample_labels_on_smooth_logits_equals_the_reference(classes, low, siz
 def test_small_boundary_chunks_give_the_same_labels(monkeypatch):
     logits = smooth_logits(12, (48, 48), seed=3)
     expected = upsample_labels(logits, (200, 150))
-    monkeypatch.setattr(postprocess, "BOUNDARY_ELEMENTS", 7 * 12)  # 7 pixels a chunk
+    monkeypatch.setattr(upsample, "BOUNDARY_ELEMENTS", 7 * 12)  # 7 pixels a chunk
     np.testing.assert_array_equal(upsample_labels(logits, (200, 150)), expected)
     np.testing.assert_array_equal(expected, labels_from_scores(logits, (200, 150)))
 
@@ -194,7 +194,7 @@ def test_upsample_probs_is_the_softmax_of_the_resized_logits():
 
 
 def test_postprocess_imports_neither_numba_nor_torch():
-    code = "import sys, tseg.runtime.postprocess; print(sorted({'numba', 'torch'} & set(sys.modules)))"
+    code = "import sys, tseg.runtime.segment.upsample; print(sorted({'numba', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import resize_image
-from tseg.runtime.labels import labels_from_scores, resize_scores, softmax
-from tseg.runtime.postprocess import upsample_labels
-from tseg.runtime.refine import MAX_CRF_PIXELS, MAX_PIXELS_RANGE, CrfParams, capped_size
+from tseg.runtime.segment.images import resize_image
+from tseg.runtime.segment.refine import MAX_CRF_PIXELS, MAX_PIXELS_RANGE, CrfParams, capped_size
+from tseg.runtime.segment.scores import labels_from_scores, resize_scores, softmax
+from tseg.runtime.segment.upsample import upsample_labels
 
 
 def scene(height: int, width: int, classes: int = 4, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -155,11 +155,11 @@ def test_refine_refuses_scores_of_another_size():
 
 MODULES_WITHOUT_NUMBA = (
     "tseg.runtime",
-    "tseg.runtime.predict",
-    "tseg.runtime.cli",
-    "tseg.runtime.refine",
-    "tseg.runtime.crf_tune",
-    "tseg.runtime.postprocess",
+    "tseg.runtime.infer.run",
+    "tseg.runtime.infer.cli",
+    "tseg.runtime.segment.refine",
+    "tseg.runtime.infer.crf_tune",
+    "tseg.runtime.segment.upsample",
 )
 
 
@@ -171,7 +171,7 @@ def test_numba_is_imported_only_when_a_crf_runs(module):
 
 def test_running_a_crf_imports_numba():
     code = (
-        "import sys, numpy as np; from tseg.runtime.refine import CrfParams\n"
+        "import sys, numpy as np; from tseg.runtime.segment.refine import CrfParams\n"
         "assert 'numba' not in sys.modules\n"
         "CrfParams(iterations=1).refine_logits(np.zeros((2, 4, 4), np.float32), np.zeros((8, 8, 3), np.uint8))\n"
         "assert 'numba' in sys.modules"

@@ -16,8 +16,8 @@ from tests.onnx_models import (
     write_colour_model,
 )
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import labels_from_scores
-from tseg.runtime.segmenter import Segmenter
+from tseg.runtime.segment.scores import labels_from_scores
+from tseg.runtime.segment.segmenter import Segmenter
 
 # Odd sizes: smaller and larger than the model's (24, 40), 1-pixel axes, the model's own size.
 SIZES = [(1, 1), (1, 97), (97, 1), (24, 40), (40, 24), (37, 53), (333, 17)]

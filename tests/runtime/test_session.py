@@ -15,9 +15,9 @@ import types
 
 import pytest
 
-from tseg.runtime import session as session_module
 from tseg.runtime.errors import TsegError
-from tseg.runtime.session import create_session, load_failure_reason, requested_providers, set_engine_logging
+from tseg.runtime.model import session as session_module
+from tseg.runtime.model.session import create_session, load_failure_reason, requested_providers, set_engine_logging
 
 CUDA, TRT, CPU = "CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"
 # What onnxruntime-gpu 1.31 logged on this machine when CUDA could not load (colours included).
@@ -323,7 +323,7 @@ def test_explicit_gpu_devices_on_this_machine_give_one_line_or_run_quietly(tmp_p
     code = (
         "import sys\n"
         "from tseg.runtime.cli_errors import one_line_errors\n"
-        "from tseg.runtime.session import create_session\n"
+        "from tseg.runtime.model.session import create_session\n"
         "import click\n"
         "@click.command()\n"
         "@click.argument('device')\n"

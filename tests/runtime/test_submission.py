@@ -17,19 +17,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tseg.runtime.coco import CocoDataset
-from tseg.runtime.errors import TsegError
-from tseg.runtime.files import TEMP_SUFFIX, remove_stale_temp_files
-from tseg.runtime.images import resize_labels
-from tseg.runtime.metadata import MAX_CLASSES
-from tseg.runtime.metrics import ConfusionMatrix
-from tseg.runtime.submission import (
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.data.metrics import ConfusionMatrix
+from tseg.runtime.data.submission import (
     HEADER,
     SUBMISSION_SIZE,
     SubmissionWriter,
     read_submission,
     score_submission,
 )
+from tseg.runtime.errors import TsegError
+from tseg.runtime.files import TEMP_SUFFIX, remove_stale_temp_files
+from tseg.runtime.model.metadata import MAX_CLASSES
+from tseg.runtime.segment.images import resize_labels
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -192,7 +192,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
 
 def test_a_killed_writers_temp_file_is_removed_by_the_next_run(tmp_path):
     code = (
-        "import os, sys, numpy as np; from tseg.runtime.submission import SubmissionWriter;"
+        "import os, sys, numpy as np; from tseg.runtime.data.submission import SubmissionWriter;"
         "w = SubmissionWriter(sys.argv[1]); w.add('a.jpg', np.zeros((2, 2), np.uint8)); os._exit(9)"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "sub.csv")], check=False)
@@ -359,8 +359,8 @@ def test_scoring_finds_images_under_data_root(tiny_coco_dir, tmp_path):
 
 def test_rows_equal_the_label_pngs_resized_to_256(tmp_path):
     """The same labels written as a PNG and as a row: the row is the PNG resized to 256 by nearest neighbour."""
-    from tseg.runtime.labels import read_label_png, save_label_png
-    from tseg.runtime.metadata import default_palette
+    from tseg.runtime.data.label_png import read_label_png, save_label_png
+    from tseg.runtime.model.metadata import default_palette
 
     labels = np.random.default_rng(5).integers(0, 12, (300, 410)).astype(np.uint8)
     save_label_png(tmp_path / "a.png", labels, palette=default_palette(12))

@@ -20,15 +20,15 @@ from click.testing import CliRunner
 
 from tests.conv_models import conv_model, metadata
 from tests.runtime.test_session import CPU, CUDA, TRT, fake_ort, use
-from tseg.runtime import segmenter as segmenter_module
-from tseg.runtime import tensorrt as trt
-from tseg.runtime.cli import main
 from tseg.runtime.errors import TsegError
-from tseg.runtime.onnx_file import TensorInfo, read_model_file
-from tseg.runtime.segmenter import Segmenter
-from tseg.runtime.session import create_session
-from tseg.runtime.tensorrt import TensorrtSettings, tensorrt_provider_options
-from tseg.runtime.tta import TtaSettings
+from tseg.runtime.infer.cli import main
+from tseg.runtime.model import tensorrt as trt
+from tseg.runtime.model.onnx_file import TensorInfo, read_model_file
+from tseg.runtime.model.session import create_session
+from tseg.runtime.model.tensorrt import TensorrtSettings, tensorrt_provider_options
+from tseg.runtime.segment import segmenter as segmenter_module
+from tseg.runtime.segment.segmenter import Segmenter
+from tseg.runtime.segment.tta import TtaSettings
 
 GPU, VERSION = "NVIDIA H200", "10.13.3"
 CALIBRATION_KEYS = ("trt_int8_calibration_table_name", "trt_int8_use_native_calibration_table")
@@ -297,8 +297,8 @@ def test_device_tensorrt_on_this_machine_is_one_line_or_runs(tmp_path):
 
     Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(image)
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    command = [sys.executable, "-m", "tseg.runtime.cli", str(image), "-m", str(model), "-o", str(tmp_path / "out"),
-               "--device", "tensorrt", "--trt-fp16", "-q"]
+    command = [sys.executable, "-m", "tseg.runtime.infer.cli", str(image), "-m", str(model),
+               "-o", str(tmp_path / "out"), "--device", "tensorrt", "--trt-fp16", "-q"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     if run.returncode == 0:
         assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "cache" / "tseg" / "tensorrt").is_dir()
@@ -326,7 +326,7 @@ def test_find_tensorrt_loads_nvidias_pip_wheel_and_reads_its_version(tmp_path):
                        check=True, capture_output=True)
     code = (
         "import ctypes\n"
-        "from tseg.runtime import tensorrt as t\n"
+        "from tseg.runtime.model import tensorrt as t\n"
         "t._provider_library = lambda: None\n"  # TensorRT 10, whatever this onnxruntime links
         "print(t.find_tensorrt())\n"
         "print(ctypes.CDLL('libnvinfer.so.10').getInferLibVersion(),"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tests.nested import drop_at, set_at
 from tseg.export.cli import main as export_cli
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import MAX_CLASSES
+from tseg.runtime.model.metadata import MAX_CLASSES
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
 

@@ -204,8 +204,8 @@ def _many_categories(source: Path, target: Path, count: int) -> Path:
 @pytest.mark.parametrize("categories", [254, 299])
 def test_the_class_limit_holds_from_training_to_the_runtime(tiny_coco_dir, tmp_path, categories):
     """MAX_CLASSES (background included) is one constant: more classes are refused up front, in one line."""
-    from tseg.runtime.coco import CocoDataset
-    from tseg.runtime.metadata import MAX_CLASSES
+    from tseg.runtime.data.coco import CocoDataset
+    from tseg.runtime.model.metadata import MAX_CLASSES
 
     data = _many_categories(tiny_coco_dir, tmp_path / "coco", categories)
     if categories + 1 > MAX_CLASSES:
@@ -217,7 +217,7 @@ def test_the_class_limit_holds_from_training_to_the_runtime(tiny_coco_dir, tmp_p
             CocoDataset(data / "val.json")  # tseg-infer --eval and --score-submission read it the same way
     else:  # the most classes allowed: train -> export -> tseg-infer --eval, end to end
         from tseg.export.cli import main as export_cli
-        from tseg.runtime.cli import main as infer_cli
+        from tseg.runtime.infer.cli import main as infer_cli
 
         assert CocoDataset(data / "val.json").num_classes == MAX_CLASSES
         args = ["--data", str(data), "--size", "32", "--batch-size", "2", "--epochs", "1", "--name", "many"]

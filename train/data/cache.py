@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TempFile
-from tseg.runtime.images import resize_image, resize_labels
+from tseg.runtime.segment.images import resize_image, resize_labels
 
 CACHE_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Torch datasets over :class:`tseg.runtime.coco.CocoDataset`.
+"""Torch datasets over :class:`tseg.runtime.data.coco.CocoDataset`.
 
 Images are resized and normalised by the runtime's own functions, so a model
 sees the same pixels in training and after export.
@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tseg.runtime.coco import CocoDataset
-from tseg.runtime.images import normalize, resize_image, resize_labels
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.segment.images import normalize, resize_image, resize_labels
 from tseg.train.data.cache import DecodedSplit
 from tseg.train.data.transforms import AugmentSettings, augment_pair, build_augment, sample_seed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
 from tseg.train.data.cache import decoded_split
 from tseg.train.data.dataset import SegmentationDataset, collate_with_full_labels
 from tseg.train.data.transforms import AugmentSettings

@@ -1,6 +1,6 @@
 """The per-image work of tseg-infer: decode, the model on a batch, post-processing.
 
-Shared by the threaded pipeline and the sequential path (:mod:`tseg.runtime.pipeline`), so
+Shared by the threaded pipeline and the sequential path (:mod:`tseg.runtime.infer.pipeline`), so
 both give the same bytes. Each stage turns a bad image into a :class:`Failure` (one line)
 instead of raising; what stops a whole run (a broken model) is raised.
 """
@@ -14,9 +14,9 @@ import numpy as np
 
 from tseg.runtime.cli_errors import one_line
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import argmax_classes
-from tseg.runtime.postprocess import upsample_labels
-from tseg.runtime.tta import logits_from_probs, tta_probs
+from tseg.runtime.segment.scores import argmax_classes
+from tseg.runtime.segment.tta import logits_from_probs, tta_probs
+from tseg.runtime.segment.upsample import upsample_labels
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Stages:
     """The stage functions, shared by the threaded and the sequential path.
 
     Args:
-        segmenter: a :class:`~tseg.runtime.segmenter.Segmenter` (its ``crf`` and ``tta``
+        segmenter: a :class:`~tseg.runtime.segment.segmenter.Segmenter` (its ``crf`` and ``tta``
             settings apply).
         keep_image: hand the decoded image to the writer (e.g. for overlays).
         plain_labels: also compute the labels without the CRF (to score both).

@@ -33,10 +33,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metadata import ModelMetadata
-from tseg.runtime.onnx_file import check_graph_io, read_model_file, static_dim
+from tseg.runtime.model.metadata import MAX_BATCH_SIZE, ModelMetadata
+from tseg.runtime.model.onnx_file import check_graph_io, read_model_file, static_dim
 
 DEFAULT_TRT_MAJOR = "10"  # when the provider library cannot be read: what ONNX Runtime 1.18-1.31 link
 _PIP_LIB_PACKAGES = ("tensorrt_libs", "tensorrt_cu13_libs", "tensorrt_cu12_libs")  # NVIDIA's wheels of the libraries
@@ -140,7 +139,7 @@ def tensorrt_provider_options(model_path: Path, metadata: ModelMetadata, setting
     """ONNX Runtime's TensorRT provider options for one model file (all values strings).
 
     Args:
-        model_path: the .onnx file (hashed, and its graph read: :func:`~tseg.runtime.onnx_file.read_model_file`).
+        model_path: the .onnx file (hashed, and its graph read: :func:`~tseg.runtime.model.onnx_file.read_model_file`).
         metadata: its tseg metadata (precision, input size).
         settings: FP16, cache folder, batch size.
         gpu: the GPU's name (part of the engine and timing cache keys).
@@ -153,7 +152,7 @@ def tensorrt_provider_options(model_path: Path, metadata: ModelMetadata, setting
 
     Raises:
         TsegError: the file is unreadable, or its graph does not fit its metadata
-            (:func:`~tseg.runtime.onnx_file.check_graph_io`).
+            (:func:`~tseg.runtime.model.onnx_file.check_graph_io`).
     """
     model = read_model_file(Path(model_path))
     image, _ = check_graph_io(model.inputs, model.outputs, metadata, source=str(model_path))

@@ -4,7 +4,7 @@ Label 0 is background (COCO has no background annotation); object classes
 follow the order of the JSON's ``categories`` list, whatever their ids. Where
 objects overlap, the larger label wins, as the competition's baseline did.
 Polygons and RLE (compressed or not) are decoded by pycocotools, once
-:mod:`tseg.runtime.coco_checks` has checked them.
+:mod:`tseg.runtime.data.coco_checks` has checked them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.coco_checks import (
+from tseg.runtime.data.coco_checks import (
     MAX_PIXELS,
     MAX_SIDE,
     check_int,
@@ -26,8 +26,8 @@ from tseg.runtime.coco_checks import (
 )
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import safe_relative_path
-from tseg.runtime.images import max_image_pixels, pixel_limit_message, read_image
-from tseg.runtime.metadata import MAX_CLASSES
+from tseg.runtime.model.metadata import MAX_CLASSES
+from tseg.runtime.segment.images import max_image_pixels, pixel_limit_message, read_image
 
 BACKGROUND = "Background"
 """Label 0's name: the classes are background plus the categories (MAX_CLASSES in all, at most)."""
@@ -161,7 +161,7 @@ def annotation_mask(ann: Mapping, height: int, width: int) -> np.ndarray:
 
     Accepts polygons (a list of flat [x1, y1, x2, y2, ...] lists), uncompressed
     RLE (``counts`` a list) and compressed RLE (``counts`` a string); all are
-    checked (see :mod:`tseg.runtime.coco_checks`) before pycocotools sees them.
+    checked (see :mod:`tseg.runtime.data.coco_checks`) before pycocotools sees them.
 
     Raises:
         TsegError: the segmentation is malformed or out of the image's bounds.
@@ -201,7 +201,7 @@ class CocoDataset:
         root: folder that ``file_name`` entries are relative to; defaults to
             the JSON's folder.
 
-    Everything in the JSON is checked here (see :mod:`tseg.runtime.coco_checks`),
+    Everything in the JSON is checked here (see :mod:`tseg.runtime.data.coco_checks`),
     so a bad file fails before any work is done.
 
     Raises:

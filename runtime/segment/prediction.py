@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tseg.runtime.data.label_png import save_label_png
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import save_label_png
-from tseg.runtime.overlay import overlay_labels
+from tseg.runtime.segment.overlay import overlay_labels
 
 
 @dataclass(frozen=True, eq=False)

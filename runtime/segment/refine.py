@@ -8,7 +8,7 @@ Big photographs: the CRF's memory grows with the pixels (a 4000x3000 photo peake
 6.6 GiB with 12 classes). Above ``max_pixels`` (default :data:`MAX_CRF_PIXELS`, 1 Mpx)
 the CRF runs on the image resized to fit the cap (Pillow, antialiased) with the logits
 resized bilinearly to the same grid; the refined probabilities are then brought to full
-size by :func:`~tseg.runtime.postprocess.upsample_labels` (bilinear, argmax) without a
+size by :func:`~tseg.runtime.segment.upsample.upsample_labels` (bilinear, argmax) without a
 (C, H, W) array at full size. The kernel widths stay in pixels of the capped image: the
 CRF sees a picture of about 1 Mpx, the regime its parameters are tuned in (scaling them
 down with the image would make the Gaussian kernel sub-pixel, and double the lattices'
@@ -29,10 +29,10 @@ import numpy as np
 from tseg.runtime.crf import parameters as crf_parameters
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.images import check_image, resize_image
 from tseg.runtime.inputs import read_input
-from tseg.runtime.labels import labels_from_scores, resize_scores, softmax
-from tseg.runtime.postprocess import upsample_labels
+from tseg.runtime.segment.images import check_image, resize_image
+from tseg.runtime.segment.scores import labels_from_scores, resize_scores, softmax
+from tseg.runtime.segment.upsample import upsample_labels
 
 CRF_FILE = "crf.json"
 MAX_ITERATIONS = 1000

@@ -3,7 +3,7 @@
 The format (see the competition notes): a header ``image_id,PredictionString``, then one
 row per test image in the JSON's order; ``image_id`` is the image's ``file_name`` and
 ``PredictionString`` its label map resized to 256x256 by nearest neighbour
-(:func:`tseg.runtime.images.resize_labels`), flattened row-major, as 65,536
+(:func:`tseg.runtime.segment.images.resize_labels`), flattened row-major, as 65,536
 space-separated integers. A file name with a comma or a quote is quoted as CSV does.
 
 :class:`SubmissionWriter` streams: each row goes to a temp file in the destination
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TempFile, no_space_error
-from tseg.runtime.images import resize_labels
 from tseg.runtime.inputs import open_input
-from tseg.runtime.metadata import MAX_CLASSES
-from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
+from tseg.runtime.model.metadata import MAX_CLASSES
+from tseg.runtime.segment.images import resize_labels
 
 SUBMISSION_SIZE = (256, 256)
 HEADER = "image_id,PredictionString"

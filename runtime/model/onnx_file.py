@@ -30,7 +30,7 @@ from typing import Protocol
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.inputs import check_model_file, open_input
-from tseg.runtime.metadata import PRECISIONS, PREFIX, ModelMetadata, metadata_props
+from tseg.runtime.model.metadata import PRECISIONS, PREFIX, ModelMetadata, metadata_props
 
 INPUT_TYPE = "tensor(float)"  # what tseg's preprocessing makes
 OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
@@ -161,7 +161,7 @@ def has_tseg_marker(path: Path) -> bool:
     """True when the file holds tseg's metadata keys: a byte search, nothing is parsed.
 
     Cheap enough to run over every .onnx under runs/ to skip the ones other tools left
-    there; :func:`read_model_file` and :class:`~tseg.runtime.metadata.ModelMetadata`
+    there; :func:`read_model_file` and :class:`~tseg.runtime.model.metadata.ModelMetadata`
     decide when the model is opened.
     """
     try:
@@ -194,7 +194,7 @@ def check_graph_io(inputs: Sequence[GraphTensor], outputs: Sequence[GraphTensor]
     The input must be one rank-4 float tensor (N, 3, H, W) with N 1 or dynamic and H, W
     the metadata's input size or dynamic; the first output a rank-4 float tensor
     (N, C, h, w) with C the number of classes where the graph states it (otherwise
-    :meth:`~tseg.runtime.segmenter.Segmenter.run_batch` checks it on every run).
+    :meth:`~tseg.runtime.segment.segmenter.Segmenter.run_batch` checks it on every run).
 
     Args:
         inputs: the graph inputs (a session's ``get_inputs()`` or :attr:`ModelFile.inputs`).

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
-from tseg.runtime.stages import Decoded, Failure, Job, Result, Stages
+from tseg.runtime.infer.stages import Decoded, Failure, Job, Result, Stages
+from tseg.runtime.model.metadata import MAX_BATCH_SIZE
 
 THREAD_PREFIX = "tseg-pipeline-"  # the CRF's own pool is "tseg-crf" and outlives a run by design
 MAX_WORKERS = 64

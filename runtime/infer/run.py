@@ -1,6 +1,6 @@
 """Batch inference over files, folders or a COCO split, writing label PNGs (and overlays, a CSV).
 
-The images go through :mod:`tseg.runtime.pipeline` (decoding, the model, post-processing and
+The images go through :mod:`tseg.runtime.infer.pipeline` (decoding, the model, post-processing and
 writing overlap); an image that cannot be read or segmented is reported and the others are
 still written (see :class:`InferResult`).
 """
@@ -17,19 +17,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.data.label_png import save_label_png
+from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.images import find_images, read_image
-from tseg.runtime.labels import save_label_png
-from tseg.runtime.metrics import ConfusionMatrix, SegmentationScores
-from tseg.runtime.outputs import check_report_file, plan_overlays, plan_targets
+from tseg.runtime.infer.outputs import check_report_file, plan_overlays, plan_targets
+from tseg.runtime.infer.pipeline import PipelineReport, PipelineSettings, run_pipeline
+from tseg.runtime.infer.stages import Failure, Job, Result, Stages
+from tseg.runtime.model.tensorrt import TensorrtSettings
 from tseg.runtime.paths import Input, Inputs, Output, check_outputs
-from tseg.runtime.pipeline import PipelineReport, PipelineSettings, run_pipeline
-from tseg.runtime.refine import CrfParams, crf_file_for
-from tseg.runtime.segmenter import Segmenter
-from tseg.runtime.stages import Failure, Job, Result, Stages
-from tseg.runtime.tensorrt import TensorrtSettings
+from tseg.runtime.segment.images import find_images, read_image
+from tseg.runtime.segment.refine import CrfParams, crf_file_for
+from tseg.runtime.segment.segmenter import Segmenter
 
 ERRORS_FILE = "errors.txt"  # the failures of a run, in --out
 ERRORS_HEADER = "# tseg-infer: images that could not be segmented (failed: SOURCE: reason)\n"
@@ -52,7 +52,7 @@ class InferSettings:
         post_workers: post-processing (upsampling, CRF) threads; None: as many as ``workers``
             with a CRF or TTA, else one.
         fail_fast: stop at the first image that fails instead of carrying on.
-        tta: test-time augmentation views (a :class:`~tseg.runtime.tta.TtaSettings`), or None.
+        tta: test-time augmentation views (a :class:`~tseg.runtime.segment.tta.TtaSettings`), or None.
         overlay: folder for pictures of each image with its labels blended in, or None.
         submission: the competition's CSV to write (COCO splits only), or None.
         trt_fp16: let TensorRT use FP16 kernels (``--trt-fp16``; device "tensorrt" only).
@@ -155,7 +155,7 @@ class _Writer:
     def __call__(self, result: Result) -> None:
         save_label_png(self.targets[result.index], result.labels, palette=self.palette)
         if self.overlays is not None:
-            from tseg.runtime.overlay import save_overlay
+            from tseg.runtime.segment.overlay import save_overlay
 
             save_overlay(self.overlays[result.index], result.image, result.labels, self.classes, self.palette)
         for extra in self.extra:
@@ -285,7 +285,7 @@ class _Incomplete(Exception):
 def _open_submission(path: Path | None):
     if path is None:
         return nullcontext(None)
-    from tseg.runtime.submission import SubmissionWriter
+    from tseg.runtime.data.submission import SubmissionWriter
 
     return SubmissionWriter(path)
 

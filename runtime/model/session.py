@@ -23,14 +23,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tseg.runtime import tensorrt as trt
-from tseg.runtime.defaults import MAX_THREADS
 from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.inputs import check_model_file
-from tseg.runtime.metadata import ModelMetadata
-from tseg.runtime.onnx_file import read_model_file
+from tseg.runtime.model import tensorrt as trt
+from tseg.runtime.model.metadata import ModelMetadata
+from tseg.runtime.model.onnx_file import read_model_file
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+# Intra-op threads (ONNX Runtime, torch): more than the CPUs only adds spinning and contention, and
+# thousands of them exhaust a limited address space (ONNX Runtime then deadlocks in its pool's start).
+MAX_THREADS = os.cpu_count() or 1
 _PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -215,7 +217,7 @@ def create_session(
             (``onnxruntime.preload_dlls``, where this onnxruntime has it).
         threads: intra-op threads; None lets onnxruntime choose.
         tensorrt: with device "tensorrt", the engine settings (FP16, batch size, cache
-            folder) that become TensorRT's provider options (:mod:`tseg.runtime.tensorrt`):
+            folder) that become TensorRT's provider options (:mod:`tseg.runtime.model.tensorrt`):
             TensorRT's library and the GPU are looked up first, and the cache folders made.
             None: ONNX Runtime's defaults (no engine cache). Refused with any other device.
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tseg.runtime.coco import CocoDataset
+from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.data.metrics import ConfusionMatrix
 from tseg.runtime.errors import TsegError
-from tseg.runtime.metrics import ConfusionMatrix
-from tseg.runtime.postprocess import upsample_labels
-from tseg.runtime.refine import CrfParams
-from tseg.runtime.segmenter import Segmenter
+from tseg.runtime.segment.refine import CrfParams
+from tseg.runtime.segment.segmenter import Segmenter
+from tseg.runtime.segment.upsample import upsample_labels
 
 # Around pydensecrf's defaults and DeepLab's (appearance kernel dominates the gain).
 DEFAULT_GRID: Mapping[str, Sequence[float]] = {
@@ -78,7 +78,7 @@ def tune_crf(
 
     The model runs once per image; each setting then refines the same logits, as
     inference does (:meth:`CrfParams.refine_logits`; the baseline is
-    :func:`~tseg.runtime.postprocess.upsample_labels`).
+    :func:`~tseg.runtime.segment.upsample.upsample_labels`).
 
     Args:
         json_path: an annotated COCO split (e.g. val.json).

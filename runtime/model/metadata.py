@@ -20,6 +20,7 @@ SCHEMA_VERSION = 1
 # 8-bit (palette PNGs, uint8 arrays) and label 255 stays free for training's --ignore-index.
 MAX_CLASSES = 255
 MAX_INPUT_SIDE = 8192
+MAX_BATCH_SIZE = 1024  # images per model run: tseg-infer --batch-size, TensorRT's largest profile
 MAX_NAME_CHARS = 200
 # Normalisation is on the [0, 1] pixel scale; beyond these the float32 input is garbage.
 MEAN_RANGE = (-1000.0, 1000.0)

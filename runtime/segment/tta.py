@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import preprocess
-from tseg.runtime.labels import resize_scores, softmax
+from tseg.runtime.segment.images import preprocess
+from tseg.runtime.segment.scores import resize_scores, softmax
 
 if TYPE_CHECKING:
-    from tseg.runtime.segmenter import Segmenter
+    from tseg.runtime.segment.segmenter import Segmenter
 
 TTA_MODES = ("hflip",)
 SCALE_RANGE = (0.1, 4.0)
@@ -164,7 +164,7 @@ def tta_probs(segmenter: Segmenter, image: np.ndarray, settings: TtaSettings) ->
 def add_upsampled_probs(total: np.ndarray, logits: np.ndarray, *, band: int = ROWS_PER_BAND) -> None:
     """Adds ``upsample_probs(logits, total.shape[1:])`` to ``total`` in place, ``band`` rows at a time.
 
-    The same function as :func:`upsample_probs` (:func:`~tseg.runtime.labels.resize_scores`,
+    The same function as :func:`upsample_probs` (:func:`~tseg.runtime.segment.scores.resize_scores`,
     then softmax over C), band by band, so the values are bit for bit its values.
 
     Args:

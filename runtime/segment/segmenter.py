@@ -15,19 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.binding import BoundRunner
-from tseg.runtime.defaults import MAX_BATCH_SIZE
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import check_image, preprocess, read_image
-from tseg.runtime.labels import argmax_classes, resize_scores
-from tseg.runtime.metadata import ModelMetadata
-from tseg.runtime.onnx_file import check_graph_io, static_dim
-from tseg.runtime.postprocess import upsample_labels, upsample_probs
-from tseg.runtime.prediction import Prediction
-from tseg.runtime.refine import CrfParams
-from tseg.runtime.session import create_session
-from tseg.runtime.tensorrt import TensorrtSettings
-from tseg.runtime.tta import TtaSettings, check_tta_graph, logits_from_probs, tta_probs
+from tseg.runtime.model.binding import BoundRunner
+from tseg.runtime.model.metadata import MAX_BATCH_SIZE, ModelMetadata
+from tseg.runtime.model.onnx_file import check_graph_io, static_dim
+from tseg.runtime.model.session import create_session
+from tseg.runtime.model.tensorrt import TensorrtSettings
+from tseg.runtime.segment.images import check_image, preprocess, read_image
+from tseg.runtime.segment.prediction import Prediction
+from tseg.runtime.segment.refine import CrfParams
+from tseg.runtime.segment.scores import argmax_classes, resize_scores
+from tseg.runtime.segment.tta import TtaSettings, check_tta_graph, logits_from_probs, tta_probs
+from tseg.runtime.segment.upsample import upsample_labels, upsample_probs
 
 
 def _tensorrt_settings(device: str, settings: object, batch_size: int, tta: TtaSettings | None):
@@ -81,7 +80,7 @@ class Segmenter:
     Raises:
         TsegError: the file is not an ONNX model, its tseg metadata is missing or
             malformed, its graph does not fit the metadata (see
-            :func:`~tseg.runtime.onnx_file.check_graph_io`)
+            :func:`~tseg.runtime.model.onnx_file.check_graph_io`)
             or the TTA scales, or a setting is of the wrong kind.
     """
 
@@ -145,7 +144,7 @@ class Segmenter:
             batch: (N, 3, h, w) float32 (``preprocess`` outputs stacked).
             check_finite: refuse NaN or infinite scores here. The pipeline turns it off
                 because its post-processing checks the same at 1/C of the cost
-                (:func:`~tseg.runtime.labels.argmax_classes`, the CRF's own checks).
+                (:func:`~tseg.runtime.segment.scores.argmax_classes`, the CRF's own checks).
 
         Returns:
             (N, C, h', w') float32 finite logits.

@@ -9,16 +9,17 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from tseg.runtime import images
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
-from tseg.runtime.defaults import MAX_BATCH_SIZE, MAX_THREADS, RUNS_DIR, new_infer_dir, newest_model
+from tseg.runtime.data.metrics import format_scores
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.metrics import format_scores
-from tseg.runtime.pipeline import MAX_WORKERS
-from tseg.runtime.predict import EVAL_FILE, CocoInferResult, InferResult, InferSettings, infer_coco, infer_paths
-from tseg.runtime.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
-from tseg.runtime.session import DEVICES
+from tseg.runtime.infer.defaults import RUNS_DIR, new_infer_dir, newest_model
+from tseg.runtime.infer.pipeline import MAX_WORKERS
+from tseg.runtime.infer.run import EVAL_FILE, CocoInferResult, InferResult, InferSettings, infer_coco, infer_paths
+from tseg.runtime.model.metadata import MAX_BATCH_SIZE
+from tseg.runtime.model.session import DEVICES, MAX_THREADS
+from tseg.runtime.segment import images
+from tseg.runtime.segment.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 
 CRF_FLAGS = (
     "iterations",
@@ -189,7 +190,7 @@ def main(
     """
     given = given_options(click.get_current_context())
     if verbose:
-        from tseg.runtime.session import set_engine_logging
+        from tseg.runtime.model.session import set_engine_logging
 
         set_engine_logging(verbose=True)
     check_combinations(given=given, has_paths=bool(paths), has_coco=coco is not None)
@@ -234,8 +235,8 @@ def main(
 
 
 def _score_submission(csv: Path, coco: Path, data: Path | None) -> None:
-    from tseg.runtime.coco import CocoDataset
-    from tseg.runtime.submission import score_submission
+    from tseg.runtime.data.coco import CocoDataset
+    from tseg.runtime.data.submission import score_submission
 
     scores = score_submission(csv, coco, data_root=data)
     click.echo(f"{csv}: " + format_scores(scores, CocoDataset(coco, root=data).classes))
@@ -244,7 +245,7 @@ def _score_submission(csv: Path, coco: Path, data: Path | None) -> None:
 def _parse_tta(tta: str | None, scales: str | None):
     if tta is None and scales is None:
         return None
-    from tseg.runtime.tta import TtaSettings
+    from tseg.runtime.segment.tta import TtaSettings
 
     return TtaSettings.parse(tta, scales)
 
@@ -310,7 +311,7 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
             raise TsegError("--score-submission needs --coco with the annotated split the CSV was made for")
         return
     if "crf_tune" in given:
-        from tseg.runtime.crf_tune import DEFAULT_GRID
+        from tseg.runtime.infer.crf_tune import DEFAULT_GRID
 
         unused = ("use_crf", "evaluate", "out", "batch_size", "workers", "fail_fast", "overlay", "submission")
         clashes = [n for n in (*unused, "tta", "tta_scales") if n in given]
@@ -364,12 +365,12 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
 
 
 def _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16) -> None:
-    from tseg.runtime.coco import CocoDataset
-    from tseg.runtime.crf_tune import tune_crf
+    from tseg.runtime.data.coco import CocoDataset
+    from tseg.runtime.infer.crf_tune import tune_crf
+    from tseg.runtime.infer.run import check_classes
+    from tseg.runtime.model.tensorrt import TensorrtSettings
     from tseg.runtime.paths import Input, Output, check_outputs
-    from tseg.runtime.predict import check_classes
-    from tseg.runtime.segmenter import Segmenter
-    from tseg.runtime.tensorrt import TensorrtSettings
+    from tseg.runtime.segment.segmenter import Segmenter
 
     base = resolve_crf_params(model, crf)
     dataset = CocoDataset(coco, root=data)

@@ -1,6 +1,6 @@
 """From model logits to labels at the image's size, at a cost small next to the model.
 
-:func:`tseg.runtime.labels.labels_from_scores` (resize every class's scores to the
+:func:`tseg.runtime.segment.scores.labels_from_scores` (resize every class's scores to the
 image, then argmax) stays the plain reference; at 512x512 with 12 classes it costs
 about twice the model. :func:`upsample_labels` gives the same labels without ever
 holding the (C, H, W) scores:
@@ -23,7 +23,7 @@ arithmetic, the top two classes are within float rounding of each other (the
 difference of two values is rounded once or twice differently; exact ties go to the
 first class, as in ``argmax``). Everywhere else the labels equal the reference's
 (tests/runtime/test_postprocess.py checks this with hypothesis). Logits must be finite
-(the :class:`~tseg.runtime.segmenter.Segmenter` checks its outputs); a NaN is refused.
+(the :class:`~tseg.runtime.segment.segmenter.Segmenter` checks its outputs); a NaN is refused.
 
 Cost (benchmarks/postprocess.py, 12 classes from 256x256, 2 shared cores): 512x512
 3.3 ms vs 49 ms for the reference; 4000x3000 49 ms vs 4.9 s.
@@ -38,8 +38,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.labels import _source_grid, argmax_classes, resize_scores, scores_at, softmax
-from tseg.runtime.metadata import MAX_CLASSES
+from tseg.runtime.model.metadata import MAX_CLASSES
+from tseg.runtime.segment.scores import _source_grid, argmax_classes, resize_scores, scores_at, softmax
 
 # Boundary pixels are computed in chunks of about this many pixels times classes (memory:
 # a few float32 arrays of this many elements).

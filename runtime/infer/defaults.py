@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import create_run_dir
-from tseg.runtime.onnx_file import REJECTED_SUFFIX, fp32_path, has_tseg_marker
+from tseg.runtime.model.onnx_file import REJECTED_SUFFIX, fp32_path, has_tseg_marker
 
 RUNS_DIR = Path("runs")
-MAX_BATCH_SIZE = 1024  # images per model run: tseg-infer --batch-size, TensorRT's largest profile
-# Intra-op threads (ONNX Runtime, torch): more than the CPUs only adds spinning and contention, and
-# thousands of them exhaust a limited address space (ONNX Runtime then deadlocks in its pool's start).
-MAX_THREADS = os.cpu_count() or 1
 INFER_DIR = "infer"  # runs/infer/NAME holds tseg-infer's outputs
 
 

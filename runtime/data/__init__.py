@@ -1,0 +1,1 @@
+"""Datasets and scores: COCO reading and checks, metrics, label PNGs, the submission CSV."""
