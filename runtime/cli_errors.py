@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import logging
+import re
+import shlex
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -19,6 +22,58 @@ INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 def one_line(text: str) -> str:
     """``text`` with line breaks and other control characters escaped, so it prints as one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# ``name=value`` where a library message names a parameter as a Python keyword: device='cpu', trt_fp16=True.
+_KEYWORD = re.compile(r"(?<![\w./\-])([A-Za-z_]\w*)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;:()\[\]]+)")
+
+
+def _spelling(param: click.Parameter) -> str:
+    """How the user types ``param``: its long flag (``--batch-size``), or an argument's metavar (``PATHS``)."""
+    if isinstance(param, click.Option):
+        return max(param.opts, key=lambda opt: (opt.startswith("--"), len(opt)))
+    return param.human_readable_name
+
+
+def _flag_and_value(param: click.Parameter | None, literal: str) -> str | None:
+    """``--device cpu`` for ``device='cpu'``; ``--trt-fp16`` for ``trt_fp16=True``; None when it has no spelling."""
+    if not isinstance(param, click.Option):
+        return None
+    try:
+        value = ast.literal_eval(literal)
+    except (ValueError, SyntaxError):
+        value = literal
+    if param.is_flag and isinstance(value, bool):
+        opts = param.opts if value else param.secondary_opts
+        return max(opts, key=len) if opts else None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return f"{_spelling(param)} {shlex.quote(str(value))}"
+    return None
+
+
+def cli_message(text: str, *, parameter: str | None = None, command: click.Command | None = None) -> str:
+    """A library message in ``command``'s words: its Python parameter names become the command's flags.
+
+    The one place where tseg's CLIs translate (see :class:`~tseg.runtime.errors.TsegError`): a
+    leading ``parameter`` (``batch_size: need ...``) becomes its flag (``--batch-size: need ...``),
+    and every ``name=value`` keyword of one of the command's parameters becomes the flag with its
+    value (``device='cpu'`` -> ``--device cpu``, ``trt_fp16=True`` -> ``--trt-fp16``). Names that
+    are not the command's parameters stay as they are.
+
+    Args:
+        text: the message.
+        parameter: the parameter it starts with (:attr:`TsegError.parameter`), or None.
+        command: the click command; default: the current context's.
+    """
+    if command is None:
+        context = click.get_current_context(silent=True)
+        command = context.command if context is not None else None
+    if command is None:
+        return text
+    params = {param.name: param for param in command.params}
+    if parameter in params and re.match(rf"{re.escape(parameter)}(?![\w=])", text):
+        text = _spelling(params[parameter]) + text[len(parameter):]
+    return _KEYWORD.sub(lambda m: _flag_and_value(params.get(m[1]), m[2]) or m[0], text)
 
 
 def _command_name() -> str:
@@ -39,7 +94,13 @@ class OneLineCommand(click.Command):
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record comes (click's test runner swaps it)."""
+    """Writes to whatever ``sys.stderr`` is when a record comes (click's test runner swaps it),
+    in the words of the command that last called :func:`show_notes` (notes come from worker threads too)."""
+
+    command: click.Command | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        return cli_message(super().format(record), command=self.command)
 
     @property
     def stream(self):
@@ -51,19 +112,24 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def show_notes() -> None:
-    """Shows tseg's notes and warnings (:data:`tseg.runtime.errors.logger`) on stderr, bare, once per process."""
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+    """Shows tseg's notes and warnings (:data:`tseg.runtime.errors.logger`) on stderr, bare, once per process,
+    with parameter names translated into the current command's flags (:func:`cli_message`)."""
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    context = click.get_current_context(silent=True)
+    handler.command = context.command if context is not None else None
 
 
 def one_line_errors(func: F) -> F:
     """Turns user-facing errors raised by ``func`` into ``Error: ...`` and exit 1.
 
     TsegError and file-system errors (missing, unreadable, no permission) are
-    the user's to fix, so they get no traceback; nor does running out of memory
+    the user's to fix, so they get no traceback (a TsegError's parameter names
+    become the command's flags, :func:`cli_message`); nor does running out of memory
     (an input too big for the machine). Ctrl-C prints ``interrupted`` and exits
     130. Anything else is a bug and keeps its traceback.
     """
@@ -74,7 +140,7 @@ def one_line_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except TsegError as err:
-            raise click.ClickException(one_line(str(err))) from None
+            raise click.ClickException(one_line(cli_message(str(err), parameter=err.parameter))) from None
         except OSError as err:
             where = f": {err.filename}" if err.filename else ""
             raise click.ClickException(one_line(f"{err.strerror or err}{where}")) from None

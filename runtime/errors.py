@@ -14,8 +14,27 @@ logger = logging.getLogger("tseg")
 class TsegError(ValueError):
     """Bad input from a user: a file, an argument, a dataset or a model.
 
-    The message names what was expected, what came, and the valid options.
+    The message names what was expected, what came, and the valid options. It speaks to a
+    Python caller: a parameter is named as the function names it, either as the message's
+    first word (``model file not found: x.onnx``, with ``parameter="model"``) or as a Python
+    keyword (``use device='cpu'``). The CLIs translate both into their flags (``--model``,
+    ``--device cpu``) in one place, :func:`tseg.runtime.cli_errors.cli_message`.
+
+    Attributes:
+        parameter: the parameter the message starts with, or None (a Python caller can
+            test it instead of parsing the text).
     """
+
+    def __init__(self, message: str = "", *, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+    def __reduce__(self):  # keeps ``parameter`` across pickling (process pools)
+        return _rebuild, (type(self), str(self), self.parameter)
+
+
+def _rebuild(cls: type, message: str, parameter: str | None) -> TsegError:
+    return cls(message, parameter=parameter)
 
 
 class TsegTypeError(TsegError, TypeError):
