@@ -27,13 +27,30 @@ class AgreementType(click.ParamType):
             self.fail(str(err).removeprefix("--min-agreement: "), param, ctx)
 
 
-@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
+class ExportCommand(OneLineCommand):
+    """tseg-export CHECKPOINT --onnx; the older ``--onnx=CHECKPOINT`` spelling still parses.
+
+    ``--onnx CHECKPOINT`` needs nothing: ``--onnx`` is a flag, so the path that follows it is
+    the CHECKPOINT argument.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        spelled = []
+        for arg in args:
+            if arg.startswith("--onnx=") and arg != "--onnx=":
+                spelled += ["--onnx", arg.removeprefix("--onnx=")]
+            else:
+                spelled.append(arg)
+        return super().parse_args(ctx, spelled)
+
+
+@click.command(cls=ExportCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option(
     "--onnx",
-    "checkpoint",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Checkpoint written by tseg-train (e.g. runs/RUN/best.pt) to export to ONNX.",
+    "onnx_format",
+    is_flag=True,
+    help="Export to ONNX (the format tseg deploys; the default, as it is the only one).",
 )
 @click.option(
     "-o",
@@ -113,10 +130,11 @@ class AgreementType(click.ParamType):
               help="Where Triton runs the model's instances.")
 @click.option("--triton-trt-fp16", is_flag=True, help="Triton: ONNX Runtime's TensorRT accelerator in FP16.")
 @one_line_errors
-def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precisions, train_json, calib_images,
-         calib_method, int8_target, keep_float, max_miou_drop, min_agreement, triton_repo, triton_name,
+def main(checkpoint, onnx_format, out, data, val_json, parity_images, opset, simplify, precisions, train_json,
+         calib_images, calib_method, int8_target, keep_float, max_miou_drop, min_agreement, triton_repo, triton_name,
          triton_max_batch, triton_device, triton_trt_fp16):
-    """Export a checkpoint to ONNX (dynamic batch, height and width) with tseg metadata.
+    """Export CHECKPOINT (a tseg-train best.pt or last.pt) to ONNX (dynamic batch, height and width)
+    with tseg metadata.
 
     The file passes onnx.checker, and ONNX Runtime's logits are compared with
     PyTorch's on generated inputs at two sizes (and on --data images); with
@@ -127,11 +145,12 @@ def main(checkpoint, out, data, val_json, parity_images, opset, simplify, precis
 
     \b
     Examples:
-      tseg-export --onnx runs/demo/best.pt --data ~/.cache/tseg/synthetic-...
-      tseg-export --onnx runs/demo/best.pt --data DATA --precision fp32,fp16,int8
+      tseg-export runs/demo/best.pt --onnx --data ~/.cache/tseg/synthetic-...
+      tseg-export runs/demo/best.pt --onnx --data DATA --precision fp32,fp16,int8
     """
     import sys
 
+    del onnx_format  # ONNX is the only format: the flag is the card's spelling, and documents intent
     from tseg.export.precisions import PrecisionSettings, failure_line, parse_precisions
 
     settings = PrecisionSettings(
