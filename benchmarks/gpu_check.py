@@ -211,7 +211,7 @@ def check_tensorrt_engines(model: Path, results: dict) -> None:
         results["trt_version"] = trt.find_tensorrt()
     except Exception as err:  # TsegError: no TensorRT libraries on this machine
         results["trt_missing"] = str(err)
-        report("7b tensorrt libraries", str(err).startswith("--device tensorrt:"), f"not found: {str(err)[:300]}")
+        report("7b tensorrt libraries", str(err).startswith("device='tensorrt':"), f"not found: {str(err)[:300]}")
         return
     image = np.random.default_rng(3).integers(0, 256, (120, 90, 3), dtype=np.uint8)
     reference = Segmenter(model, device="cpu").predict([image, image[::-1]])

@@ -53,7 +53,7 @@ _log_level = [_QUIET]
 
 
 def set_engine_logging(*, verbose: bool) -> None:
-    """Lets ONNX Runtime's own warnings and errors through to stderr (``--verbose``), or keeps them off."""
+    """Lets ONNX Runtime's own warnings and errors through to stderr (tseg-infer's ``--verbose``), or keeps them off."""
     _log_level[0] = _VERBOSE if verbose else _QUIET
     import onnxruntime as ort
 
@@ -69,7 +69,9 @@ def check_threads(threads: object) -> int | None:
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
-        raise TsegError(f"threads: need an integer in 1..{MAX_THREADS} (this machine's CPUs), got {threads!r:.40}")
+        raise TsegError(
+            f"threads: need an integer in 1..{MAX_THREADS} (this machine's CPUs), got {threads!r:.40}", parameter="threads"
+        )
     return threads
 
 
@@ -92,7 +94,7 @@ def requested_providers(device: str, available: list[str]) -> list[str]:
         TsegError: the device is unknown, or an explicit GPU device's provider is not in ``available``.
     """
     if device not in DEVICES:
-        raise TsegError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+        raise TsegError(f"device: unknown device {device!r:.40}; valid: {', '.join(DEVICES)}", parameter="device")
     if device == "auto":
         # onnxruntime-gpu offers CUDA even on machines without a GPU; trying it
         # there costs a slow, noisy failed library load.
@@ -101,9 +103,10 @@ def requested_providers(device: str, available: list[str]) -> list[str]:
     wanted = _PROVIDERS[device]
     if wanted[0] not in available:
         raise TsegError(
-            f"--device {device} needs {wanted[0]}, but this onnxruntime offers only {', '.join(available)}:"
+            f"device={device!r} needs {wanted[0]}, but this onnxruntime offers only {', '.join(available)}:"
             f" {CUDA_EXTRA} (onnxruntime-gpu in place of onnxruntime, with NVIDIA's CUDA and cuDNN 9 wheels)"
-            + (", and the TensorRT libraries (e.g. pip install tensorrt)" if device == "tensorrt" else "")
+            + (", and the TensorRT libraries (e.g. pip install tensorrt)" if device == "tensorrt" else ""),
+            parameter="device",
         )
     return wanted
 
@@ -235,10 +238,11 @@ def create_session(
     import onnxruntime as ort
 
     if tensorrt is not None and not isinstance(tensorrt, trt.TensorrtSettings):
-        raise TsegError(f"tensorrt: need a TensorrtSettings or None, got {type(tensorrt).__name__}")
+        raise TsegError(f"tensorrt: need a TensorrtSettings or None, got {type(tensorrt).__name__}", parameter="tensorrt")
     if tensorrt is not None and device != "tensorrt":
         raise TsegError(
-            f"TensorRT settings (--trt-fp16, engine caches) apply only to --device tensorrt, got --device {device}"
+            f"tensorrt: TensorRT settings (FP16, engine caches) apply only to device='tensorrt', got device={device!r}",
+            parameter="tensorrt",
         )
 
     path = Path(model_path)
@@ -272,7 +276,7 @@ def create_session(
     )
     if device == "auto" and "CUDAExecutionProvider" not in available and _gpu_note_wanted():
         logger.info(
-            f"note: --device auto: running on the CPU: this onnxruntime offers no CUDAExecutionProvider"
+            f"note: device='auto': running on the CPU: this onnxruntime offers no CUDAExecutionProvider"
             f" ({CUDA_EXTRA} to use the GPU)"
         )
     return session
@@ -289,8 +293,9 @@ def tensorrt_options(path: Path, settings: trt.TensorrtSettings) -> dict[str, st
     gpu = trt.gpu_name()
     if gpu is None:
         raise TsegError(
-            "--device tensorrt: no NVIDIA GPU found (asked the CUDA driver, nvidia-smi and /proc/driver/nvidia);"
-            " TensorRT runs on one: use --device cpu"
+            "device='tensorrt': no NVIDIA GPU found (asked the CUDA driver, nvidia-smi and /proc/driver/nvidia);"
+            " TensorRT runs on one: use device='cpu'",
+            parameter="device",
         )
     metadata = ModelMetadata.from_props(read_model_file(path).props, source=str(path))
     options = trt.tensorrt_provider_options(path, metadata, settings, gpu=gpu, trt_version=version)
@@ -334,10 +339,11 @@ def check_providers(used: list[str], *, requested: list[str], device: str, log: 
             if device == "tensorrt":
                 hint = f"{trt.install_hint()}, besides {hint}"
             raise TsegError(
-                f"--device {device}: {wanted} is installed but could not be loaded{because}; install"
-                f" {hint}, or use --device cpu or auto"
+                f"device={device!r}: {wanted} is installed but could not be loaded{because}; install"
+                f" {hint}, or use device='cpu' or device='auto'",
+                parameter="device",
             )
-        logger.warning(f"note: --device auto: the GPU could not be used{because}; running on the CPU")
+        logger.warning(f"note: device='auto': the GPU could not be used{because}; running on the CPU")
         return
     if device == "auto":
-        logger.info(f"note: --device auto: running on {wanted}")
+        logger.info(f"note: device='auto': running on {wanted}")

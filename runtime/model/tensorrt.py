@@ -161,7 +161,8 @@ def tensorrt_provider_options(model_path: Path, metadata: ModelMetadata, setting
     if int8 and metadata.calibration.get("target", "cpu") != "tensorrt":
         raise TsegError(
             f"{model_path} was quantized for the CPU (uint8 activations, which TensorRT does not take):"
-            " export it with tseg-export --precision int8 --int8-target tensorrt, or run it with --device cpu or cuda"
+            " export it with tseg-export --precision int8 --int8-target tensorrt, or run it with device='cpu' or"
+            " device='cuda'"
         )
     profiles = profile_shapes(image.name, image.shape, input_size=metadata.input_size, batch_size=settings.batch_size)
     if all(static_dim(d) is not None for d in image.shape):
@@ -286,7 +287,9 @@ def find_tensorrt() -> str:
         except (AttributeError, OSError):
             return major
     reason = f" ({errors[-1][:200]})" if errors else ""
-    raise TsegError(f"--device tensorrt: TensorRT's libraries were not found{reason}; install {install_hint()}")
+    raise TsegError(
+        f"device='tensorrt': TensorRT's libraries were not found{reason}; install {install_hint()}", parameter="device"
+    )
 
 
 def gpu_name() -> str | None:

@@ -108,7 +108,8 @@ def test_an_explicit_gpu_device_that_is_not_offered_is_an_error(monkeypatch, mod
     with pytest.raises(TsegError) as caught:
         create_session(model_file, device=device)
     text = str(caught.value)
-    assert f"--device {device}" in text and "offers only CPUExecutionProvider" in text
+    assert text.startswith(f"device={device!r} needs") and "offers only CPUExecutionProvider" in text
+    assert caught.value.parameter == "device" and "--" not in text
     assert "pip install 'tseg[cuda]'" in text and "onnxruntime-gpu" in text and "\n" not in text
     assert ("pip install tensorrt" in text) == (device == "tensorrt")
     assert calls.requested is None and calls.events == []  # refused before trying (nothing preloaded)
@@ -124,7 +125,7 @@ def test_an_explicit_cuda_that_does_not_load_is_an_error_with_the_reason(monkeyp
     assert calls.requested == [CUDA, CPU]
     assert "CUDAExecutionProvider is installed but could not be loaded" in text
     assert "libcublasLt.so.13: cannot open shared object file" in text and "Require cuDNN 9.* and CUDA 13.*" in text
-    assert "cuDNN 9" in text and "--device cpu" in text and "\n" not in text
+    assert "cuDNN 9" in text and "device='cpu'" in text and "--" not in text and "\n" not in text
     out, err = capfd.readouterr()
     assert out == "" and err == ""  # ONNX Runtime's own log lines were kept off the terminal
 
@@ -175,7 +176,7 @@ def test_auto_uses_cuda_when_it_loads_and_says_so(monkeypatch, model_file, capfd
     use(monkeypatch, module, gpu_visible=True)
     create_session(model_file, device="auto")
     assert calls.requested == [CUDA, CPU]
-    assert capfd.readouterr().out == "" and caplog.messages == ["note: --device auto: running on CUDAExecutionProvider"]
+    assert capfd.readouterr().out == "" and caplog.messages == ["note: device='auto': running on CUDAExecutionProvider"]
 
 
 def test_auto_falls_back_to_the_cpu_when_cuda_does_not_load(monkeypatch, model_file, capfd, caplog):
@@ -209,18 +210,27 @@ def test_auto_with_a_gpu_but_a_cpu_only_onnxruntime_says_what_to_install(monkeyp
     assert calls.requested == [CPU] and calls.events == ["session"]
     assert capfd.readouterr().out == ""
     [note] = caplog.messages
-    assert note.startswith("note: --device auto: running on the CPU") and "pip install 'tseg[cuda]'" in note
+    assert note.startswith("note: device='auto': running on the CPU") and "pip install 'tseg[cuda]'" in note
 
 
-def test_the_clis_show_the_notes_on_stderr(monkeypatch, model_file, capfd):
-    from tseg.runtime.cli_errors import show_notes
+def test_the_clis_show_the_notes_on_stderr_naming_their_flags(monkeypatch, model_file):
+    import click
+    from click.testing import CliRunner
+
+    from tseg.runtime.cli_errors import one_line_errors, show_notes
+
+    @click.command()
+    @click.option("--device", default="auto")
+    @one_line_errors
+    def command(device):
+        show_notes()  # once per process, however many commands run
+        create_session(model_file, device=device)
 
     module, calls = fake_ort(available=[TRT, CUDA, CPU], loads=[CUDA, CPU])
     use(monkeypatch, module, gpu_visible=True)
-    show_notes()
-    show_notes()  # once per process, however many commands run
-    create_session(model_file, device="auto")
-    assert capfd.readouterr() == ("", "note: --device auto: running on CUDAExecutionProvider\n")
+    result = CliRunner().invoke(command, [])
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr == "note: --device auto: running on CUDAExecutionProvider\n"
 
 
 def test_auto_with_a_cpu_only_onnxruntime_on_macos_stays_quiet(monkeypatch, model_file, capfd):
@@ -326,7 +336,7 @@ def test_explicit_gpu_devices_on_this_machine_give_one_line_or_run_quietly(tmp_p
         "from tseg.runtime.model.session import create_session\n"
         "import click\n"
         "@click.command()\n"
-        "@click.argument('device')\n"
+        "@click.option('--device')\n"
         "@one_line_errors\n"
         "def main(device):\n"
         f"    create_session({str(model)!r}, device=device)\n"
@@ -334,12 +344,14 @@ def test_explicit_gpu_devices_on_this_machine_give_one_line_or_run_quietly(tmp_p
         "main()\n"
     )
     for device in ("cuda", "tensorrt"):
-        run = subprocess.run([sys.executable, "-c", code, device], capture_output=True, text=True, timeout=120)
+        run = subprocess.run([sys.executable, "-c", code, "--device", device], capture_output=True, text=True,
+                             timeout=120)
         if run.returncode == 0:
             assert run.stdout == "ok\n" and run.stderr == ""
         else:
             assert run.returncode == 1 and run.stdout == ""
             assert run.stderr.count("\n") == 1 and run.stderr.startswith(f"Error: --device {device}"), run.stderr
+            assert "device=" not in run.stderr and "--device cpu or --device auto" in run.stderr, run.stderr
 
 
 def test_captured_output_takes_native_and_python_output_and_restores_the_terminal(capfd):

@@ -215,7 +215,7 @@ def test_tensorrt_settings_with_another_device_are_refused(monkeypatch, model, t
     module, calls = fake_ort_with_options(available=[TRT, CUDA, CPU], loads=[CUDA, CPU])
     use(monkeypatch, module)
     for device in ("cpu", "cuda", "auto"):
-        with pytest.raises(TsegError, match=f"apply only to --device tensorrt, got --device {device}$"):
+        with pytest.raises(TsegError, match=f"^tensorrt: .* apply only to device='tensorrt', got device='{device}'$"):
             create_session(model, device=device, tensorrt=TensorrtSettings(cache_dir=tmp_path / "cache"))
     assert calls.requested is None and not (tmp_path / "cache").exists()
     create_session(model, device="cpu")  # a CPU session makes no cache folder either
@@ -234,11 +234,11 @@ def test_missing_tensorrt_or_gpu_is_one_line_before_any_session(monkeypatch, mod
     with pytest.raises(TsegError) as caught:
         create_session(model, device="tensorrt", tensorrt=TensorrtSettings(cache_dir=tmp_path / "cache"))
     text = str(caught.value)
-    assert text.startswith("--device tensorrt: ") and "\n" not in text
+    assert text.startswith("device='tensorrt': ") and caught.value.parameter == "device" and "\n" not in text
     if missing == "tensorrt":
         assert "libnvinfer.so.10" in text and "pip install 'tensorrt-cu" in text
     else:
-        assert "no NVIDIA GPU found" in text and "--device cpu" in text
+        assert "no NVIDIA GPU found" in text and "use device='cpu'" in text and "--" not in text
     assert calls.requested is None and not (tmp_path / "cache").exists()
 
 
