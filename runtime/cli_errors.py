@@ -25,6 +25,8 @@ def one_line(text: str) -> str:
 
 
 # ``name=value`` where a library message names a parameter as a Python keyword: device='cpu', trt_fp16=True.
+# ``(name)`` where a message says which parameter a path came from: "photos/a.jpg (paths)".
+_ORIGIN = re.compile(r"\(([A-Za-z_]\w*)\)")
 _KEYWORD = re.compile(r"(?<![\w./\-])([A-Za-z_]\w*)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;:()\[\]]+)")
 
 
@@ -56,9 +58,10 @@ def cli_message(text: str, *, parameter: str | None = None, command: click.Comma
 
     The one place where tseg's CLIs translate (see :class:`~tseg.runtime.errors.TsegError`): a
     leading ``parameter`` (``batch_size: need ...``) becomes its flag (``--batch-size: need ...``),
-    and every ``name=value`` keyword of one of the command's parameters becomes the flag with its
-    value (``device='cpu'`` -> ``--device cpu``, ``trt_fp16=True`` -> ``--trt-fp16``). Names that
-    are not the command's parameters stay as they are.
+    every ``name=value`` keyword of one of the command's parameters becomes the flag with its
+    value (``device='cpu'`` -> ``--device cpu``, ``trt_fp16=True`` -> ``--trt-fp16``), and a
+    parameter named in parentheses after a path becomes its spelling (``a.jpg (paths)`` ->
+    ``a.jpg (PATHS)``). Names that are not the command's parameters stay as they are.
 
     Args:
         text: the message.
@@ -73,7 +76,8 @@ def cli_message(text: str, *, parameter: str | None = None, command: click.Comma
     params = {param.name: param for param in command.params}
     if parameter in params and re.match(rf"{re.escape(parameter)}(?![\w=])", text):
         text = _spelling(params[parameter]) + text[len(parameter):]
-    return _KEYWORD.sub(lambda m: _flag_and_value(params.get(m[1]), m[2]) or m[0], text)
+    text = _KEYWORD.sub(lambda m: _flag_and_value(params.get(m[1]), m[2]) or m[0], text)
+    return _ORIGIN.sub(lambda m: f"({_spelling(params[m[1]])})" if m[1] in params else m[0], text)
 
 
 def _command_name() -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.paths import kind_of
+from tseg.runtime.paths import kind_of, parameter_named
 
 MAX_SETTINGS_BYTES = 1 << 20  # a JSON of settings (crf.json, settings.json): a few hundred bytes in practice
 # Protocol Buffers cannot encode a message over 2 GiB: a bigger model keeps its weights as external data.
@@ -24,13 +24,8 @@ MAX_MODEL_BYTES = (2 << 30) - 1
 _MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
 
 
-def _parameter(what: str) -> str | None:
-    """``what`` when it is a parameter's name (``model``), for :attr:`TsegError.parameter`; else None."""
-    return what if what.isidentifier() else None
-
-
 def _refuse(path: Path, what: str, kind: str) -> TsegError:
-    return TsegError(f"{what} {path} is {kind}, not a file: need a regular file", parameter=_parameter(what))
+    return TsegError(f"{what} {path} is {kind}, not a file: need a regular file", parameter=parameter_named(what))
 
 
 def open_input(path: str | Path, *, what: str) -> BinaryIO:
@@ -56,11 +51,11 @@ def open_input(path: str | Path, *, what: str) -> BinaryIO:
             raise _refuse(path, what, f"a link to {kind}" if path.is_symlink() else kind)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise TsegError(f"{what} file not found: {path}", parameter=_parameter(what)) from None
+        raise TsegError(f"{what} file not found: {path}", parameter=parameter_named(what)) from None
     except PermissionError:
-        raise TsegError(f"{what} {path}: permission denied", parameter=_parameter(what)) from None
+        raise TsegError(f"{what} {path}: permission denied", parameter=parameter_named(what)) from None
     except OSError as err:
-        raise TsegError(f"{what} {path}: {err.strerror or err}", parameter=_parameter(what)) from None
+        raise TsegError(f"{what} {path}: {err.strerror or err}", parameter=parameter_named(what)) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else since the stat
         os.close(fd)
         raise _refuse(path, what, "a special file")
@@ -79,7 +74,8 @@ def read_input(path: str | Path, *, what: str, limit: int = MAX_SETTINGS_BYTES) 
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise TsegError(
-            f"{what} {path} is larger than {limit:,} bytes: not the small file expected", parameter=_parameter(what)
+            f"{what} {path} is larger than {limit:,} bytes: not the small file expected",
+            parameter=parameter_named(what),
         )
     return data
 
@@ -97,17 +93,18 @@ def check_model_file(path: str | Path, *, what: str = "model") -> int:
     with open_input(path, what=what) as handle:
         size = os.fstat(handle.fileno()).st_size
         head = handle.read(16)
+    parameter = parameter_named(what)
     if size == 0:
-        raise TsegError(f"{what} {path} is empty: need an .onnx file exported by tseg-export", parameter=_parameter(what))
+        raise TsegError(f"{what} {path} is empty: need an .onnx file exported by tseg-export", parameter=parameter)
     if size > MAX_MODEL_BYTES:
         raise TsegError(
             f"{what} {path} is {size / (1 << 30):.1f} GiB: an ONNX file holds at most 2 GiB"
             " (bigger models keep their weights as external data); not a model tseg can read",
-            parameter=_parameter(what),
+            parameter=parameter,
         )
     if not _starts_like_model(head):
         raise TsegError(
-            f"{what} {path} is not an ONNX model (its first bytes are not an ONNX ModelProto)", parameter=_parameter(what)
+            f"{what} {path} is not an ONNX model (its first bytes are not an ONNX ModelProto)", parameter=parameter
         )
     return size
 

@@ -33,7 +33,8 @@ class Output:
     """Something a command writes.
 
     Attributes:
-        option: how the user named it ("--out", "--submission", "the parity report").
+        option: how the user named it: a parameter's name ("out", "submission"), which the
+            CLIs show as their flag, or a description ("the parity report").
         path: where it goes.
         folder: a folder of results (else one file).
     """
@@ -48,7 +49,7 @@ class Input:
     """Something a command reads.
 
     Attributes:
-        option: how the user named it ("--model", "--coco", "PATHS").
+        option: how the user named it: a parameter's name ("model", "paths") or a description.
         path: the file or folder.
         folder: a folder whose content is read (nothing may be written in it).
     """
@@ -68,8 +69,14 @@ def resolve(path: str | Path, *, what: str) -> Path:
         return Path(path).resolve()
     except (RuntimeError, OSError) as err:  # Python < 3.13 raises RuntimeError for a loop
         if isinstance(err, RuntimeError) or err.errno == errno.ELOOP:
-            raise TsegError(f"{what} {path}: its path has a symbolic-link loop") from None
-        raise TsegError(f"{what} {path}: {err.strerror or err}") from None
+            message = f"{what} {path}: its path has a symbolic-link loop"
+            raise TsegError(message, parameter=parameter_named(what)) from None
+        raise TsegError(f"{what} {path}: {err.strerror or err}", parameter=parameter_named(what)) from None
+
+
+def parameter_named(what: str) -> str | None:
+    """``what`` when it is a parameter's name (``out``), for :attr:`TsegError.parameter`; else None (a description)."""
+    return what if what.isidentifier() else None
 
 
 def identity(path: str | Path) -> Identity | None:
@@ -197,13 +204,18 @@ def _check_place(output: Output) -> None:
         need = "a folder" if output.folder else "a file name (tseg writes a new file there)"
         if kind == "a symbolic link" and not output.folder:
             need = "the path of the file itself (replacing the link would drop it)"
-        raise TsegError(f"{output.option} {output.path} is {kind}: need {need}")
+        raise TsegError(
+            f"{output.option} {output.path} is {kind}: need {need}", parameter=parameter_named(output.option)
+        )
     for part in Path(output.path).absolute().parents:
         kind = describe(part)
         if kind is None:
             continue
         if not Path(part).is_dir():
-            raise TsegError(f"{output.option} {output.path}: {part} is {kind}, so the folder cannot be made")
+            raise TsegError(
+                f"{output.option} {output.path}: {part} is {kind}, so the folder cannot be made",
+                parameter=parameter_named(output.option),
+            )
         return
 
 
@@ -225,13 +237,15 @@ def check_outputs(outputs: Sequence[Output], inputs: Inputs | Iterable[Input]) -
         clash = None if output.folder else known.same_file(resolved)
         if clash is not None:
             raise TsegError(
-                f"{output.option} {output.path} is the input {_named(clash)}: choose an output that is not an input"
+                f"{output.option} {output.path} is the input {_named(clash)}: choose an output that is not an input",
+                parameter=parameter_named(output.option),
             )
         holder = known.folder_holding(resolved if output.folder else resolved.parent)
         if holder is not None:
             raise TsegError(
                 f"{output.option} {output.path} lies in the input folder {_named(holder)}:"
-                " write it outside the inputs"
+                " write it outside the inputs",
+                parameter=parameter_named(output.option),
             )
         _check_apart(output, resolved, seen)
         seen[resolved] = output
@@ -244,13 +258,17 @@ def _check_apart(output: Output, resolved: Path, seen: dict[Path, Output]) -> No
         ident = identity(resolved)
         other = next((o for p, o in seen.items() if ident is not None and identity(p) == ident), None)
     if other is not None:
-        raise TsegError(f"{output.option} {output.path} and {other.option} {other.path} are the same place")
+        raise TsegError(
+            f"{output.option} {output.path} and {other.path} ({other.option}) are the same place",
+            parameter=parameter_named(output.option),
+        )
     for path, earlier in seen.items():
         file_in_folder = (earlier.folder and not output.folder and path in resolved.parents) or (
             output.folder and not earlier.folder and resolved in path.parents
         )
         if file_in_folder:
             raise TsegError(
-                f"{output.option} {output.path} and {earlier.option} {earlier.path}: a file cannot go inside"
-                " the folder of results; choose places apart"
+                f"{output.option} {output.path} and {earlier.path} ({earlier.option}): a file cannot go inside"
+                " the folder of results; choose places apart",
+                parameter=parameter_named(output.option),
             )

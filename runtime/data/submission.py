@@ -3,7 +3,7 @@
 The format (see the competition notes): a header ``image_id,PredictionString``, then one
 row per test image in the JSON's order; ``image_id`` is the image's ``file_name`` and
 ``PredictionString`` its label map resized to 256x256 by nearest neighbour
-(:func:`tseg.runtime.segment.images.resize_labels`), flattened row-major, as 65,536
+(:func:`tseg.runtime.images.resize_labels`), flattened row-major, as 65,536
 space-separated integers. A file name with a comma or a quote is quoted as CSV does.
 
 :class:`SubmissionWriter` streams: each row goes to a temp file in the destination
@@ -28,9 +28,10 @@ from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TempFile, no_space_error
+from tseg.runtime.images import resize_labels
 from tseg.runtime.inputs import open_input
+from tseg.runtime.paths import parameter_named
 from tseg.runtime.model.metadata import MAX_CLASSES
-from tseg.runtime.segment.images import resize_labels
 
 SUBMISSION_SIZE = (256, 256)
 HEADER = "image_id,PredictionString"
@@ -97,16 +98,19 @@ class SubmissionWriter:
     Args:
         path: the CSV to write; its folder is created.
         size: the (height, width) every label map is resized to (the competition's 256x256).
+        what: the parameter that named ``path``, for errors (a caller's own, such as "submission").
 
     Raises:
         TsegError: ``path`` is a folder, or the disk is full.
     """
 
-    def __init__(self, path: str | Path, *, size: Sequence[int] = SUBMISSION_SIZE) -> None:
+    def __init__(self, path: str | Path, *, size: Sequence[int] = SUBMISSION_SIZE, what: str = "path") -> None:
         self.path = Path(path)
         self.size = _check_size(size)
         if self.path.is_dir():
-            raise TsegError(f"--submission {self.path} is a folder: need a file name such as submission.csv")
+            raise TsegError(
+                f"{what} {self.path} is a folder: need a file name such as submission.csv", parameter=parameter_named(what)
+            )
         self._temp = TempFile(self.path)
         self.temp_path = self._temp.temp
         self._file = open(self.temp_path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed by close/abort)

@@ -1,4 +1,4 @@
-"""Where tseg-infer writes, checked before any work: nothing outside --out, nothing lost.
+"""Where tseg-infer writes, checked before any work: nothing outside ``out``, nothing lost.
 
 Label PNGs, overlay pictures, the reports (eval.json, errors.txt) and the submission CSV:
 every target is planned up front against the run's inputs (:mod:`tseg.runtime.paths`, by
@@ -28,21 +28,25 @@ def _is_label_png(path: Path) -> bool:
 
 
 def _plan(folder: Path, relatives: Sequence[tuple[str, Path]], *, suffix: str, option: str) -> list[Path]:
-    """``folder / relative`` with ``suffix`` for each input; refuses escapes, shared targets, file/folder clashes."""
+    """``folder / relative`` with ``suffix`` for each input; refuses escapes, shared targets, file/folder clashes.
+
+    ``option`` is the folder's parameter ("out", "overlay"); messages name it as ``option='folder'``.
+    """
     root = resolve(folder, what=option)
+    where = f"{option}={str(folder)!r}"
     targets: dict[Path, str] = {}
     for source, relative in relatives:
         try:
             target = folder / Path(relative).with_suffix(suffix)
         except ValueError:
-            raise TsegError(f"{source}: cannot name its {option} file after {str(relative)!r}") from None
-        key = resolve(target, what=f"{source}: its {option} file")
+            raise TsegError(f"{source}: cannot name its file in {where} after {str(relative)!r}") from None
+        key = resolve(target, what=f"{source}: its file in {where}")
         if Path(relative).is_absolute() or root not in key.parents:
-            raise TsegError(f"{source}: its {option} file {target} would lie outside {option} {folder}")
+            raise TsegError(f"{source}: its file {target} would lie outside {where}")
         if key in targets:
             raise TsegError(
                 f"{targets[key]} and {source} would both be written to {target}:"
-                f" rename one, or segment them into separate {option} folders"
+                " rename one, or segment them into separate folders"
             )
         targets[key] = source
     folders = {parent: key for key in targets for parent in key.parents if parent != root and root in parent.parents}
@@ -50,7 +54,7 @@ def _plan(folder: Path, relatives: Sequence[tuple[str, Path]], *, suffix: str, o
         if key in folders:
             raise TsegError(
                 f"{source} would be written to {key}, where {targets[folders[key]]} needs a folder of that name:"
-                f" rename one, or segment them into separate {option} folders"
+                " rename one, or segment them into separate folders"
             )
     return [folder / key.relative_to(root) for key in targets]
 
@@ -86,15 +90,16 @@ def plan_targets(out: Path, sources: list[tuple[str, Path]], inputs: Inputs | No
             another's file goes), a target is an input, or a target exists and is not a
             label PNG (a folder, a photo: tseg replaces only its own results).
     """
-    targets = _plan(out, sources, suffix=".png", option="--out")
+    targets = _plan(out, sources, suffix=".png", option="out")
     for target in targets:
         if inputs is not None:
             inputs.check_target(target, what="the label PNG")
         kind = describe(target)
         if kind is not None and (kind != "a file" or not _is_label_png(target)):
             raise TsegError(
-                f"{target} exists and is {kind}, not a label PNG (tseg replaces only its own results):"
-                " choose another --out or move it away"
+                f"out: {target} exists and is {kind}, not a label PNG (tseg replaces only its own results):"
+                " choose another folder or move it away",
+                parameter="out",
             )
     for folder in _check_folders(targets, "label PNG"):
         remove_stale_temp_files(folder)  # left by a run that was killed mid-write
@@ -102,7 +107,7 @@ def plan_targets(out: Path, sources: list[tuple[str, Path]], inputs: Inputs | No
 
 
 def plan_overlays(folder: Path, relatives: list[Path], inputs: Inputs | None = None) -> list[Path]:
-    """The --overlay picture of each input (``folder/relative`` as .jpg), checked before any work.
+    """The overlay picture of each input (``folder/relative`` as .jpg), checked before any work.
 
     The folder itself is checked with the other outputs (:func:`tseg.runtime.paths.check_outputs`).
 
@@ -110,14 +115,17 @@ def plan_overlays(folder: Path, relatives: list[Path], inputs: Inputs | None = N
         TsegError: a picture would escape the folder, two would share a name, one is an
             input, or its place is taken by something that is not a file.
     """
-    targets = _plan(folder, [(str(r), r) for r in relatives], suffix=OVERLAY_SUFFIX, option="--overlay")
+    targets = _plan(folder, [(str(r), r) for r in relatives], suffix=OVERLAY_SUFFIX, option="overlay")
     for target in targets:
         if inputs is not None:
             inputs.check_target(target, what="the overlay")
         kind = describe(target)
         if kind is not None and kind != "a file":
-            raise TsegError(f"{target} exists and is {kind}, not a picture tseg wrote: choose another --overlay")
-    _check_folders(targets, "--overlay")
+            raise TsegError(
+                f"overlay: {target} exists and is {kind}, not a picture tseg wrote: choose another folder",
+                parameter="overlay",
+            )
+    _check_folders(targets, "overlay")
     return targets
 
 
@@ -127,4 +135,7 @@ def check_report_file(path: Path, inputs: Inputs | None = None) -> None:
         inputs.check_target(path, what="the report")
     kind = describe(path)
     if kind is not None and kind != "a file":
-        raise TsegError(f"{path} exists and is {kind}, not a file tseg wrote: choose another --out or move it away")
+        raise TsegError(
+            f"out: {path} exists and is {kind}, not a file tseg wrote: choose another folder or move it away",
+            parameter="out",
+        )

@@ -22,18 +22,18 @@ from tseg.runtime.data.label_png import save_label_png
 from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.files import atomic_write_bytes
+from tseg.runtime.images import find_images, read_image
 from tseg.runtime.infer.outputs import check_report_file, plan_overlays, plan_targets
 from tseg.runtime.infer.pipeline import PipelineReport, PipelineSettings, run_pipeline
 from tseg.runtime.infer.stages import Failure, Job, Result, Stages
 from tseg.runtime.model.tensorrt import TensorrtSettings
 from tseg.runtime.paths import Input, Inputs, Output, check_outputs
-from tseg.runtime.segment.images import find_images, read_image
 from tseg.runtime.segment.refine import CrfParams, crf_file_for
 from tseg.runtime.segment.segmenter import Segmenter
 
-ERRORS_FILE = "errors.txt"  # the failures of a run, in --out
+ERRORS_FILE = "errors.txt"  # the failures of a run, in ``out``
 ERRORS_HEADER = "# tseg-infer: images that could not be segmented (failed: SOURCE: reason)\n"
-EVAL_FILE = "eval.json"  # the scores of --eval, in --out
+EVAL_FILE = "eval.json"  # the scores of an evaluated COCO run, in ``out``
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class InferSettings:
         tta: test-time augmentation views (a :class:`~tseg.runtime.segment.tta.TtaSettings`), or None.
         overlay: folder for pictures of each image with its labels blended in, or None.
         submission: the competition's CSV to write (COCO splits only), or None.
-        trt_fp16: let TensorRT use FP16 kernels (``--trt-fp16``; device "tensorrt" only).
+        trt_fp16: let TensorRT use FP16 kernels (device "tensorrt" only).
     """
 
     model: Path
@@ -100,8 +100,8 @@ class InferResult:
     Attributes:
         written: the label PNGs written, in input order.
         failures: the images that failed, in input order (also in ``errors_file``).
-        stopped: --fail-fast stopped the run at the first failure.
-        errors_file: --out/errors.txt when anything failed, else None.
+        stopped: ``fail_fast`` stopped the run at the first failure.
+        errors_file: ``out``/errors.txt when anything failed, else None.
     """
 
     written: list[Path]
@@ -129,7 +129,7 @@ def report_failure(failure: Failure) -> None:
 
 
 def write_errors_file(out: Path, report: PipelineReport) -> Path | None:
-    """Writes --out/errors.txt (atomically) when anything failed; removes tseg's stale one otherwise."""
+    """Writes ``out``/errors.txt (atomically) when anything failed; removes tseg's stale one otherwise."""
     path = out / ERRORS_FILE
     if report.failures:
         lines = [ERRORS_HEADER] + [failure.line() + "\n" for failure in report.failures]
@@ -201,8 +201,8 @@ def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> InferRes
     images = list(unique.values())
     given = [Path(p) for p in paths]
     # A file given directly: its folder counts as an input folder too (results never go beside photos).
-    folders = [Input("PATHS", p if p.is_dir() else p.parent, folder=True) for p in given]
-    inputs = check_run_outputs(settings, [*folders, *(Input("PATHS", path) for path, _ in images)])
+    folders = [Input("paths", p if p.is_dir() else p.parent, folder=True) for p in given]
+    inputs = check_run_outputs(settings, [*folders, *(Input("paths", path) for path, _ in images)])
     targets = plan_targets(out, [(str(path), relative) for path, relative in images], inputs)
     overlays = plan_overlays(settings.overlay, [r for _, r in images], inputs) if settings.overlay else None
     check_report_file(out / ERRORS_FILE, inputs)
@@ -215,7 +215,7 @@ def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> InferRes
 
 
 def check_run_outputs(settings: InferSettings, inputs: list[Input]) -> Inputs:
-    """Refuses --out, --overlay and --submission when they are, or lie in, an input (before any work).
+    """Refuses ``out``, ``overlay`` and ``submission`` when they are, or lie in, an input (before any work).
 
     Args:
         settings: the run's outputs and model.
@@ -225,12 +225,12 @@ def check_run_outputs(settings: InferSettings, inputs: list[Input]) -> Inputs:
         All the run's inputs, for checking each planned file.
     """
     model = Path(settings.model)
-    known = Inputs([*inputs, Input("--model", model), Input("crf.json", crf_file_for(model))])
-    outputs = [Output("--out", Path(settings.out), folder=True)]
+    known = Inputs([*inputs, Input("model", model), Input("crf.json", crf_file_for(model))])
+    outputs = [Output("out", Path(settings.out), folder=True)]
     if settings.overlay is not None:
-        outputs.append(Output("--overlay", Path(settings.overlay), folder=True))
+        outputs.append(Output("overlay", Path(settings.overlay), folder=True))
     if settings.submission is not None:
-        outputs.append(Output("--submission", Path(settings.submission)))
+        outputs.append(Output("submission", Path(settings.submission)))
     check_outputs(outputs, known)
     return known
 
@@ -287,7 +287,7 @@ def _open_submission(path: Path | None):
         return nullcontext(None)
     from tseg.runtime.data.submission import SubmissionWriter
 
-    return SubmissionWriter(path)
+    return SubmissionWriter(path, what="submission")
 
 
 def infer_coco(
@@ -302,7 +302,7 @@ def infer_coco(
     Args:
         json_path: the split (e.g. val.json).
         data_root: folder the file names are relative to (default: the JSON's folder).
-        settings: model, output folder, device, pipeline, --submission.
+        settings: model, output folder, device, pipeline, submission CSV.
         evaluate: compare with the split's annotations and return the scores.
 
     Returns:
@@ -317,8 +317,8 @@ def infer_coco(
     """
     out = Path(settings.out)
     dataset = CocoDataset(json_path, root=data_root)
-    images = [Input("--coco image", dataset.image_path(index)) for index in range(len(dataset))]
-    split = [Input("--coco", dataset.json_path), Input("--data", dataset.root, folder=True)]
+    images = [Input("an image of the split", dataset.image_path(index)) for index in range(len(dataset))]
+    split = [Input("the COCO split", dataset.json_path), Input("the data root", dataset.root, folder=True)]
     inputs = check_run_outputs(settings, [*split, *images])
     if evaluate and not dataset.has_annotations:
         raise TsegError(f"cannot evaluate: {dataset.json_path} has no annotations")

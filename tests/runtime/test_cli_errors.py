@@ -79,6 +79,10 @@ def _command_with_options(exc: BaseException):
         ),
         (TsegError("trt_fp16=True needs device='tensorrt'"), "Error: --trt-fp16 needs --device tensorrt"),
         (TsegError("out='a b' is taken"), "Error: --out 'a b' is taken"),
+        (
+            TsegError("out o lies in x (paths), m (model)", parameter="out"),
+            "Error: --out o lies in x (PATHS), m (--model)",
+        ),
         # Not this command's parameters, not declared, or only a word that begins like one: left alone.
         (TsegError("model file not found: m.onnx"), "Error: model file not found: m.onnx"),
         (TsegError("models: bad", parameter="model"), "Error: models: bad"),
