@@ -70,7 +70,8 @@ def check_threads(threads: object) -> int | None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
         raise TsegError(
-            f"threads: need an integer in 1..{MAX_THREADS} (this machine's CPUs), got {threads!r:.40}", parameter="threads"
+            f"threads: need an integer in 1..{MAX_THREADS} (this machine's CPUs), got {threads!r:.40}",
+            parameter="threads",
         )
     return threads
 
@@ -238,7 +239,9 @@ def create_session(
     import onnxruntime as ort
 
     if tensorrt is not None and not isinstance(tensorrt, trt.TensorrtSettings):
-        raise TsegError(f"tensorrt: need a TensorrtSettings or None, got {type(tensorrt).__name__}", parameter="tensorrt")
+        raise TsegError(
+            f"tensorrt: need a TensorrtSettings or None, got {type(tensorrt).__name__}", parameter="tensorrt"
+        )
     if tensorrt is not None and device != "tensorrt":
         raise TsegError(
             f"tensorrt: TensorRT settings (FP16, engine caches) apply only to device='tensorrt', got device={device!r}",
