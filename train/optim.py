@@ -55,7 +55,7 @@ def build_schedule(settings: TrainSettings, batches_per_epoch: int) -> LrSchedul
 
 
 def parse_class_weights(spec: str, num_classes: int, label_counts) -> torch.Tensor | None:
-    """Cross-entropy class weights from ``--class-weights``.
+    """Cross-entropy class weights from ``class_weights``.
 
     Args:
         spec: "none", "balanced" (median-frequency balancing) or comma-separated floats.
@@ -78,7 +78,8 @@ def parse_class_weights(spec: str, num_classes: int, label_counts) -> torch.Tens
     values = check_class_weights(spec)
     if len(values) != num_classes:
         raise TsegError(
-            f"--class-weights needs 'none', 'balanced' or {num_classes} non-negative comma-separated"
-            f" numbers (one per class), got {len(values)}: {spec!r}"
+            f"class_weights needs 'none', 'balanced' or {num_classes} non-negative comma-separated"
+            f" numbers (one per class), got {len(values)}: {spec!r}",
+            parameter="class_weights",
         )
     return torch.tensor(values, dtype=torch.float32)

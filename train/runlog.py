@@ -86,7 +86,7 @@ def _tensorboard_writer(run_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise TsegError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        raise TsegError("tensorboard=True needs the tensorboard package: pip install tensorboard") from None
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 

@@ -121,10 +121,6 @@ class TrainSettings:
         return cls(**values)
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -137,7 +133,7 @@ def _check_int(settings: TrainSettings, name: str, low: int, high: int | None = 
     value = getattr(settings, name)
     if not _is_int(value) or value < low or (high is not None and value > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise TsegError(f"{_flag(name)} must be an integer {bound}, got {value!r}")
+        raise TsegError(f"{name} must be an integer {bound}, got {value!r}", parameter=name)
 
 
 def _check_real(
@@ -159,7 +155,7 @@ def _check_real(
             where = f"> {low:g}" if low_open else f">= {low:g}"
         else:
             where = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise TsegError(f"{_flag(name)} must be a finite number {where}, got {value!r}")
+        raise TsegError(f"{name} must be a finite number {where}, got {value!r}", parameter=name)
 
 
 def _check_choices(settings: TrainSettings) -> None:
@@ -167,24 +163,27 @@ def _check_choices(settings: TrainSettings) -> None:
         value = getattr(settings, name)
         if value not in valid:
             what = {"lr_schedule": "LR schedule"}.get(name, name)
-            raise TsegError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+            raise TsegError(f"{name}: unknown {what} {value!r}; valid: {', '.join(valid)}", parameter=name)
     for name in ("hflip", "amp", "channels_last", "sync_bn", "cache", "tensorboard", "progress"):
         if not isinstance(getattr(settings, name), bool):
-            raise TsegError(f"{name} must be True or False, got {getattr(settings, name)!r}")
+            raise TsegError(f"{name} must be True or False, got {getattr(settings, name)!r}", parameter=name)
     for name in ("model", "train_json", "val_json", "name"):
         value = getattr(settings, name)
         if not isinstance(value, str) or not value or "\x00" in value:
-            raise TsegError(f"{_flag(name)} must be a non-empty string without NUL characters, got {value!r}")
+            raise TsegError(f"{name} must be a non-empty string without NUL characters, got {value!r}", parameter=name)
     if "/" in settings.name or settings.name in (".", ".."):
-        raise TsegError(f"run name must be a plain folder name, got {settings.name!r}")
+        raise TsegError(f"name: the run name must be a plain folder name, got {settings.name!r}", parameter="name")
     if settings.data is not None and not isinstance(settings.data, Path):
-        raise TsegError(f"data must be a Path or None, got {settings.data!r}")
+        raise TsegError(f"data must be a Path or None, got {settings.data!r}", parameter="data")
     if not isinstance(settings.runs_dir, Path):
-        raise TsegError(f"runs_dir must be a Path, got {settings.runs_dir!r}")
+        raise TsegError(f"runs_dir must be a Path, got {settings.runs_dir!r}", parameter="runs_dir")
     if settings.backbone_weights is not None and (
         not isinstance(settings.backbone_weights, str) or not settings.backbone_weights
     ):
-        raise TsegError(f"--backbone-weights must be 'imagenet' or a file path, got {settings.backbone_weights!r}")
+        raise TsegError(
+            f"backbone_weights must be 'imagenet' or a file path, got {settings.backbone_weights!r}",
+            parameter="backbone_weights",
+        )
 
 
 def _check_numbers(settings: TrainSettings) -> None:
@@ -198,7 +197,9 @@ def _check_numbers(settings: TrainSettings) -> None:
     _check_int(settings, "workers", 0, MAX_WORKERS)
     _check_real(settings, "lr", low=0, low_open=True)
     if not (_is_real(settings.min_lr) and 0 <= settings.min_lr <= settings.lr):
-        raise TsegError(f"--min-lr must be a number from 0 to --lr ({settings.lr:g}), got {settings.min_lr!r}")
+        raise TsegError(
+            f"min_lr must be a number from 0 to lr={settings.lr:g}, got {settings.min_lr!r}", parameter="min_lr"
+        )
     _check_real(settings, "warmup_epochs", low=0)
     _check_real(settings, "weight_decay", low=0)
     _check_real(settings, "momentum", low=0, high=1, high_open=True)
@@ -214,11 +215,14 @@ def _check_scale_range(scale_range: object) -> None:
         or not all(_is_real(v) and math.isfinite(v) for v in values)
         or not 0 < values[0] <= values[1] <= MAX_SCALE
     ):
-        raise TsegError(f"--scale-aug needs MIN MAX with 0 < MIN <= MAX <= {MAX_SCALE:g}, got {scale_range!r}")
+        raise TsegError(
+            f"scale_range needs MIN MAX with 0 < MIN <= MAX <= {MAX_SCALE:g}, got {scale_range!r}",
+            parameter="scale_range",
+        )
 
 
 def check_class_weights(spec: object) -> list[float] | None:
-    """Parses ``--class-weights``: None for "none"/"balanced", else the numbers (count checked later).
+    """Parses ``class_weights``: None for "none"/"balanced", else the numbers (count checked later).
 
     Raises:
         TsegError: not "none", "balanced" or comma-separated finite numbers >= 0 with one > 0.
@@ -231,8 +235,9 @@ def check_class_weights(spec: object) -> list[float] | None:
         values = []
     if not values or not all(math.isfinite(v) and v >= 0 for v in values) or max(values) == 0:
         raise TsegError(
-            "--class-weights needs 'none', 'balanced' or one finite number >= 0 per class (comma-separated,"
-            f" not all 0), got {spec!r}"
+            "class_weights needs 'none', 'balanced' or one finite number >= 0 per class (comma-separated,"
+            f" not all 0), got {spec!r}",
+            parameter="class_weights",
         )
     return values
 
@@ -250,11 +255,12 @@ def check_train_settings(settings: TrainSettings) -> None:
     check_class_weights(settings.class_weights)
     if settings.warmup_steps > 0 and settings.warmup_epochs > 0:
         raise TsegError(
-            f"give --warmup-steps or --warmup-epochs, not both (got {settings.warmup_steps} steps and"
-            f" {settings.warmup_epochs} epochs)"
+            f"give warmup_steps={settings.warmup_steps} or warmup_epochs={settings.warmup_epochs:g}, not both"
         )
     if settings.min_lr > 0 and settings.lr_schedule == "constant":
+        decaying = ", ".join(s for s in SCHEDULES if s != "constant")
         raise TsegError(
-            f"--min-lr {settings.min_lr} has no effect with the constant LR schedule; choose a decaying"
-            f" --lr-schedule ({', '.join(s for s in SCHEDULES if s != 'constant')}) or drop --min-lr"
+            f"min_lr={settings.min_lr:g} has no effect with the constant LR schedule (lr_schedule='constant');"
+            f" choose a decaying schedule ({decaying}) or leave min_lr=0",
+            parameter="min_lr",
         )

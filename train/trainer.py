@@ -67,8 +67,9 @@ def check_settings(settings: TrainSettings, train: CocoDataset, val: CocoDataset
         raise TsegError(f"{train.json_path} has no annotations to train on")
     if settings.ignore_index < len(train.classes):
         raise TsegError(
-            f"--ignore-index {settings.ignore_index} is the label of class"
-            f" {train.classes[settings.ignore_index]!r}; choose a label from {len(train.classes)} to 255"
+            f"ignore_index {settings.ignore_index} is the label of class"
+            f" {train.classes[settings.ignore_index]!r}; choose a label from {len(train.classes)} to 255",
+            parameter="ignore_index",
         )
 
 
@@ -92,7 +93,7 @@ def _build_model(settings: TrainSettings, spec: ModelSpec, ctx: DistContext) -> 
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.momentum = settings.bn_momentum
     if settings.sync_bn and ctx.device.type != "cuda":
-        raise TsegError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
+        raise TsegError("sync_bn=True needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     if settings.sync_bn and ctx.distributed:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(ctx.device)

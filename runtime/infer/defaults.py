@@ -24,10 +24,10 @@ def newest_model(runs_dir: Path = RUNS_DIR) -> Path:
     Candidates are ``*.onnx`` files anywhere under ``runs_dir`` (not ``*.rejected.onnx``)
     that carry tseg metadata; the newest by modification time wins, except that an export's
     FP16/INT8 siblings (``best.fp16.onnx``, written after ``best.onnx``) lead to its FP32
-    file: a lower precision is chosen with --model, never by default.
+    file: a lower precision is chosen by naming its file, never by default.
 
     Raises:
-        TsegError: there is none, saying to pass --model or run tseg-export.
+        TsegError: there is none, saying to name a model or run tseg-export.
     """
     candidates = []
     if runs_dir.is_dir():
@@ -39,8 +39,8 @@ def newest_model(runs_dir: Path = RUNS_DIR) -> Path:
         if has_tseg_marker(path):
             return _fp32_sibling(path)
     raise TsegError(
-        f"no --model given and no exported model under {runs_dir}/ (looked for *.onnx with tseg metadata):"
-        " pass --model FILE.onnx, or run tseg-export on a checkpoint first"
+        f"no model given and no exported model under {runs_dir}/ (looked for *.onnx with tseg metadata):"
+        " pass model='FILE.onnx', or run tseg-export on a checkpoint first"
     )
 
 

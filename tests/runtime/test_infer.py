@@ -12,8 +12,8 @@ from tests.onnx_models import COLOUR_CLASSES, colour_blocks_image, colour_labels
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.data.label_png import read_label_png
 from tseg.runtime.data.metrics import ConfusionMatrix
+from tseg.runtime.images import read_image
 from tseg.runtime.infer.cli import main as infer_cli
-from tseg.runtime.segment.images import read_image
 
 
 def assert_colour_labels(png: Path, image: np.ndarray) -> None:
@@ -268,8 +268,8 @@ def test_without_model_the_newest_exported_model_under_runs_is_used(colour_onnx,
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(infer_cli, [str(photo_dir), "--out", "labels", "-q"])
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: no --model given and no exported model under runs/")
-    assert "pass --model" in result.stderr and "tseg-export" in result.stderr
+    assert result.stderr.startswith("Error: no model given and no exported model under runs/")
+    assert "pass --model FILE.onnx" in result.stderr and "tseg-export" in result.stderr
     assert not (tmp_path / "labels").exists()
 
     older, newer = tmp_path / "runs" / "a" / "best.onnx", tmp_path / "runs" / "b" / "best.onnx"
