@@ -80,12 +80,15 @@ def check_opset(opset: object) -> int:
     newest = onnx.defs.onnx_opset_version()
     if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
         raise TsegError(
-            f"--opset must be an integer from {MIN_OPSET} (the exporter writes no older one) to {newest}"
-            f" (the installed onnx's newest), got {opset!r}"
+            f"opset must be an integer from {MIN_OPSET} (the exporter writes no older one) to {newest}"
+            f" (the installed onnx's newest), got {opset!r}",
+            parameter="opset",
         )
     if opset > max_opset():
         high = max_opset()
-        raise TsegError(f"--opset {opset} is newer than the installed ONNX Runtime runs; use {MIN_OPSET}..{high}")
+        raise TsegError(
+            f"opset {opset} is newer than the installed ONNX Runtime runs; use {MIN_OPSET}..{high}", parameter="opset"
+        )
     return opset
 
 

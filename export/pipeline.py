@@ -89,7 +89,7 @@ def check_export_paths(
         out: the FP32 .onnx path, or None for the default beside the checkpoint.
         precisions: the files this run writes (each precision's, and its ``.rejected.onnx`` name).
         data: the dataset root read for parity and calibration (nothing is written in it).
-        extra: other outputs of the same command (``--triton``'s repository).
+        extra: other outputs of the same command (tseg-export's Triton repository).
 
     Raises:
         TsegError: the checkpoint is missing; ``out`` does not end in .onnx; an output is the
@@ -101,35 +101,36 @@ def check_export_paths(
     if out is None:
         if checkpoint.suffix.lower() == ".onnx":
             raise TsegError(
-                f"the checkpoint {checkpoint} ends in .onnx, so the default output would replace it;"
-                " give -o/--out with another .onnx path"
+                f"out: none given, and the checkpoint {checkpoint} ends in .onnx, so the default output would"
+                " replace it; give another .onnx path",
+                parameter="out",
             )
         onnx_path = default_onnx_path(checkpoint)
     else:
         onnx_path = out
         if onnx_path.suffix.lower() != ".onnx":
-            raise TsegError(f"-o/--out must be a path ending in .onnx, got {str(onnx_path)!r}")
+            raise TsegError(f"out must be a path ending in .onnx, got {str(onnx_path)!r}", parameter="out")
     parity_path = parity_report_path(onnx_path)
-    outputs = [Output("-o/--out", onnx_path), Output("the parity report", parity_path)]
+    outputs = [Output("out", onnx_path), Output("the parity report", parity_path)]
     for precision in precisions:
         path = precision_path(onnx_path, precision)
         if precision != "fp32":
             outputs.append(Output(f"the {precision.upper()} file", path))
         outputs.append(Output(f"the {precision.upper()} file's rejected name", rejected_path(path)))
-    inputs = [Input("checkpoint", checkpoint)] + ([Input("--data", data, folder=True)] if data is not None else [])
+    inputs = [Input("checkpoint", checkpoint)] + ([Input("data", data, folder=True)] if data is not None else [])
     check_outputs([*outputs, *extra], inputs)
     return onnx_path, parity_path
 
 
 def _dataset(data: str | Path | None, split_json: str, *, what: str, option: str) -> CocoDataset | None:
-    """The COCO split ``data/split_json``, or None without ``data``."""
+    """The COCO split ``data/split_json``, or None without ``data``; ``option`` names ``split_json``'s parameter."""
     if data is None:
         return None
     if not Path(data).is_dir():
-        raise TsegError(f"data folder not found: {data}")
+        raise TsegError(f"data folder not found: {data}", parameter="data")
     split = Path(data) / split_json
     if not split.is_file():
-        raise TsegError(f"--data {data} has no {what} split {split_json} (set {option})")
+        raise TsegError(f"data {data} has no {what} split {split_json} ({option})", parameter="data")
     return CocoDataset(split, root=data)
 
 
@@ -139,16 +140,20 @@ def _check_int8_inputs(settings: PrecisionSettings, data, train_json: str) -> Pr
         return settings
     if data is None:
         raise TsegError(
-            "--precision int8 needs calibration images: give --data ROOT (its training split is used,"
-            f" {train_json} unless --train-json says otherwise)"
+            "precision: int8 needs calibration images: give data='ROOT' (its training split is used,"
+            f" train_json={train_json!r})",
+            parameter="precision",
         )
     if settings.calib_images < 1:
         raise TsegError(
-            f"--precision int8 needs calibration images: --calib-images must be >= 1, got {settings.calib_images}"
+            f"calib_images must be >= 1 for int8 (its calibration images), got {settings.calib_images}",
+            parameter="calib_images",
         )
-    coco = _dataset(data, train_json, what="training", option="--train-json")
+    coco = _dataset(data, train_json, what="training", option="train_json")
     if len(coco) == 0:
-        raise TsegError(f"--precision int8 needs calibration images, but {Path(data) / train_json} lists none")
+        raise TsegError(
+            f"precision: int8 needs calibration images, but {Path(data) / train_json} lists none", parameter="precision"
+        )
     return dataclasses.replace(settings, calibration=coco)
 
 
@@ -200,7 +205,7 @@ def export_checkpoint(
         data=Path(data) if data is not None else None,
     )
     files = {p: precision_path(onnx_path, p) for p in settings.precisions}
-    val = _dataset(data, val_json, what="validation", option="--val-json")
+    val = _dataset(data, val_json, what="validation", option="val_json")
     settings = _check_int8_inputs(settings, data, train_json)
     others = {p: precision_path(onnx_path, p) for p in PRECISIONS if p not in files}
     kept = kept_records(read_report(parity_path), {p: (path, rejected_path(path)) for p, path in others.items()})

@@ -47,10 +47,14 @@ def parse_precisions(text: str | Sequence[str]) -> tuple[str, ...]:
     parts = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text)]
     parts = [p for p in parts if p]
     if not parts:
-        raise TsegError(f"--precision: need one or more of {', '.join(PRECISIONS)} (comma-separated)")
+        raise TsegError(
+            f"precision: need one or more of {', '.join(PRECISIONS)} (comma-separated)", parameter="precision"
+        )
     unknown = [p for p in parts if p not in PRECISIONS]
     if unknown:
-        raise TsegError(f"--precision: unknown precision {unknown[0]!r}; valid: {', '.join(PRECISIONS)}")
+        raise TsegError(
+            f"precision: unknown precision {unknown[0]!r}; valid: {', '.join(PRECISIONS)}", parameter="precision"
+        )
     return tuple(p for p in PRECISIONS if p in parts or p == "fp32")
 
 
@@ -93,7 +97,9 @@ def make_file(precision: str, fp32_path: Path, dst: Path, *, metadata: ModelMeta
         return
     coco = settings.calibration
     if coco is None or settings.calib_images < 1:
-        raise TsegError("int8 needs calibration images: give --data ROOT with a training split and --calib-images >= 1")
+        raise TsegError(
+            "settings: int8 needs calibration images: a calibration split and calib_images >= 1", parameter="settings"
+        )
     method = settings.calib_method or quantize.DEFAULT_CALIB_METHOD
     keep_float = quantize.DEFAULT_KEEP_FLOAT if settings.keep_float is None else settings.keep_float
     count = min(settings.calib_images, len(coco))

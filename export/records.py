@@ -59,7 +59,8 @@ def read_report(parity_path: Path) -> dict | None:
         report = None
     if not isinstance(report, dict) or not isinstance(report.get("cases"), list):
         raise TsegError(
-            f"{parity_path} exists and is not a tseg parity report: move it away or choose another -o/--out"
+            f"out: {parity_path} exists and is not a tseg parity report: move it away or choose another output path",
+            parameter="out",
         )
     return report
 
