@@ -74,7 +74,7 @@ def check_batch_memory(shapes: Iterable[tuple[str, tuple[int, int], int, int]], 
 
 
 def check_split_classes(dataset: CocoDataset, models: Mapping[str, Sequence[str]]) -> None:
-    """Refuses a --coco split whose class count differs from a model's (as tseg-infer --eval does).
+    """Refuses a COCO split whose class count differs from a model's (as tseg-infer --eval does).
 
     Args:
         models: how each model is named in the error ("the model best.onnx") -> its classes.
@@ -103,12 +103,12 @@ def check_sizes(metas: Sequence[tuple[Path, ModelMetadata]], *, checkpoint: Path
 
     Args:
         metas: each model file and its metadata.
-        checkpoint: the --checkpoint, or None.
-        sizes: (height, width) pairs from --sizes; empty: each model's own input size.
+        checkpoint: the checkpoint of the eager rows, or None.
+        sizes: (height, width) pairs; empty: each model's own input size.
         devices: the devices asked for.
 
     Raises:
-        TsegError: --device tensorrt with a size other than a model's own; eager rows with
+        TsegError: device "tensorrt" with a size other than a model's own; eager rows with
             a model's own size that is not square, or with no size at all.
     """
     if "tensorrt" in devices:
@@ -116,9 +116,9 @@ def check_sizes(metas: Sequence[tuple[Path, ModelMetadata]], *, checkpoint: Path
             other = [size for size in row_sizes(meta, sizes) if size != meta.input_size]
             if other:
                 raise TsegError(
-                    f"--device tensorrt with --sizes {other[0][0]}: TensorRT engines are built for the model's"
+                    f"devices='tensorrt' with sizes={other[0][0]}: TensorRT engines are built for the model's"
                     f" input size ({path.name}: {meta.input_size[0]}x{meta.input_size[1]}; tseg-infer resizes every"
-                    " image to it); leave out --sizes, or benchmark tensorrt in a run of its own"
+                    " image to it); give no sizes (sizes), or benchmark tensorrt in a run of its own"
                 )
     if checkpoint is None or not any(d in EAGER_DEVICES for d in devices):
         return
@@ -128,8 +128,9 @@ def check_sizes(metas: Sequence[tuple[Path, ModelMetadata]], *, checkpoint: Path
     other = [size for size in planned if size[0] != size[1]]
     if other:
         raise TsegError(
-            f"--checkpoint: the PyTorch eager rows take square sizes, and a model's own input size is"
-            f" {other[0][0]}x{other[0][1]}: give --sizes"
+            f"checkpoint: the PyTorch eager rows take square sizes, and a model's own input size is"
+            f" {other[0][0]}x{other[0][1]}: give square sizes (sizes)",
+            parameter="checkpoint",
         )
 
 

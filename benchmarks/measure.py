@@ -124,9 +124,10 @@ def load_eager_plugin():
         TsegError: torch or tseg.train is not installed.
     """
     try:
-        from tseg.benchmarks import eager  # torch and tseg.train: only for --checkpoint
+        from tseg.benchmarks import eager  # torch and tseg.train: only for a checkpoint's rows
     except ImportError as err:
-        raise TsegError(f"--checkpoint needs PyTorch ({TRAIN_EXTRA}): {reason_line(err)}") from None
+        message = f"checkpoint needs PyTorch ({TRAIN_EXTRA}): {reason_line(err)}"
+        raise TsegError(message, parameter="checkpoint") from None
     return eager
 
 
