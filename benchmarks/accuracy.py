@@ -8,7 +8,7 @@ size the row was timed at.
 
 The PyTorch eager row is scored with the same code around the model: the split's images read
 by :class:`~tseg.runtime.data.coco.CocoDataset`, resized and normalised by
-:func:`~tseg.runtime.segment.images.preprocess` at the checkpoint's input size, logits upsampled by
+:func:`~tseg.runtime.images.preprocess` at the checkpoint's input size, logits upsampled by
 :func:`~tseg.runtime.segment.upsample.upsample_labels` and counted in one
 :class:`~tseg.runtime.data.metrics.ConfusionMatrix`; only the forward pass is PyTorch's.
 """
@@ -80,7 +80,7 @@ def _score_eager(checkpoint: Path, device: str, *, coco: Path, data: Path | None
     """The eager row's mIoU: tseg.runtime's reading, preprocessing, upsampling and scoring around PyTorch."""
     from tseg.benchmarks.measure import load_eager_plugin
     from tseg.runtime.data.metrics import ConfusionMatrix
-    from tseg.runtime.segment.images import preprocess
+    from tseg.runtime.images import preprocess
     from tseg.runtime.segment.upsample import upsample_labels
 
     try:

@@ -97,8 +97,8 @@ def build_images(folder: Path, count: int) -> list[Path]:
 
 def session_rate(model: Path, paths: list[Path], batch_size: int, threads: int | None):
     """(a): returns a callable that runs the session over pre-decoded, preprocessed batches."""
+    from tseg.runtime.images import read_image
     from tseg.runtime.model.session import create_session
-    from tseg.runtime.segment.images import read_image
     from tseg.runtime.segment.segmenter import Segmenter
 
     segmenter = Segmenter(model, device="cpu", threads=threads)

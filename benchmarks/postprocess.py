@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.runtime.segment.scores import labels_from_scores, resize_scores
+from tseg.runtime.scores import labels_from_scores, resize_scores
 from tseg.runtime.segment.upsample import upsample_labels
 
 NUM_CLASSES = 12
@@ -68,7 +68,7 @@ import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from postprocess import model_like_logits
-from tseg.runtime.segment.images import read_image
+from tseg.runtime.images import read_image
 from tseg.runtime.segment.refine import CrfParams
 logits = model_like_logits()
 params = CrfParams(max_pixels=int(sys.argv[3]))

@@ -97,7 +97,7 @@ def synthetic_image(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def calibration(size: int, count: int = CALIB_IMAGES):
     """``count`` synthetic images preprocessed as the runtime does, one at a time."""
-    from tseg.runtime.segment.images import preprocess
+    from tseg.runtime.images import preprocess
 
     rng = np.random.default_rng(1)
     return (preprocess(synthetic_image(rng, size), size=(size, size), mean=MEAN, std=STD) for _ in range(count))

@@ -65,7 +65,7 @@ def write_photos(folder: Path, size: int, count: int = STAGE_IMAGES) -> list[Pat
 def _stage_times(segmenter, crf, paths: list[Path], out: Path, passes: int) -> dict[str, list[float]]:
     """Seconds per image of each stage, over ``passes`` passes (after one untimed pass)."""
     from tseg.runtime.data.label_png import save_label_png
-    from tseg.runtime.segment.images import read_image
+    from tseg.runtime.images import read_image
     from tseg.runtime.segment.upsample import upsample_labels
 
     times: dict[str, list[float]] = {name: [] for name in STAGES}
@@ -160,7 +160,7 @@ STAGE_METHOD = (
 
 def smooth_logits(rng: np.random.Generator, num_classes: int, size: int) -> np.ndarray:
     """(C, size, size) float32 logits: a coarse random field, bilinearly upsampled (like a model's)."""
-    from tseg.runtime.segment.scores import resize_scores
+    from tseg.runtime.scores import resize_scores
 
     coarse = rng.normal(0, 3, size=(num_classes, max(2, size // 32), max(2, size // 32))).astype(np.float32)
     return np.ascontiguousarray(resize_scores(coarse, (size, size)), dtype=np.float32)
@@ -172,7 +172,7 @@ def _pydensecrf_runner(scores: np.ndarray, image: np.ndarray, params):
         import pydensecrf.densecrf as dcrf
     except ImportError:
         return None
-    from tseg.runtime.segment.scores import softmax
+    from tseg.runtime.scores import softmax
 
     num_classes, height, width = scores.shape
     unary = np.ascontiguousarray(-np.log(np.maximum(softmax(scores), 1e-12)).reshape(num_classes, -1), np.float32)

@@ -22,8 +22,8 @@ from tseg.export.parity import MIN_AGREEMENT, ParityCase, finite_or_none
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.data.metrics import ConfusionMatrix
 from tseg.runtime.errors import TsegError
+from tseg.runtime.images import preprocess
 from tseg.runtime.model.metadata import PRECISIONS
-from tseg.runtime.segment.images import preprocess
 from tseg.runtime.segment.upsample import upsample_labels
 from tseg.train.checkpoints import ModelSpec
 

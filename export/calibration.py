@@ -8,7 +8,7 @@ import numpy as np
 
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.segment.images import preprocess
+from tseg.runtime.images import preprocess
 
 
 def calibration_indices(total: int, *, count: int, seed: int = 0) -> list[int]:
@@ -46,7 +46,7 @@ def calibration_images(
 
     Returns:
         An iterator of (3, height, width) float32 images, as
-        :func:`tseg.runtime.segment.images.preprocess` gives them to the model.
+        :func:`tseg.runtime.images.preprocess` gives them to the model.
 
     Raises:
         TsegError: ``count`` is not a positive integer, or the split has no images.

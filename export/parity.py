@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from tseg.runtime.data.coco import CocoDataset
+from tseg.runtime.images import preprocess
 from tseg.runtime.model.session import create_session
-from tseg.runtime.segment.images import preprocess
-from tseg.runtime.segment.scores import argmax_classes
+from tseg.runtime.scores import argmax_classes
 from tseg.train.checkpoints import ModelSpec
 
 MIN_AGREEMENT = 0.999

@@ -18,9 +18,9 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError
+from tseg.runtime.images import read_image
 from tseg.runtime.model.metadata import ModelMetadata
 from tseg.runtime.model.tensorrt import TensorrtSettings
-from tseg.runtime.segment.images import read_image
 from tseg.runtime.segment.prediction import Prediction
 from tseg.runtime.segment.refine import CrfParams
 from tseg.runtime.segment.segmenter import Segmenter

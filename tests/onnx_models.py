@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tseg.runtime.images import preprocess
 from tseg.runtime.model.metadata import ModelMetadata, default_palette
-from tseg.runtime.segment.images import preprocess
-from tseg.runtime.segment.scores import labels_from_scores, resize_scores
+from tseg.runtime.scores import labels_from_scores, resize_scores
 
 # The tiny COCO dataset's class names: its Metal, Paper and Glass objects are
 # red-, green- and blue-dominant on a grey background (see tests/tiny_coco.py).

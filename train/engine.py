@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError
-from tseg.runtime.segment.scores import argmax_classes, labels_from_scores
+from tseg.runtime.scores import argmax_classes, labels_from_scores
 from tseg.train.distributed import DistContext
 from tseg.train.schedules import LrSchedule
 

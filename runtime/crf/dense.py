@@ -36,7 +36,7 @@ from tseg.runtime.crf.parameters import (
 )
 from tseg.runtime.crf.state import MeanField
 from tseg.runtime.errors import TsegError
-from tseg.runtime.segment.images import check_image
+from tseg.runtime.images import check_image
 
 _gaussian_cache = LatticeCache()
 
@@ -165,7 +165,7 @@ class DenseCRF:
             for lease in retained:
                 lease.release()
             raise TsegError("DenseCRF: this CRF is closed; create a new one") from None
-        return MeanField(self, unary, lattices)
+        return MeanField(unary, lattices, compat=self._compat, threads=self.threads)
 
     def inference(self, unary: np.ndarray, *, iterations: int = ITERATIONS) -> np.ndarray:
         """Run mean field.

@@ -8,7 +8,7 @@ pooled memory that a later call could overwrite.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,10 +16,7 @@ from tseg.runtime.crf import meanfield, parallel, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
 from tseg.runtime.crf.lattice import Lattice
 from tseg.runtime.errors import TsegError
-from tseg.runtime.segment.scores import argmax_classes
-
-if TYPE_CHECKING:
-    from tseg.runtime.crf.dense import DenseCRF
+from tseg.runtime.scores import argmax_classes
 
 
 class _Kernel:
@@ -58,7 +55,7 @@ def _usable_as_is(x: np.ndarray) -> bool:
 
 
 class MeanField:
-    """Mean-field state of one unary on a :class:`DenseCRF` (see ``DenseCRF.start``).
+    """Mean-field state of one unary on a ``DenseCRF`` (made by ``DenseCRF.start``).
 
     Passes are lazy: a pass over the pixels computes Q from the previous messages and
     splats it for the next iteration, and Q itself is written out only when asked for.
@@ -66,13 +63,21 @@ class MeanField:
     otherwise they go back when it is garbage collected.
     """
 
-    def __init__(self, crf: DenseCRF, unary: np.ndarray, lattices: list[Lattice]) -> None:
-        """``lattices``: the CRF's (Gaussian, bilateral), retained once for this state."""
+    def __init__(self, unary: np.ndarray, lattices: list[Lattice], *, compat: Sequence[Compat],
+                 threads: int) -> None:
+        """What a DenseCRF hands over (it, not this state, checks them).
+
+        Args:
+            unary: (C, H, W) float energies of the CRF's image size.
+            lattices: the CRF's (Gaussian, bilateral), retained once for this state.
+            compat: the (Gaussian, bilateral) compatibilities.
+            threads: threads for the passes.
+        """
         num_classes = unary.shape[0]
-        n = crf.height * crf.width
+        n = unary.shape[1] * unary.shape[2]
         self._lease = workspace.Lease()
         self._holdings = workspace.Holdings(self, [self._lease, *(lat.lease for lat in lattices)])
-        self._threads = crf.threads
+        self._threads = threads
         self._shape = unary.shape
         self._q: np.ndarray | None = None  # pooled: only copies of it leave this state
         try:
@@ -91,7 +96,7 @@ class MeanField:
                                      self._lease)
                              for lat, name, compat in zip(lattices, ("gaussian_compat",
                                                                      "bilateral_compat"),
-                                                          crf._compat, strict=True)]
+                                                          compat, strict=True)]
         except BaseException:
             self.close()
             raise
@@ -177,5 +182,5 @@ class MeanField:
 
     def labels(self) -> np.ndarray:
         """Current MAP labels, (H, W) int64 (a new array): argmax of Q over C
-        (:func:`~tseg.runtime.segment.scores.argmax_classes`)."""
+        (:func:`~tseg.runtime.scores.argmax_classes`)."""
         return argmax_classes(self._current_q()).reshape(self._shape[1:]).astype(np.int64)

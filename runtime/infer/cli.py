@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from tseg.runtime import images
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 from tseg.runtime.data.metrics import format_scores
 from tseg.runtime.errors import TsegError
@@ -18,7 +19,6 @@ from tseg.runtime.infer.pipeline import MAX_WORKERS
 from tseg.runtime.infer.run import EVAL_FILE, CocoInferResult, InferResult, InferSettings, infer_coco, infer_paths
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE
 from tseg.runtime.model.session import DEVICES, MAX_THREADS
-from tseg.runtime.segment import images
 from tseg.runtime.segment.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 
 CRF_FLAGS = (

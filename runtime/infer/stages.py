@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from tseg.runtime.cli_errors import one_line
 from tseg.runtime.errors import TsegError
-from tseg.runtime.segment.scores import argmax_classes
-from tseg.runtime.segment.tta import logits_from_probs, tta_probs
-from tseg.runtime.segment.upsample import upsample_labels
+from tseg.runtime.segment.steps import finish, run_inputs
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Decoded:
     index: int
     job: Job
     size: tuple[int, int]
-    tensor: np.ndarray  # (3, h, w) float32, the model's input
+    inputs: list[np.ndarray]  # (3, h, w) float32 model inputs: one, or one per TTA view
     image: np.ndarray | None
     truth: np.ndarray | None
 
@@ -90,7 +89,7 @@ class Stages:
 
     Args:
         segmenter: a :class:`~tseg.runtime.segment.segmenter.Segmenter` (its ``crf`` and ``tta``
-            settings apply).
+            settings apply; its ``batch_size`` is the most inputs, TTA views included, per model run).
         keep_image: hand the decoded image to the writer (e.g. for overlays).
         plain_labels: also compute the labels without the CRF (to score both).
         crf_threads: threads of each CRF run (None: every core); with several
@@ -105,7 +104,7 @@ class Stages:
         self.tta = segmenter.tta
         self.keep_image = keep_image
         self.plain_labels = plain_labels and self.crf is not None
-        self._needs_image = keep_image or self.crf is not None or self.tta is not None
+        self._needs_image = keep_image or self.crf is not None
         self._model_ran = False  # set once the model has segmented one image
 
     def decode(self, index: int, job: Job) -> Decoded | Failure:
@@ -113,27 +112,26 @@ class Stages:
         try:
             image = job.read()
             truth = job.truth() if job.truth is not None else None
-            tensor = None if self.tta is not None else self.segmenter.preprocess(image)
+            inputs = self.segmenter.model_inputs(image)
         except TsegError as err:
             return Failure(index, job.source, failure_reason(str(err), job.source))
         keep = image if self._needs_image else None
-        return Decoded(index, job, (image.shape[0], image.shape[1]), tensor, keep, truth)
+        return Decoded(index, job, (image.shape[0], image.shape[1]), inputs, keep, truth)
 
-    def run(self, batch: list[Decoded]) -> list[np.ndarray | Failure]:
-        """(C, h, w) logits per image, or a Failure for an image the model fails on.
+    def run(self, batch: list[Decoded]) -> list[list[np.ndarray] | Failure]:
+        """Per image, the (C, h, w) logits of its inputs (TTA views included), or a Failure
+        for an image the model fails on.
 
         A batch that fails is rerun one image at a time, so one bad image does not
         take its batch with it; when every image of the first batch fails on its
         own, the model is broken and the error is raised (stopping the run).
         """
-        if self.tta is not None:  # test-time augmentation runs its views per image (post stage)
-            return [np.empty(0, np.float32) for _ in batch]
         try:
-            logits = list(self.segmenter.run_batch(np.stack([item.tensor for item in batch]), check_finite=False))
+            logits = self._run_inputs(batch)
             self._model_ran = True
             return logits
         except TsegError as batch_error:
-            errors: list[np.ndarray | TsegError] = [batch_error] if len(batch) == 1 else []
+            errors: list[list[np.ndarray] | TsegError] = [batch_error] if len(batch) == 1 else []
         errors = errors or [self._run_one(item) for item in batch]
         if not self._model_ran and all(isinstance(e, TsegError) for e in errors):
             raise errors[0]  # not one image has run: the model itself is broken
@@ -144,34 +142,25 @@ class Stages:
             for item, e in zip(batch, errors, strict=True)
         ]
 
-    def _run_one(self, item: Decoded) -> np.ndarray | TsegError:
+    def _run_inputs(self, batch: list[Decoded]) -> list[list[np.ndarray]]:
+        # Finite scores are checked after the model, at 1/C of the cost (see Segmenter.run_batch).
+        run = partial(self.segmenter.run_batch, check_finite=False)
+        return run_inputs(run, [item.inputs for item in batch], batch_size=self.segmenter.batch_size)
+
+    def _run_one(self, item: Decoded) -> list[np.ndarray] | TsegError:
         try:
-            logits = self.segmenter.run_batch(item.tensor[None], check_finite=False)[0]
+            (logits,) = self._run_inputs([item])
         except TsegError as err:
             return err
         self._model_ran = True
         return logits
 
-    def post(self, item: Decoded, logits: np.ndarray) -> Result | Failure:
-        """Labels at the image's size: the upsampled argmax, or the CRF (thread-safe)."""
+    def post(self, item: Decoded, logits: list[np.ndarray]) -> Result | Failure:
+        """Labels at the image's size: the upsampled argmax or the TTA average, then the CRF if set (thread-safe)."""
         try:
-            plain = None
-            if self.tta is not None:  # as Segmenter.predict_tta, keeping the labels before the CRF
-                averaged = tta_probs(self.segmenter, item.image, self.tta)
-                plain = argmax_classes(averaged) if self.crf is None or self.plain_labels else None
-                # In place: the averaged probabilities are not needed once the plain labels exist.
-                logits = logits_from_probs(averaged, in_place=True) if self.crf is not None else None
-                labels = (
-                    self.segmenter.postprocess(logits, item.image, crf_threads=self.crf_threads).labels
-                    if logits is not None
-                    else plain
-                )
-            elif self.crf is not None:
-                labels = self.segmenter.postprocess(logits, item.image, crf_threads=self.crf_threads).labels
-                plain = upsample_labels(logits, item.size) if self.plain_labels else None
-            else:
-                labels = upsample_labels(logits, item.size)
+            outcome = finish(logits, size=item.size, image=item.image, crf=self.crf, tta=self.tta,
+                             crf_threads=self.crf_threads, plain=self.plain_labels)
         except TsegError as err:
             return Failure(item.index, item.job.source, failure_reason(str(err), item.job.source))
         image = item.image if self.keep_image else None
-        return Result(item.index, item.job, labels, plain=plain, truth=item.truth, image=image)
+        return Result(item.index, item.job, outcome.labels, plain=outcome.plain, truth=item.truth, image=image)

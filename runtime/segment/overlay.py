@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.segment.images import check_image
+from tseg.runtime.images import check_image
 
 OVERLAY_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 JPEG_QUALITY = 90

@@ -29,9 +29,9 @@ import numpy as np
 from tseg.runtime.crf import parameters as crf_parameters
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
+from tseg.runtime.images import check_image, resize_image
 from tseg.runtime.inputs import read_input
-from tseg.runtime.segment.images import check_image, resize_image
-from tseg.runtime.segment.scores import labels_from_scores, resize_scores, softmax
+from tseg.runtime.scores import labels_from_scores, resize_scores, softmax
 from tseg.runtime.segment.upsample import upsample_labels
 
 CRF_FILE = "crf.json"

@@ -1,9 +1,9 @@
 """Running an exported model: images in, labels (a :class:`Prediction`) at each image's size out.
 
 ``Segmenter.predict`` takes an array, a path or a list/iterable of them and batches
-internally. The stages it is made of (``preprocess`` -> ``run_batch`` -> ``postprocess``)
-are public and thread-safe, so a pipeline can run each on its own threads and still
-give the same bytes.
+internally. The stages it is made of (``model_inputs`` or ``preprocess`` -> ``run_batch`` ->
+``postprocess``) are public and thread-safe; they and tseg-infer's pipeline take one
+image the same way (:mod:`tseg.runtime.segment.steps`), so both give the same bytes.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.images import check_image, read_image
 from tseg.runtime.model.binding import BoundRunner
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE, ModelMetadata
 from tseg.runtime.model.onnx_file import check_graph_io, static_dim
 from tseg.runtime.model.session import create_session
 from tseg.runtime.model.tensorrt import TensorrtSettings
-from tseg.runtime.segment.images import check_image, preprocess, read_image
+from tseg.runtime.scores import resize_scores
 from tseg.runtime.segment.prediction import Prediction
 from tseg.runtime.segment.refine import CrfParams
-from tseg.runtime.segment.scores import argmax_classes, resize_scores
-from tseg.runtime.segment.tta import TtaSettings, check_tta_graph, logits_from_probs, tta_probs
-from tseg.runtime.segment.upsample import upsample_labels, upsample_probs
+from tseg.runtime.segment.steps import Outcome, finish, model_inputs, run_inputs
+from tseg.runtime.segment.tta import TtaSettings, check_tta_graph
 
 
 def _tensorrt_settings(device: str, settings: object, batch_size: int, tta: TtaSettings | None):
@@ -51,11 +51,6 @@ def _tensorrt_settings(device: str, settings: object, batch_size: int, tta: TtaS
             )
         largest = max(largest, 2 if tta.hflip else 1)
     return replace(settings, batch_size=largest)
-
-
-def _crf_labels(crf: CrfParams, logits: np.ndarray, image: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """(C, h, w) logits at any size -> (H, W) labels after the dense CRF."""
-    return crf.refine_logits(logits, image, threads=threads)  # capped resolution for big photos: bounded memory
 
 
 class Segmenter:
@@ -134,8 +129,16 @@ class Segmenter:
         Raises:
             TsegError: the image is not (H, W, 3) uint8 with H, W >= 1.
         """
-        meta = self.metadata
-        return preprocess(check_image(image), size=meta.input_size, mean=meta.mean, std=meta.std)
+        return model_inputs(image, metadata=self.metadata, tta=None)[0]
+
+    def model_inputs(self, image: np.ndarray) -> list[np.ndarray]:
+        """(H, W, 3) uint8 RGB -> its (3, h, w) float32 model inputs: :meth:`preprocess`'s one,
+        or one per TTA view when the segmenter has TTA settings.
+
+        Raises:
+            TsegError: the image is not (H, W, 3) uint8 with H, W >= 1.
+        """
+        return model_inputs(image, metadata=self.metadata, tta=self.tta)
 
     def run_batch(self, batch: np.ndarray, *, check_finite: bool = True) -> np.ndarray:
         """Runs the model on a batch of preprocessed images.
@@ -144,7 +147,7 @@ class Segmenter:
             batch: (N, 3, h, w) float32 (``preprocess`` outputs stacked).
             check_finite: refuse NaN or infinite scores here. The pipeline turns it off
                 because its post-processing checks the same at 1/C of the cost
-                (:func:`~tseg.runtime.segment.scores.argmax_classes`, the CRF's own checks).
+                (:func:`~tseg.runtime.scores.argmax_classes`, the CRF's own checks).
 
         Returns:
             (N, C, h', w') float32 finite logits.
@@ -209,19 +212,13 @@ class Segmenter:
             crf_threads: the CRF's threads (None: every core). Several images post-processed
                 side by side run faster on one thread each; the labels are the same.
         """
-        size = image.shape[:2]
-        if self.crf is not None:
-            labels = _crf_labels(self.crf, logits, image, crf_threads)
-        else:
-            labels = upsample_labels(logits, size)
-        return Prediction(
-            labels=labels,
-            classes=self.metadata.classes,
-            palette=self.metadata.palette,
-            probs=upsample_probs(logits, size) if probs else None,
-            image=image,
-            source=source,
-        )
+        outcome = finish([logits], size=image.shape[:2], image=image, crf=self.crf, crf_threads=crf_threads,
+                         probs=probs)
+        return self._prediction(outcome, image, source)
+
+    def _prediction(self, outcome: Outcome, image: np.ndarray, source: str | None) -> Prediction:
+        return Prediction(labels=outcome.labels, classes=self.metadata.classes, palette=self.metadata.palette,
+                          probs=outcome.probs, image=image, source=source)
 
     def predict_tta(self, image: np.ndarray, *, probs: bool = False, source: str | None = None) -> Prediction:
         """One image through every TTA view: labels from the averaged softmax (then the CRF, if any).
@@ -231,13 +228,7 @@ class Segmenter:
         """
         if self.tta is None:
             raise TsegError("predict_tta: this Segmenter was made without tta=TtaSettings(...)")
-        averaged = tta_probs(self, check_image(image), self.tta)
-        if self.crf is not None:
-            labels = _crf_labels(self.crf, logits_from_probs(averaged, in_place=not probs), image)
-        else:
-            labels = argmax_classes(averaged)
-        return Prediction(labels=labels, classes=self.metadata.classes, palette=self.metadata.palette,
-                          probs=averaged if probs else None, image=image, source=source)
+        return next(self._predict_chunk([(check_image(image), source)], probs))
 
     # ------------------------------------------------------------------ one image, the old API
 
@@ -305,10 +296,10 @@ class Segmenter:
             yield from self._predict_chunk(chunk, probs)
 
     def _predict_chunk(self, chunk: list[tuple[np.ndarray, str | None]], probs: bool) -> Iterator[Prediction]:
-        if self.tta is not None:
-            for image, source in chunk:
-                yield self.predict_tta(image, probs=probs, source=source)
-            return
-        logits = self.run_batch(np.stack([self.preprocess(image) for image, _ in chunk]))
-        for item, (image, source) in zip(logits, chunk, strict=True):
-            yield self.postprocess(item, image, probs=probs, source=source)
+        """Checked images -> predictions: every input (TTA views included) through the model
+        ``batch_size`` at a time, then each image's labels (:mod:`~tseg.runtime.segment.steps`)."""
+        outputs = run_inputs(self.run_batch, [self.model_inputs(image) for image, _ in chunk],
+                             batch_size=self.batch_size)
+        for logits, (image, source) in zip(outputs, chunk, strict=True):
+            outcome = finish(logits, size=image.shape[:2], image=image, crf=self.crf, tta=self.tta, probs=probs)
+            yield self._prediction(outcome, image, source)

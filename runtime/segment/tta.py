@@ -11,16 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.segment.images import preprocess
-from tseg.runtime.segment.scores import resize_scores, softmax
-
-if TYPE_CHECKING:
-    from tseg.runtime.segment.segmenter import Segmenter
+from tseg.runtime.images import preprocess
+from tseg.runtime.scores import resize_scores, softmax
 
 TTA_MODES = ("hflip",)
 SCALE_RANGE = (0.1, 4.0)
@@ -132,31 +128,44 @@ def check_tta_graph(settings: TtaSettings, input_size: Sequence[int], graph_size
             )
 
 
-def tta_probs(segmenter: Segmenter, image: np.ndarray, settings: TtaSettings) -> np.ndarray:
-    """The softmax averaged over the views, at the image's own size.
-
-    The two views of one scale (plain and mirrored) run as one batch. Each view's
-    probabilities are made and added in bands of rows, so beyond the (C, H, W) result
-    memory stays O(C * band * W) even for a big photo.
+def view_inputs(image: np.ndarray, settings: TtaSettings, *, input_size: Sequence[int],
+                mean: Sequence[float], std: Sequence[float]) -> list[np.ndarray]:
+    """The model inputs of every view, in the order of ``settings.views``.
 
     Args:
-        segmenter: the model (its ``run_batch`` is used).
         image: (H, W, 3) uint8, already checked.
         settings: the views.
+        input_size, mean, std: the model's (from its metadata).
+
+    Returns:
+        (3, h, w) float32 inputs, one per view (a mirrored view is its plain view flipped).
+    """
+    inputs = []
+    for scale in settings.scales:
+        x = preprocess(image, size=view_size(input_size, scale), mean=mean, std=std)
+        inputs += [x, x[:, :, ::-1]] if settings.hflip else [x]
+    return inputs
+
+
+def average_views(logits: Sequence[np.ndarray], settings: TtaSettings, size: Sequence[int]) -> np.ndarray:
+    """The softmax averaged over the views, at the image's own size.
+
+    Each view's probabilities are made and added in bands of rows, so beyond the
+    (C, H, W) result memory stays O(C * band * W) even for a big photo.
+
+    Args:
+        logits: (C, h, w) float32 model outputs, one per view in the order of ``settings.views``.
+        settings: the views.
+        size: the image's (H, W).
 
     Returns:
         (C, H, W) float32 probabilities (each pixel sums to 1).
     """
-    meta = segmenter.metadata
-    height, width = image.shape[:2]
-    total = np.zeros((meta.num_classes, height, width), np.float32)
-    for scale in settings.scales:
-        x = preprocess(image, size=view_size(meta.input_size, scale), mean=meta.mean, std=meta.std)
-        batch = np.stack([x, x[:, :, ::-1]]) if settings.hflip else x[None]
-        logits = segmenter.run_batch(np.ascontiguousarray(batch))
-        for index, flipped in enumerate((False, True) if settings.hflip else (False,)):
-            view = np.ascontiguousarray(logits[index][:, :, ::-1] if flipped else logits[index])
-            add_upsampled_probs(total, view)
+    if len(logits) != len(settings.views):
+        raise TsegError(f"logits: need one per TTA view ({len(settings.views)}), got {len(logits)}")
+    total = np.zeros((logits[0].shape[0], int(size[0]), int(size[1])), np.float32)
+    for (_, flipped), view in zip(settings.views, logits, strict=True):
+        add_upsampled_probs(total, np.ascontiguousarray(view[:, :, ::-1] if flipped else view))
     total /= np.float32(len(settings.views))
     return total
 
@@ -164,7 +173,7 @@ def tta_probs(segmenter: Segmenter, image: np.ndarray, settings: TtaSettings) ->
 def add_upsampled_probs(total: np.ndarray, logits: np.ndarray, *, band: int = ROWS_PER_BAND) -> None:
     """Adds ``upsample_probs(logits, total.shape[1:])`` to ``total`` in place, ``band`` rows at a time.
 
-    The same function as :func:`upsample_probs` (:func:`~tseg.runtime.segment.scores.resize_scores`,
+    The same function as :func:`upsample_probs` (:func:`~tseg.runtime.scores.resize_scores`,
     then softmax over C), band by band, so the values are bit for bit its values.
 
     Args:

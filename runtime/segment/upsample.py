@@ -1,6 +1,6 @@
 """From model logits to labels at the image's size, at a cost small next to the model.
 
-:func:`tseg.runtime.segment.scores.labels_from_scores` (resize every class's scores to the
+:func:`tseg.runtime.scores.labels_from_scores` (resize every class's scores to the
 image, then argmax) stays the plain reference; at 512x512 with 12 classes it costs
 about twice the model. :func:`upsample_labels` gives the same labels without ever
 holding the (C, H, W) scores:
@@ -39,7 +39,7 @@ import numpy as np
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.model.metadata import MAX_CLASSES
-from tseg.runtime.segment.scores import _source_grid, argmax_classes, resize_scores, scores_at, softmax
+from tseg.runtime.scores import _source_grid, argmax_classes, resize_scores, scores_at, softmax
 
 # Boundary pixels are computed in chunks of about this many pixels times classes (memory:
 # a few float32 arrays of this many elements).

@@ -20,7 +20,7 @@ import tseg.runtime
 from tests.onnx_models import COLOUR_CLASSES, colour_blocks_image, colour_labels, colour_metadata, write_colour_model
 from tseg.runtime import CrfParams, Prediction, Segmenter, TsegError, TtaSettings, read_image
 from tseg.runtime.data.label_png import read_label_png
-from tseg.runtime.segment.scores import labels_from_scores, resize_scores, softmax
+from tseg.runtime.scores import labels_from_scores, resize_scores, softmax
 
 
 @pytest.fixture

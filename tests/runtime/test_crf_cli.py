@@ -22,8 +22,8 @@ from tseg.runtime.data.label_png import read_label_png
 from tseg.runtime.data.metrics import ConfusionMatrix
 from tseg.runtime.infer.cli import main as infer_cli
 from tseg.runtime.infer.crf_tune import DEFAULT_GRID
+from tseg.runtime.scores import labels_from_scores, softmax
 from tseg.runtime.segment.refine import CRF_FILE, CrfParams
-from tseg.runtime.segment.scores import labels_from_scores, softmax
 from tseg.runtime.segment.segmenter import Segmenter
 
 

@@ -6,8 +6,7 @@ from PIL import Image
 
 from tseg.runtime.data.label_png import read_label_png, save_label_png
 from tseg.runtime.errors import TsegError
-from tseg.runtime.model.metadata import ModelMetadata, default_palette
-from tseg.runtime.segment.images import (
+from tseg.runtime.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
     find_images,
@@ -20,7 +19,8 @@ from tseg.runtime.segment.images import (
     set_max_image_pixels,
     to_rgb_array,
 )
-from tseg.runtime.segment.scores import labels_from_scores, resize_scores
+from tseg.runtime.model.metadata import ModelMetadata, default_palette
+from tseg.runtime.scores import labels_from_scores, resize_scores
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK", "LA", "1", "F", "I"])

@@ -13,8 +13,8 @@ from tests.runtime.test_infer import run_infer
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.data.label_png import read_label_png
 from tseg.runtime.data.metrics import ConfusionMatrix
+from tseg.runtime.images import read_image
 from tseg.runtime.infer.cli import main as infer_cli
-from tseg.runtime.segment.images import read_image
 
 
 def test_overlay_writes_one_picture_per_image_beside_the_label_maps(colour_onnx, photo_dir, tmp_path):
@@ -32,7 +32,7 @@ def test_overlay_writes_one_picture_per_image_beside_the_label_maps(colour_onnx,
 
 def test_submission_rows_are_the_label_maps_at_256(colour_onnx, tiny_coco_dir, tmp_path):
     from tseg.runtime.data.submission import read_submission
-    from tseg.runtime.segment.images import resize_labels
+    from tseg.runtime.images import resize_labels
 
     csv = tmp_path / "sub.csv"
     output = run_infer("--coco", tiny_coco_dir / "val.json", "-m", colour_onnx, "-o", tmp_path / "out",
@@ -64,7 +64,7 @@ def test_no_submission_is_kept_when_an_image_failed(colour_onnx, tiny_coco_dir, 
 
 def test_score_submission_scores_a_csv_against_the_json_without_a_model(colour_onnx, tiny_coco_dir, tmp_path):
     from tseg.runtime.data.submission import read_submission
-    from tseg.runtime.segment.images import resize_labels
+    from tseg.runtime.images import resize_labels
 
     csv = tmp_path / "sub.csv"
     val = tiny_coco_dir / "val.json"

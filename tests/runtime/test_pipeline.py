@@ -48,8 +48,8 @@ class FakeSegmenter:
         self.metadata = _Meta()
         self.batches: list[int] = []
 
-    def preprocess(self, image: np.ndarray) -> np.ndarray:
-        return np.full((3, 2, 2), float(image[0, 0, 0]), np.float32)
+    def model_inputs(self, image: np.ndarray) -> list[np.ndarray]:
+        return [np.full((3, 2, 2), float(image[0, 0, 0]), np.float32)]
 
     def run_batch(self, batch: np.ndarray, *, check_finite: bool = True) -> np.ndarray:
         self.batches.append(len(batch))

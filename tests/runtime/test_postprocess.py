@@ -18,8 +18,8 @@ from hypothesis.extra.numpy import arrays
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.model.metadata import MAX_CLASSES
+from tseg.runtime.scores import argmax_classes, labels_from_scores, resize_scores, softmax
 from tseg.runtime.segment import upsample
-from tseg.runtime.segment.scores import argmax_classes, labels_from_scores, resize_scores, softmax
 from tseg.runtime.segment.upsample import upsample_labels, upsample_probs
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

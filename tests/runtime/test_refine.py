@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.segment.images import resize_image
+from tseg.runtime.images import resize_image
+from tseg.runtime.scores import labels_from_scores, resize_scores, softmax
 from tseg.runtime.segment.refine import MAX_CRF_PIXELS, MAX_PIXELS_RANGE, CrfParams, capped_size
-from tseg.runtime.segment.scores import labels_from_scores, resize_scores, softmax
 from tseg.runtime.segment.upsample import upsample_labels
 
 

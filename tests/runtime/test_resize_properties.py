@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tseg.runtime.segment.scores import labels_from_scores, resize_scores
+from tseg.runtime.scores import labels_from_scores, resize_scores
 
 torch = pytest.importorskip("torch")
 

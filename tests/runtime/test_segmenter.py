@@ -16,7 +16,7 @@ from tests.onnx_models import (
     write_colour_model,
 )
 from tseg.runtime.errors import TsegError
-from tseg.runtime.segment.scores import labels_from_scores
+from tseg.runtime.scores import labels_from_scores
 from tseg.runtime.segment.segmenter import Segmenter
 
 # Odd sizes: smaller and larger than the model's (24, 40), 1-pixel axes, the model's own size.

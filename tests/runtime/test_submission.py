@@ -28,8 +28,8 @@ from tseg.runtime.data.submission import (
 )
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TEMP_SUFFIX, remove_stale_temp_files
+from tseg.runtime.images import resize_labels
 from tseg.runtime.model.metadata import MAX_CLASSES
-from tseg.runtime.segment.images import resize_labels
 
 
 def leftovers(folder: Path) -> list[str]:

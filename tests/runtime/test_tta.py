@@ -18,8 +18,8 @@ from tests.onnx_models import (
     write_colour_model,
 )
 from tseg.runtime import CrfParams, Segmenter, TsegError, TtaSettings
-from tseg.runtime.segment.images import preprocess
-from tseg.runtime.segment.scores import resize_scores, softmax
+from tseg.runtime.images import preprocess
+from tseg.runtime.scores import resize_scores, softmax
 from tseg.runtime.segment.tta import add_upsampled_probs, logits_from_probs, view_size
 from tseg.runtime.segment.upsample import upsample_probs
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from tests.tiny_coco import write_tiny_coco
 from tseg.runtime.data.coco import CocoDataset
-from tseg.runtime.segment.images import resize_image, resize_labels
+from tseg.runtime.images import resize_image, resize_labels
 from tseg.train.cli import main as train_cli
 from tseg.train.cli import plot_main
 from tseg.train.data.cache import decoded_split

@@ -172,7 +172,7 @@ def test_synthetic_dataset_files_respect_the_umask(tmp_path):
 
 
 def test_max_image_pixels_limits_the_datasets_images_for_the_run_only(tmp_path):
-    from tseg.runtime.segment import images
+    from tseg.runtime import images
 
     data = tmp_path / "data"
     data.mkdir()

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TempFile
-from tseg.runtime.segment.images import resize_image, resize_labels
+from tseg.runtime.images import resize_image, resize_labels
 
 CACHE_VERSION = 1
 

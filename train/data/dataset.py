@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tseg.runtime.data.coco import CocoDataset
-from tseg.runtime.segment.images import normalize, resize_image, resize_labels
+from tseg.runtime.images import normalize, resize_image, resize_labels
 from tseg.train.data.cache import DecodedSplit
 from tseg.train.data.transforms import AugmentSettings, augment_pair, build_augment, sample_seed
 

@@ -1,7 +1,8 @@
 """Reading images of any mode and preparing them for a model.
 
 Training and inference share these functions, so a model sees exactly the same
-pixels in both.
+pixels in both. A root module of the runtime: data/ (COCO images), crf/ (the image check),
+segment/, training and export all use it, and it uses only errors, inputs and paths.
 """
 
 from __future__ import annotations

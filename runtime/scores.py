@@ -2,7 +2,8 @@
 
 Logits are upsampled to the image's own size before the argmax, bilinearly
 and with the same sampling grid as PyTorch's ``interpolate(...,
-align_corners=False)``, so training-time validation and the runtime agree.
+align_corners=False)``, so training-time validation and the runtime agree. A root module of the runtime: crf/
+(its argmax), segment/, training and export share these helpers, and it uses only errors.
 """
 
 from __future__ import annotations
