@@ -17,8 +17,8 @@ from tseg.export.calibration import calibration_images, calibration_indices
 from tseg.export.quantize import CALIB_METHODS, DEFAULT_CALIB_METHOD, DEFAULT_KEEP_FLOAT, convert_fp16, quantize_int8
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
+from tseg.runtime.images import preprocess
 from tseg.runtime.model.metadata import ModelMetadata
-from tseg.runtime.segment.images import preprocess
 
 PROPS = {"tseg.precision": '"int8"', "tseg.calibration": '{"images": 4}', "extra.key": "on top"}
 
