@@ -78,19 +78,22 @@ def _run_series(run_dir: Path) -> tuple[dict[str, list[float]], dict[str, list[f
 
 
 def check_plot_out(out: Path, runs: Sequence[Path]) -> None:
-    """Refuses, for tseg-plot, an --out that is or lies in one of the run folders it reads, or a chart place taken.
+    """Refuses, for tseg-plot, an ``out`` that is or lies in one of the run folders it reads, or a chart place taken.
 
     (tseg-train writes a run's own charts into RUN/plots through :func:`plot_runs` directly.)
     """
     for run in runs:
         _check_run(Path(run))  # what the runs are comes first: the clearer error
-    inputs = Inputs(Input("RUNS", Path(run), folder=True) for run in runs)
-    check_outputs([Output("--out", out, folder=True)], inputs)
+    inputs = Inputs(Input("runs", Path(run), folder=True) for run in runs)
+    check_outputs([Output("out", out, folder=True)], inputs)
     for file_name in CHARTS:
         inputs.check_target(out / file_name, what="the chart")
         kind = describe(out / file_name)
         if kind not in (None, "a file"):
-            raise TsegError(f"{out / file_name} exists and is {kind}, not a chart tseg wrote: choose another --out")
+            raise TsegError(
+                f"out: {out / file_name} exists and is {kind}, not a chart tseg wrote: choose another folder",
+                parameter="out",
+            )
 
 
 def plot_runs(
