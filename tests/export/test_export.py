@@ -1,5 +1,4 @@
 import json
-import os
 
 import numpy as np
 import onnx
@@ -41,28 +40,14 @@ def test_parity_detects_a_different_model(tiny_run, tiny_onnx):
     assert not report.passed and report.max_abs_diff > 1e-2
 
 
-def test_cli_exports_with_dataset_images(tiny_run, tiny_coco_dir, tmp_path):
-    """Also: stale temp files of a killed export of the same output go; files get the umask's mode."""
-    out = tmp_path / "m.onnx"
-    stale = [tmp_path / ".m.onnx.x1y2.tseg-tmp", tmp_path / ".m.parity.json.z3.tseg-tmp"]
-    other = tmp_path / ".other.onnx.q9.tseg-tmp"  # another export's, maybe still running: kept
-    for path in [*stale, other]:
-        path.write_bytes(b"partial")
-    old_umask = os.umask(0o027)
-    try:
-        result = CliRunner().invoke(
-            export_cli,
-            ["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(out), "--data", str(tiny_coco_dir)],
-        )
-    finally:
-        os.umask(old_umask)
-    assert result.exit_code == 0, result.output
-    assert "PASS" in result.stdout and "rgb/006.jpg" in result.stdout
-    assert out.is_file() and out.with_suffix(".parity.json").is_file()
-    assert not any(p.exists() for p in stale) and other.is_file()
-    for path in (out, out.with_suffix(".parity.json")):
+def test_cli_exports_with_dataset_images(tiny_export):
+    """The shared export (tests/conftest.py) ran under umask 027 beside stale temp files of a killed export:
+    those of the same output go, another output's stays; files get the umask's mode."""
+    assert "PASS" in tiny_export.stdout and "rgb/006.jpg" in tiny_export.stdout
+    assert not any(p.exists() for p in tiny_export.stale) and tiny_export.kept.is_file()
+    for path in (*tiny_export.files.values(), tiny_export.parity):
         assert path.stat().st_mode & 0o777 == 0o640, path
-    report = json.loads(out.with_suffix(".parity.json").read_text())  # strict JSON (no NaN/Infinity)
+    report = json.loads(tiny_export.parity.read_text())  # strict JSON (no NaN/Infinity)
     assert report["passed"] and all(isinstance(c["max_abs_diff"], float) for c in report["cases"])
 
 

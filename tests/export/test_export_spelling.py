@@ -36,8 +36,6 @@ def test_a_missing_or_second_checkpoint_is_one_line(args, message):
     assert result.exit_code == 1 and message in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_the_checkpoint_first_spelling_exports(tiny_run, tmp_path):
-    out = tmp_path / "m.onnx"
-    result = CliRunner().invoke(export_cli, [str(tiny_run.run_dir / "best.pt"), "--onnx", "-o", str(out)])
-    assert result.exit_code == 0, result.output
-    assert out.is_file() and "PASS" in result.output
+def test_the_checkpoint_first_spelling_exports(tiny_export):
+    """The shared export (tests/conftest.py) is spelt CHECKPOINT --onnx."""
+    assert tiny_export.fp32.is_file() and "PASS" in tiny_export.output

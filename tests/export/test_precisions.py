@@ -99,30 +99,12 @@ def test_bad_precision_options_are_one_line_and_write_nothing(tiny_run, tiny_coc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
 
 
-@pytest.fixture(scope="module")
-def all_precisions(tiny_run, tiny_coco_dir, tmp_path_factory):
-    """The tiny model exported in every precision, calibrated on 4 training images."""
-    out = tmp_path_factory.mktemp("precisions") / "m.onnx"
-    code, output = _invoke(
-        [
-            "--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(out), "--data", str(tiny_coco_dir),
-            "--precision", "fp32,fp16,int8", "--calib-images", "4",
-            "--triton", str(out.parent / "repo"), "--triton-max-batch", "4", "--triton-device", "cpu",
-            # A 1-epoch 32-px model has near-ties everywhere: loose gates here, strict ones below.
-            "--min-agreement", "fp16=0.9,int8=0", "--max-miou-drop", "1",
-        ]
-    )  # fmt: skip
-    assert code == 0, output
-    return out, output
-
-
-def test_every_precision_is_written_described_and_judged(all_precisions):
+def test_every_precision_is_written_described_and_judged(tiny_export):
     import onnx
 
     from tseg.runtime.model.metadata import ModelMetadata
 
-    out, output = all_precisions
-    files = {"fp32": out, "fp16": out.with_suffix(".fp16.onnx"), "int8": out.with_suffix(".int8.onnx")}
+    files, output = tiny_export.files, tiny_export.output
     for precision, path in files.items():
         proto = onnx.load(str(path), load_external_data=False)
         meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
@@ -133,7 +115,7 @@ def test_every_precision_is_written_described_and_judged(all_precisions):
     ).calibration
     assert calibration["images"] == 4 and calibration["split"].endswith("train.json") and calibration["method"]
     assert calibration["target"] == "cpu"
-    report = json.loads(out.with_suffix(".parity.json").read_text())
+    report = json.loads(tiny_export.parity.read_text())
     rows = {row["precision"]: row for row in report["precisions"]}
     assert list(rows) == ["fp32", "fp16", "int8"] and report["passed"]
     for row in rows.values():
@@ -144,12 +126,11 @@ def test_every_precision_is_written_described_and_judged(all_precisions):
     assert "per precision, against PyTorch" in output and "int8" in output
 
 
-def test_the_runtime_runs_every_precision_unchanged(all_precisions, tiny_coco_dir, tmp_path):
+def test_the_runtime_runs_every_precision_unchanged(tiny_export):
     from tseg.runtime.segment.segmenter import Segmenter
 
-    out, _ = all_precisions
     image = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
-    for path in (out.with_suffix(".fp16.onnx"), out.with_suffix(".int8.onnx")):
+    for path in (tiny_export.fp16, tiny_export.int8):
         prediction = Segmenter(path, device="cpu").predict(image)
         assert prediction.labels.shape == (40, 52) and prediction.labels.max() < 4
 
@@ -176,18 +157,17 @@ def test_a_file_that_fails_its_gate_is_renamed_and_the_exit_code_is_1(tiny_run, 
     assert not report["passed"] and report["precisions"][1]["rejected_as"].endswith("m.int8.rejected.onnx")
 
 
-def test_triton_repository_gets_each_file_that_passes(all_precisions):
+def test_triton_repository_gets_each_file_that_passes(tiny_export):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    out, output = all_precisions
-    repo = out.parent / "repo"
-    assert sorted(p.name for p in repo.iterdir()) == ["m", "m_fp16", "m_int8"]
-    for name, path in (("m", out), ("m_int8", out.with_suffix(".int8.onnx"))):
+    repo = tiny_export.triton
+    assert sorted(p.name for p in repo.iterdir()) == ["best", "best_fp16", "best_int8"]
+    for name, path in (("best", tiny_export.fp32), ("best_int8", tiny_export.int8)):
         config = text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         assert config.name == name and config.max_batch_size == 4 and config.platform == "onnxruntime_onnx"
         assert (repo / name / "1" / "model.onnx").read_bytes() == path.read_bytes()
-        assert f"Triton model: {repo / name}" in output
+        assert f"Triton model: {repo / name}" in tiny_export.output
 
 
 @pytest.mark.parametrize(
@@ -221,38 +201,30 @@ def test_the_cli_default_thresholds_are_the_librarys():
     assert parse_min_agreement(option.default) == DEFAULT_MIN_AGREEMENT  # the CLI spells them out: no torch at --help
 
 
-def test_a_later_export_keeps_the_records_of_files_it_leaves_in_place(all_precisions, tiny_run, tmp_path):
-    """fp32,fp16,int8 then --triton (FP32 only): the FP16 and INT8 records stay while their files are unchanged."""
-    from tseg.export.pipeline import export_checkpoint
+def test_a_later_export_keeps_the_records_of_files_it_leaves_in_place(tiny_export, tiny_run, tmp_path):
+    """fp32,fp16,int8 then --triton (FP32 only), the INT8 file changed in between: the FP16 record stays
+    (its file is unchanged), the INT8 one goes (a record never describes another file; a file that is
+    gone is covered by the kept_records test below)."""
     from tseg.export.records import file_sha256
 
-    source, _ = all_precisions
-    names = ("m.onnx", "m.fp16.onnx", "m.int8.onnx", "m.parity.json")
-    for name in names:  # the expensive files, reused: the records follow the files, not their folder
-        shutil.copy(source.parent / name, tmp_path / name)
-    out = tmp_path / "m.onnx"
-    earlier = {r["precision"]: r for r in json.loads((tmp_path / "m.parity.json").read_text())["precisions"]}
+    for path in (*tiny_export.files.values(), tiny_export.parity):  # the expensive files, reused
+        shutil.copy(path, tmp_path / path.name)
+    out = tmp_path / "best.onnx"
+    earlier = {r["precision"]: r for r in json.loads((tmp_path / "best.parity.json").read_text())["precisions"]}
+    with open(out.with_suffix(".int8.onnx"), "ab") as stream:
+        stream.write(b"\0")
     code, output = _invoke(["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(out),
                             "--triton", str(tmp_path / "repo"), "--triton-device", "cpu"])
     assert code == 0, output
-    assert "kept the earlier fp16, int8 records" in output
+    assert "kept the earlier fp16 records" in output
     report = json.loads(out.with_suffix(".parity.json").read_text())
     rows = {row["precision"]: row for row in report["precisions"]}
-    assert list(rows) == ["fp32", "fp16", "int8"] and report["passed"]
+    assert list(rows) == ["fp32", "fp16"] and report["passed"]
     assert rows["fp32"]["sha256"] == file_sha256(out) and rows["fp32"]["cases"] != earlier["fp32"]["cases"]
-    for precision in ("fp16", "int8"):
-        path = out.with_suffix(f".{precision}.onnx")
-        assert rows[precision] == {**earlier[precision], "path": str(path)}
-        assert rows[precision]["sha256"] == file_sha256(path)
-    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["m"]  # only FP32 was asked for Triton
-
-    # One file changed, the other gone: their records go, a record never describes another file.
-    with open(out.with_suffix(".int8.onnx"), "ab") as stream:
-        stream.write(b"\0")
-    out.with_suffix(".fp16.onnx").unlink()
-    result = export_checkpoint(tiny_run.run_dir / "best.pt", out=out)
-    assert result.kept == ()
-    assert [r["precision"] for r in json.loads(out.with_suffix(".parity.json").read_text())["precisions"]] == ["fp32"]
+    fp16 = out.with_suffix(".fp16.onnx")
+    assert rows["fp16"] == {**earlier["fp16"], "path": str(fp16)} and rows["fp16"]["sha256"] == file_sha256(fp16)
+    assert earlier["fp16"]["path"] != str(fp16), "the records follow the files, not their folder"
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["best"]  # only FP32 was asked for Triton
 
 
 def _fp32_parts(path):

@@ -51,17 +51,16 @@ def _run(path, batch):
     return session.run(None, {session.get_inputs()[0].name: batch})[0]
 
 
-@pytest.fixture(scope="module")
-def fp16_file(tiny_onnx, tmp_path_factory):
-    dst = tmp_path_factory.mktemp("fp16") / "best.fp16.onnx"
-    return convert_fp16(tiny_onnx, dst, props={"tseg.precision": '"fp16"', "extra.key": "on top"})
+@pytest.fixture()
+def fp16_file(tiny_export):
+    """tseg-export's FP16 file of the tiny model (shared, read-only)."""
+    return tiny_export.fp16
 
 
-@pytest.fixture(scope="module")
-def int8_file(tiny_onnx, tiny_coco_dir, tmp_path_factory):
-    dst = tmp_path_factory.mktemp("int8") / "best.int8.onnx"
-    calibration = _calibration(tiny_coco_dir, tiny_onnx)
-    return quantize_int8(tiny_onnx, dst, calibration=calibration, method=DEFAULT_CALIB_METHOD, props=PROPS)
+@pytest.fixture()
+def int8_file(tiny_export):
+    """tseg-export's INT8 file (4 calibration images, the default method and keep_float; shared, read-only)."""
+    return tiny_export.int8
 
 
 def test_fp16_has_float32_io_float16_weights_and_the_sources_metadata(fp16_file, tiny_onnx):
@@ -71,10 +70,9 @@ def test_fp16_has_float32_io_float16_weights_and_the_sources_metadata(fp16_file,
     conv_weights = {node.input[1] for node in proto.graph.node if node.op_type == "Conv"}
     types = {init.name: init.data_type for init in proto.graph.initializer}
     assert conv_weights and all(types[name] == TensorProto.FLOAT16 for name in conv_weights)
-    props = _props(fp16_file)
-    assert props["extra.key"] == "on top" and _meta(fp16_file).precision == "fp16"
-    source = _props(tiny_onnx)
-    assert {k: v for k, v in props.items() if k not in ("extra.key", "tseg.precision")} == {
+    props, source = _props(fp16_file), _props(tiny_onnx)
+    assert _meta(fp16_file).precision == "fp16" and _meta(tiny_onnx).precision == "fp32"
+    assert {k: v for k, v in props.items() if k != "tseg.precision"} == {
         k: v for k, v in source.items() if k != "tseg.precision"
     }
 
@@ -88,7 +86,7 @@ def test_fp16_logits_match_fp32_on_val_images(fp16_file, tiny_onnx, tiny_coco_di
     assert np.abs(full - half).max() <= 0.02 * max(1.0, np.abs(full).max())
 
 
-def test_int8_is_qdq_runs_and_carries_props_on_top(int8_file, tiny_onnx, tiny_coco_dir):
+def test_int8_is_qdq_runs_and_carries_its_calibration_over_the_sources_metadata(int8_file, tiny_onnx, tiny_coco_dir):
     ops = collections.Counter(node.op_type for node in onnx.load(str(int8_file)).graph.node)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
     batch = _val_batch(tiny_coco_dir, tiny_onnx, (40, 48))
@@ -96,9 +94,10 @@ def test_int8_is_qdq_runs_and_carries_props_on_top(int8_file, tiny_onnx, tiny_co
     assert quant.dtype == np.float32 and quant.shape == full.shape == (2, 4, 40, 48)
     assert (full.argmax(1) == quant.argmax(1)).mean() >= 0.8
     props, source = _props(int8_file), _props(tiny_onnx)
-    assert {k: props[k] for k in PROPS} == PROPS
-    assert all(props[k] == v for k, v in source.items() if k not in PROPS)
-    assert _meta(int8_file).precision == "int8" and _meta(int8_file).classes == _meta(tiny_onnx).classes
+    changed = {k for k in props if props[k] != source.get(k)}
+    assert changed == {"tseg.precision", "tseg.calibration"} and set(source) <= set(props)
+    assert _meta(int8_file).precision == "int8" and _meta(int8_file).calibration["images"] == 4
+    assert _meta(int8_file).classes == _meta(tiny_onnx).classes
 
 
 def _quantized_convs(path) -> dict[str, bool]:
@@ -171,14 +170,17 @@ def test_missing_source_is_one_line(tmp_path):
         convert_fp16(tmp_path / "none.onnx", tmp_path / "x.onnx", props={})
 
 
-def test_nothing_is_written_beside_dst_or_src(tiny_onnx, tiny_coco_dir, tmp_path):
+def test_props_go_on_top_and_nothing_is_written_beside_dst_or_src(tiny_onnx, tiny_coco_dir, tmp_path):
     source_folder = sorted(p.name for p in tiny_onnx.parent.iterdir())
     out = tmp_path / "out"
     calibration = _calibration(tiny_coco_dir, tiny_onnx, 2)
-    quantize_int8(tiny_onnx, out / "m.int8.onnx", calibration=calibration, method="entropy", props={})
-    convert_fp16(tiny_onnx, out / "m.fp16.onnx", props={})
+    int8 = quantize_int8(tiny_onnx, out / "m.int8.onnx", calibration=calibration, method="entropy", props=PROPS)
+    fp16 = convert_fp16(tiny_onnx, out / "m.fp16.onnx", props={"tseg.precision": '"fp16"', "extra.key": "on top"})
     assert sorted(p.name for p in out.iterdir()) == ["m.fp16.onnx", "m.int8.onnx"]
     assert sorted(p.name for p in tiny_onnx.parent.iterdir()) == source_folder
+    source = _props(tiny_onnx)
+    assert _props(int8) == {**source, **PROPS}
+    assert _props(fp16) == {**source, "tseg.precision": '"fp16"', "extra.key": "on top"}
 
 
 def test_calibration_images_are_the_runtimes_preprocessing(tiny_coco_dir):
