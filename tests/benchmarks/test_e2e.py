@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from click.testing import CliRunner
 
-pytest.importorskip("torch")
-
-from tseg.benchmarks.cli import main  # noqa: E402
+from tseg.benchmarks.cli import main
+from tseg.benchmarks.stages import CRF_HEADER, STAGE_HEADER, STAGES
+from tseg.runtime.segment.refine import CrfParams
 
 
 def test_every_option_on_the_tiny_model(tiny_onnx, tiny_run, tiny_coco_dir, tmp_path):
@@ -37,14 +38,28 @@ def test_every_option_on_the_tiny_model(tiny_onnx, tiny_run, tiny_coco_dir, tmp_
     # The eager rows are scored with the runtime's own pre- and post-processing: the same network, the same mIoU.
     assert eager_rows[0]["miou"] == eager_rows[1]["miou"]
     assert eager_rows[0]["miou"] == pytest.approx(onnx_rows[0]["miou"], abs=0.005)
-    stages = data["sections"]["Pipeline stages (tseg-infer, per image)"]
-    assert len(stages) == 1 and stages[0]["status"] == "ran" and float(stages[0]["session ms"]) > 0
-    assert float(stages[0]["pipeline img/s"]) > 0 and float(stages[0]["pipeline+CRF img/s"]) > 0
+    # The sections: one row each, every figure a finite number (a failed row shows "-" and "failed: ...").
+    [stage] = data["sections"]["Pipeline stages (tseg-infer, per image)"]
+    assert list(stage) == list(STAGE_HEADER) and stage["status"] == "ran", stage
+    assert (stage["model"], stage["device"], stage["photo size"]) == (tiny_onnx.name, "cpu", "32x32")
+    stage_ms = [_finite(stage[f"{name} ms"]) for name in STAGES]
+    assert _finite(stage["sum ms"]) == pytest.approx(sum(stage_ms), abs=0.05 * len(STAGES))  # rounded to 0.1
+    assert _finite(stage["pipeline img/s"]) >= 0 and _finite(stage["pipeline+CRF img/s"]) >= 0
     [crf] = data["sections"]["Dense CRF"]
-    assert crf["classes"] == str(_num_classes(tiny_onnx))
-    assert float(crf["tseg CRF p50 ms"]) > 0
+    assert list(crf) == list(CRF_HEADER)
+    assert (crf["size"], crf["classes"], crf["iterations"]) == ("32x32", str(_num_classes(tiny_onnx)),
+                                                               str(CrfParams().iterations))
+    assert _finite(crf["tseg CRF p50 ms"]) >= 0 and _finite(crf["pydensecrf p50 ms"]) >= 0  # pydensecrf2: dev
     markdown = out_md.read_text()
-    assert "(PyTorch eager)" in markdown and "**Dense CRF**" in markdown and "**Pipeline stages" in markdown
+    assert "(PyTorch eager)" in markdown
+    for title, header in (("Pipeline stages (tseg-infer, per image)", STAGE_HEADER), ("Dense CRF", CRF_HEADER)):
+        assert f"**{title}**\n\n| {' | '.join(header)} |" in markdown, title
+
+
+def _finite(cell: str) -> float:
+    value = float(cell)
+    assert math.isfinite(value), cell
+    return value
 
 
 def _num_classes(model) -> int:
