@@ -210,3 +210,14 @@ def test_the_crf_runs_on_the_averaged_probabilities(colour_onnx):
     np.testing.assert_array_equal(prediction.probs, probs)
     np.testing.assert_array_equal(prediction.labels, params.refine(logits_from_probs(probs), image))
     np.testing.assert_allclose(softmax(logits_from_probs(probs)), probs, rtol=1e-5, atol=1e-7)
+
+
+def test_tta_views_run_batch_size_at_a_time(colour_onnx, monkeypatch):
+    """Every view goes through run_batch; no run holds more than batch_size inputs."""
+    segmenter = Segmenter(colour_onnx, device="cpu", tta=TtaSettings(hflip=True, scales=(0.75, 1.0)), batch_size=3)
+    runs = []
+    run_batch = segmenter.run_batch
+    monkeypatch.setattr(segmenter, "run_batch", lambda batch, **kw: runs.append(len(batch)) or run_batch(batch, **kw))
+    images = [asymmetric_image(seed, (33 + seed, 40)) for seed in range(3)]
+    segmenter.predict(images)
+    assert runs == [3, 3, 3, 3]  # 3 images x 2 views at each of 2 scales
