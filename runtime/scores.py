@@ -1,9 +1,9 @@
-"""From model logits to scores and label maps at the image's size.
+"""Class scores, the reference definitions every stage shares: bilinear resize, softmax, argmax.
 
-Logits are upsampled to the image's own size before the argmax, bilinearly
-and with the same sampling grid as PyTorch's ``interpolate(...,
-align_corners=False)``, so training-time validation and the runtime agree. A root module of the runtime: crf/
-(its argmax), segment/, training and export share these helpers, and it uses only errors.
+Logits are upsampled to the image's own size before the argmax, bilinearly and with the
+same sampling grid as PyTorch's ``interpolate(..., align_corners=False)``, so training-time
+validation and the runtime agree. The CRF, segment/ (whose upsample.py is the fast path to
+the same labels), training and export use these; this module needs only errors.
 """
 
 from __future__ import annotations
