@@ -31,7 +31,7 @@ def check_split(coco: Path, data: Path | None) -> CocoDataset:
     """
     dataset = CocoDataset(coco, root=data)
     if not dataset.has_annotations:
-        raise TsegError(f"--coco {coco}: has no annotations to score against")
+        raise TsegError(f"coco {coco}: has no annotations to score against", parameter="coco")
     return dataset
 
 

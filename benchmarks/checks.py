@@ -67,9 +67,9 @@ def check_batch_memory(shapes: Iterable[tuple[str, tuple[int, int], int, int]], 
         need = batch_bytes(batch, size, classes)
         if need > memory:
             raise TsegError(
-                f"size {size[0]}x{size[1]} with --batch-sizes {batch}: one batch of {model} (float32 input and"
+                f"size {size[0]}x{size[1]} with batch_sizes={batch}: one batch of {model} (float32 input and"
                 f" {classes}-class logits) takes {need / 1e9:,.1f} GB, more than this machine's"
-                f" {memory / 1e9:,.1f} GB of memory; give smaller --sizes or --batch-sizes"
+                f" {memory / 1e9:,.1f} GB of memory; give smaller sizes (sizes) or batches (batch_sizes)"
             )
 
 
@@ -124,7 +124,9 @@ def check_sizes(metas: Sequence[tuple[Path, ModelMetadata]], *, checkpoint: Path
         return
     planned = eager_sizes(metas, sizes)
     if not planned:
-        raise TsegError("--checkpoint without a MODEL.onnx: give --sizes (the eager rows' input sizes)")
+        raise TsegError(
+            "checkpoint without a MODEL.onnx: give the eager rows' input sizes (sizes)", parameter="checkpoint"
+        )
     other = [size for size in planned if size[0] != size[1]]
     if other:
         raise TsegError(

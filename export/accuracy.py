@@ -47,18 +47,26 @@ def parse_min_agreement(text: str | float) -> dict[str, float]:
     thresholds = dict(DEFAULT_MIN_AGREEMENT)
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts:
-        raise TsegError("--min-agreement: need a fraction such as 0.999, or PRECISION=FRACTION pairs")
+        raise TsegError(
+            "min_agreement: need a fraction such as 0.999, or PRECISION=FRACTION pairs", parameter="min_agreement"
+        )
     for part in parts:
         precision, _, value = part.rpartition("=")
         precision = precision.strip().lower() or "fp32"
         if precision not in PRECISIONS:
-            raise TsegError(f"--min-agreement: unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+            raise TsegError(
+                f"min_agreement: unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}",
+                parameter="min_agreement",
+            )
         try:
             fraction = float(value)
         except ValueError:
             fraction = float("nan")
         if not 0.0 <= fraction <= 1.0:
-            raise TsegError(f"--min-agreement: {part!r} needs a fraction from 0 to 1 (e.g. {precision}=0.99)")
+            raise TsegError(
+                f"min_agreement: {part!r} needs a fraction from 0 to 1 (e.g. {precision}=0.99)",
+                parameter="min_agreement",
+            )
         thresholds[precision] = fraction
     return thresholds
 

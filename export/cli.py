@@ -24,7 +24,7 @@ class AgreementType(click.ParamType):
         try:
             return parse_min_agreement(value)
         except TsegError as err:
-            self.fail(str(err).removeprefix("--min-agreement: "), param, ctx)
+            self.fail(str(err).removeprefix("min_agreement: "), param, ctx)
 
 
 class ExportCommand(OneLineCommand):

@@ -111,7 +111,9 @@ def train_one_epoch(
                 outputs = model(images)
             loss = segmentation_loss(outputs, labels, loss_spec)
             if not math.isfinite(loss.item()):
-                raise TsegError(f"training diverged at epoch {epoch}: loss is {loss.item()}; lower --lr")
+                raise TsegError(
+                    f"training diverged at epoch {epoch}: loss is {loss.item()}; lower the learning rate (lr)"
+                )
             scaled = loss / accumulate
             (scaler.scale(scaled) if scaler else scaled).backward()
         if boundary:

@@ -96,7 +96,7 @@ def _parse_categories(data: dict, source: Path) -> tuple[tuple[str, ...], dict[i
     if len(raw) + 1 > MAX_CLASSES:  # + background
         raise TsegError(
             f"{source} has {len(raw)} categories ({len(raw) + 1} classes with background): tseg handles at most"
-            f" {MAX_CLASSES} classes (8-bit label maps, label 255 kept for --ignore-index)"
+            f" {MAX_CLASSES} classes (8-bit label maps, label 255 kept as training's ignore label)"
         )
     names, labels = [BACKGROUND], {}
     for entry in raw:

@@ -202,7 +202,7 @@ def test_the_memory_rule_counts_one_batchs_input_and_logits():
     assert batch_bytes(2, (10, 20), 5) == 2 * 3 * 10 * 20 * 4 + 2 * 5 * 10 * 20 * 4
     fits = ("m.onnx", (10, 20), 2, 5)
     check_batch_memory([fits], memory=batch_bytes(2, (10, 20), 5))  # exactly the memory: fits
-    with pytest.raises(TsegError, match=r"size 10x20 with --batch-sizes 2: one batch of m.onnx"):
+    with pytest.raises(TsegError, match=r"size 10x20 with batch_sizes=2: one batch of m.onnx"):
         check_batch_memory([fits], memory=batch_bytes(2, (10, 20), 5) - 1)
     check_batch_memory([("m.onnx", (8192, 8192), 1024, 21)], memory=None)  # the OS does not say: not refused
 

@@ -90,4 +90,4 @@ def test_checkpoint_refusals_come_before_any_timing(tiny_onnx, tiny_run, tiny_co
                                        "--data", str(tiny_coco_dir), *fast])
     _one_line(result, "the checkpoint best.pt has 4 classes but val3.json has 3 (with background)")
     _one_line(CliRunner().invoke(main, ["--checkpoint", checkpoint, *fast]),
-              "--checkpoint without a MODEL.onnx: give --sizes")
+              "--checkpoint without a MODEL.onnx: give the eager rows' input sizes (--sizes)")

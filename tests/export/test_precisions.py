@@ -37,7 +37,7 @@ def test_parse_min_agreement_merges_over_the_defaults():
     assert parse_min_agreement("0.99") == {**DEFAULT_MIN_AGREEMENT, "fp32": 0.99}
     assert parse_min_agreement("int8=0.5, fp16=1") == {**DEFAULT_MIN_AGREEMENT, "int8": 0.5, "fp16": 1.0}
     for bad in ("2", "int8=x", "bf16=0.9", "", "nan"):
-        with pytest.raises(TsegError, match="--min-agreement"):
+        with pytest.raises(TsegError, match="^min_agreement: "):
             parse_min_agreement(bad)
 
 

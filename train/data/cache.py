@@ -84,7 +84,7 @@ def _build(coco: CocoDataset, size: Sequence[int], target: Path, progress: bool)
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise TsegError(
                 f"no space left on the device for the decoded cache in {target.parent}; free space,"
-                " set XDG_CACHE_HOME elsewhere or drop --cache"
+                " set XDG_CACHE_HOME elsewhere or train without the decoded cache (cache)"
             ) from None
         raise
     try:
