@@ -3,7 +3,7 @@
     python benchmarks/precisions.py [--models a,b] [--repeats 5] [--size 512] [--profile]
 
 Random-init models from tseg's registry, exported with tseg.export.onnx.export_onnx and
-quantized with tseg.export.quantize.quantize_int8 on 16 synthetic photos; the files are
+quantized with tseg.export.int8.quantize_int8 on 16 synthetic photos; the files are
 cached under build/bench_precisions/. Batch 1, 2 threads everywhere (torch.set_num_threads,
 ORT intra-op threads). The three runners take turns within each repeat, so a load change on
 a shared machine hits them alike; the ratios are medians of the per-repeat ratios.

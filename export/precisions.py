@@ -1,7 +1,7 @@
 """One file per precision, each judged against PyTorch: what ``tseg-export --precision`` runs.
 
 FP32 is exported from PyTorch; FP16 and INT8 are made from the FP32 file (see
-:mod:`tseg.export.quantize`). Every file then meets the accuracy gate
+:mod:`tseg.export.fp16`, :mod:`tseg.export.int8`). Every file then meets the accuracy gate
 (:mod:`tseg.export.accuracy`); a file that fails it is moved to its
 ``.rejected.onnx`` name, so no usable output is left behind.
 """
@@ -89,19 +89,19 @@ class PrecisionSettings:
 def make_file(precision: str, fp32_path: Path, dst: Path, *, metadata: ModelMetadata,
               settings: PrecisionSettings, calibration_source: str) -> None:
     """Writes ``dst`` in ``precision`` from the FP32 file, with metadata saying what it is."""
-    from tseg.export import quantize
+    from tseg.export import fp16, int8
 
     if precision == "fp16":
         props = dataclasses.replace(metadata, precision="fp16").to_props()
-        quantize.convert_fp16(fp32_path, dst, props=props)
+        fp16.convert_fp16(fp32_path, dst, props=props)
         return
     coco = settings.calibration
     if coco is None or settings.calib_images < 1:
         raise TsegError(
             "settings: int8 needs calibration images: a calibration split and calib_images >= 1", parameter="settings"
         )
-    method = settings.calib_method or quantize.DEFAULT_CALIB_METHOD
-    keep_float = quantize.DEFAULT_KEEP_FLOAT if settings.keep_float is None else settings.keep_float
+    method = settings.calib_method or int8.DEFAULT_CALIB_METHOD
+    keep_float = int8.DEFAULT_KEEP_FLOAT if settings.keep_float is None else settings.keep_float
     count = min(settings.calib_images, len(coco))
     calibration = {
         "images": count,
@@ -110,10 +110,10 @@ def make_file(precision: str, fp32_path: Path, dst: Path, *, metadata: ModelMeta
         "keep_float": list(keep_float),
         "target": settings.int8_target,
     }
-    target = quantize.TENSORRT_INT8 if settings.int8_target == "tensorrt" else quantize.CPU_INT8
+    target = int8.TENSORRT_INT8 if settings.int8_target == "tensorrt" else int8.CPU_INT8
     props = dataclasses.replace(metadata, precision="int8", calibration=calibration).to_props()
     images = _calibration_images(coco, metadata, count=count, progress=settings.progress)
-    quantize.quantize_int8(
+    int8.quantize_int8(
         fp32_path, dst, calibration=images, method=method, keep_float=keep_float, props=props, settings=target
     )
 

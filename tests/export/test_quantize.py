@@ -1,4 +1,4 @@
-"""FP16 and INT8 files from tseg.export.quantize: they load and run, keep I/O and metadata, refuse bad input."""
+"""FP16 and INT8 files (export.fp16, export.int8): they load and run, keep I/O and metadata, refuse bad input."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from onnx import TensorProto
 
 from tseg.export import int8 as int8_module
 from tseg.export.calibration import calibration_images, calibration_indices
-from tseg.export.quantize import CALIB_METHODS, DEFAULT_CALIB_METHOD, DEFAULT_KEEP_FLOAT, convert_fp16, quantize_int8
+from tseg.export.fp16 import convert_fp16
+from tseg.export.int8 import CALIB_METHODS, DEFAULT_CALIB_METHOD, DEFAULT_KEEP_FLOAT, quantize_int8
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import preprocess
@@ -248,7 +249,7 @@ def _activation_zero_points(path) -> list[np.ndarray]:
 
 
 def test_the_cpu_and_tensorrt_targets_differ_in_their_activation_types(int8_file, tiny_onnx, tiny_coco_dir, tmp_path):
-    from tseg.export.quantize import TENSORRT_INT8
+    from tseg.export.int8 import TENSORRT_INT8
 
     cpu = _activation_zero_points(int8_file)
     assert cpu and all(z.dtype == np.uint8 for z in cpu)  # u8 activations: x86's fused QLinearConv path
