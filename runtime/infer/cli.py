@@ -199,7 +199,7 @@ def main(
     if score_submission is not None:
         return _score_submission(score_submission, coco, data)
     with images.pixel_limit_option(max_image_pixels):
-        tta_settings = _parse_tta(tta, tta_scales)
+        tta_settings = _parse_tta(tta, tta_scales, device)
         if model is None:
             model = newest_model(RUNS_DIR)
             click.echo(f"using the newest model under {RUNS_DIR}/: {model}", err=True)
@@ -242,12 +242,22 @@ def _score_submission(csv: Path, coco: Path, data: Path | None) -> None:
     click.echo(f"{csv}: " + format_scores(scores, CocoDataset(coco, root=data).classes))
 
 
-def _parse_tta(tta: str | None, scales: str | None):
-    if tta is None and scales is None:
+def _parse_tta(tta: str | None, tta_scales: str | None, device: str):
+    """--tta and --tta-scales as TtaSettings (None: plain inference); scales device tensorrt cannot run
+    are refused here, before the model loads, in the command's words."""
+    if tta is None and tta_scales is None:
         return None
+    from tseg.runtime.segment.segmenter import tensorrt_refused_scales
     from tseg.runtime.segment.tta import TtaSettings
 
-    return TtaSettings.parse(tta, scales)
+    settings = TtaSettings.parse(tta, tta_scales)
+    refused = tensorrt_refused_scales(settings)
+    if device == "tensorrt" and refused:
+        raise TsegError(
+            f"TTA scale(s) {','.join(f'{s:g}' for s in refused)} with --device tensorrt: the TensorRT engine takes"
+            " the model's input size only; use --tta hflip without --tta-scales, or --device cuda"
+        )
+    return settings
 
 
 def _infer(paths, coco, data, evaluate, settings: InferSettings) -> None:

@@ -29,6 +29,11 @@ from tseg.runtime.segment.steps import Outcome, finish, model_inputs, run_inputs
 from tseg.runtime.segment.tta import TtaSettings, check_tta_graph
 
 
+def tensorrt_refused_scales(tta: TtaSettings | None) -> tuple[float, ...]:
+    """The TTA scales device "tensorrt" cannot run (all but 1: its engine takes the model's input size only)."""
+    return () if tta is None else tuple(scale for scale in tta.scales if scale != 1)
+
+
 def _tensorrt_settings(device: str, settings: object, batch_size: int, tta: TtaSettings | None):
     """With device "tensorrt": settings whose engine takes every batch the segmenter runs.
 
@@ -43,11 +48,12 @@ def _tensorrt_settings(device: str, settings: object, batch_size: int, tta: TtaS
     settings = settings or TensorrtSettings()
     largest = max(settings.batch_size, batch_size)
     if tta is not None:
-        other = [f"{scale:g}" for scale in tta.scales if scale != 1]
+        other = tensorrt_refused_scales(tta)
         if other:
             raise TsegError(
-                f"TTA scale(s) {','.join(other)} with --device tensorrt: the TensorRT engine takes the model's"
-                " input size only; use --tta hflip without --tta-scales, or --device cuda"
+                f"tta: scale(s) {','.join(f'{s:g}' for s in other)} with device='tensorrt': the TensorRT engine"
+                " takes the model's input size only; use TtaSettings(hflip=True) without scales, or device='cuda'",
+                parameter="tta",
             )
         largest = max(largest, 2 if tta.hflip else 1)
     return replace(settings, batch_size=largest)

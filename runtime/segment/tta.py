@@ -67,12 +67,15 @@ class TtaSettings:
         return self.views == ((1.0, False),)
 
     @classmethod
-    def parse(cls, tta: str | None, scales: str | None) -> TtaSettings | None:
-        """Settings from the command line: ``--tta hflip`` and ``--tta-scales 0.75,1,1.25``.
+    def parse(cls, tta: str | None, tta_scales: str | None) -> TtaSettings | None:
+        """Settings from text as a user types it: ``parse("hflip", "0.75,1,1.25")``.
+
+        The parameters are named as tseg-infer's options (``--tta``, ``--tta-scales``), so
+        its errors name them there (see :class:`~tseg.runtime.errors.TsegError`).
 
         Args:
             tta: None, "" or "none" for no flip, or "hflip".
-            scales: comma-separated numbers, or None for (1,).
+            tta_scales: comma-separated numbers, or None for (1,).
 
         Returns:
             None when neither asks for anything (plain inference).
@@ -82,10 +85,10 @@ class TtaSettings:
         """
         mode = (tta or "").strip().lower()
         if mode not in ("", "none", *TTA_MODES):
-            raise TsegError(f"--tta: unknown mode {tta!r:.40}; valid: {', '.join(TTA_MODES)}")
+            raise TsegError(f"tta: unknown mode {tta!r:.40}; valid: {', '.join(TTA_MODES)}", parameter="tta")
         values: tuple[float, ...] = (1.0,)
-        if scales is not None:
-            values = tuple(_parse_number(part, text=scales) for part in str(scales).split(","))
+        if tta_scales is not None:
+            values = tuple(_parse_number(part, text=tta_scales) for part in str(tta_scales).split(","))
         settings = cls(hflip=mode == "hflip", scales=values)
         return None if settings.is_identity else settings
 
@@ -97,7 +100,9 @@ def _parse_number(part: str, *, text: str) -> float:
             raise ValueError(part)
         return float(part)
     except ValueError:
-        raise TsegError(f"--tta-scales: need comma-separated numbers such as 0.75,1,1.25, got {text!r:.60}") from None
+        raise TsegError(
+            f"tta_scales: need comma-separated numbers such as 0.75,1,1.25, got {text!r:.60}", parameter="tta_scales"
+        ) from None
 
 
 def view_size(input_size: Sequence[int], scale: float) -> tuple[int, int]:

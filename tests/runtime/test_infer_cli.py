@@ -271,6 +271,12 @@ def test_crf_tune_with_a_model_of_other_classes_is_refused_before_the_search(tin
         (["{img}", "--out", "{out}", "--batch-size", "0"], "--batch-size"),
         (["{img}", "--out", "{out}", "--workers", "-1"], "--workers"),
         (["{img}", "--out", "{out}", "--tta", "vflip"], "--tta"),
+        (["{img}", "--out", "{out}", "--tta-scales", "a,b"], "Error: --tta-scales: need comma-separated numbers"),
+        (
+            ["{img}", "--out", "{out}", "--tta", "hflip", "--tta-scales", "0.75,1", "--device", "tensorrt"],
+            "Error: TTA scale(s) 0.75 with --device tensorrt: the TensorRT engine takes the model's input size only;"
+            " use --tta hflip without --tta-scales, or --device cuda",
+        ),
         (["--crf-tune", "--coco", "{val}", "--workers", "1"], "--workers does not apply to --crf-tune"),
         (["--crf-tune", "--coco", "{val}", "--overlay", "{out}"], "--overlay does not apply to --crf-tune"),
         (["--out", "{out}"], "nothing to segment"),

@@ -266,8 +266,9 @@ def test_the_segmenter_sizes_the_profile_for_its_batches_and_refuses_tta_scales(
     with pytest.raises(TsegError, match="stop here"):
         Segmenter(model, device="tensorrt", batch_size=2, tensorrt=TensorrtSettings(fp16=True, batch_size=16))
     assert seen[-1] == TensorrtSettings(fp16=True, batch_size=16)
-    with pytest.raises(TsegError, match=r"TTA scale\(s\) 0.75,1.25 with --device tensorrt"):
+    with pytest.raises(TsegError, match=r"tta: scale\(s\) 0.75,1.25 with device='tensorrt'") as caught:
         Segmenter(model, device="tensorrt", tta=TtaSettings(scales=(0.75, 1.0, 1.25)))
+    assert caught.value.parameter == "tta" and "--" not in str(caught.value)
     with pytest.raises(TsegError, match="stop here"):
         Segmenter(model, device="cpu")
     assert seen[-1] is None and len(seen) == 5
