@@ -33,6 +33,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
 _UNSET = object()
 _max_pixels: object = _UNSET  # set_max_image_pixels() wins over the environment variable
+_limit_setting: str | None = None  # how a CLI's pixel_limit_option names the limit while it runs (None: Python's words)
 
 
 def parse_pixel_limit(text: str, *, what: str) -> int | None:
@@ -70,7 +71,9 @@ def set_max_image_pixels(pixels: int | None) -> None:
     """
     global _max_pixels
     if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1):
-        raise TsegError(f"max image pixels: need a positive integer or None (no limit), got {pixels!r:.40}")
+        raise TsegError(
+            f"pixels: need a positive integer or None (no limit), got {pixels!r:.40}", parameter="pixels"
+        )
     _max_pixels = pixels
 
 
@@ -102,37 +105,59 @@ def image_pixel_limit(pixels: int | None) -> Iterator[None]:
 
 
 @contextmanager
-def pixel_limit_option(text: str | None, *, what: str = "--max-image-pixels") -> Iterator[None]:
-    """Runs a block under a command-line pixel limit (``N`` or ``none``); unchanged when ``text`` is None.
+def pixel_limit_option(text: str | None, *, what: str) -> Iterator[None]:
+    """Runs a block under a command-line pixel limit (``N`` or ``none``); the limit is unchanged when ``text`` is None.
 
     The limit is also put in ``TSEG_MAX_IMAGE_PIXELS`` for the block, so that
     worker processes (DataLoader workers, spawned or forked) read the same limit.
+    While the block runs, images over the limit are told to raise it with ``what``
+    (``--max-image-pixels 600``) instead of Python's ``set_max_image_pixels(600)``:
+    the advice reaches a CLI's user in lines it does not translate (per-image
+    ``failed:`` lines, errors.txt).
+
+    Args:
+        text: the limit as the user typed it, or None (not given).
+        what: the setting as the user spells it, e.g. the CLI's flag ``--max-image-pixels``.
 
     Raises:
         TsegError: ``text`` is not a positive integer or ``none``.
     """
-    if text is None:
-        yield
-        return
-    pixels = parse_pixel_limit(text, what=what)
-    previous_env = os.environ.get(MAX_IMAGE_PIXELS_ENV)
-    os.environ[MAX_IMAGE_PIXELS_ENV] = "none" if pixels is None else str(pixels)
+    global _limit_setting
+    previous_setting = _limit_setting
+    _limit_setting = what
     try:
-        with image_pixel_limit(pixels):
+        if text is None:
             yield
+            return
+        pixels = parse_pixel_limit(text, what=what)
+        previous_env = os.environ.get(MAX_IMAGE_PIXELS_ENV)
+        os.environ[MAX_IMAGE_PIXELS_ENV] = "none" if pixels is None else str(pixels)
+        try:
+            with image_pixel_limit(pixels):
+                yield
+        finally:
+            if previous_env is None:
+                os.environ.pop(MAX_IMAGE_PIXELS_ENV, None)
+            else:
+                os.environ[MAX_IMAGE_PIXELS_ENV] = previous_env
     finally:
-        if previous_env is None:
-            os.environ.pop(MAX_IMAGE_PIXELS_ENV, None)
-        else:
-            os.environ[MAX_IMAGE_PIXELS_ENV] = previous_env
+        _limit_setting = previous_setting
 
 
 def pixel_limit_message(pixels: int, limit: int) -> str:
-    """Says that an image is over the pixel limit, and how to raise the limit."""
+    """Says that an image is over the pixel limit, and how to raise the limit.
+
+    In Python's words (``set_max_image_pixels(N)``), or in a CLI's while its
+    :func:`pixel_limit_option` block runs (``--max-image-pixels N``).
+    """
+    if _limit_setting is None:
+        how, removes = f"set_max_image_pixels({pixels})", "None or 'none'"
+    else:
+        how, removes = f"{_limit_setting} {pixels}", "'none'"
     return (
         f"{pixels} pixels is over the limit of {limit} that guards against decompression bombs;"
-        f" if the image is genuine, raise the limit with --max-image-pixels {pixels}"
-        f" (or the environment variable {MAX_IMAGE_PIXELS_ENV}; 'none' removes the limit)"
+        f" if the image is genuine, raise the limit with {how}"
+        f" (or the environment variable {MAX_IMAGE_PIXELS_ENV}; {removes} removes the limit)"
     )
 
 

@@ -119,7 +119,7 @@ def main(show_models: bool, quiet: bool, resume: Path | None, max_image_pixels: 
     settings = TrainSettings(progress=not quiet, **options)  # defaults when resuming: only progress is used
     from tseg.train.trainer import train  # after the checks: a bad setting fails before torch loads
 
-    with pixel_limit_option(max_image_pixels):
+    with pixel_limit_option(max_image_pixels, what="--max-image-pixels"):
         train(settings, resume=resume)
 
 

@@ -198,7 +198,7 @@ def main(
         raise TsegError(f"--trt-fp16 needs --device tensorrt (it sets TensorRT's FP16 mode), got --device {device}")
     if score_submission is not None:
         return _score_submission(score_submission, coco, data)
-    with images.pixel_limit_option(max_image_pixels):
+    with images.pixel_limit_option(max_image_pixels, what="--max-image-pixels"):
         tta_settings = _parse_tta(tta, tta_scales, device)
         if model is None:
             model = newest_model(RUNS_DIR)

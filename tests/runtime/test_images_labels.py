@@ -14,6 +14,7 @@ from tseg.runtime.images import (
     max_image_pixels,
     normalize,
     parse_pixel_limit,
+    pixel_limit_option,
     read_image,
     resize_labels,
     set_max_image_pixels,
@@ -127,8 +128,14 @@ def test_image_over_the_pixel_limit_is_one_line_saying_how_to_raise_it(tmp_path)
         with pytest.raises(TsegError) as caught:
             read_image(path)
     message = str(caught.value)
-    assert "600 pixels is over the limit of 599" in message and "--max-image-pixels 600" in message
-    assert "TSEG_MAX_IMAGE_PIXELS" in message and "\n" not in message
+    assert "600 pixels is over the limit of 599" in message
+    assert "raise the limit with set_max_image_pixels(600) (or the environment variable" in message
+    assert "TSEG_MAX_IMAGE_PIXELS" in message and "\n" not in message and "--" not in message
+    with pixel_limit_option("599", what="--max-image-pixels"):  # a CLI's block: its flag (in lines shown as they are)
+        with pytest.raises(TsegError, match=r"raise the limit with --max-image-pixels 600 \(or the environment"):
+            read_image(path)
+    with pytest.raises(TsegError, match=r"set_max_image_pixels\(600\)"), image_pixel_limit(599):
+        read_image(path)  # the block's spelling ends with it
     with image_pixel_limit(600):
         assert read_image(path).shape == (20, 30, 3)
     with image_pixel_limit(None):
