@@ -120,7 +120,7 @@ def main(show_models: bool, quiet: bool, resume: Path | None, max_image_pixels: 
     from tseg.train.trainer import train  # after the checks: a bad setting fails before torch loads
 
     with pixel_limit_option(max_image_pixels, what="--max-image-pixels"):
-        train(settings, resume=resume)
+        train(settings, resume=resume, report=click.echo)
 
 
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})

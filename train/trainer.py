@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch.distributed as dist
 from tseg.runtime import __version__
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.data.metrics import SegmentationScores, format_scores
-from tseg.runtime.errors import TsegError
+from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.files import create_run_dir, remove_stale_temp_files
 from tseg.runtime.model.metadata import default_palette
 from tseg.train.checkpoints import ModelSpec, save_checkpoint
@@ -174,12 +175,19 @@ def _load_splits(settings: TrainSettings, ctx: DistContext) -> tuple[Path, CocoD
     return root, train, val
 
 
-def train(settings: TrainSettings, *, resume: str | Path | None = None) -> RunResult:
+def train(settings: TrainSettings, *, resume: str | Path | None = None,
+          report: Callable[[str], None] | None = None) -> RunResult:
     """Runs a training; writes runs/NAME with checkpoints, metrics, LR log and curves.
+
+    Nothing is printed (progress bars aside, with ``settings.progress``): the run's lines (what
+    it trains on, each epoch's losses and mIoU, the best epoch) go to ``report``, from the main
+    process only under torchrun.
 
     Args:
         settings: the run's settings (ignored when resuming, except ``progress``).
         resume: a run folder to continue from its last.pt, exactly where it stopped.
+        report: called with each line (tseg-train passes ``click.echo``); default: INFO
+            records of the ``tseg`` logger.
 
     Raises:
         TsegError: bad data or settings (one line, no traceback in the CLI).
@@ -191,12 +199,14 @@ def train(settings: TrainSettings, *, resume: str | Path | None = None) -> RunRe
         settings = replace(saved, progress=settings.progress)
     ctx = init_distributed(settings.device)
     try:
-        return _run(settings, ctx, resume=Path(resume) if resume else None, payload=payload)
+        report = report or logger.info
+        return _run(settings, ctx, resume=Path(resume) if resume else None, payload=payload, report=report)
     finally:
         shutdown_distributed()
 
 
-def _run(settings: TrainSettings, ctx: DistContext, *, resume: Path | None, payload: dict | None) -> RunResult:
+def _run(settings: TrainSettings, ctx: DistContext, *, resume: Path | None, payload: dict | None,
+         report: Callable[[str], None]) -> RunResult:
     root, train_coco, val_coco = _load_splits(settings, ctx)
     spec = _model_spec(settings, train_coco.classes)
     model = _build_model(settings, spec, ctx)
@@ -212,11 +222,10 @@ def _run(settings: TrainSettings, ctx: DistContext, *, resume: Path | None, payl
     if loop.start_epoch > settings.epochs:
         raise TsegError(f"{run_dir} already finished its {settings.epochs} epochs; nothing to resume")
     if ctx.is_main:
-        print(
+        report(
             f"run {run_dir}: {settings.model}, {len(train_coco)} train / {len(val_coco)} val images from"
             f" {root}, {len(spec.classes)} classes, {ctx.world_size} process(es) on {ctx.device}"
-            + (f", resuming at epoch {loop.start_epoch}" if payload else ""),
-            flush=True,
+            + (f", resuming at epoch {loop.start_epoch}" if payload else "")
         )
     parts = dict(
         model=model,
@@ -230,11 +239,12 @@ def _run(settings: TrainSettings, ctx: DistContext, *, resume: Path | None, payl
         spec=spec,
         loss=LossSpec(weight=weights, ignore_index=settings.ignore_index),
         precision=Precision(amp=settings.amp, channels_last=settings.channels_last),
+        report=report,
     )
     scores = _fit(settings, ctx, loop, run_dir=run_dir, resolved=resolved, **parts)
     if ctx.is_main:
         log.close()
-        _finish(run_dir, loop, scores, spec)
+        _finish(run_dir, loop, scores, spec, report=report)
     return RunResult(run_dir, loop.best_miou, loop.best_epoch, scores, spec.classes)
 
 
@@ -256,6 +266,7 @@ def _fit(
     precision,
     run_dir,
     resolved,
+    report,
 ) -> SegmentationScores:
     """The epoch loop: train, validate, log, checkpoint (last always, best on a new best mIoU)."""
     train_loader, val_loader = loaders
@@ -310,11 +321,10 @@ def _fit(
             log.log_epoch(metrics, val.scores)
             _checkpoint(run_dir, model, spec, metrics, resolved, optimizer, scaler, loop, epoch, is_best, log)
             log.flush()
-            print(
+            report(
                 f"epoch {epoch}/{settings.epochs}  train loss {trained.loss:.4f}  val loss {val.loss:.4f}"
                 f"  train mIoU {trained.scores.miou:.4f}  val mIoU {val.scores.miou:.4f}"
-                f"  ({metrics['seconds']:.0f} s)",
-                flush=True,
+                f"  ({metrics['seconds']:.0f} s)"
             )
     return scores
 
@@ -337,10 +347,11 @@ def _checkpoint(
         save_checkpoint(run_dir / "best.pt", **common)
 
 
-def _finish(run_dir: Path, loop: _Loop, scores: SegmentationScores | None, spec: ModelSpec) -> None:
+def _finish(run_dir: Path, loop: _Loop, scores: SegmentationScores | None, spec: ModelSpec, *,
+            report: Callable[[str], None]) -> None:
     from tseg.train.plots import plot_runs
 
     plot_runs([run_dir], out=run_dir / "plots")
-    print(f"best val mIoU {loop.best_miou:.4f} at epoch {loop.best_epoch}; curves in {run_dir / 'plots'}")
+    report(f"best val mIoU {loop.best_miou:.4f} at epoch {loop.best_epoch}; curves in {run_dir / 'plots'}")
     if scores is not None:
-        print("last epoch: " + format_scores(scores, spec.classes))
+        report("last epoch: " + format_scores(scores, spec.classes))

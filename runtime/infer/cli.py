@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
+from tqdm import tqdm
 
 from tseg.runtime import images
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
@@ -17,6 +19,7 @@ from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.infer.defaults import RUNS_DIR, new_infer_dir, newest_model
 from tseg.runtime.infer.pipeline import MAX_WORKERS
 from tseg.runtime.infer.run import EVAL_FILE, CocoInferResult, InferResult, InferSettings, infer_coco, infer_paths
+from tseg.runtime.infer.stages import Failure
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE
 from tseg.runtime.model.session import DEVICES, MAX_THREADS
 from tseg.runtime.segment.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
@@ -264,17 +267,22 @@ def _infer(paths, coco, data, evaluate, settings: InferSettings) -> None:
     """Runs tseg-infer's main work; exit 1 (one summary line) when any image failed."""
     out = settings.out
     if coco is None:
-        result = infer_paths(list(paths), settings=settings)
+        result = infer_paths(list(paths), settings=settings, on_failure=_show_failure)
         _check_failures(result)
         click.echo(f"wrote {len(result.written)} label map(s) to {out}")
         return
-    result = infer_coco(coco, data_root=data, settings=settings, evaluate=evaluate)
+    result = infer_coco(coco, data_root=data, settings=settings, evaluate=evaluate, on_failure=_show_failure)
     _check_failures(result)
     click.echo(f"wrote {result.num_images} label map(s) for {coco} to {out}")
     if result.submission is not None:
         click.echo(f"wrote the submission {result.submission}")
     if result.scores is not None:
         _report(result, model=settings.model, coco=coco, out=out, crf=settings.crf)
+
+
+def _show_failure(failure: Failure) -> None:
+    """Shows ``failed: SOURCE: reason`` on stderr as it happens, above the progress bar."""
+    tqdm.write(failure.line(), file=sys.stderr)
 
 
 def _check_failures(result: InferResult | CocoInferResult) -> None:

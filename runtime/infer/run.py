@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
 
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.data.label_png import save_label_png
@@ -123,9 +120,10 @@ def open_segmenter(settings: InferSettings) -> Segmenter:
     )
 
 
-def report_failure(failure: Failure) -> None:
-    """Prints ``failed: SOURCE: reason`` on stderr (above the progress bar)."""
-    tqdm.write(failure.line(), file=sys.stderr)
+def log_failure(failure: Failure) -> None:
+    """What a run does with an image that failed unless told otherwise (``on_failure``): logs
+    ``failed: SOURCE: reason`` as a warning of the ``tseg`` logger (the failures are in the result too)."""
+    logger.warning(failure.line())
 
 
 def write_errors_file(out: Path, report: PipelineReport) -> Path | None:
@@ -163,7 +161,8 @@ class _Writer:
         self.written.append(self.targets[result.index])
 
 
-def _run(jobs: list[Job], segmenter: Segmenter, writer: _Writer, settings: InferSettings, *, scores: bool = False):
+def _run(jobs: list[Job], segmenter: Segmenter, writer: _Writer, settings: InferSettings, *,
+         on_failure: Callable[[Failure], None] | None, scores: bool = False):
     pipeline = settings.pipeline()
     stages = Stages(
         segmenter,
@@ -173,18 +172,26 @@ def _run(jobs: list[Job], segmenter: Segmenter, writer: _Writer, settings: Infer
     )
     if segmenter.batch_size < pipeline.batch_size:  # a graph whose batch axis is fixed at 1
         pipeline = dataclasses.replace(pipeline, batch_size=segmenter.batch_size)
-    return run_pipeline(jobs, stages=stages, settings=pipeline, sink=writer, report=report_failure)
+    report = log_failure if on_failure is None else on_failure
+    return run_pipeline(jobs, stages=stages, settings=pipeline, sink=writer, report=report)
 
 
-def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> InferResult:
+def infer_paths(paths: list[str | Path], *, settings: InferSettings,
+                on_failure: Callable[[Failure], None] | None = None) -> InferResult:
     """Segments image files and folders; one palette PNG per image.
 
     Images found in a folder keep their path relative to that folder under
     ``settings.out``. EXIF orientation is applied (photos from phones). Before
     any work, ``settings.out`` is checked to lie outside the inputs' folders and
     every target to be distinct, inside it, and not an existing non-label file.
-    An image that cannot be read or segmented is reported (stderr, errors.txt) and
-    the others are still written.
+    An image that cannot be read or segmented is reported (``on_failure``, errors.txt,
+    the result) and the others are still written. Nothing is printed.
+
+    Args:
+        paths: image files and folders.
+        settings: model, output folder, device, pipeline.
+        on_failure: called with each failure as it happens (in input order, on the
+            pipeline's writer thread); default: :func:`log_failure`.
 
     Returns:
         The PNG files written and the failures, in input order.
@@ -209,7 +216,7 @@ def infer_paths(paths: list[str | Path], *, settings: InferSettings) -> InferRes
     segmenter = open_segmenter(settings)
     jobs = [Job(str(path), functools.partial(read_image, path, exif_transpose=True)) for path, _ in images]
     writer = _Writer(segmenter, targets, overlays=overlays)
-    report = _run(jobs, segmenter, writer, settings)
+    report = _run(jobs, segmenter, writer, settings, on_failure=on_failure)
     errors = write_errors_file(out, report)
     return InferResult(written=writer.written, failures=report.failures, stopped=report.stopped, errors_file=errors)
 
@@ -296,14 +303,16 @@ def infer_coco(
     data_root: str | Path | None,
     settings: InferSettings,
     evaluate: bool,
+    on_failure: Callable[[Failure], None] | None = None,
 ) -> CocoInferResult:
-    """Segments the images of a COCO split, keeping their relative paths.
+    """Segments the images of a COCO split, keeping their relative paths (nothing is printed).
 
     Args:
         json_path: the split (e.g. val.json).
         data_root: folder the file names are relative to (default: the JSON's folder).
         settings: model, output folder, device, pipeline, submission CSV.
         evaluate: compare with the split's annotations and return the scores.
+        on_failure: called with each image that fails, as :func:`infer_paths`'s.
 
     Returns:
         The number of images, the model's classes, the failures and, when ``evaluate``,
@@ -345,7 +354,7 @@ def infer_coco(
     scores = _Scores(segmenter.metadata.num_classes, crf=settings.crf is not None) if evaluate else None
     if scores is not None:
         writer.extra.append(scores)
-    report, kept = _run_coco(jobs, segmenter, writer, settings, dataset, evaluate=evaluate)
+    report, kept = _run_coco(jobs, segmenter, writer, settings, dataset, evaluate=evaluate, on_failure=on_failure)
     return CocoInferResult(
         num_images=len(dataset),
         classes=segmenter.metadata.classes,
@@ -359,7 +368,8 @@ def infer_coco(
     )
 
 
-def _run_coco(jobs, segmenter, writer: _Writer, settings: InferSettings, dataset: CocoDataset, *, evaluate: bool):
+def _run_coco(jobs, segmenter, writer: _Writer, settings: InferSettings, dataset: CocoDataset, *, evaluate: bool,
+              on_failure: Callable[[Failure], None] | None):
     """Runs the pipeline with the submission CSV open; (report, whether the CSV was kept)."""
     names = [im.file_name for im in dataset.images]
     report = None
@@ -367,7 +377,7 @@ def _run_coco(jobs, segmenter, writer: _Writer, settings: InferSettings, dataset
         with _open_submission(settings.submission) as submission:
             if submission is not None:
                 writer.extra.append(lambda result: submission.add(names[result.index], result.labels))
-            report = _run(jobs, segmenter, writer, settings, scores=evaluate)
+            report = _run(jobs, segmenter, writer, settings, on_failure=on_failure, scores=evaluate)
             if report.failures and submission is not None:
                 raise _Incomplete()  # no CSV with rows missing
     except _Incomplete:
