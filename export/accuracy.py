@@ -145,7 +145,7 @@ class PrecisionVerdict:
         if drop is not None and drop > self.max_miou_drop:
             reasons.append(
                 f"val mIoU {self.split.miou:.4f} vs PyTorch {self.torch_miou:.4f}:"
-                f" drop {drop:.4f} > --max-miou-drop {self.max_miou_drop:g}"
+                f" drop {drop:.4f} > max_miou_drop={self.max_miou_drop:g}"
             )
         return reasons
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
+from tseg.runtime.cli_errors import OneLineCommand, cli_message, one_line_errors
 from tseg.runtime.errors import TsegError
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE
 
@@ -186,7 +186,7 @@ def main(checkpoint, onnx_format, out, data, val_json, parity_images, opset, sim
         from tseg.export.accuracy import summary
 
         click.echo("\nper precision, against PyTorch" + (" (val split: every image)" if data is not None else ""))
-        click.echo(summary(result.verdicts))
+        click.echo(cli_message(summary(result.verdicts)))  # its reasons name parameters: max_miou_drop=0.01
     for verdict in result.verdicts:
         if verdict.passed and verdict.precision != "fp32":
             click.echo(f"wrote {verdict.path}")
@@ -199,7 +199,7 @@ def main(checkpoint, onnx_format, out, data, val_json, parity_images, opset, sim
             folder = write_triton_model(path, triton_repo, name=triton["names"][precision], **triton["options"])
             click.echo(f"Triton model: {folder}")
     if not result.passed:
-        raise click.ClickException(failure_line(result.verdicts))
+        raise click.ClickException(cli_message(failure_line(result.verdicts)))
 
 
 def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Path | None, data: Path | None,

@@ -54,7 +54,7 @@ def test_verdict_judges_low_precisions_on_real_images_and_mean_iou():
     split = SplitScores(miou=0.70, agreement=0.99, max_abs_diff=0.1)
     int8 = PrecisionVerdict("int8", "m.int8.onnx", cases, 0.95, split=split, torch_miou=0.72, max_miou_drop=0.01)
     assert int8.miou_drop == pytest.approx(0.02)
-    assert int8.failures() == ["val mIoU 0.7000 vs PyTorch 0.7200: drop 0.0200 > --max-miou-drop 0.01"]
+    assert int8.failures() == ["val mIoU 0.7000 vs PyTorch 0.7200: drop 0.0200 > max_miou_drop=0.01"]
     better = PrecisionVerdict("int8", "m.int8.onnx", cases, 0.95, split=split, torch_miou=0.60)
     assert better.passed  # a higher mIoU than PyTorch's is no drop
     nan = PrecisionVerdict("fp16", "x", (_case("a.jpg", 1.0, float("nan")),), 0.9)
