@@ -51,7 +51,7 @@ def run_demo(*, epochs: int, size: int, batch_size: int, lr: float, runs_dir: Pa
         name="demo",
         runs_dir=runs_dir,
     )
-    run = train(settings)
+    run = train(settings, report=print)  # the demo is a script: its lines go to stdout
     exported = export_checkpoint(
         run.run_dir / "best.pt", data=data, precision=PrecisionSettings(precisions=DEMO_PRECISIONS)
     )

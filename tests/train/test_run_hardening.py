@@ -125,7 +125,7 @@ def test_full_disk_during_resume_is_one_line_keeps_last_pt_and_stale_temps_go(ti
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda p: p["settings"].update(lr=float("nan")), "has invalid saved settings: --lr must be a finite number"),
+        (lambda p: p["settings"].update(lr=float("nan")), "has invalid saved settings: lr must be a finite number"),
         (lambda p: p.update(step="3"), "malformed 'step' entry"),
         (lambda p: p.pop("log"), "malformed 'log' entry"),
         (lambda p: p["optimizer"]["param_groups"][0]["params"].pop(), "holds training state that does not fit"),
