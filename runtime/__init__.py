@@ -21,6 +21,7 @@ from tseg.runtime.errors import TsegError
 from tseg.runtime.images import read_image
 from tseg.runtime.model.metadata import ModelMetadata
 from tseg.runtime.model.tensorrt import TensorrtSettings
+from tseg.runtime.pixel_limit import set_max_image_pixels
 from tseg.runtime.segment.prediction import Prediction
 from tseg.runtime.segment.refine import CrfParams
 from tseg.runtime.segment.segmenter import Segmenter
@@ -57,4 +58,5 @@ __all__ = [
     "__version__",
     "dense_crf",
     "read_image",
+    "set_max_image_pixels",
 ]

@@ -101,7 +101,7 @@ def main(show_models: bool, quiet: bool, resume: Path | None, max_image_pixels: 
       tseg-train --resume runs/v5                       # after a crash or Ctrl-C
       torchrun --nproc_per_node 4 -m tseg.train.cli --data data/ --batch-size 64 --name ddp
     """
-    from tseg.runtime.images import pixel_limit_option
+    from tseg.runtime.pixel_limit import pixel_limit_option
 
     if show_models:
         from tseg.train.models import list_models

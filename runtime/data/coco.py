@@ -26,8 +26,9 @@ from tseg.runtime.data.coco_checks import (
 )
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import safe_relative_path
-from tseg.runtime.images import max_image_pixels, pixel_limit_message, read_image
+from tseg.runtime.images import read_image
 from tseg.runtime.model.metadata import MAX_CLASSES
+from tseg.runtime.pixel_limit import max_image_pixels, pixel_limit_message
 
 BACKGROUND = "Background"
 """Label 0's name: the classes are background plus the categories (MAX_CLASSES in all, at most)."""

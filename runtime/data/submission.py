@@ -30,8 +30,8 @@ from tseg.runtime.errors import TsegError
 from tseg.runtime.files import TempFile, no_space_error
 from tseg.runtime.images import resize_labels
 from tseg.runtime.inputs import open_input
-from tseg.runtime.paths import parameter_named
 from tseg.runtime.model.metadata import MAX_CLASSES
+from tseg.runtime.paths import parameter_named
 
 SUBMISSION_SIZE = (256, 256)
 HEADER = "image_id,PredictionString"
@@ -109,7 +109,8 @@ class SubmissionWriter:
         self.size = _check_size(size)
         if self.path.is_dir():
             raise TsegError(
-                f"{what} {self.path} is a folder: need a file name such as submission.csv", parameter=parameter_named(what)
+                f"{what} {self.path} is a folder: need a file name such as submission.csv",
+                parameter=parameter_named(what),
             )
         self._temp = TempFile(self.path)
         self.temp_path = self._temp.temp

@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 from tqdm import tqdm
 
-from tseg.runtime import images
+from tseg.runtime import pixel_limit
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 from tseg.runtime.data.metrics import format_scores
 from tseg.runtime.errors import TsegError
@@ -201,7 +201,7 @@ def main(
         raise TsegError(f"--trt-fp16 needs --device tensorrt (it sets TensorRT's FP16 mode), got --device {device}")
     if score_submission is not None:
         return _score_submission(score_submission, coco, data)
-    with images.pixel_limit_option(max_image_pixels, what="--max-image-pixels"):
+    with pixel_limit.pixel_limit_option(max_image_pixels, what="--max-image-pixels"):
         tta_settings = _parse_tta(tta, tta_scales, device)
         if model is None:
             model = newest_model(RUNS_DIR)

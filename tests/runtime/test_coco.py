@@ -8,7 +8,7 @@ from tests.nested import set_at
 from tests.tiny_coco import CLASSES, write_tiny_coco
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import image_pixel_limit
+from tseg.runtime.pixel_limit import image_pixel_limit
 
 
 @pytest.fixture

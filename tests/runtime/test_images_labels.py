@@ -6,21 +6,17 @@ from PIL import Image
 
 from tseg.runtime.data.label_png import read_label_png, save_label_png
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import (
+from tseg.runtime.images import find_images, normalize, read_image, resize_labels, to_rgb_array
+from tseg.runtime.model.metadata import ModelMetadata, default_palette
+from tseg.runtime.pixel_limit import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
-    find_images,
     image_pixel_limit,
     max_image_pixels,
-    normalize,
     parse_pixel_limit,
     pixel_limit_option,
-    read_image,
-    resize_labels,
     set_max_image_pixels,
-    to_rgb_array,
 )
-from tseg.runtime.model.metadata import ModelMetadata, default_palette
 from tseg.runtime.scores import labels_from_scores, resize_scores
 
 
@@ -129,7 +125,7 @@ def test_image_over_the_pixel_limit_is_one_line_saying_how_to_raise_it(tmp_path)
             read_image(path)
     message = str(caught.value)
     assert "600 pixels is over the limit of 599" in message
-    assert "raise the limit with set_max_image_pixels(600) (or the environment variable" in message
+    assert "raise the limit with tseg.runtime.set_max_image_pixels(600) (or the environment variable" in message
     assert "TSEG_MAX_IMAGE_PIXELS" in message and "\n" not in message and "--" not in message
     with pixel_limit_option("599", what="--max-image-pixels"):  # a CLI's block: its flag (in lines shown as they are)
         with pytest.raises(TsegError, match=r"raise the limit with --max-image-pixels 600 \(or the environment"):

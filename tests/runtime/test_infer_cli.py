@@ -329,11 +329,9 @@ def test_flags_override_crf_json_which_overrides_the_defaults(tmp_path):
 
 
 def test_max_image_pixels_refuses_bigger_images_in_one_line_and_only_while_the_command_runs(model, photos, tmp_path):
-    from tseg.runtime import images
+    from tseg.runtime import pixel_limit
 
-    if not hasattr(images, "image_pixel_limit"):
-        pytest.skip("tseg.runtime.images.image_pixel_limit has not landed yet")
-    before = images.max_image_pixels()
+    before = pixel_limit.max_image_pixels()
     image = photos / "a.jpg"  # 10 x 6 = 60 pixels
     result = invoke(image, "--model", model, "--out", tmp_path / "out", "--max-image-pixels", "59")
     assert result.exit_code == 1 and result.stdout == ""
@@ -347,7 +345,7 @@ def test_max_image_pixels_refuses_bigger_images_in_one_line_and_only_while_the_c
     for limit in ("60", "none"):
         result = invoke(image, "--model", model, "--out", tmp_path / "out", "--max-image-pixels", limit)
         assert result.exit_code == 0, result.output
-    assert images.max_image_pixels() == before
+    assert pixel_limit.max_image_pixels() == before
 
 
 # ----------------------------------------------------------------------------- stdout

@@ -8,9 +8,9 @@ import logging
 from click.testing import CliRunner
 
 from tseg.runtime.errors import logger
-from tseg.runtime.images import image_pixel_limit
 from tseg.runtime.infer.cli import main as infer_cli
 from tseg.runtime.infer.run import InferSettings, infer_paths
+from tseg.runtime.pixel_limit import image_pixel_limit
 
 
 def _photos_with_a_bad_one(photo_dir, tmp_path):
@@ -47,7 +47,7 @@ def test_on_failure_gets_each_failure_instead_of_the_logger(colour_onnx, photo_d
         result = infer_paths([folder], settings=settings, on_failure=seen.append)
     assert capsys.readouterr() == ("", "") and not [r for r in caplog.records if "failed:" in r.getMessage()]
     assert tuple(seen) == result.failures and len(seen) == 2
-    assert "raise the limit with set_max_image_pixels(1961)" in seen[0].reason  # Python's words
+    assert "raise the limit with tseg.runtime.set_max_image_pixels(1961)" in seen[0].reason  # Python's words
 
 
 def test_tseg_infer_shows_failures_on_stderr_in_its_words(colour_onnx, photo_dir, tmp_path):

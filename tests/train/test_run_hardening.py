@@ -172,18 +172,19 @@ def test_synthetic_dataset_files_respect_the_umask(tmp_path):
 
 
 def test_max_image_pixels_limits_the_datasets_images_for_the_run_only(tmp_path):
-    from tseg.runtime import images
+    from tseg.runtime import pixel_limit
 
     data = tmp_path / "data"
     data.mkdir()
     write_tiny_coco(data, num_train=2, num_val=1)  # the largest image is 64 x 64 = 4096 pixels
-    env_before, limit_before = os.environ.get(images.MAX_IMAGE_PIXELS_ENV), images.max_image_pixels()
+    env_before, limit_before = os.environ.get(pixel_limit.MAX_IMAGE_PIXELS_ENV), pixel_limit.max_image_pixels()
     args = ["--data", str(data), "--size", "32", "--epochs", "1", "--batch-size", "2", "--runs-dir", str(tmp_path)]
     result = CliRunner().invoke(train_cli, [*args, "--name", "small", "--max-image-pixels", "1000", "-q"])
     assert result.exit_code == 1, result.output
     assert "is over the limit of 1000" in result.stderr and "--max-image-pixels" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
-    assert os.environ.get(images.MAX_IMAGE_PIXELS_ENV) == env_before and images.max_image_pixels() == limit_before
+    assert os.environ.get(pixel_limit.MAX_IMAGE_PIXELS_ENV) == env_before
+    assert pixel_limit.max_image_pixels() == limit_before
     bad = CliRunner().invoke(train_cli, [*args, "--name", "bad", "--max-image-pixels", "2e8", "-q"])
     assert bad.exit_code == 1 and "--max-image-pixels: need a positive number" in bad.stderr
     assert not (tmp_path / "bad").exists(), "a bad limit fails before the run folder is made"
