@@ -24,7 +24,8 @@ from tests.conv_models import conv_model
 from tests.tiny_coco import CLASSES as COCO_CLASSES
 from tseg.runtime.data.label_png import read_label_png
 from tseg.runtime.errors import TsegError
-from tseg.runtime.infer.cli import check_combinations, main
+from tseg.runtime.infer.cli import main
+from tseg.runtime.infer.combinations import check_combinations
 from tseg.runtime.infer.outputs import plan_targets
 from tseg.runtime.segment.refine import CRF_FILE, CrfParams, resolve_crf_params
 
