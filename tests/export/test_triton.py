@@ -11,14 +11,13 @@ import pytest
 from google.protobuf import text_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tritonclient.grpc import model_config_pb2  # the dev extra ships Triton's schema, as it ships pytest
 
+from tests.onnx_models import build_colour_model, colour_metadata, write_colour_model
 from tseg.export import triton
 from tseg.export.triton import write_triton_model
 from tseg.runtime.errors import TsegError
 from tseg.runtime.model.metadata import ModelMetadata
-
-model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")  # the dev extra ships it
-from tests.onnx_models import build_colour_model, colour_metadata, write_colour_model  # noqa: E402
 
 
 def parse_config(folder: Path):
