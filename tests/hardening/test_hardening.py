@@ -4,11 +4,14 @@ All selected cases run once, concurrently, each in its own subprocess and sandbo
 fixture); then one test per case asserts that case's result (a case this machine cannot
 run, e.g. without mount namespaces, is skipped with the reason). ``python -m
 tests.hardening.runner`` runs the same corpus and prints the totals.
+
+`make test` runs a sample spread over every class (:func:`quick_sample`, every control
+included); the rest are marked ``slow``, so `make test-all` (CI) runs the whole corpus.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
 
@@ -18,6 +21,23 @@ from tests.hardening.runner import RunSettings, run_cases
 
 CASES = all_cases()
 WORKERS = 3
+SAMPLE_SHARE = 6  # make test runs about one case in this many of each class (at least SAMPLE_MIN)
+SAMPLE_MIN = 3
+
+
+def quick_sample(cases) -> set[str]:
+    """The names `make test` runs: of each class, cases spread evenly over its list, and every control."""
+    by_class = defaultdict(list)
+    for case in cases:
+        by_class[case.name.split("/")[0]].append(case)
+    chosen = {case.name for case in cases if case.expect_ok}
+    for members in by_class.values():
+        count = min(len(members), max(SAMPLE_MIN, len(members) // SAMPLE_SHARE))
+        chosen |= {members[round(i * (len(members) - 1) / max(count - 1, 1))].name for i in range(count)}
+    return chosen
+
+
+QUICK = quick_sample(CASES)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +54,10 @@ def hardening_results(request, tiny_onnx, tiny_run, tiny_coco_dir, tmp_path_fact
     return {result.name: result for result in results}
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(case, id=case.name, marks=() if case.name in QUICK else pytest.mark.slow) for case in CASES],
+)
 def test_case(case, hardening_results):
     result = hardening_results[case.name]
     if result.skipped:
@@ -72,3 +95,10 @@ def test_identity_matrix_covers_every_output_option_and_relation():
                 assert all(any(name == prefix + kind for name in made) for kind in SPECIALS), prefix
     for relation in RELATIONS:
         assert any(f"-{relation}-" in name for name in names), relation
+
+
+def test_the_quick_sample_reaches_every_class_and_every_control():
+    classes = {case.name.split("/")[0] for case in CASES}
+    assert {name.split("/")[0] for name in QUICK} == classes
+    assert {case.name for case in CASES if case.expect_ok} <= QUICK
+    assert len(QUICK) < len(CASES) / 3  # the rest run under make test-all
