@@ -136,7 +136,6 @@ class _TritonStandIn:
 
 
 def _triton_stand_in(folder: Path, monkeypatch) -> None:
-    pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="the dev extra ships Triton's schema")
     from tseg.export.triton import write_triton_model
 
     repo = folder / "triton_repo"

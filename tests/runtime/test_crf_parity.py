@@ -78,8 +78,6 @@ def _live_cases():
 
 @pytest.mark.parametrize("case", _live_cases(), ids=lambda c: c.name)
 def test_matches_pydensecrf_live(case):
-    pytest.importorskip("pydensecrf.densecrf", reason="pydensecrf2 not installed")
-    pytest.importorskip("matplotlib")
     gen = _generator()
     image, data, settings = gen.make_inputs(case)
     unary = gen.reference_unary(data, case.num_classes, case.hard_labels)

@@ -8,14 +8,12 @@ downsampling, equal sizes and 1-pixel axes, or the runtime's mIoU is not the tra
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from tseg.runtime.scores import labels_from_scores, resize_scores
-
-torch = pytest.importorskip("torch")
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
