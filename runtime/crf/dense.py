@@ -152,8 +152,8 @@ class DenseCRF:
         check_unary(unary, self.height, self.width)
         return self._start(unary)
 
-    def _start(self, unary: np.ndarray) -> MeanField:
-        """start() on a checked unary."""
+    def _start(self, unary: np.ndarray, fill=None) -> MeanField:
+        """start() on a checked unary (with ``fill``, see MeanField: its shape only)."""
         lattices = [self.gaussian, self.bilateral]
         retained = []
         try:
@@ -165,7 +165,7 @@ class DenseCRF:
             for lease in retained:
                 lease.release()
             raise TsegError("DenseCRF: this CRF is closed; create a new one") from None
-        return MeanField(unary, lattices, compat=self._compat, threads=self.threads)
+        return MeanField(unary, lattices, compat=self._compat, threads=self.threads, fill=fill)
 
     def inference(self, unary: np.ndarray, *, iterations: int = ITERATIONS) -> np.ndarray:
         """Run mean field.

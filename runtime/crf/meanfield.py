@@ -34,9 +34,9 @@ def padded_labels(num_classes: int) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
 def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_messages,
-               g_acc, g_shift, b_acc, b_shift, q_out, first, start, stop):
+               g_acc, g_shift, b_acc, b_shift, q_out, labels_out, first, start, stop):
     """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
-    is empty, else written to it.
+    and ``labels_out`` are empty, else written to the one that is not.
 
     Q = softmax(logits), logits = -unary (+ the messages sliced at the pixel). One
     flat loop with intrinsics only: a call to a helper that takes arrays costs
@@ -45,19 +45,24 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
     Args:
         base: (N, lanes) -unary, pixel-major; filled from ``unary`` on the first pass
             (use_messages False), padded lanes -huge (probability 0).
-        unary: (C, N) label-first energies.
+        unary: (C, N) label-first energies, or (C, 0) when ``base`` is filled already
+            (see :mod:`tseg.runtime.crf.logits`).
         g_off, g_w, g_values: Gaussian lattice: (N, 3) corner rows, (N, 3) weights,
             (M + 1, lanes) blurred messages of the previous Q.
         b_off, b_w, b_values: the same for the bilateral lattice.
         use_messages: False on the first pass (Q = softmax(-unary)).
         g_acc, b_acc: the splat accumulators; vertex row v of this task goes to
             row v + g_shift (b_shift) (see gather_messages).
-        q_out: (C, N) label-first output, or (C, 0) to splat instead.
+        q_out: (C, N) label-first output, or (C, 0).
+        labels_out: (N,) integer output: the argmax of Q (the first of equal values,
+            as ``Q.argmax(0)``), or (0,). Both empty: splat.
         first: the task's first pixel; start, stop: the range within the task.
     """
     lanes = base.shape[1]
     num_classes = unary.shape[0]
-    splat = q_out.shape[1] == 0
+    write_q = q_out.shape[1] != 0
+    write_labels = labels_out.shape[0] != 0
+    fill = unary.shape[1] != 0
     # _BLOCK pixels go through each step together: their dependency chains (slice,
     # max, exp, sum, division) are independent, so the CPU overlaps them.
     x = np.empty((_BLOCK, lanes), np.float32)
@@ -73,10 +78,11 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
                     top[b] = max(top[b], simd.logits(x, b, lane, base, p, g_values, g_off, g_w,
                                                      b_values, b_off, b_w))
             else:
-                for k in range(num_classes):
-                    base[p, k] = -unary[k, p]
-                for k in range(num_classes, lanes):
-                    base[p, k] = -_HUGE
+                if fill:
+                    for k in range(num_classes):
+                        base[p, k] = -unary[k, p]
+                    for k in range(num_classes, lanes):
+                        base[p, k] = -_HUGE
                 for lane in range(0, lanes, simd.LANES):
                     simd.copy(x, b, base, p, lane)
                     top[b] = max(top[b], simd.group_max(x, b, lane))
@@ -85,10 +91,21 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
             for lane in range(0, lanes, simd.LANES):
                 total += simd.exp_shifted(x, b, lane, top[b])
             scale[b] = np.float32(1.0) / total  # Q = x * scale
-        if not splat:
+        if write_q:
             for k in range(num_classes):  # label-first: runs of the block's pixels
                 for b in range(count):
                     q_out[k, p0 + b] = x[b, k] * scale[b]
+            continue
+        if write_labels:
+            for b in range(count):
+                best = 0
+                top_q = x[b, 0] * scale[b]
+                for k in range(1, num_classes):
+                    q = x[b, k] * scale[b]
+                    if q > top_q:
+                        best = k
+                        top_q = q
+                labels_out[p0 + b] = best
             continue
         for b in range(count):
             for lane in range(0, lanes, simd.LANES):
