@@ -12,7 +12,10 @@ lattice does not depend on the number of threads.
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from tseg.runtime.errors import TsegError
 
@@ -73,6 +76,40 @@ def key_layout(lower: np.ndarray, upper: np.ndarray, d: int,
     return low, units, 0
 
 
+_AHEAD = 8  # lookups of big tables are prefetched this many items ahead
+
+
+@intrinsic
+def _prefetch(typingctx, table, row):
+    """Ask the CPU to bring row ``row`` of a 2-D table into cache (no effect on results):
+    lookups of tables bigger than the caches then overlap their memory latency."""
+    if not (isinstance(table, types.Array) and table.ndim == 2):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        cols = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
+        ptr = builder.gep(arr.data, [builder.mul(args[1], cols)])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(table, types.int64), codegen
+
+
+@njit(cache=True, nogil=True)
+def _home(keys, w0, w1, w2):
+    """The first slot probed for key (w0, w1, w2) (see _slot)."""
+    x = ((np.uint64(w0) * np.uint64(0x9E3779B97F4A7C15))
+         ^ (np.uint64(w1) * np.uint64(0xC2B2AE3D27D4EB4F))
+         ^ (np.uint64(w2) * np.uint64(0x165667B19E3779F9)))
+    return np.int64(x >> np.uint64(32)) & (keys.shape[0] - 1)
+
+
 @njit(cache=True, nogil=True)
 def _slot(keys, w0, w1, w2):
     """The slot of key (w0, w1, w2) in an open-addressing table (multiplicative hashing
@@ -81,10 +118,7 @@ def _slot(keys, w0, w1, w2):
     A table is one (slots, 4) int64 array, rows [w0, w1, w2, id]: a probe reads one
     half cache line."""
     mask = keys.shape[0] - 1
-    x = ((np.uint64(w0) * np.uint64(0x9E3779B97F4A7C15))
-         ^ (np.uint64(w1) * np.uint64(0xC2B2AE3D27D4EB4F))
-         ^ (np.uint64(w2) * np.uint64(0x165667B19E3779F9)))
-    h = np.int64(x >> np.uint64(32)) & mask
+    h = _home(keys, w0, w1, w2)
     while keys[h, 0] != w0 or keys[h, 1] != w1 or keys[h, 2] != w2:
         if keys[h, 0] == _EMPTY:
             return h
@@ -254,8 +288,8 @@ def merge_chunks(found, counts, starts, dp1, remap):
         gets, per row of ``found`` in use, the global id.
     """
     total = counts.sum()
-    size = 1024  # chunks share many vertices: sized for half of their sum, grown if need be
-    while size < total:
+    size = 1024  # at most half full: never grown (a grow rehashes every key)
+    while size < 2 * total:
         size *= 2
     keys = new_table(size)
     vertices = np.empty((total, 2), np.int64)
@@ -263,6 +297,8 @@ def merge_chunks(found, counts, starts, dp1, remap):
     for c in range(counts.shape[0]):
         base = starts[c] * dp1
         for i in range(base, base + counts[c]):
+            if i + _AHEAD < base + counts[c]:
+                _prefetch(keys, _home(keys, found[i + _AHEAD, 0], found[i + _AHEAD, 1], 0))
             if 2 * (m + 1) >= keys.shape[0]:
                 keys = _grow(keys)
             s = _slot(keys, found[i, 0], found[i, 1], 0)
@@ -286,6 +322,11 @@ def find_neighbours(vertices, keys, deltas, nbr, start, stop):
     Read-only lookups: safe in parallel.
     """
     for v in range(start, stop):
+        if v + _AHEAD < stop:  # the table is bigger than the caches for big lattices
+            for j in range(deltas.shape[0]):
+                for side in range(2):
+                    _prefetch(keys, _home(keys, vertices[v + _AHEAD, 0] + deltas[j, side, 0],
+                                          vertices[v + _AHEAD, 1] + deltas[j, side, 1], 0))
         for j in range(deltas.shape[0]):
             for side in range(2):
                 w0 = vertices[v, 0] + deltas[j, side, 0]
