@@ -25,6 +25,8 @@ from tseg.runtime.crf import parallel, simd
 
 _HUGE = np.float32(3.4028235e38)
 _BLOCK = 4  # pixels whose updates are interleaved
+_AHEAD = 16  # rows prefetched this many vertices (pixels) ahead in the blur (pixel pass)
+_PREFETCH_ROWS = 1 << 16  # lattices with at least this many vertices outgrow the L2 cache
 
 
 def padded_labels(num_classes: int) -> int:
@@ -68,8 +70,19 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
     x = np.empty((_BLOCK, lanes), np.float32)
     top = np.empty(_BLOCK, np.float32)
     scale = np.empty(_BLOCK, np.float32)
+    # A big bilateral lattice's rows are read in no order a hardware prefetcher can guess
+    # (the Gaussian one's follow the pixels).
+    ahead = b_values.shape[0] >= _PREFETCH_ROWS and (use_messages or not (write_q or write_labels))
     for p0 in range(first + start, first + stop, _BLOCK):
         count = min(_BLOCK, first + stop - p0)
+        if ahead and p0 + _AHEAD + _BLOCK <= first + stop:
+            for b in range(_BLOCK):
+                for r in range(b_off.shape[1]):
+                    row = b_off[p0 + _AHEAD + b, r]
+                    if use_messages:
+                        simd.prefetch(b_values, row)
+                    if not (write_q or write_labels):
+                        simd.prefetch(b_acc, row + b_shift)
         for b in range(count):
             p = p0 + b
             top[b] = -_HUGE
@@ -156,7 +169,11 @@ def gather_messages(values, accs, ranges, gain, diagonal, start, stop):
 def blur_axis(src, dst, nbr, axis, start, stop):
     """dst[v] = src[v] + (src[n1] + src[n2]) / 2 along one lattice axis, v in range."""
     lanes = src.shape[1]
+    big = nbr.shape[1] >= _PREFETCH_ROWS
     for v in range(start, stop):
+        if big and v + _AHEAD < stop:  # neighbours' rows: random reads in big lattices
+            simd.prefetch(src, nbr[axis, v + _AHEAD, 0])
+            simd.prefetch(src, nbr[axis, v + _AHEAD, 1])
         a = nbr[axis, v, 0]
         b = nbr[axis, v, 1]
         for lane in range(0, lanes, simd.LANES):
