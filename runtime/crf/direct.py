@@ -17,11 +17,12 @@ from tseg.runtime.crf import hashing
 
 
 @njit(cache=True, nogil=True)
-def mark_corners(rem0, rank, count, low, units, by_rank, corners, table, out, p0):
+def mark_corners(rem0, rank, skeys, count, low, units, by_rank, corners, table, out, p0):
     """out[p0 + q, r] = box index of corner r of point q's simplex, table[index] = 1.
 
     Args:
         rem0, rank: (d+1, B) float32 of a block of embedded points; count of them used.
+        skeys: (3, B) int64, their simplices' keys (hashing.simplex_keys).
         low, units: the key layout (units[:, 0] are the mixed-radix strides).
         by_rank, corners: (d+1,) and (d+1, 2) int64 scratch.
         table: the box, int32, zero where unmarked.
@@ -30,7 +31,7 @@ def mark_corners(rem0, rank, count, low, units, by_rank, corners, table, out, p0
     dp1 = rem0.shape[0]
     for q in range(count):
         p = p0 + q
-        if q > 0 and hashing.same_simplex(rem0, rank, q, q - 1):
+        if q > 0 and hashing.same_simplex(skeys, q, q - 1):
             for r in range(dp1):  # the previous point's simplex
                 out[p, r] = out[p - 1, r]
             continue

@@ -145,11 +145,37 @@ def _grow(table):
 
 
 @njit(cache=True, nogil=True)
-def same_simplex(rem0, rank, q, previous):
-    for i in range(rem0.shape[0]):
-        if rem0[i, q] != rem0[i, previous] or rank[i, q] != rank[i, previous]:
-            return False
-    return True
+def simplex_keys(rem0, rank, count, low, units, out):
+    """out[:, q] = (w0, w1, code) of point q's simplex, q < count: corner 0's two key
+    words and the ranks, 4 bits each, which together name the simplex (rem0's and the
+    ranks' last coordinates follow from the others). Loops over the block's points, so
+    they vectorise.
+
+    Args:
+        rem0, rank: (d+1, B) float32 of a block of embedded points.
+        low, units: the key layout (see key_layout).
+        out: (3, B) int64.
+    """
+    for q in range(count):
+        out[0, q] = 0
+        out[1, q] = 0
+        out[2, q] = 0
+    for i in range(rem0.shape[0] - 1):
+        u0 = units[i, 0]
+        u1 = units[i, 1]
+        lo = low[i]
+        for q in range(count):
+            c = np.int64(rem0[i, q]) - lo
+            out[0, q] += c * u0
+            out[1, q] += c * u1
+            out[2, q] = (out[2, q] << 4) + np.int64(rank[i, q])
+
+
+@njit(cache=True, nogil=True)
+def same_simplex(skeys, q, previous):
+    """Whether points q and previous of a block (see simplex_keys) share their simplex."""
+    return (skeys[0, q] == skeys[0, previous] and skeys[1, q] == skeys[1, previous]
+            and skeys[2, q] == skeys[2, previous])
 
 
 @njit(cache=True, nogil=True)
@@ -213,7 +239,7 @@ def _add_corners(corners, keys, found, n, simplices, sid):
 
 
 @njit(cache=True, nogil=True)
-def hash_points(rem0, rank, count, low, units, tables, found, sizes, simplices, out, p0):
+def hash_points(rem0, rank, skeys, count, low, units, tables, found, sizes, simplices, out, p0):
     """Add the simplex corners of ``count`` embedded points to one chunk's tables.
 
     Points of a simplex seen before in the chunk copy its corners: one lookup instead
@@ -221,6 +247,7 @@ def hash_points(rem0, rank, count, low, units, tables, found, sizes, simplices, 
 
     Args:
         rem0, rank: (d+1, B) float32 of a block of embedded points.
+        skeys: (3, B) int64, their simplices' keys (simplex_keys).
         count: points of the block to hash.
         low: (d,) the key layout's offsets; units: (d, 2) int64, the value of one
             step of each coordinate in the two key words (see key_layout).
@@ -233,45 +260,40 @@ def hash_points(rem0, rank, count, low, units, tables, found, sizes, simplices, 
     Returns:
         The tables, grown when half full.
     """
-    keys, skeys = tables
+    keys, stable = tables
     dp1 = rem0.shape[0]
     by_rank = np.empty(dp1, np.int64)
     corners = np.empty((dp1, 2), np.int64)
     for q in range(count):
         p = p0 + q
-        if q > 0 and same_simplex(rem0, rank, q, q - 1):
-            for r in range(dp1):  # the common case: no lookup
+        if q > 0 and same_simplex(skeys, q, q - 1):
+            for r in range(dp1):  # no lookup
                 out[p, r] = out[p - 1, r]
             continue
-        w0 = np.int64(0)  # corner 0's key: rem0
-        w1 = np.int64(0)
-        code = np.int64(0)  # the ranks: with rem0 they name the simplex
-        for i in range(dp1 - 1):
-            c = np.int64(rem0[i, q]) - low[i]
-            w0 += c * units[i, 0]
-            w1 += c * units[i, 1]
-            code = (code << 4) + np.int64(rank[i, q])
-        s = _slot(skeys, w0, w1, code)
-        if skeys[s, 0] != _EMPTY:
+        w0 = skeys[0, q]  # corner 0's key: rem0
+        w1 = skeys[1, q]
+        code = skeys[2, q]  # the ranks: with rem0 they name the simplex
+        s = _slot(stable, w0, w1, code)
+        if stable[s, 0] != _EMPTY:
             for r in range(dp1):
-                out[p, r] = simplices[skeys[s, 3], r]
+                out[p, r] = simplices[stable[s, 3], r]
             continue
         ns = sizes[1]
         sizes[1] = ns + 1
-        if 2 * (ns + 1) >= skeys.shape[0]:
-            skeys = _grow(skeys)
-            s = _slot(skeys, w0, w1, code)
-        skeys[s, 0] = w0
-        skeys[s, 1] = w1
-        skeys[s, 2] = code
-        skeys[s, 3] = ns
+        if 2 * (ns + 1) >= stable.shape[0]:
+            stable = _grow(stable)
+            s = _slot(stable, w0, w1, code)
+        stable[s, 0] = w0
+        stable[s, 1] = w1
+        stable[s, 2] = code
+        stable[s, 3] = ns
         if 2 * (sizes[0] + dp1) >= keys.shape[0]:
             keys = _grow(keys)
         corner_keys(rem0, rank, q, low, units, by_rank, corners)
         sizes[0] = _add_corners(corners, keys, found, sizes[0], simplices, ns)
         for r in range(dp1):
             out[p, r] = simplices[ns, r]
-    return keys, skeys
+    return keys, stable
 
 
 @njit(cache=True, nogil=True)

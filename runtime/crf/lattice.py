@@ -106,6 +106,7 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     rank = np.empty((d + 1, _EMBED_BLOCK), np.float32)
     tail = np.zeros((_EMBED_BLOCK, d), np.float32)
     scratch = np.empty((d + 2, _EMBED_BLOCK), np.float32)
+    skeys = np.empty((3, _EMBED_BLOCK), np.int64)
     most = 0
     for c in range(start, stop):
         most = max(most, starts[c + 1] - starts[c])
@@ -126,11 +127,12 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
                 tail[:count] = features[p0:p0 + count]
                 _embed_block(tail, 0, scale, elev, rem0, rank)
             _barycentric(elev, rem0, rank, count, scratch, bary, p0)
+            hashing.simplex_keys(rem0, rank, count, low, units, skeys)
             if box.shape[0]:
-                direct.mark_corners(rem0, rank, count, low, units, by_rank, corners, box,
-                                    offsets, p0)
+                direct.mark_corners(rem0, rank, skeys, count, low, units, by_rank, corners,
+                                    box, offsets, p0)
             else:
-                tables = hashing.hash_points(rem0, rank, count, low, units, tables,
+                tables = hashing.hash_points(rem0, rank, skeys, count, low, units, tables,
                                              chunk_found, sizes, simplices, offsets, p0)
         counts[c] = sizes[0]
 
