@@ -24,7 +24,7 @@ from numba import njit
 from tseg.runtime.crf import parallel, simd
 
 _HUGE = np.float32(3.4028235e38)
-_BLOCK = 4  # pixels whose updates are interleaved
+_BLOCK = 8  # pixels whose updates are interleaved
 _AHEAD = 16  # rows prefetched this many vertices (pixels) ahead in the blur (pixel pass)
 _PREFETCH_ROWS = 1 << 16  # lattices with at least this many vertices outgrow the L2 cache
 
