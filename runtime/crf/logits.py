@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import parallel, simd
+from tseg.runtime.crf import parallel, simd, workspace
 from tseg.runtime.crf.checks import Compat, check_float_array, check_iterations, _value_range
 from tseg.runtime.crf.dense import DenseCRF
 from tseg.runtime.crf.parameters import (
@@ -35,62 +35,66 @@ from tseg.runtime.scores import _source_grid, label_dtype
 
 CLIP = 1e-5  # pydensecrf's unary_from_softmax clip, as dense_crf's
 _HUGE = np.float32(3.4028235e38)
+_PAD = np.float32(-1e30)  # padded lanes of the logits: exp gives 0, sums stay finite
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def base_from_logits(base, logits, low_w, r0, r1, wr, c0, c1, wc, log_clip, start, stop):
+def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip, start,
+                     stop):
     """base[p] = -unary of pixels p in [start, stop): the logits resized bilinearly to
     the pixel, log-softmaxed, clipped below at log_clip; padded lanes -huge.
 
     Args:
         base: (H * W, lanes) float32, mean field's pixel-major -unary.
-        logits: (h * w, C) float32, pixel-major logits at the model's resolution.
+        rows: (h * w, lanes) float32, the logits at the model's resolution, pixel-major,
+            padded lanes -1e30 (finite, so that the bilinear sums stay finite).
+        num_classes: C, the lanes in use.
         low_w: w.
         r0, r1, wr: per output row, the upper and lower source rows and the weight of
             the lower (:func:`tseg.runtime.scores._source_grid`); c0, c1, wc per column.
         log_clip: float32 log of the smallest probability kept.
     """
     lanes = base.shape[1]
-    num_classes = logits.shape[1]
     width = wc.shape[0]
-    x = np.empty((1, lanes), np.float32)
+    x = np.empty((3, lanes), np.float32)
     one = np.float32(1.0)
+    y = start // width
+    col = start - y * width
     for p in range(start, stop):
-        y = p // width
-        col = p - y * width
+        if col == width:  # no division per pixel
+            col = 0
+            y += 1
         top, bottom, a = r0[y] * low_w, r1[y] * low_w, wr[y]
         left, right, b = c0[col], c1[col], wc[col]
-        for k in range(num_classes):  # resize_scores' _lerp: rows first, then columns
-            at_left = logits[top + left, k] * (one - a) + logits[bottom + left, k] * a
-            at_right = logits[top + right, k] * (one - a) + logits[bottom + right, k] * a
-            v = at_left * (one - b) + at_right * b
-            base[p, k] = v
-            x[0, k] = v
-        for k in range(num_classes, lanes):
-            base[p, k] = -_HUGE
-            x[0, k] = -_HUGE
+        col += 1
         top_v = -_HUGE
-        for lane in range(0, lanes, simd.LANES):
-            top_v = max(top_v, simd.group_max(x, 0, lane))
+        for lane in range(0, lanes, simd.LANES):  # resize_scores: rows first, then columns
+            simd.lerp(x, 0, rows, top + left, rows, bottom + left, one - a, a, lane)
+            simd.lerp(x, 1, rows, top + right, rows, bottom + right, one - a, a, lane)
+            simd.lerp(base, p, x, 0, x, 1, one - b, b, lane)
+            simd.copy(x, 2, base, p, lane)
+            top_v = max(top_v, simd.group_max(x, 2, lane))
         total = np.float32(0.0)
         for lane in range(0, lanes, simd.LANES):
-            total += simd.exp_shifted(x, 0, lane, top_v)
-        log_total = np.log(total)  # log-softmax: (v - max) - log(sum(exp(v - max)))
-        for k in range(num_classes):
-            base[p, k] = max((base[p, k] - top_v) - log_total, log_clip)
+            total += simd.exp_shifted(x, 2, lane, top_v)
+        for lane in range(0, lanes, simd.LANES):  # (v - max) - log(sum(exp(v - max)))
+            simd.log_softmax_clip(base, p, lane, top_v, total, log_clip, num_classes)
 
 
 def _fill(logits: np.ndarray, height: int, width: int):
     """fill(base, threads) for :class:`~tseg.runtime.crf.state.MeanField`."""
     num_classes, low_h, low_w = logits.shape
-    pixel_major = np.ascontiguousarray(logits.reshape(num_classes, -1).T, np.float32)
     r0, r1, wr = _source_grid(height, low_h)
     c0, c1, wc = _source_grid(width, low_w)
     log_clip = np.log(np.float32(CLIP))
 
     def fill(base: np.ndarray, threads: int) -> None:
-        args = (base, pixel_major, low_w, r0, r1, wr, c0, c1, wc, log_clip)
-        parallel.run([(base_from_logits, args, height * width)], threads)
+        with workspace.Lease() as lease:
+            rows = lease.array((low_h * low_w, base.shape[1]))
+            rows[:, num_classes:] = _PAD
+            rows[:, :num_classes] = logits.reshape(num_classes, -1).T
+            args = (base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip)
+            parallel.run([(base_from_logits, args, height * width)], threads)
     return fill
 
 
