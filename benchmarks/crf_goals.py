@@ -26,9 +26,8 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 import make_crf_reference as ref
+import numpy as np
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from tseg.runtime.crf import parallel, simd, workspace
-from tseg.runtime.crf.checks import Compat, check_float_array, check_iterations, _value_range
+from tseg.runtime.crf.checks import Compat, _value_range, check_float_array, check_iterations
 from tseg.runtime.crf.dense import DenseCRF
 from tseg.runtime.crf.parameters import (
     BILATERAL_COMPAT,
