@@ -399,3 +399,24 @@ def _splat_int(builder, scalar):
     v = builder.insert_element(ir.Constant(_IVEC, ir.Undefined), scalar, ir.Constant(_I32, 0))
     return builder.shuffle_vector(v, ir.Constant(_IVEC, ir.Undefined),
                                   ir.Constant(_IVEC, [0] * LANES))
+
+
+@intrinsic
+def log_clip(typingctx, x, row, lane, low, limit):
+    """x[row, g] = log(min(max(x[row, g], low), 1)) in the lanes below ``limit``, -3.4e38
+    in the others (g the group): pydensecrf's -unary of probabilities, low > 0 normal."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        clipped = _call(builder, "minnum", [_call(builder, "maxnum", [_load(builder, xp),
+                                                                      _splat(builder, args[3])]),
+                                            ir.Constant(_VEC, [1.0] * LANES)])
+        index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
+                            _splat_int(builder, builder.trunc(args[2], _I32)))
+        inside = builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(args[4], _I32)))
+        out = builder.select(inside, _log(builder, clipped), ir.Constant(_VEC, [-3.4028235e38] * LANES))
+        _store(builder, out, xp)
+
+    return types.void(x, types.int64, types.int64, types.float32, types.int64), codegen

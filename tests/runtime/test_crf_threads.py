@@ -61,3 +61,17 @@ def test_labels_from_logits_refuses_bad_logits():
         labels_from_logits(bad, image)
     with pytest.raises(Exception, match="2 classes"):
         labels_from_logits(logits[:1], image)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (12, 16, 16), (2, 1, 1)])
+def test_unary_from_probs_is_numpys_within_two_ulp(shape):
+    from tseg.runtime.crf import unary_from_probs
+
+    rng = np.random.default_rng(1)
+    probs = rng.uniform(0, 1, shape).astype(np.float32)
+    probs.flat[:2] = (0.0, 1.0)  # clipped below, log 1 = 0
+    got = unary_from_probs(probs)
+    expected = -np.log(np.clip(probs, np.float32(1e-5), np.float32(1)))
+    assert got.dtype == np.float32 and got.shape == shape
+    assert np.abs(got.view(np.int32) - expected.view(np.int32)).max() <= 2
+    assert got.flat[1] == 0
