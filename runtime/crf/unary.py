@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import parallel, simd, workspace
+from tseg.runtime.crf import parallel, simd, vecmath, workspace
 from tseg.runtime.scores import _source_grid
 
 CLIP = 1e-5  # pydensecrf's unary_from_softmax clip, as dense_crf's
@@ -55,16 +55,16 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
         col += 1
         top_v = -_HUGE
         for lane in range(0, lanes, simd.LANES):  # resize_scores: rows first, then columns
-            simd.lerp(x, 0, rows, top + left, rows, bottom + left, one - a, a, lane)
-            simd.lerp(x, 1, rows, top + right, rows, bottom + right, one - a, a, lane)
-            simd.lerp(base, p, x, 0, x, 1, one - b, b, lane)
+            vecmath.lerp(x, 0, rows, top + left, rows, bottom + left, one - a, a, lane)
+            vecmath.lerp(x, 1, rows, top + right, rows, bottom + right, one - a, a, lane)
+            vecmath.lerp(base, p, x, 0, x, 1, one - b, b, lane)
             simd.copy(x, 2, base, p, lane)
             top_v = max(top_v, simd.group_max(x, 2, lane))
         total = np.float32(0.0)
         for lane in range(0, lanes, simd.LANES):
             total += simd.exp_shifted(x, 2, lane, top_v)
         for lane in range(0, lanes, simd.LANES):  # (v - max) - log(sum(exp(v - max)))
-            simd.log_softmax_clip(base, p, lane, top_v, total, log_clip, num_classes)
+            vecmath.log_softmax_clip(base, p, lane, top_v, total, log_clip, num_classes)
 
 
 _TILE = 32  # pixels whose classes are transposed together (their rows stay in L1)
@@ -89,7 +89,7 @@ def base_from_probs(base, probs, clip, start, stop):
                 base[p0 + q, k] = probs[k, p0 + q]
         for q in range(count):
             for lane in range(0, lanes, simd.LANES):
-                simd.log_clip(base, p0 + q, lane, clip, num_classes)
+                vecmath.log_clip(base, p0 + q, lane, clip, num_classes)
 
 
 @njit(cache=True, nogil=True)
@@ -98,7 +98,7 @@ def neg_log_clip(src, dst, clip, start, stop):
     views: the energies of :func:`base_from_probs`, label-first."""
     for r in range(start, stop):
         simd.copy(dst, r, src, r, 0)
-        simd.log_clip(dst, r, 0, clip, simd.LANES)
+        vecmath.log_clip(dst, r, 0, clip, simd.LANES)
         for k in range(simd.LANES):
             dst[r, k] = -dst[r, k]
 
