@@ -340,21 +340,25 @@ def merge_chunks(found, counts, starts, dp1, remap):
 def find_neighbours(vertices, keys, deltas, nbr, start, stop):
     """nbr[j, v, side] = id + 1 of vertex v's neighbour along axis j (0 when absent).
 
-    ``deltas`` (d+1, 2, 2): what the two key words gain for each axis and side.
-    Read-only lookups: safe in parallel.
+    ``deltas`` (d+1, 2, 2): what the two key words gain for each axis and side; side 0
+    is side 1 negated, so one lookup finds both ends of an edge: vertex v looks up its
+    side-1 neighbour n and, when n exists, writes nbr[j, n, 0] = v + 1 as well (v is the
+    only vertex whose side-1 neighbour is n). ``nbr`` must be zero beforehand. Lookups
+    only read the table, and every entry has one writer: safe in parallel.
     """
     for v in range(start, stop):
         if v + _AHEAD < stop:  # the table is bigger than the caches for big lattices
             for j in range(deltas.shape[0]):
-                for side in range(2):
-                    _prefetch(keys, _home(keys, vertices[v + _AHEAD, 0] + deltas[j, side, 0],
-                                          vertices[v + _AHEAD, 1] + deltas[j, side, 1], 0))
+                _prefetch(keys, _home(keys, vertices[v + _AHEAD, 0] + deltas[j, 1, 0],
+                                      vertices[v + _AHEAD, 1] + deltas[j, 1, 1], 0))
         for j in range(deltas.shape[0]):
-            for side in range(2):
-                w0 = vertices[v, 0] + deltas[j, side, 0]
-                w1 = vertices[v, 1] + deltas[j, side, 1]
-                s = _slot(keys, w0, w1, 0)
-                nbr[j, v, side] = 0 if keys[s, 0] == _EMPTY else keys[s, 3] + 1
+            w0 = vertices[v, 0] + deltas[j, 1, 0]
+            w1 = vertices[v, 1] + deltas[j, 1, 1]
+            s = _slot(keys, w0, w1, 0)
+            if keys[s, 0] != _EMPTY:
+                n = keys[s, 3]
+                nbr[j, v, 1] = n + 1
+                nbr[j, n, 0] = v + 1
 
 
 def neighbour_deltas(units: np.ndarray) -> np.ndarray:

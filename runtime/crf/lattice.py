@@ -216,6 +216,7 @@ class _Build:
         of every feature; scratch: the lease of the build's temporary arrays (the
         lattice's own go to ``self.lease``)."""
         self.n, d = n, features.shape[1]
+        self.threads = threads
         self.features = features
         self.scratch = scratch
         self.lease = workspace.Lease()
@@ -261,7 +262,8 @@ class _Build:
     def finish_jobs(self):
         """Global vertex rows in the offsets; blur neighbours by table lookups."""
         m = self.vertices.shape[0]
-        self.neighbours = self.lease.array((self.offsets.shape[1], m, 2), np.int32)
+        self.neighbours = self.lease.array((self.offsets.shape[1], m, 2), np.int32,
+                                           zero=not self.direct, threads=self.threads)
         self.ones = self.scratch.array((self.counts.shape[0], m + 1), np.float32, zero=True)
         deltas = hashing.neighbour_deltas(self.units)
         neighbours = ((direct.find_neighbours, (self.vertices, self.box, deltas, self.neighbours))
