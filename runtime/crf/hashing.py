@@ -310,8 +310,8 @@ def merge_chunks(found, counts, starts, dp1, remap):
         gets, per row of ``found`` in use, the global id.
     """
     total = counts.sum()
-    size = 1024  # at most half full: never grown (a grow rehashes every key)
-    while size < 2 * total:
+    size = 1024  # chunks share many vertices: sized for half of their sum, grown if need be
+    while size < total:  # (twice that never grows, 5 ms faster on 268k vertices, 2 MB more)
         size *= 2
     keys = new_table(size)
     vertices = np.empty((total, 2), np.int64)
