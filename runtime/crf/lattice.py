@@ -107,12 +107,11 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     tail = np.zeros((_EMBED_BLOCK, d), np.float32)
     scratch = np.empty((d + 2, _EMBED_BLOCK), np.float32)
     skeys = np.empty((3, _EMBED_BLOCK), np.int64)
+    corner = np.empty(_EMBED_BLOCK, np.int64)
     most = 0
     for c in range(start, stop):
         most = max(most, starts[c + 1] - starts[c])
     simplices = np.empty((most, d + 1), np.int32)
-    by_rank = np.empty(d + 1, np.int64)
-    corners = np.empty((d + 1, 2), np.int64)
     sizes = np.zeros(2, np.int64)
     for c in range(start, stop):
         slots = 1 if box.shape[0] else _TABLE_SLOTS  # a direct layout needs no tables
@@ -129,8 +128,7 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
             _barycentric(elev, rem0, rank, count, scratch, bary, p0)
             hashing.simplex_keys(rem0, rank, count, low, units, skeys)
             if box.shape[0]:
-                direct.mark_corners(rem0, rank, skeys, count, low, units, by_rank, corners,
-                                    box, offsets, p0)
+                direct.mark_corners(rank, skeys, count, units, corner, box, offsets, p0)
             else:
                 tables = hashing.hash_points(rem0, rank, skeys, count, low, units, tables,
                                              chunk_found, sizes, simplices, offsets, p0)
