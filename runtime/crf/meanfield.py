@@ -21,7 +21,7 @@ blur neighbour, so vertex ``v`` lives in row ``v + 1``. Every kernel is serial o
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import parallel, simd
+from tseg.runtime.crf import parallel, simd, vecmath
 
 _HUGE = np.float32(3.4028235e38)
 _BLOCK = 8  # pixels whose updates are interleaved
@@ -91,11 +91,9 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
                     top[b] = max(top[b], simd.logits(x, b, lane, base, p, g_values, g_off, g_w,
                                                      b_values, b_off, b_w))
             else:
-                if fill:
-                    for k in range(num_classes):
-                        base[p, k] = -unary[k, p]
-                    for k in range(num_classes, lanes):
-                        base[p, k] = -_HUGE
+                if fill:  # gathered: scalar stores would stall the copy's load below
+                    for lane in range(0, lanes, simd.LANES):
+                        vecmath.column_negated(base, p, unary, p, lane, num_classes)
                 for lane in range(0, lanes, simd.LANES):
                     simd.copy(x, b, base, p, lane)
                     top[b] = max(top[b], simd.group_max(x, b, lane))

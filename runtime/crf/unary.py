@@ -67,9 +67,6 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
             vecmath.log_softmax_clip(base, p, lane, top_v, total, log_clip, num_classes)
 
 
-_TILE = 32  # pixels whose classes are transposed together (their rows stay in L1)
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def base_from_probs(base, probs, clip, start, stop):
     """base[p] = log(clip(probs[:, p], clip, 1)) (-unary, pydensecrf's unary_from_softmax)
@@ -82,14 +79,9 @@ def base_from_probs(base, probs, clip, start, stop):
     """
     lanes = base.shape[1]
     num_classes = probs.shape[0]
-    for p0 in range(start, stop, _TILE):
-        count = min(_TILE, stop - p0)
-        for k in range(num_classes):  # runs of each class, into the tile's rows
-            for q in range(count):
-                base[p0 + q, k] = probs[k, p0 + q]
-        for q in range(count):
-            for lane in range(0, lanes, simd.LANES):
-                vecmath.log_clip(base, p0 + q, lane, clip, num_classes)
+    for p in range(start, stop):  # a pixel's classes in one gather per group
+        for lane in range(0, lanes, simd.LANES):
+            vecmath.column_log_clip(base, p, probs, p, lane, clip, num_classes)
 
 
 @njit(cache=True, nogil=True)

@@ -8,9 +8,11 @@ own source file: after editing this module only, delete ``runtime/crf/__pycache_
 
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from tseg.runtime.crf.simd import (
+    _F32,
     _I32,
     _IVEC,
     _VEC,
@@ -120,3 +122,72 @@ def log_clip(typingctx, x, row, lane, low, limit):
         _store(builder, out, xp)
 
     return types.void(x, types.int64, types.int64, types.float32, types.int64), codegen
+
+
+def _gather_column(builder, arr, col, lane, limit, fill):
+    """The group [lane, lane + LANES) of column ``col`` of a (rows, cols) float32 array
+    (one masked gather); rows at or past ``limit`` read as ``fill``."""
+    i64 = ir.IntType(64)
+    vec64 = ir.VectorType(i64, LANES)
+    cols = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
+    start = builder.add(builder.ptrtoint(arr.data, i64),
+                        builder.mul(builder.add(builder.mul(lane, cols), col), ir.Constant(i64, 4)))
+    stride = builder.mul(cols, ir.Constant(i64, 4))
+
+    def splat64(x):
+        v = builder.insert_element(ir.Constant(vec64, ir.Undefined), x, ir.Constant(_I32, 0))
+        return builder.shuffle_vector(v, ir.Constant(vec64, ir.Undefined),
+                                      ir.Constant(_IVEC, [0] * LANES))
+
+    offsets = builder.mul(ir.Constant(vec64, list(range(LANES))), splat64(stride))
+    pointers = builder.inttoptr(builder.add(splat64(start), offsets),
+                                ir.VectorType(_F32.as_pointer(), LANES))
+    rows = builder.add(ir.Constant(vec64, list(range(LANES))), splat64(lane))
+    mask = builder.icmp_signed("<", rows, splat64(limit))
+    fnty = ir.FunctionType(_VEC, [pointers.type, _I32, mask.type, _VEC])
+    fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                        f"llvm.masked.gather.v{LANES}f32.v{LANES}p0")
+    return builder.call(fn, [pointers, ir.Constant(_I32, 4), mask, _splat(builder, fill)])
+
+
+@intrinsic
+def column_log_clip(typingctx, dst, drow, src, col, lane, low, limit):
+    """dst[drow, g] = log(min(max(src[g, col], low), 1)) for the rows g of the group
+    [lane, lane + LANES) below ``limit``, -3.4e38 in the others: a pixel's -unary from
+    label-first probabilities (src (C, N)), gathered without a scalar store."""
+    if not _is_f32_matrix(dst, src):
+        return None
+
+    def codegen(context, builder, sig, args):
+        d, dr, s, col, ln, lo, lim = args
+        src_a = _array(context, builder, sig.args[2], s)
+        x = _gather_column(builder, src_a, col, ln, lim, ir.Constant(_F32, 1.0))
+        clipped = _call(builder, "minnum", [_call(builder, "maxnum", [x, _splat(builder, lo)]),
+                                            ir.Constant(_VEC, [1.0] * LANES)])
+        index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
+                            _splat_int(builder, builder.trunc(ln, _I32)))
+        inside = builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(lim, _I32)))
+        out = builder.select(inside, _log(builder, clipped),
+                             ir.Constant(_VEC, [-3.4028235e38] * LANES))
+        _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), dr, ln))
+
+    return (types.void(dst, types.int64, src, types.int64, types.int64, types.float32,
+                       types.int64), codegen)
+
+
+@intrinsic
+def column_negated(typingctx, dst, drow, src, col, lane, limit):
+    """dst[drow, g] = -src[g, col] for the rows g of the group [lane, lane + LANES) below
+    ``limit``, -3.4e38 in the others: a pixel's -unary from label-first energies (src
+    (C, N)), gathered without a scalar store."""
+    if not _is_f32_matrix(dst, src):
+        return None
+
+    def codegen(context, builder, sig, args):
+        d, dr, s, col, ln, lim = args
+        src_a = _array(context, builder, sig.args[2], s)
+        x = _gather_column(builder, src_a, col, ln, lim, ir.Constant(_F32, 3.4028235e38))
+        out = builder.fsub(ir.Constant(_VEC, [-0.0] * LANES), x)  # exact negation
+        _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), dr, ln))
+
+    return types.void(dst, types.int64, src, types.int64, types.int64, types.int64), codegen
