@@ -70,19 +70,29 @@ def _embed_block(f, p0, scale, elev, rem0, rank):
 @njit(cache=True, nogil=True)
 def _barycentric(elev, rem0, rank, count, b, out, p0):
     """out[p0 + q] = the barycentric weights of points q < count of an embedded block
-    (b: (d+2, _EMBED_BLOCK) scratch), as the reference computes them."""
+    (b: (d+2, _EMBED_BLOCK) scratch; ``elev`` is overwritten), as the reference computes
+    them: v_i = (elev_i - rem0_i) / (d+1), b[d - rank_i] += v_i, b[d - rank_i + 1] -= v_i.
+
+    The ranks are a permutation, so b[k] gets one v at most from each side and is
+    v_a - v_b rounded once in either order: computed here in closed form with loops over
+    the block's points (selects, which vectorise) rather than by scattering.
+    """
     dp1 = elev.shape[0]
     d = dp1 - 1
     inv = np.float32(1.0) / np.float32(dp1)
+    zero = np.float32(0.0)
+    for i in range(dp1):
+        for q in range(_EMBED_BLOCK):
+            elev[i, q] = (elev[i, q] - rem0[i, q]) * inv
     for k in range(d + 2):
         for q in range(_EMBED_BLOCK):
             b[k, q] = 0
-    for i in range(dp1):
-        for q in range(count):
-            v = (elev[i, q] - rem0[i, q]) * inv
-            k = d - np.int64(rank[i, q])
-            b[k, q] += v
-            b[k + 1, q] -= v
+        gains = np.float32(d - k)  # the rank whose v adds to b[k]
+        for i in range(dp1):
+            for q in range(_EMBED_BLOCK):
+                r = rank[i, q]
+                b[k, q] += elev[i, q] if r == gains else zero
+                b[k, q] -= elev[i, q] if r == gains + 1 else zero
     for q in range(count):
         out[p0 + q, 0] = b[0, q] + (np.float32(1.0) + b[d + 1, q])  # the reference's order
         for i in range(1, dp1):
