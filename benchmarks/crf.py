@@ -1,11 +1,14 @@
 """Dense CRF: tseg (Numba) against pydensecrf2 (C++), same inputs, one process.
 
-    python benchmarks/crf.py              # speed at 512/5 it and 256/10 it, first call, memory
+    python benchmarks/crf.py              # issue 19's goals 1-3: user calls, probs -> labels
+    python benchmarks/crf.py --kernels    # build + inference split, first call, memory
     python benchmarks/crf.py --parity     # agreement and max |dQ| on every live parity case
-    python benchmarks/crf.py --repeat 9 --threads 2
+    python benchmarks/crf.py --kernels --repeat 9 --threads 2
 
-Times are medians of --repeat runs with the JIT warm, build = lattices (and their
-normalisation), inference = the mean-field iterations. The machine may be shared and
+The default table (benchmarks/crf_goals.py) times whole user calls, probabilities to
+labels, as issue 19's goals state them, with PASS or FAIL against each target.
+--kernels times, as medians of --repeat runs with the JIT warm, build = lattices (and
+their normalisation), inference = the mean-field iterations. The machine may be shared and
 noisy: tseg and pydensecrf2 runs alternate, so their ratio is fair even when the
 absolute times drift. Needs ``pip install pydensecrf2 matplotlib``.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import crf_goals  # noqa: E402
 import make_crf_reference as ref  # noqa: E402
 
 SPEED_CASES = [
@@ -205,11 +209,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", type=int, action="append",
-                        help="tseg threads (repeatable); default: 1 and all cores")
+                        help="tseg threads (repeatable); default: the goals' (1 and 2), "
+                             "--kernels: 1 and all cores")
     parser.add_argument("--parity", action="store_true", help="only the parity table")
+    parser.add_argument("--kernels", action="store_true",
+                        help="the kernels' table (build + inference from a ready unary), "
+                             "first call and memory, instead of the goals")
     args = parser.parse_args()
     if args.parity:
         parity()
+        return
+    if not args.kernels:
+        crf_goals.print_goals(args.repeat, args.threads)
         return
     import tempfile
 

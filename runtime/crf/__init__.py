@@ -1,6 +1,7 @@
 """Dense CRF post-processing (pydensecrf's model), in pure Python + Numba.
 
-``dense_crf(probs, image)`` refines a softmax; ``dense_crf_labels(labels, image,
+``dense_crf(probs, image)`` refines a softmax; ``labels_from_logits(logits, image)``
+goes from a model's logits (any resolution) to labels; ``dense_crf_labels(labels, image,
 num_classes=...)`` refines hard labels; :class:`DenseCRF` builds the lattices of one
 image once and runs (step-wise) inference for several unaries.
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
         unary_from_labels,
         unary_from_probs,
     )
+    from tseg.runtime.crf.logits import labels_from_logits
 
 _HOMES = {
     "Compat": "checks",
@@ -34,6 +36,7 @@ _HOMES = {
     "MeanField": "dense",
     "dense_crf": "dense",
     "dense_crf_labels": "dense",
+    "labels_from_logits": "logits",
     "unary_from_labels": "dense",
     "unary_from_probs": "dense",
 }
@@ -45,6 +48,7 @@ __all__ = [
     "MeanField",
     "dense_crf",
     "dense_crf_labels",
+    "labels_from_logits",
     "unary_from_labels",
     "unary_from_probs",
 ]

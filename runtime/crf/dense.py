@@ -35,6 +35,8 @@ from tseg.runtime.crf.parameters import (
     ITERATIONS,
 )
 from tseg.runtime.crf.state import MeanField
+from tseg.runtime.crf.unary import CLIP, probs_fill
+from tseg.runtime.crf.unary import unary_from_probs as _energies
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image
 
@@ -152,8 +154,8 @@ class DenseCRF:
         check_unary(unary, self.height, self.width)
         return self._start(unary)
 
-    def _start(self, unary: np.ndarray) -> MeanField:
-        """start() on a checked unary."""
+    def _start(self, unary: np.ndarray, fill=None) -> MeanField:
+        """start() on a checked unary (with ``fill``, see MeanField: its shape only)."""
         lattices = [self.gaussian, self.bilateral]
         retained = []
         try:
@@ -165,7 +167,7 @@ class DenseCRF:
             for lease in retained:
                 lease.release()
             raise TsegError("DenseCRF: this CRF is closed; create a new one") from None
-        return MeanField(unary, lattices, compat=self._compat, threads=self.threads)
+        return MeanField(unary, lattices, compat=self._compat, threads=self.threads, fill=fill)
 
     def inference(self, unary: np.ndarray, *, iterations: int = ITERATIONS) -> np.ndarray:
         """Run mean field.
@@ -207,7 +209,11 @@ def unary_from_probs(probs: np.ndarray, *, clip: float = 1e-5) -> np.ndarray:
 
 
 def _unary_from_probs(probs: np.ndarray, clip: float, out: np.ndarray) -> np.ndarray:
-    """-log(clip(probs, clip, 1)) into ``out`` (C, H, W) float32; checked arguments."""
+    """-log(clip(probs, clip, 1)) into ``out`` (C, H, W) float32; checked arguments.
+    The log is :func:`dense_crf`'s (:mod:`tseg.runtime.crf.unary`, within 2 ulp of
+    NumPy's), except for a subnormal clip."""
+    if np.float32(clip) >= np.finfo(np.float32).tiny:
+        return _energies(probs, clip, out)
     np.clip(probs, np.float32(clip), np.float32(1.0), out=out)
     np.log(out, out=out)
     return np.negative(out, out=out)
@@ -284,10 +290,12 @@ def dense_crf(
     check_iterations(iterations)
     with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
-                  bilateral_compat=bilateral_compat, threads=threads) as crf, \
-            workspace.Lease() as lease:
-        unary = _unary_from_probs(probs, 1e-5, lease.array(probs.shape))  # finite, <= 12
-        return crf._inference(unary, iterations)
+                  bilateral_compat=bilateral_compat, threads=threads) as crf:
+        # -log(clip(probs, 1e-5, 1)) (finite, <= 12) straight into mean field's buffer.
+        placeholder = np.broadcast_to(np.float32(0), probs.shape)  # read for its shape only
+        with crf._start(placeholder, fill=probs_fill(probs, CLIP)) as state:
+            state.step(iterations)
+            return state._write_probs(np.empty(probs.shape, np.float32))
 
 
 def dense_crf_labels(

@@ -13,31 +13,40 @@ depend on the numbering (sums run in pixel order either way).
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import hashing
-
 
 @njit(cache=True, nogil=True)
-def mark_corners(rem0, rank, count, low, units, by_rank, corners, table, out, p0):
+def mark_corners(rank, skeys, count, units, corner, table, out, p0):
     """out[p0 + q, r] = box index of corner r of point q's simplex, table[index] = 1.
 
+    Corner r is corner 0 (the simplex key) plus r on every coordinate, less d + 1 on
+    each coordinate of rank above d - r (hashing.corner_keys' walk, in closed form):
+    computed for the whole block in loops over its points, which vectorise.
+
     Args:
-        rem0, rank: (d+1, B) float32 of a block of embedded points; count of them used.
-        low, units: the key layout (units[:, 0] are the mixed-radix strides).
-        by_rank, corners: (d+1,) and (d+1, 2) int64 scratch.
+        rank: (d+1, B) float32 ranks of a block of embedded points; count of them used.
+        skeys: (3, B) int64, their simplices' keys (hashing.simplex_keys).
+        units: the key layout (units[:, 0] are the mixed-radix strides).
+        corner: (B,) int64 scratch.
         table: the box, int32, zero where unmarked.
         out: (P, d+1) int32.
     """
-    dp1 = rem0.shape[0]
-    for q in range(count):
-        p = p0 + q
-        if q > 0 and hashing.same_simplex(rem0, rank, q, q - 1):
-            for r in range(dp1):  # the previous point's simplex
-                out[p, r] = out[p - 1, r]
-            continue
-        hashing.corner_keys(rem0, rank, q, low, units, by_rank, corners)
-        for r in range(dp1):  # word 0 of a direct layout's key is the box index
-            table[corners[r, 0]] = 1
-            out[p, r] = corners[r, 0]
+    dp1 = rank.shape[0]
+    d = dp1 - 1
+    ones = np.int64(0)
+    for i in range(d):
+        ones += units[i, 0]
+    for r in range(dp1):
+        for q in range(count):
+            corner[q] = skeys[0, q] + r * ones
+        for i in range(d):
+            step = dp1 * units[i, 0]
+            above = np.float32(d - r)
+            for q in range(count):
+                if rank[i, q] > above:
+                    corner[q] -= step
+        for q in range(count):  # word 0 of a direct layout's key is the box index
+            out[p0 + q, r] = corner[q]
+            table[corner[q]] = 1
 
 
 @njit(cache=True, nogil=True)

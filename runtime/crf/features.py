@@ -15,14 +15,20 @@ def _fill_features(image, sxy, srgb, out, start, stop):
     """out[p] = (x, y[, r, g, b]) / widths for pixels p in range, in float32 as the
     reference divides; rows past the image stay zero."""
     height, width = image.shape[:2]
+    y = start // width  # then advanced pixel by pixel: no division per pixel
+    x = start - y * width
     for p in range(start, stop):
         if p >= height * width:
             out[p, :] = 0
             continue
-        out[p, 0] = np.float32(p % width) / sxy
-        out[p, 1] = np.float32(p // width) / sxy
+        out[p, 0] = np.float32(x) / sxy
+        out[p, 1] = np.float32(y) / sxy
         for c in range(out.shape[1] - 2):
-            out[p, 2 + c] = np.float32(image[p // width, p % width, c]) / srgb
+            out[p, 2 + c] = np.float32(image[y, x, c]) / srgb
+        x += 1
+        if x == width:
+            x = 0
+            y += 1
 
 
 def pixel_features(image: np.ndarray, *, sxy: float, srgb: float | None, threads: int,

@@ -70,19 +70,29 @@ def _embed_block(f, p0, scale, elev, rem0, rank):
 @njit(cache=True, nogil=True)
 def _barycentric(elev, rem0, rank, count, b, out, p0):
     """out[p0 + q] = the barycentric weights of points q < count of an embedded block
-    (b: (d+2, _EMBED_BLOCK) scratch), as the reference computes them."""
+    (b: (d+2, _EMBED_BLOCK) scratch; ``elev`` is overwritten), as the reference computes
+    them: v_i = (elev_i - rem0_i) / (d+1), b[d - rank_i] += v_i, b[d - rank_i + 1] -= v_i.
+
+    The ranks are a permutation, so b[k] gets one v at most from each side and is
+    v_a - v_b rounded once in either order: computed here in closed form with loops over
+    the block's points (selects, which vectorise) rather than by scattering.
+    """
     dp1 = elev.shape[0]
     d = dp1 - 1
     inv = np.float32(1.0) / np.float32(dp1)
+    zero = np.float32(0.0)
+    for i in range(dp1):
+        for q in range(_EMBED_BLOCK):
+            elev[i, q] = (elev[i, q] - rem0[i, q]) * inv
     for k in range(d + 2):
         for q in range(_EMBED_BLOCK):
             b[k, q] = 0
-    for i in range(dp1):
-        for q in range(count):
-            v = (elev[i, q] - rem0[i, q]) * inv
-            k = d - np.int64(rank[i, q])
-            b[k, q] += v
-            b[k + 1, q] -= v
+        gains = np.float32(d - k)  # the rank whose v adds to b[k]
+        for i in range(dp1):
+            for q in range(_EMBED_BLOCK):
+                r = rank[i, q]
+                b[k, q] += elev[i, q] if r == gains else zero
+                b[k, q] -= elev[i, q] if r == gains + 1 else zero
     for q in range(count):
         out[p0 + q, 0] = b[0, q] + (np.float32(1.0) + b[d + 1, q])  # the reference's order
         for i in range(1, dp1):
@@ -106,12 +116,12 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     rank = np.empty((d + 1, _EMBED_BLOCK), np.float32)
     tail = np.zeros((_EMBED_BLOCK, d), np.float32)
     scratch = np.empty((d + 2, _EMBED_BLOCK), np.float32)
+    skeys = np.empty((3, _EMBED_BLOCK), np.int64)
+    corner = np.empty(_EMBED_BLOCK, np.int64)
     most = 0
     for c in range(start, stop):
         most = max(most, starts[c + 1] - starts[c])
     simplices = np.empty((most, d + 1), np.int32)
-    by_rank = np.empty(d + 1, np.int64)
-    corners = np.empty((d + 1, 2), np.int64)
     sizes = np.zeros(2, np.int64)
     for c in range(start, stop):
         slots = 1 if box.shape[0] else _TABLE_SLOTS  # a direct layout needs no tables
@@ -126,11 +136,11 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
                 tail[:count] = features[p0:p0 + count]
                 _embed_block(tail, 0, scale, elev, rem0, rank)
             _barycentric(elev, rem0, rank, count, scratch, bary, p0)
+            hashing.simplex_keys(rem0, rank, count, low, units, skeys)
             if box.shape[0]:
-                direct.mark_corners(rem0, rank, count, low, units, by_rank, corners, box,
-                                    offsets, p0)
+                direct.mark_corners(rank, skeys, count, units, corner, box, offsets, p0)
             else:
-                tables = hashing.hash_points(rem0, rank, count, low, units, tables,
+                tables = hashing.hash_points(rem0, rank, skeys, count, low, units, tables,
                                              chunk_found, sizes, simplices, offsets, p0)
         counts[c] = sizes[0]
 
@@ -214,6 +224,7 @@ class _Build:
         of every feature; scratch: the lease of the build's temporary arrays (the
         lattice's own go to ``self.lease``)."""
         self.n, d = n, features.shape[1]
+        self.threads = threads
         self.features = features
         self.scratch = scratch
         self.lease = workspace.Lease()
@@ -259,7 +270,8 @@ class _Build:
     def finish_jobs(self):
         """Global vertex rows in the offsets; blur neighbours by table lookups."""
         m = self.vertices.shape[0]
-        self.neighbours = self.lease.array((self.offsets.shape[1], m, 2), np.int32)
+        self.neighbours = self.lease.array((self.offsets.shape[1], m, 2), np.int32,
+                                           zero=not self.direct, threads=self.threads)
         self.ones = self.scratch.array((self.counts.shape[0], m + 1), np.float32, zero=True)
         deltas = hashing.neighbour_deltas(self.units)
         neighbours = ((direct.find_neighbours, (self.vertices, self.box, deltas, self.neighbours))

@@ -21,10 +21,12 @@ blur neighbour, so vertex ``v`` lives in row ``v + 1``. Every kernel is serial o
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import parallel, simd
+from tseg.runtime.crf import parallel, simd, vecmath
 
 _HUGE = np.float32(3.4028235e38)
-_BLOCK = 4  # pixels whose updates are interleaved
+_BLOCK = 8  # pixels whose updates are interleaved
+_AHEAD = 16  # rows prefetched this many vertices (pixels) ahead in the blur (pixel pass)
+_PREFETCH_ROWS = 1 << 16  # lattices with at least this many vertices outgrow the L2 cache
 
 
 def padded_labels(num_classes: int) -> int:
@@ -34,9 +36,9 @@ def padded_labels(num_classes: int) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
 def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_messages,
-               g_acc, g_shift, b_acc, b_shift, q_out, first, start, stop):
+               g_acc, g_shift, b_acc, b_shift, q_out, labels_out, first, start, stop):
     """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
-    is empty, else written to it.
+    and ``labels_out`` are empty, else written to the one that is not.
 
     Q = softmax(logits), logits = -unary (+ the messages sliced at the pixel). One
     flat loop with intrinsics only: a call to a helper that takes arrays costs
@@ -45,26 +47,42 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
     Args:
         base: (N, lanes) -unary, pixel-major; filled from ``unary`` on the first pass
             (use_messages False), padded lanes -huge (probability 0).
-        unary: (C, N) label-first energies.
+        unary: (C, N) label-first energies, or (C, 0) when ``base`` is filled already
+            (see :mod:`tseg.runtime.crf.logits`).
         g_off, g_w, g_values: Gaussian lattice: (N, 3) corner rows, (N, 3) weights,
             (M + 1, lanes) blurred messages of the previous Q.
         b_off, b_w, b_values: the same for the bilateral lattice.
         use_messages: False on the first pass (Q = softmax(-unary)).
         g_acc, b_acc: the splat accumulators; vertex row v of this task goes to
             row v + g_shift (b_shift) (see gather_messages).
-        q_out: (C, N) label-first output, or (C, 0) to splat instead.
+        q_out: (C, N) label-first output, or (C, 0).
+        labels_out: (N,) integer output: the argmax of Q (the first of equal values,
+            as ``Q.argmax(0)``), or (0,). Both empty: splat.
         first: the task's first pixel; start, stop: the range within the task.
     """
     lanes = base.shape[1]
     num_classes = unary.shape[0]
-    splat = q_out.shape[1] == 0
+    write_q = q_out.shape[1] != 0
+    write_labels = labels_out.shape[0] != 0
+    fill = unary.shape[1] != 0
     # _BLOCK pixels go through each step together: their dependency chains (slice,
     # max, exp, sum, division) are independent, so the CPU overlaps them.
     x = np.empty((_BLOCK, lanes), np.float32)
     top = np.empty(_BLOCK, np.float32)
     scale = np.empty(_BLOCK, np.float32)
+    # A big bilateral lattice's rows are read in no order a hardware prefetcher can guess
+    # (the Gaussian one's follow the pixels).
+    ahead = b_values.shape[0] >= _PREFETCH_ROWS and (use_messages or not (write_q or write_labels))
     for p0 in range(first + start, first + stop, _BLOCK):
         count = min(_BLOCK, first + stop - p0)
+        if ahead and p0 + _AHEAD + _BLOCK <= first + stop:
+            for b in range(_BLOCK):
+                for r in range(b_off.shape[1]):
+                    row = b_off[p0 + _AHEAD + b, r]
+                    if use_messages:
+                        simd.prefetch(b_values, row)
+                    if not (write_q or write_labels):
+                        simd.prefetch(b_acc, row + b_shift)
         for b in range(count):
             p = p0 + b
             top[b] = -_HUGE
@@ -73,10 +91,9 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
                     top[b] = max(top[b], simd.logits(x, b, lane, base, p, g_values, g_off, g_w,
                                                      b_values, b_off, b_w))
             else:
-                for k in range(num_classes):
-                    base[p, k] = -unary[k, p]
-                for k in range(num_classes, lanes):
-                    base[p, k] = -_HUGE
+                if fill:  # gathered: scalar stores would stall the copy's load below
+                    for lane in range(0, lanes, simd.LANES):
+                        vecmath.column_negated(base, p, unary, p, lane, num_classes)
                 for lane in range(0, lanes, simd.LANES):
                     simd.copy(x, b, base, p, lane)
                     top[b] = max(top[b], simd.group_max(x, b, lane))
@@ -85,10 +102,21 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
             for lane in range(0, lanes, simd.LANES):
                 total += simd.exp_shifted(x, b, lane, top[b])
             scale[b] = np.float32(1.0) / total  # Q = x * scale
-        if not splat:
+        if write_q:
             for k in range(num_classes):  # label-first: runs of the block's pixels
                 for b in range(count):
                     q_out[k, p0 + b] = x[b, k] * scale[b]
+            continue
+        if write_labels:
+            for b in range(count):
+                best = 0
+                top_q = x[b, 0] * scale[b]
+                for k in range(1, num_classes):
+                    q = x[b, k] * scale[b]
+                    if q > top_q:
+                        best = k
+                        top_q = q
+                labels_out[p0 + b] = best
             continue
         for b in range(count):
             for lane in range(0, lanes, simd.LANES):
@@ -139,7 +167,11 @@ def gather_messages(values, accs, ranges, gain, diagonal, start, stop):
 def blur_axis(src, dst, nbr, axis, start, stop):
     """dst[v] = src[v] + (src[n1] + src[n2]) / 2 along one lattice axis, v in range."""
     lanes = src.shape[1]
+    big = nbr.shape[1] >= _PREFETCH_ROWS
     for v in range(start, stop):
+        if big and v + _AHEAD < stop:  # neighbours' rows: random reads in big lattices
+            simd.prefetch(src, nbr[axis, v + _AHEAD, 0])
+            simd.prefetch(src, nbr[axis, v + _AHEAD, 1])
         a = nbr[axis, v, 0]
         b = nbr[axis, v, 1]
         for lane in range(0, lanes, simd.LANES):

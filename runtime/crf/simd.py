@@ -302,3 +302,25 @@ def zero(typingctx, dst, row, lane):
         _store(builder, ir.Constant(_VEC, [0.0] * LANES), dp)
 
     return types.void(dst, types.int64, types.int64), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, row):
+    """Ask the CPU to bring row ``row`` of a 2-D array into cache; no effect on results.
+    Lattices of a few hundred thousand vertices outgrow the caches, and their blur and
+    slice read rows in an order the hardware prefetcher cannot guess."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a = _array(context, builder, sig.args[0], args[0])
+        cols = cgutils.unpack_tuple(builder, a.shape, 2)[1]
+        ptr = builder.bitcast(builder.gep(a.data, [builder.mul(args[1], cols)]),
+                              ir.IntType(8).as_pointer())
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, _I32, _I32, _I32]),
+            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(arr, types.int64), codegen

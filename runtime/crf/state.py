@@ -8,7 +8,7 @@ pooled memory that a later call could overwrite.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -64,14 +64,18 @@ class MeanField:
     """
 
     def __init__(self, unary: np.ndarray, lattices: list[Lattice], *, compat: Sequence[Compat],
-                 threads: int) -> None:
+                 threads: int, fill: Callable[[np.ndarray, int], None] | None = None) -> None:
         """What a DenseCRF hands over (it, not this state, checks them).
 
         Args:
-            unary: (C, H, W) float energies of the CRF's image size.
+            unary: (C, H, W) float energies of the CRF's image size; with ``fill``, an
+                array of that shape whose values are not read (e.g. a broadcast view).
             lattices: the CRF's (Gaussian, bilateral), retained once for this state.
             compat: the (Gaussian, bilateral) compatibilities.
             threads: threads for the passes.
+            fill: None, or ``fill(base, threads)`` writes -unary into the (N, lanes)
+                pixel-major buffer itself, padded lanes -3.4e38 (see
+                :mod:`tseg.runtime.crf.logits`): no (C, H, W) energies are ever held.
         """
         num_classes = unary.shape[0]
         n = unary.shape[1] * unary.shape[2]
@@ -86,12 +90,16 @@ class MeanField:
             # accumulators, fixed by the image size so threads do not change the sums.
             self._bounds = meanfield.task_bounds(n)
             self._base = self._lease.array((n, lanes))  # filled by the first pass
-            if _usable_as_is(unary):
+            if fill is not None:
+                fill(self._base, threads)
+                self._unary = np.empty((num_classes, 0), np.float32)  # base is filled
+            elif _usable_as_is(unary):
                 self._unary = unary.reshape(num_classes, n)  # read, never written
             else:  # any layout, byte order or float dtype: one copy
                 self._unary = self._lease.array((num_classes, n))
                 np.copyto(self._unary.reshape(unary.shape), unary, casting="same_kind")
             self._no_output = np.empty((num_classes, 0), np.float32)
+            self._no_labels = np.empty(0, np.uint8)
             self._kernels = [_Kernel(lat, name, compat, num_classes, lanes, self._threads,
                                      self._lease)
                              for lat, name, compat in zip(lattices, ("gaussian_compat",
@@ -118,7 +126,9 @@ class MeanField:
         if self._holdings.closed:
             raise TsegError("MeanField: this state is closed; start a new one with DenseCRF.start")
 
-    def _pixel_jobs(self, q_out: np.ndarray) -> list:
+    def _pixel_jobs(self, q_out: np.ndarray, labels_out: np.ndarray | None = None) -> list:
+        """The pixel pass's jobs: splat (both outputs empty), or write Q or labels."""
+        labels_out = self._no_labels if labels_out is None else labels_out
         g, b = self._kernels
         jobs = []
         for t in range(len(self._bounds) - 1):
@@ -126,7 +136,8 @@ class MeanField:
             shifts = [k.ranges[t, 2] - k.ranges[t, 0] for k in (g, b)]
             args = (self._base, self._unary, g.lattice.offsets, g.lattice.weights,
                     g.messages, b.lattice.offsets, b.lattice.weights, b.messages,
-                    self.iterations > 0, g.accs, shifts[0], b.accs, shifts[1], q_out, first)
+                    self.iterations > 0, g.accs, shifts[0], b.accs, shifts[1], q_out,
+                    labels_out, first)
             jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
         return jobs
 
@@ -176,6 +187,17 @@ class MeanField:
             parallel.run(self._pixel_jobs(out.reshape(self._shape[0], -1)), self._threads)
         return out
 
+    def _write_labels(self, out: np.ndarray) -> np.ndarray:
+        """Write the current labels (argmax of Q, the first of equal values) into
+        ``out`` ((H, W) C-contiguous unsigned integers, the caller's) straight from the
+        last pass: Q is never written. Returns ``out``."""
+        self._check_open()
+        if self._q_written:
+            out[...] = argmax_classes(self._q).reshape(out.shape)
+        else:
+            parallel.run(self._pixel_jobs(self._no_output, out.reshape(-1)), self._threads)
+        return out
+
     def probs(self) -> np.ndarray:
         """Current marginals Q, (C, H, W) float32, a new array of the caller's."""
         return self._current_q().reshape(self._shape).copy()
@@ -183,4 +205,4 @@ class MeanField:
     def labels(self) -> np.ndarray:
         """Current MAP labels, (H, W) int64 (a new array): argmax of Q over C
         (:func:`~tseg.runtime.scores.argmax_classes`)."""
-        return argmax_classes(self._current_q()).reshape(self._shape[1:]).astype(np.int64)
+        return self._write_labels(np.empty(self._shape[1:], np.int64))

@@ -31,7 +31,7 @@ from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import check_image, resize_image
 from tseg.runtime.inputs import read_input
-from tseg.runtime.scores import labels_from_scores, resize_scores, softmax
+from tseg.runtime.scores import resize_scores, softmax
 from tseg.runtime.segment.upsample import upsample_labels
 
 CRF_FILE = "crf.json"
@@ -95,9 +95,9 @@ class CrfParams:
             raise TsegError(f"CRF: scores {scores.shape} do not match the image's size {image.shape[:2]}")
         if image.shape[0] * image.shape[1] > self.max_pixels:
             return self._refine_capped(scores, image, threads=threads)
-        from tseg.runtime.crf.dense import dense_crf
+        from tseg.runtime.crf.logits import labels_from_logits
 
-        return labels_from_scores(dense_crf(softmax(scores), image, threads=threads, **self.crf_kwargs()))
+        return labels_from_logits(scores, image, threads=threads, **self.crf_kwargs())
 
     def refine_logits(self, logits: np.ndarray, image: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """Labels after the CRF, from the model's logits at any resolution. Thread-safe.
@@ -118,7 +118,10 @@ class CrfParams:
         logits = _check_logits(logits)
         if image.shape[0] * image.shape[1] > self.max_pixels:
             return self._refine_capped(logits, image, threads=threads)
-        return self.refine(resize_scores(logits, image.shape[:2]), image, threads=threads)
+        from tseg.runtime.crf.logits import labels_from_logits
+
+        # The resize, softmax, unary and argmax happen inside the CRF's passes.
+        return labels_from_logits(logits, image, threads=threads, **self.crf_kwargs())
 
     def _refine_capped(self, logits: np.ndarray, image: np.ndarray, *, threads: int | None) -> np.ndarray:
         """The CRF on the image and logits resized to fit max_pixels; labels at full size."""

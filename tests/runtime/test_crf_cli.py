@@ -101,14 +101,14 @@ def test_eval_with_crf_reports_both_mious(model, val, tmp_path):
 
 
 def record_refine(monkeypatch) -> list[CrfParams]:
-    """Replaces CrfParams.refine: records the parameters the CLI resolved, returns plain labels."""
+    """Replaces CrfParams.refine_logits: records the parameters the CLI resolved, returns plain labels."""
     seen: list[CrfParams] = []
 
-    def refine(params: CrfParams, scores: np.ndarray, image: np.ndarray, *, threads=None) -> np.ndarray:
+    def refine_logits(params: CrfParams, logits: np.ndarray, image: np.ndarray, *, threads=None) -> np.ndarray:
         seen.append(params)
-        return labels_from_scores(scores)
+        return labels_from_scores(logits, image.shape[:2])
 
-    monkeypatch.setattr(CrfParams, "refine", refine)
+    monkeypatch.setattr(CrfParams, "refine_logits", refine_logits)
     return seen
 
 

@@ -1,0 +1,79 @@
+"""The dense CRF from a model's logits to labels, with no (C, H, W) array in between.
+
+``labels_from_logits(logits, image)`` gives what ``dense_crf(softmax(resize_scores(logits,
+(H, W))), image).argmax(0)`` gives, without that chain's four full-size temporaries:
+
+- the unary is written straight into mean field's pixel-major buffer by one parallel
+  pass (:func:`tseg.runtime.crf.unary.logits_fill`): the bilinear taps, a log-softmax
+  and pydensecrf's clip of the probabilities at 1e-5, with no exp then log round trip;
+- the labels come from the last pass over the pixels (the argmax of Q in registers,
+  first of equal values), Q is never written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tseg.runtime.crf.checks import Compat, _value_range, check_float_array, check_iterations
+from tseg.runtime.crf.dense import DenseCRF
+from tseg.runtime.crf.parameters import (
+    BILATERAL_COMPAT,
+    BILATERAL_SRGB,
+    BILATERAL_SXY,
+    GAUSSIAN_COMPAT,
+    GAUSSIAN_SXY,
+    ITERATIONS,
+)
+from tseg.runtime.crf.unary import logits_fill
+from tseg.runtime.errors import TsegError
+from tseg.runtime.images import check_image
+from tseg.runtime.scores import label_dtype
+
+
+def check_logits(logits: object) -> np.ndarray:
+    """(C, h, w) float logits, C >= 2, finite; a one-line error otherwise."""
+    logits = check_float_array("logits", logits, "(C, h, w)")
+    if logits.shape[0] < 2:
+        raise TsegError(f"logits: need at least 2 classes, got shape {logits.shape}")
+    _value_range("logits", logits)
+    return logits
+
+
+def labels_from_logits(
+    logits: np.ndarray,
+    image: np.ndarray,
+    *,
+    iterations: int = ITERATIONS,
+    gaussian_sxy: float = GAUSSIAN_SXY,
+    gaussian_compat: Compat = GAUSSIAN_COMPAT,
+    bilateral_sxy: float = BILATERAL_SXY,
+    bilateral_srgb: float = BILATERAL_SRGB,
+    bilateral_compat: Compat = BILATERAL_COMPAT,
+    threads: int | None = None,
+) -> np.ndarray:
+    """CRF labels from a model's logits at any resolution (resized bilinearly inside).
+
+    The same labels as ``dense_crf(softmax(resize_scores(logits, (H, W))), image)``'s
+    argmax up to float rounding (module docstring), faster and with less memory.
+
+    Args:
+        logits: (C, h, w) float logits, e.g. a model's output (h, w need not be H, W).
+        image: (H, W, 3) uint8 RGB image.
+        iterations, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
+        bilateral_compat, threads: as in :func:`tseg.runtime.crf.dense_crf`.
+
+    Returns:
+        (H, W) labels, uint8 (uint16 beyond 256 classes).
+    """
+    check_image(image)
+    logits = check_logits(logits)
+    check_iterations(iterations)
+    height, width = image.shape[:2]
+    shape = (logits.shape[0], height, width)
+    with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
+                  bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                  bilateral_compat=bilateral_compat, threads=threads) as crf:
+        placeholder = np.broadcast_to(np.float32(0), shape)  # read for its shape only
+        with crf._start(placeholder, fill=logits_fill(logits, height, width)) as state:
+            state.step(iterations)
+            return state._write_labels(np.empty((height, width), label_dtype(shape[0])))

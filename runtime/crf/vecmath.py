@@ -1,0 +1,193 @@
+"""Vector intrinsics of the unary passes (:mod:`tseg.runtime.crf.unary`): bilinear
+steps, a log-softmax and pydensecrf's clipped log, on the groups of
+:mod:`tseg.runtime.crf.simd` (whose conventions they follow).
+
+Developers: as for simd.py, Numba's on-disk cache of a kernel is keyed on the kernel's
+own source file: after editing this module only, delete ``runtime/crf/__pycache__/*.nb[ic]``.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from tseg.runtime.crf.simd import (
+    _F32,
+    _I32,
+    _IVEC,
+    _VEC,
+    LANES,
+    _array,
+    _call,
+    _fma,
+    _group,
+    _is_f32_matrix,
+    _load,
+    _splat,
+    _store,
+)
+
+
+@intrinsic
+def lerp(typingctx, dst, drow, a, arow, b, brow, keep, weight, lane):
+    """dst[drow, g] = a[arow, g] * keep + b[brow, g] * weight, g the group: bilinear's
+    step as :func:`tseg.runtime.scores._lerp` takes it (keep = 1 - weight in float32),
+    two roundings of the products and one of the sum, no fused multiply-add, so the
+    values equal NumPy's bit for bit."""
+    if not _is_f32_matrix(dst, a, b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        d, dr, av, ar, bv, br, kp, w, ln = args
+        x = _load(builder, _group(builder, _array(context, builder, sig.args[2], av), ar, ln))
+        y = _load(builder, _group(builder, _array(context, builder, sig.args[4], bv), br, ln))
+        out = builder.fadd(builder.fmul(x, _splat(builder, kp)), builder.fmul(y, _splat(builder, w)))
+        _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), dr, ln))
+
+    return (types.void(dst, types.int64, a, types.int64, b, types.int64, types.float32,
+                       types.float32, types.int64), codegen)
+
+
+def _log(builder, x):
+    """log of a group of positive normal floats (Cephes' logf polynomial, relative error
+    about 1e-7, as NumPy's float32 log)."""
+    def const(value):
+        return ir.Constant(_VEC, [value] * LANES)
+
+    def iconst(value):
+        return ir.Constant(_IVEC, [value] * LANES)
+
+    bits = builder.bitcast(x, _IVEC)
+    exponent = builder.sub(builder.lshr(bits, iconst(23)), iconst(126))
+    m = builder.bitcast(builder.or_(builder.and_(bits, iconst(0x807FFFFF)), iconst(0x3F000000)),
+                        _VEC)  # x = m 2^exponent, m in [0.5, 1)
+    small = builder.fcmp_ordered("<", m, const(0.707106781186547524))
+    e = builder.sitofp(builder.sub(exponent, builder.zext(small, _IVEC)), _VEC)
+    m = builder.fsub(builder.select(small, builder.fadd(m, m), m), const(1.0))
+    z = builder.fmul(m, m)
+    poly = const(7.0376836292e-2)
+    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):
+        poly = _fma(builder, poly, m, const(c))
+    y = builder.fmul(builder.fmul(poly, m), z)
+    y = _fma(builder, e, const(-2.12194440e-4), y)
+    y = _fma(builder, z, const(-0.5), y)
+    return _fma(builder, e, const(0.693359375), builder.fadd(m, y))
+
+
+@intrinsic
+def log_softmax_clip(typingctx, x, row, lane, top, total, floor, limit):
+    """x[row, g] = max((x[row, g] - top) - log(total), floor) in the lanes below
+    ``limit``, -3.4e38 in the others (g the group): a log-softmax (top the row's max,
+    total its sum of exp(x - top), >= 1) clipped below, padded lanes left impossible."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        log_total = _log(builder, _splat(builder, args[4]))
+        v = builder.fsub(builder.fsub(_load(builder, xp), _splat(builder, args[3])), log_total)
+        v = _call(builder, "maxnum", [v, _splat(builder, args[5])])
+        index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
+                            _splat_int(builder, builder.trunc(args[2], _I32)))
+        inside = builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(args[6], _I32)))
+        _store(builder, builder.select(inside, v, ir.Constant(_VEC, [-3.4028235e38] * LANES)), xp)
+
+    return (types.void(x, types.int64, types.int64, types.float32, types.float32, types.float32,
+                       types.int64), codegen)
+
+
+def _splat_int(builder, scalar):
+    v = builder.insert_element(ir.Constant(_IVEC, ir.Undefined), scalar, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(_IVEC, ir.Undefined),
+                                  ir.Constant(_IVEC, [0] * LANES))
+
+
+@intrinsic
+def log_clip(typingctx, x, row, lane, low, limit):
+    """x[row, g] = log(min(max(x[row, g], low), 1)) in the lanes below ``limit``, -3.4e38
+    in the others (g the group): pydensecrf's -unary of probabilities, low > 0 normal."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        clipped = _call(builder, "minnum", [_call(builder, "maxnum", [_load(builder, xp),
+                                                                      _splat(builder, args[3])]),
+                                            ir.Constant(_VEC, [1.0] * LANES)])
+        index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
+                            _splat_int(builder, builder.trunc(args[2], _I32)))
+        inside = builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(args[4], _I32)))
+        out = builder.select(inside, _log(builder, clipped), ir.Constant(_VEC, [-3.4028235e38] * LANES))
+        _store(builder, out, xp)
+
+    return types.void(x, types.int64, types.int64, types.float32, types.int64), codegen
+
+
+def _gather_column(builder, arr, col, lane, limit, fill):
+    """The group [lane, lane + LANES) of column ``col`` of a (rows, cols) float32 array
+    (one masked gather); rows at or past ``limit`` read as ``fill``."""
+    i64 = ir.IntType(64)
+    vec64 = ir.VectorType(i64, LANES)
+    cols = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
+    start = builder.add(builder.ptrtoint(arr.data, i64),
+                        builder.mul(builder.add(builder.mul(lane, cols), col), ir.Constant(i64, 4)))
+    stride = builder.mul(cols, ir.Constant(i64, 4))
+
+    def splat64(x):
+        v = builder.insert_element(ir.Constant(vec64, ir.Undefined), x, ir.Constant(_I32, 0))
+        return builder.shuffle_vector(v, ir.Constant(vec64, ir.Undefined),
+                                      ir.Constant(_IVEC, [0] * LANES))
+
+    offsets = builder.mul(ir.Constant(vec64, list(range(LANES))), splat64(stride))
+    pointers = builder.inttoptr(builder.add(splat64(start), offsets),
+                                ir.VectorType(_F32.as_pointer(), LANES))
+    rows = builder.add(ir.Constant(vec64, list(range(LANES))), splat64(lane))
+    mask = builder.icmp_signed("<", rows, splat64(limit))
+    fnty = ir.FunctionType(_VEC, [pointers.type, _I32, mask.type, _VEC])
+    fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                        f"llvm.masked.gather.v{LANES}f32.v{LANES}p0")
+    return builder.call(fn, [pointers, ir.Constant(_I32, 4), mask, _splat(builder, fill)])
+
+
+@intrinsic
+def column_log_clip(typingctx, dst, drow, src, col, lane, low, limit):
+    """dst[drow, g] = log(min(max(src[g, col], low), 1)) for the rows g of the group
+    [lane, lane + LANES) below ``limit``, -3.4e38 in the others: a pixel's -unary from
+    label-first probabilities (src (C, N)), gathered without a scalar store."""
+    if not _is_f32_matrix(dst, src):
+        return None
+
+    def codegen(context, builder, sig, args):
+        d, dr, s, col, ln, lo, lim = args
+        src_a = _array(context, builder, sig.args[2], s)
+        x = _gather_column(builder, src_a, col, ln, lim, ir.Constant(_F32, 1.0))
+        clipped = _call(builder, "minnum", [_call(builder, "maxnum", [x, _splat(builder, lo)]),
+                                            ir.Constant(_VEC, [1.0] * LANES)])
+        index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
+                            _splat_int(builder, builder.trunc(ln, _I32)))
+        inside = builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(lim, _I32)))
+        out = builder.select(inside, _log(builder, clipped),
+                             ir.Constant(_VEC, [-3.4028235e38] * LANES))
+        _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), dr, ln))
+
+    return (types.void(dst, types.int64, src, types.int64, types.int64, types.float32,
+                       types.int64), codegen)
+
+
+@intrinsic
+def column_negated(typingctx, dst, drow, src, col, lane, limit):
+    """dst[drow, g] = -src[g, col] for the rows g of the group [lane, lane + LANES) below
+    ``limit``, -3.4e38 in the others: a pixel's -unary from label-first energies (src
+    (C, N)), gathered without a scalar store."""
+    if not _is_f32_matrix(dst, src):
+        return None
+
+    def codegen(context, builder, sig, args):
+        d, dr, s, col, ln, lim = args
+        src_a = _array(context, builder, sig.args[2], s)
+        x = _gather_column(builder, src_a, col, ln, lim, ir.Constant(_F32, 3.4028235e38))
+        out = builder.fsub(ir.Constant(_VEC, [-0.0] * LANES), x)  # exact negation
+        _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), dr, ln))
+
+    return types.void(dst, types.int64, src, types.int64, types.int64, types.int64), codegen

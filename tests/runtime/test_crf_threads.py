@@ -1,0 +1,77 @@
+"""The dense CRF's results do not depend on the number of threads, bit for bit, and the
+logits-to-labels path gives the labels of the NumPy chain it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tseg.runtime.crf import dense, dense_crf, labels_from_logits
+from tseg.runtime.scores import argmax_classes, resize_scores, softmax
+
+DEEPLAB = {"gaussian_sxy": 1.0, "gaussian_compat": 3.0, "bilateral_sxy": 67.0,
+           "bilateral_srgb": 3.0, "bilateral_compat": 4.0}
+
+
+def scene(height: int, width: int, classes: int, seed: int = 0):
+    """A photo-like image (smooth colours, edges, noise) and low-resolution logits."""
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(0, 255, (6, 7, 3))
+    rows = np.linspace(0, 5, height)[:, None]
+    cols = np.linspace(0, 6, width)[None, :]
+    image = low[rows.astype(int), cols.astype(int)] + rng.normal(0, 10, (height, width, 3))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    logits = rng.normal(0, 2.0, (classes, height // 4, width // 4)).astype(np.float32)
+    return image, logits
+
+
+@pytest.mark.parametrize("settings", [{}, DEEPLAB], ids=["default", "deeplab"])
+def test_q_and_labels_are_the_same_on_1_2_and_3_threads(settings):
+    # 256 x 288 with DeepLab's sxy=1: a Gaussian lattice big enough for the shared blur.
+    image, logits = scene(256, 288, 12)
+    probs = softmax(resize_scores(logits, image.shape[:2]))
+    dense._gaussian_cache.clear()
+    q = {t: dense_crf(probs, image, iterations=4, threads=t, **settings) for t in (1, 2, 3)}
+    labels = {t: labels_from_logits(logits, image, iterations=4, threads=t, **settings)
+              for t in (1, 2, 3)}
+    for t in (2, 3):
+        np.testing.assert_array_equal(q[t], q[1])
+        np.testing.assert_array_equal(labels[t], labels[1])
+    np.testing.assert_array_equal(labels[1], argmax_classes(q[1]))
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 5])
+def test_labels_from_logits_are_the_labels_of_the_numpy_chain(iterations):
+    image, logits = scene(96, 120, 7, seed=3)
+    chain = argmax_classes(dense_crf(softmax(resize_scores(logits, (96, 120))), image,
+                                     iterations=iterations))
+    got = labels_from_logits(logits, image, iterations=iterations)
+    assert got.dtype == np.uint8 and got.shape == (96, 120)
+    np.testing.assert_array_equal(got, chain)
+    # Logits already at the image's size: no resize, the same labels.
+    full = resize_scores(logits, (96, 120))
+    np.testing.assert_array_equal(labels_from_logits(full, image, iterations=iterations), chain)
+
+
+def test_labels_from_logits_refuses_bad_logits():
+    image, logits = scene(16, 16, 3)
+    bad = logits.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(Exception, match="finite"):
+        labels_from_logits(bad, image)
+    with pytest.raises(Exception, match="2 classes"):
+        labels_from_logits(logits[:1], image)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (12, 16, 16), (2, 1, 1)])
+def test_unary_from_probs_is_numpys_within_two_ulp(shape):
+    from tseg.runtime.crf import unary_from_probs
+
+    rng = np.random.default_rng(1)
+    probs = rng.uniform(0, 1, shape).astype(np.float32)
+    probs.flat[:2] = (0.0, 1.0)  # clipped below, log 1 = 0
+    got = unary_from_probs(probs)
+    expected = -np.log(np.clip(probs, np.float32(1e-5), np.float32(1)))
+    assert got.dtype == np.float32 and got.shape == shape
+    assert np.abs(got.view(np.int32) - expected.view(np.int32)).max() <= 2
+    assert got.flat[1] == 0
