@@ -24,79 +24,7 @@ import numpy as np
 from numba import njit
 
 from tseg.runtime.crf import direct, hashing, meanfield, parallel, workspace
-
-_EMBED_BLOCK = 64  # points embedded together, coordinate-major, so loops vectorise
-
-
-@njit(cache=True, nogil=True)
-def _embed_block(f, p0, scale, elev, rem0, rank):
-    """Remainder-0 points and ranks of points p0 .. p0 + _EMBED_BLOCK (SoA, (d+1, B)).
-
-    Mirrors the reference's SSE path operation by operation in float32 (its rounding
-    is round-half-to-even), so every point lands in the same simplex. No fastmath:
-    a fused multiply-add would move points across simplex boundaries.
-    """
-    d = f.shape[1]
-    dp1 = np.float32(d + 1)
-    inv = np.float32(1.0) / dp1
-    total = np.zeros(_EMBED_BLOCK, np.float32)
-    elev[0, :] = 0  # the running sum ("sm" in the reference), ends as elev[0]
-    for j in range(d, 0, -1):
-        for b in range(_EMBED_BLOCK):
-            cf = f[p0 + b, j - 1] * scale[j - 1]
-            elev[j, b] = elev[0, b] - np.float32(j) * cf
-            elev[0, b] += cf
-    for i in range(d + 1):
-        for b in range(_EMBED_BLOCK):
-            v = np.rint(inv * elev[i, b])
-            rem0[i, b] = v * dp1
-            total[b] += v
-            rank[i, b] = 0
-    for i in range(d):
-        for j in range(i + 1, d + 1):
-            for b in range(_EMBED_BLOCK):
-                below = elev[i, b] - rem0[i, b] < elev[j, b] - rem0[j, b]
-                c = np.float32(1.0) if below else np.float32(0.0)
-                rank[i, b] += c
-                rank[j, b] += np.float32(1.0) - c
-    for i in range(d + 1):
-        for b in range(_EMBED_BLOCK):
-            r = rank[i, b] + total[b]
-            shift = dp1 if r < 0 else (-dp1 if r >= dp1 else np.float32(0.0))
-            rank[i, b] = r + shift
-            rem0[i, b] += shift
-
-
-@njit(cache=True, nogil=True)
-def _barycentric(elev, rem0, rank, count, b, out, p0):
-    """out[p0 + q] = the barycentric weights of points q < count of an embedded block
-    (b: (d+2, _EMBED_BLOCK) scratch; ``elev`` is overwritten), as the reference computes
-    them: v_i = (elev_i - rem0_i) / (d+1), b[d - rank_i] += v_i, b[d - rank_i + 1] -= v_i.
-
-    The ranks are a permutation, so b[k] gets one v at most from each side and is
-    v_a - v_b rounded once in either order: computed here in closed form with loops over
-    the block's points (selects, which vectorise) rather than by scattering.
-    """
-    dp1 = elev.shape[0]
-    d = dp1 - 1
-    inv = np.float32(1.0) / np.float32(dp1)
-    zero = np.float32(0.0)
-    for i in range(dp1):
-        for q in range(_EMBED_BLOCK):
-            elev[i, q] = (elev[i, q] - rem0[i, q]) * inv
-    for k in range(d + 2):
-        for q in range(_EMBED_BLOCK):
-            b[k, q] = 0
-        gains = np.float32(d - k)  # the rank whose v adds to b[k]
-        for i in range(dp1):
-            for q in range(_EMBED_BLOCK):
-                r = rank[i, q]
-                b[k, q] += elev[i, q] if r == gains else zero
-                b[k, q] -= elev[i, q] if r == gains + 1 else zero
-    for q in range(count):
-        out[p0 + q, 0] = b[0, q] + (np.float32(1.0) + b[d + 1, q])  # the reference's order
-        for i in range(1, dp1):
-            out[p0 + q, i] = b[i, q]
+from tseg.runtime.crf.embed import EMBED_BLOCK, barycentric, embed_block
 
 
 @njit(cache=True, nogil=True)
@@ -111,13 +39,13 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     indices instead (see :mod:`tseg.runtime.crf.direct`).
     """
     d = features.shape[1]
-    elev = np.empty((d + 1, _EMBED_BLOCK), np.float32)
-    rem0 = np.empty((d + 1, _EMBED_BLOCK), np.float32)
-    rank = np.empty((d + 1, _EMBED_BLOCK), np.float32)
-    tail = np.zeros((_EMBED_BLOCK, d), np.float32)
-    scratch = np.empty((d + 2, _EMBED_BLOCK), np.float32)
-    skeys = np.empty((3, _EMBED_BLOCK), np.int64)
-    corner = np.empty(_EMBED_BLOCK, np.int64)
+    elev = np.empty((d + 1, EMBED_BLOCK), np.float32)
+    rem0 = np.empty((d + 1, EMBED_BLOCK), np.float32)
+    rank = np.empty((d + 1, EMBED_BLOCK), np.float32)
+    tail = np.zeros((EMBED_BLOCK, d), np.float32)
+    scratch = np.empty((d + 2, EMBED_BLOCK), np.float32)
+    skeys = np.empty((3, EMBED_BLOCK), np.int64)
+    corner = np.empty(EMBED_BLOCK, np.int64)
     most = 0
     for c in range(start, stop):
         most = max(most, starts[c + 1] - starts[c])
@@ -128,14 +56,14 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
         tables = (hashing.new_table(slots), hashing.new_table(slots))
         chunk_found = found[starts[c] * (d + 1):starts[c + 1] * (d + 1)]
         sizes[:] = 0
-        for p0 in range(starts[c], starts[c + 1], _EMBED_BLOCK):
-            count = min(_EMBED_BLOCK, starts[c + 1] - p0)
-            if count == _EMBED_BLOCK:
-                _embed_block(features, p0, scale, elev, rem0, rank)
+        for p0 in range(starts[c], starts[c + 1], EMBED_BLOCK):
+            count = min(EMBED_BLOCK, starts[c + 1] - p0)
+            if count == EMBED_BLOCK:
+                embed_block(features, p0, scale, elev, rem0, rank)
             else:  # a last, partial block: embed a zero-padded copy
                 tail[:count] = features[p0:p0 + count]
-                _embed_block(tail, 0, scale, elev, rem0, rank)
-            _barycentric(elev, rem0, rank, count, scratch, bary, p0)
+                embed_block(tail, 0, scale, elev, rem0, rank)
+            barycentric(elev, rem0, rank, count, scratch, bary, p0)
             hashing.simplex_keys(rem0, rank, count, low, units, skeys)
             if box.shape[0]:
                 direct.mark_corners(rank, skeys, count, units, corner, box, offsets, p0)
@@ -237,8 +165,8 @@ class _Build:
         self.box = scratch.array((box,), np.int32, zero=True, threads=threads)
         chunks = max(1, -(-size // _CHUNK_POINTS))
         # Chunk bounds on whole embedding blocks, so only the last block is partial.
-        blocks = -(-size // _EMBED_BLOCK)
-        self.starts = np.array([min(size, blocks * c // chunks * _EMBED_BLOCK)
+        blocks = -(-size // EMBED_BLOCK)
+        self.starts = np.array([min(size, blocks * c // chunks * EMBED_BLOCK)
                                 for c in range(chunks + 1)], np.int64)
         self.found = scratch.array((0 if self.direct else size * (d + 1), 2), np.int64)
         self.counts = np.zeros(chunks, np.int64)
