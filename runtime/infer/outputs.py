@@ -9,7 +9,7 @@ did not write is a one-line error before the first image is read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
@@ -92,15 +92,8 @@ def plan_targets(out: Path, sources: list[tuple[str, Path]], inputs: Inputs | No
     """
     targets = _plan(out, sources, suffix=".png", option="out")
     for target in targets:
-        if inputs is not None:
-            inputs.check_target(target, what="the label PNG")
-        kind = describe(target)
-        if kind is not None and (kind != "a file" or not _is_label_png(target)):
-            raise TsegError(
-                f"out: {target} exists and is {kind}, not a label PNG (tseg replaces only its own results):"
-                " choose another folder or move it away",
-                parameter="out",
-            )
+        _check_replaceable(target, inputs, what="the label PNG", option="out",
+                           wrote="a label PNG (tseg replaces only its own results)", ours=_is_label_png)
     for folder in _check_folders(targets, "label PNG"):
         remove_stale_temp_files(folder)  # left by a run that was killed mid-write
     return targets
@@ -117,25 +110,24 @@ def plan_overlays(folder: Path, relatives: list[Path], inputs: Inputs | None = N
     """
     targets = _plan(folder, [(str(r), r) for r in relatives], suffix=OVERLAY_SUFFIX, option="overlay")
     for target in targets:
-        if inputs is not None:
-            inputs.check_target(target, what="the overlay")
-        kind = describe(target)
-        if kind is not None and kind != "a file":
-            raise TsegError(
-                f"overlay: {target} exists and is {kind}, not a picture tseg wrote: choose another folder",
-                parameter="overlay",
-            )
+        _check_replaceable(target, inputs, what="the overlay", option="overlay", wrote="a picture tseg wrote")
     _check_folders(targets, "overlay")
     return targets
 
 
 def check_report_file(path: Path, inputs: Inputs | None = None) -> None:
     """Refuses, before any work, a report path (eval.json, errors.txt) that tseg must not replace."""
+    _check_replaceable(path, inputs, what="the report", option="out", wrote="a file tseg wrote")
+
+
+def _check_replaceable(target: Path, inputs: Inputs | None, *, what: str, option: str, wrote: str,
+                       ours: Callable[[Path], bool] = lambda path: True) -> None:
+    """Refuses a target that is one of the inputs, or that exists and is not a file tseg would replace."""
     if inputs is not None:
-        inputs.check_target(path, what="the report")
-    kind = describe(path)
-    if kind is not None and kind != "a file":
+        inputs.check_target(target, what=what)
+    kind = describe(target)
+    if kind is not None and (kind != "a file" or not ours(target)):
         raise TsegError(
-            f"out: {path} exists and is {kind}, not a file tseg wrote: choose another folder or move it away",
-            parameter="out",
+            f"{option}: {target} exists and is {kind}, not {wrote}: choose another folder or move it away",
+            parameter=option,
         )
