@@ -34,6 +34,31 @@ def _lerp(low: np.ndarray, high: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return low * (np.float32(1) - weight) + high * weight
 
 
+def _check_scores(scores: object, *, ndim: int | None = 3) -> np.ndarray:
+    """``scores`` as an array with every axis non-empty ((C, h, w) when ``ndim`` is 3); a TsegError otherwise."""
+    try:
+        array = np.asarray(scores)
+        if array.dtype.kind not in "fiub":
+            array = array.astype(np.float32)
+    except (TypeError, ValueError):
+        raise TsegError(f"scores: need a numeric array, got {type(scores).__name__}", parameter="scores") from None
+    if (ndim is not None and array.ndim != ndim) or array.ndim < 1 or 0 in array.shape:
+        need = "(C, h, w)" if ndim == 3 else "(C, ...)"
+        raise TsegError(f"scores: need a non-empty {need} array, got shape {array.shape}", parameter="scores")
+    return array
+
+
+def _check_size(size: object) -> tuple[int, int]:
+    """(H, W) as two positive integers; a TsegError otherwise."""
+    try:
+        height, width = (int(side) for side in size)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise TsegError(f"size: need (height, width), got {size!r:.40}", parameter="size") from None
+    if height < 1 or width < 1:
+        raise TsegError(f"size: need positive (height, width), got {size!r:.40}", parameter="size")
+    return height, width
+
+
 def resize_scores(scores: np.ndarray, size: Sequence[int], *, rows: slice | None = None) -> np.ndarray:
     """Bilinearly resizes per-class scores (align_corners=False): the runtime's one upsampling.
 
@@ -44,9 +69,12 @@ def resize_scores(scores: np.ndarray, size: Sequence[int], *, rows: slice | None
 
     Returns:
         (C, H, W) float32 (or the band's rows of it).
+
+    Raises:
+        TsegError: ``scores`` is not a non-empty (C, h, w) array, or ``size`` not two positive integers.
     """
-    height, width = int(size[0]), int(size[1])
-    scores = np.asarray(scores, dtype=np.float32)
+    height, width = _check_size(size)
+    scores = np.asarray(_check_scores(scores), dtype=np.float32)
     band = slice(None) if rows is None else rows
     if scores.shape[1:] == (height, width):
         return scores if rows is None else scores[:, band]
@@ -101,8 +129,10 @@ def argmax_classes(scores: np.ndarray, *, strict: bool = True) -> np.ndarray:
         (...) uint8 labels (uint16 beyond 256 classes); equal to ``scores.argmax(axis=0)``.
 
     Raises:
-        TsegError: with ``strict``, a NaN in ``scores`` or a pixel whose largest value is infinite.
+        TsegError: ``scores`` is empty; with ``strict``, a NaN in ``scores`` or a pixel whose
+            largest value is infinite.
     """
+    scores = _check_scores(scores, ndim=None)
     if scores.ndim < 2 or scores.size <= ARGMAX_BLOCK:
         return _argmax_block(scores, strict)
     out = np.empty(scores.shape[1:], label_dtype(scores.shape[0]))
