@@ -37,6 +37,11 @@ def _spelling(param: click.Parameter) -> str:
     return param.human_readable_name
 
 
+def spelling(command: click.Command, name: str) -> str:
+    """How the user types ``command``'s parameter ``name`` (``batch_size`` -> ``--batch-size``)."""
+    return _spelling(next(param for param in command.params if param.name == name))
+
+
 def _flag_and_value(param: click.Parameter | None, literal: str) -> str | None:
     """``--device cpu`` for ``device='cpu'``; ``--trt-fp16`` for ``trt_fp16=True``; None when it has no spelling."""
     if not isinstance(param, click.Option):

@@ -152,10 +152,10 @@ class DenseCRF:
             (or use it in a ``with`` block) to return its buffers at once.
         """
         check_unary(unary, self.height, self.width)
-        return self._start(unary)
+        return self._start(unary.shape, unary=unary)
 
-    def _start(self, unary: np.ndarray, fill=None) -> MeanField:
-        """start() on a checked unary (with ``fill``, see MeanField: its shape only)."""
+    def _start(self, shape: tuple[int, int, int], *, unary: np.ndarray | None = None, fill=None) -> MeanField:
+        """start() on a checked unary, or on a ``fill`` that writes it (see :class:`MeanField`)."""
         lattices = [self.gaussian, self.bilateral]
         retained = []
         try:
@@ -167,7 +167,7 @@ class DenseCRF:
             for lease in retained:
                 lease.release()
             raise TsegError("DenseCRF: this CRF is closed; create a new one") from None
-        return MeanField(unary, lattices, compat=self._compat, threads=self.threads, fill=fill)
+        return MeanField(shape, lattices, compat=self._compat, threads=self.threads, unary=unary, fill=fill)
 
     def inference(self, unary: np.ndarray, *, iterations: int = ITERATIONS) -> np.ndarray:
         """Run mean field.
@@ -181,11 +181,7 @@ class DenseCRF:
         """
         check_iterations(iterations)
         check_unary(unary, self.height, self.width)
-        return self._inference(unary, iterations)
-
-    def _inference(self, unary: np.ndarray, iterations: int) -> np.ndarray:
-        """inference() on checked arguments."""
-        with self._start(unary) as state:
+        with self._start(unary.shape, unary=unary) as state:
             state.step(iterations)
             return state._write_probs(np.empty(unary.shape, np.float32))
 
@@ -292,8 +288,7 @@ def dense_crf(
                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                   bilateral_compat=bilateral_compat, threads=threads) as crf:
         # -log(clip(probs, 1e-5, 1)) (finite, <= 12) straight into mean field's buffer.
-        placeholder = np.broadcast_to(np.float32(0), probs.shape)  # read for its shape only
-        with crf._start(placeholder, fill=probs_fill(probs, CLIP)) as state:
+        with crf._start(probs.shape, fill=probs_fill(probs, CLIP)) as state:
             state.step(iterations)
             return state._write_probs(np.empty(probs.shape, np.float32))
 
@@ -338,6 +333,6 @@ def dense_crf_labels(
             workspace.Lease() as lease:
         unary = _unary_from_labels(labels, num_classes, gt_prob, unknown_label,
                                    lease.array((num_classes, *labels.shape)))
-        with crf._start(unary) as state:
+        with crf._start(unary.shape, unary=unary) as state:
             state.step(iterations)
             return state.labels().astype(labels.dtype)

@@ -73,7 +73,6 @@ def labels_from_logits(
     with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                   bilateral_compat=bilateral_compat, threads=threads) as crf:
-        placeholder = np.broadcast_to(np.float32(0), shape)  # read for its shape only
-        with crf._start(placeholder, fill=logits_fill(logits, height, width)) as state:
+        with crf._start(shape, fill=logits_fill(logits, height, width)) as state:
             state.step(iterations)
             return state._write_labels(np.empty((height, width), label_dtype(shape[0])))

@@ -63,26 +63,27 @@ class MeanField:
     otherwise they go back when it is garbage collected.
     """
 
-    def __init__(self, unary: np.ndarray, lattices: list[Lattice], *, compat: Sequence[Compat],
-                 threads: int, fill: Callable[[np.ndarray, int], None] | None = None) -> None:
+    def __init__(self, shape: tuple[int, int, int], lattices: list[Lattice], *, compat: Sequence[Compat],
+                 threads: int, unary: np.ndarray | None = None,
+                 fill: Callable[[np.ndarray, int], None] | None = None) -> None:
         """What a DenseCRF hands over (it, not this state, checks them).
 
         Args:
-            unary: (C, H, W) float energies of the CRF's image size; with ``fill``, an
-                array of that shape whose values are not read (e.g. a broadcast view).
+            shape: (C, H, W): the classes and the CRF's image size.
             lattices: the CRF's (Gaussian, bilateral), retained once for this state.
             compat: the (Gaussian, bilateral) compatibilities.
             threads: threads for the passes.
-            fill: None, or ``fill(base, threads)`` writes -unary into the (N, lanes)
-                pixel-major buffer itself, padded lanes -3.4e38 (see
-                :mod:`tseg.runtime.crf.logits`): no (C, H, W) energies are ever held.
+            unary: (C, H, W) float energies; or None with ``fill``.
+            fill: ``fill(base, threads)`` writes -unary into the (N, lanes) pixel-major
+                buffer itself, padded lanes -3.4e38 (see :mod:`tseg.runtime.crf.logits`):
+                no (C, H, W) energies are ever held. Exactly one of ``unary`` and ``fill``.
         """
-        num_classes = unary.shape[0]
-        n = unary.shape[1] * unary.shape[2]
+        num_classes = shape[0]
+        n = shape[1] * shape[2]
         self._lease = workspace.Lease()
         self._holdings = workspace.Holdings(self, [self._lease, *(lat.lease for lat in lattices)])
         self._threads = threads
-        self._shape = unary.shape
+        self._shape = tuple(shape)
         self._q: np.ndarray | None = None  # pooled: only copies of it leave this state
         try:
             lanes = meanfield.padded_labels(num_classes)

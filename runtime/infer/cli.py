@@ -187,7 +187,7 @@ def main(
         from tseg.runtime.model.session import set_engine_logging
 
         set_engine_logging(verbose=True)
-    check_combinations(given=given, has_paths=bool(paths), has_coco=coco is not None)
+    check_combinations(command=main, given=given, has_paths=bool(paths), has_coco=coco is not None)
     if trt_fp16 and device != "tensorrt":
         raise TsegError(f"--trt-fp16 needs --device tensorrt (it sets TensorRT's FP16 mode), got --device {device}")
     if score_submission is not None:

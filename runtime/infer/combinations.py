@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
+from tseg.runtime.cli_errors import spelling
 from tseg.runtime.errors import TsegError
 
 # The CRF parameters tseg-infer takes as --crf-NAME (crf.json and CrfParams spell them NAME).
@@ -24,16 +25,11 @@ def given_options(context: click.Context) -> set[str]:
     return {name for name in context.params if context.get_parameter_source(name) in typed}
 
 
-def _flag(name: str) -> str:
-    """The command-line spelling of an option's parameter name."""
-    prefix = "--crf-" if name in CRF_FLAGS else "--"
-    return {"use_crf": "--crf", "evaluate": "--eval"}.get(name, prefix + name.replace("_", "-"))
-
-
-def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> None:
+def check_combinations(*, command: click.Command, given: set[str], has_paths: bool, has_coco: bool) -> None:
     """Refuses settings that would be silently ignored, and missing ones, before any work.
 
     Args:
+        command: tseg-infer's click command (its options' spellings name them in errors).
         given: names of the options the user set (see :func:`given_options`).
         has_paths: PATHS were given.
         has_coco: --coco was given.
@@ -45,7 +41,7 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
     if "score_submission" in given:
         clashes = sorted(given - {"score_submission", "coco", "data", "quiet", "verbose", "max_image_pixels"})
         if clashes or has_paths:
-            what = _flag(clashes[0]) if clashes else "PATHS"
+            what = spelling(command, clashes[0]) if clashes else "PATHS"
             raise TsegError(f"{what} does not apply to --score-submission (it scores a CSV; no model is run)")
         if not has_coco:
             raise TsegError("--score-submission needs --coco with the annotated split the CSV was made for")
@@ -60,15 +56,15 @@ def check_combinations(*, given: set[str], has_paths: bool, has_coco: bool) -> N
             raise TsegError("--crf-tune searches on a COCO split (--coco); it does not take PATHS")
         if clashes:
             raise TsegError(
-                f"{_flag(clashes[0])} does not apply to --crf-tune (it searches "
-                f"{', '.join(_flag(n) for n in DEFAULT_GRID)}, prints the mIoU table and writes crf.json beside"
-                " the model); run tseg-infer --crf afterwards"
+                f"{spelling(command, clashes[0])} does not apply to --crf-tune (it searches "
+                f"{', '.join(spelling(command, n) for n in DEFAULT_GRID)}, prints the mIoU table and writes"
+                " crf.json beside the model); run tseg-infer --crf afterwards"
             )
         if not has_coco:
             raise TsegError("--crf-tune needs --coco with an annotated split (e.g. val.json)")
         return
     if crf_flags and "use_crf" not in given:
-        raise TsegError(f"{_flag(crf_flags[0])} needs --crf (or --crf-tune)")
+        raise TsegError(f"{spelling(command, crf_flags[0])} needs --crf (or --crf-tune)")
     if "tune_images" in given:
         raise TsegError("--tune-images needs --crf-tune")
     if has_paths and has_coco:

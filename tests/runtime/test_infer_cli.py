@@ -304,9 +304,10 @@ def test_settings_that_would_be_ignored_or_are_invalid_are_one_line(
 
 
 def test_check_combinations_accepts_what_each_mode_uses():
-    check_combinations(given={"out", "use_crf", "iterations", "device"}, has_paths=True, has_coco=False)
-    check_combinations(given={"out", "evaluate", "data", "use_crf"}, has_paths=False, has_coco=True)
-    check_combinations(given={"crf_tune", "coco", "data", "tune_images", "iterations"}, has_paths=False, has_coco=True)
+    check_combinations(command=main, given={"out", "use_crf", "iterations", "device"}, has_paths=True, has_coco=False)
+    check_combinations(command=main, given={"out", "evaluate", "data", "use_crf"}, has_paths=False, has_coco=True)
+    check_combinations(command=main, given={"crf_tune", "coco", "data", "tune_images", "iterations"},
+                       has_paths=False, has_coco=True)
 
 
 @pytest.mark.parametrize("content", ['{"iterations": "5"}', '{"iterations": 5.5}', '{"sxy": 3}', "[", "[" * 5000])
