@@ -69,19 +69,9 @@ def tseg_logits_labels(image, logits, settings, iterations, threads):
 
 def reference_labels(image, probs, settings, iterations):
     """pydensecrf2's user call: probabilities to labels."""
-    import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_softmax
 
-    height, width = image.shape[:2]
-    num_classes = probs.shape[0]
-    crf = dcrf.DenseCRF2D(width, height, num_classes)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs), np.float32))
-    crf.addPairwiseGaussian(sxy=settings["gaussian_sxy"], compat=settings["gaussian_compat"])
-    crf.addPairwiseBilateral(sxy=settings["bilateral_sxy"], srgb=settings["bilateral_srgb"],
-                             rgbim=np.array(image, np.uint8, order="C"),
-                             compat=settings["bilateral_compat"])
-    q = np.asarray(crf.inference(iterations), np.float32).reshape(num_classes, height, width)
-    return q.argmax(0)
+    return ref.reference_q(image, unary_from_softmax(probs), settings, iterations).argmax(0)
 
 
 def _seconds(fn, *args, **kwargs):
