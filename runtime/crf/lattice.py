@@ -139,6 +139,7 @@ def _scale_factors(d: int) -> np.ndarray:
 _CHUNK_POINTS = 16384  # points hashed per table: the tables stay in cache
 _TABLE_SLOTS = 8192  # initial slots of a chunk's tables (they double when half full)
 _DIRECT_SLOTS_PER_POINT = 8  # a key box up to this size is indexed directly, not hashed
+_NORM_BLOCK = 64  # pixels normalised together, so their square roots vectorise
 
 
 class _Build:
@@ -263,16 +264,21 @@ def remap_and_splat_ones(offsets, remap, direct_ids, starts, n, bary, ones, star
     for the normalisation; the reference's padding points are not splatted).
 
     ``remap`` maps chunk c's local ids from row starts[c] * (d+1), or, when
-    ``direct_ids``, box indices directly."""
+    ``direct_ids``, box indices directly. Flat views indexed from 0 with unsigned
+    indices: no negative-index wrap-around per access."""
     dp1 = offsets.shape[1]
+    flat_offsets, flat_bary = offsets.reshape(-1), bary.reshape(-1)
     for c in range(start, stop):
-        base = 0 if direct_ids else starts[c] * dp1
-        for p in range(starts[c], starts[c + 1]):
-            for r in range(dp1):
-                row = remap[base + offsets[p, r]] + 1
-                offsets[p, r] = row
-                if p < n:
-                    ones[c, row] += bary[p, r]
+        ids = remap[0 if direct_ids else starts[c] * dp1:]
+        o = flat_offsets[starts[c] * dp1:starts[c + 1] * dp1]
+        b = flat_bary[starts[c] * dp1:max(starts[c], min(starts[c + 1], n)) * dp1]
+        splat = ones[c]
+        for i in range(b.shape[0]):
+            row = ids[np.uint64(o[i])] + 1
+            o[i] = row
+            splat[np.uint64(row)] += b[i]
+        for i in range(b.shape[0], o.shape[0]):  # padding points
+            o[i] = ids[np.uint64(o[i])] + 1
 
 
 @njit(cache=True, nogil=True)
@@ -296,24 +302,43 @@ def blur_ones(values, scratch, nbr, start, stop):
         src, dst = dst, src
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
 def symmetric_weights(values, offsets, bary, alpha, weights, bounds, rows, start, stop):
     """For the mean-field tasks [start, stop) (pixels bounds[t] .. bounds[t + 1]):
     weights[p] = bary[p] / sqrt(K 1 at p), the filtered ones sliced as the reference
-    does, and rows[t] = the smallest and largest vertex row the task's pixels touch."""
+    does, and rows[t] = the smallest and largest vertex row the task's pixels touch.
+
+    A block of pixels at a time, on flat views indexed from 0 (Numba's negative-index
+    wrap-around would turn vector loads into gathers), each step in its own loop over
+    the block, so the float64 square roots, the row bounds and the products vectorise;
+    every pixel's float operations and their order are the scalar ones."""
+    dp1 = offsets.shape[1]
+    scale = np.empty(_NORM_BLOCK, np.float32)
+    spread = np.empty(_NORM_BLOCK * dp1, np.float32)  # s per pixel and corner
+    flat_offsets, flat_bary, flat_weights = offsets.reshape(-1), bary.reshape(-1), weights.reshape(-1)
     for t in range(start, stop):
-        lo = np.int64(2**62)
-        hi = np.int64(0)
-        for p in range(bounds[t], bounds[t + 1]):
-            acc = np.float32(0.0)
-            for r in range(offsets.shape[1]):
-                row = offsets[p, r]
-                acc += bary[p, r] * values[row] * alpha
-                lo = min(lo, np.int64(row))
-                hi = max(hi, np.int64(row))
-            s = np.float32(1.0 / np.sqrt(np.float64(acc) + 1e-20))
-            for r in range(offsets.shape[1]):
-                weights[p, r] = bary[p, r] * s
+        lo, hi = np.int32(2**31 - 1), np.int32(0)
+        for p0 in range(bounds[t], bounds[t + 1], _NORM_BLOCK):
+            count = min(_NORM_BLOCK, bounds[t + 1] - p0)
+            o = flat_offsets[p0 * dp1:(p0 + count) * dp1]
+            b = flat_bary[p0 * dp1:(p0 + count) * dp1]
+            w = flat_weights[p0 * dp1:(p0 + count) * dp1]
+            for q in range(count):  # K 1 at the pixel, then s = 1 / sqrt of it
+                total = np.float32(0.0)
+                for r in range(dp1):
+                    i = np.uint64(q * dp1 + r)
+                    total += b[i] * values[np.uint64(o[i])] * alpha
+                scale[q] = total
+            for i in range(o.shape[0]):
+                lo = min(lo, o[i])
+                hi = max(hi, o[i])
+            for q in range(count):
+                scale[q] = np.float32(1.0 / np.sqrt(np.float64(scale[q]) + 1e-20))
+            for r in range(dp1):
+                for q in range(count):
+                    spread[np.uint64(q * dp1 + r)] = scale[q]
+            for i in range(w.shape[0]):
+                w[i] = b[i] * spread[i]
         rows[t, 0] = lo
         rows[t, 1] = hi
 
