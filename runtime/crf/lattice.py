@@ -283,12 +283,14 @@ def remap_and_splat_ones(offsets, remap, direct_ids, starts, n, bary, ones, star
 
 @njit(cache=True, nogil=True)
 def gather_ones(values, ones, start, stop):
-    """values[v + 1] = the chunks' splats of ones onto vertex v, summed in order."""
-    for v in range(start + 1, stop + 1):
-        total = np.float32(0.0)
-        for c in range(ones.shape[0]):
-            total += ones[c, v]
-        values[v] = total
+    """values[v + 1] = the chunks' splats of ones onto vertex v, summed in chunk order
+    (a chunk at a time over the range, so the sums vectorise)."""
+    total = values[start + 1:stop + 1]
+    total[:] = 0
+    for c in range(ones.shape[0]):
+        splat = ones[c, start + 1:stop + 1]
+        for i in range(total.shape[0]):
+            total[i] += splat[i]
 
 
 @njit(cache=True, nogil=True)
