@@ -1,14 +1,16 @@
-"""Unaries written straight into mean field's pixel-major buffer, with no (C, H, W) array.
+"""Unaries for mean field's pixel-major buffer, with no (C, H, W) array.
 
-- :func:`probs_fill`: from probabilities, pydensecrf's ``-log(clip(p, 1e-5, 1))``
-  (``dense_crf``), the classes transposed tile by tile and the log taken in vector groups;
+- from probabilities (``dense_crf``), pydensecrf's ``-log(clip(p, 1e-5, 1))`` is taken by
+  the first pixel pass itself (:func:`tseg.runtime.crf.meanfield.pixel_pass`), 8 pixels'
+  classes transposed in registers and the log taken in vector groups
+  (:func:`unary_from_probs` gives the same energies as an array);
 - :func:`logits_fill`: from a model's logits at any resolution (``labels_from_logits``):
   per pixel, the bilinear taps of :func:`tseg.runtime.scores.resize_scores` (the same
   float32 operations in the same order), a log-softmax and the clip:
   ``max(v - max(v) - log(sum(exp(v - max(v)))), log(1e-5))``, which is
   ``log(clip(softmax(v), 1e-5, 1))`` up to float rounding (no exp then log round trip).
 
-Each returns ``fill(base, threads)`` for :class:`tseg.runtime.crf.state.MeanField`.
+It returns ``fill(base, threads)`` for :class:`tseg.runtime.crf.state.MeanField`.
 """
 
 from __future__ import annotations
@@ -67,27 +69,10 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
             vecmath.log_softmax_clip(base, p, lane, top_v, total, log_clip, num_classes)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def base_from_probs(base, probs, clip, start, stop):
-    """base[p] = log(clip(probs[:, p], clip, 1)) (-unary, pydensecrf's unary_from_softmax)
-    for pixels p in [start, stop); padded lanes -huge.
-
-    Args:
-        base: (N, lanes) float32, mean field's pixel-major -unary.
-        probs: (C, N) float32 label-first probabilities.
-        clip: float32, the smallest probability kept (a normal float).
-    """
-    lanes = base.shape[1]
-    num_classes = probs.shape[0]
-    for p in range(start, stop):  # a pixel's classes in one gather per group
-        for lane in range(0, lanes, simd.LANES):
-            vecmath.column_log_clip(base, p, probs, p, lane, clip, num_classes)
-
-
 @njit(cache=True, nogil=True)
 def neg_log_clip(src, dst, clip, start, stop):
     """dst[r] = -log(clip(src[r], clip, 1)) for rows r in [start, stop) of (R, LANES)
-    views: the energies of :func:`base_from_probs`, label-first."""
+    views: the energies whose negation the first pixel pass takes from probabilities."""
     for r in range(start, stop):
         simd.copy(dst, r, src, r, 0)
         vecmath.log_clip(dst, r, 0, clip, simd.LANES)
@@ -97,7 +82,7 @@ def neg_log_clip(src, dst, clip, start, stop):
 
 def unary_from_probs(probs: np.ndarray, clip: float, out: np.ndarray) -> np.ndarray:
     """-log(clip(probs, clip, 1)) into ``out`` (C, H, W) float32 with the log that
-    :func:`probs_fill` takes, so that ``dense_crf(probs)`` equals
+    the first pixel pass takes, so that ``dense_crf(probs)`` equals
     ``DenseCRF.inference(unary_from_probs(probs))`` bit for bit. Checked arguments,
     ``clip`` a normal float32."""
     flat = np.ascontiguousarray(probs, np.float32).reshape(-1)
@@ -114,18 +99,6 @@ def unary_from_probs(probs: np.ndarray, clip: float, out: np.ndarray) -> np.ndar
         neg_log_clip(tail, tail, np.float32(clip), 0, 1)
         dst[body:] = tail[0, :flat.shape[0] - body]
     return out
-
-
-def probs_fill(probs: np.ndarray, clip: float):
-    """fill(base, threads) for :class:`~tseg.runtime.crf.state.MeanField` from (C, H, W)
-    checked probabilities: no (C, H, W) unary is held."""
-    flat = probs.reshape(probs.shape[0], -1)
-    if not (flat.dtype == np.float32 and flat.flags.c_contiguous and flat.flags.writeable):
-        flat = np.array(flat, np.float32, order="C")  # one kernel build for every layout
-
-    def fill(base: np.ndarray, threads: int) -> None:
-        parallel.run([(base_from_probs, (base, flat, np.float32(clip)), flat.shape[1])], threads)
-    return fill
 
 
 def logits_fill(logits: np.ndarray, height: int, width: int):
