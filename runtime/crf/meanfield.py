@@ -36,7 +36,8 @@ def padded_labels(num_classes: int) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
 def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w, b_values,
-               g_acc, g_shift, b_acc, b_shift, q_out, labels_out, groups, first, start, stop):
+               ahead_off, g_acc, g_shift, b_acc, b_shift, q_out, labels_out, groups, first,
+               start, stop):
     """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
     and ``labels_out`` are None, else written to the one that is not.
 
@@ -57,13 +58,15 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
         g_off, g_w, g_values: Gaussian lattice: (N, 3) corner rows, (N, 3) weights,
             (M + 1, lanes) blurred messages of the previous Q.
         b_off, b_w, b_values: the same for the bilateral lattice.
+        ahead_off: b_off where the bilateral lattice outgrows the L2 cache, its rows then
+            prefetched _AHEAD pixels ahead, else None (:func:`prefetched`).
         g_acc, b_acc: the splat accumulators; vertex row v of this task goes to
             row v + g_shift (b_shift) (see gather_messages).
         q_out: (C, N) label-first output, or None.
         labels_out: (N,) integer output: the argmax of Q (the first of equal values,
             as ``Q.argmax(0)``), or None. Both None: splat. (None, here and for
-            ``unary``, not an empty array: each kind of pass compiles to a variant of
-            its own, free of the others' code.)
+            ``unary`` and ``ahead_off``, not an empty array or a flag: each kind of pass
+            compiles to a variant of its own, free of the others' code.)
         groups: a tuple of lanes // LANES items (:func:`lane_groups`): its length is a
             compile-time constant, so the loops over a row's vector groups unroll
             (one compiled variant per length).
@@ -80,15 +83,14 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
     x = np.empty((_BLOCK, lanes), np.float32)
     top = np.empty(_BLOCK, np.float32)
     scale = np.empty(_BLOCK, np.float32)
-    # A big bilateral lattice's rows are read in no order a hardware prefetcher can guess
-    # (the Gaussian one's follow the pixels).
-    ahead = b_values.shape[0] >= _PREFETCH_ROWS and (use_messages or splat)
     for p0 in range(first + start, first + stop, _BLOCK):
         count = min(_BLOCK, first + stop - p0)
-        if ahead and p0 + _AHEAD + _BLOCK <= first + stop:
-            for b in range(_BLOCK):
-                for r in range(b_off.shape[1]):
-                    row = b_off[p0 + _AHEAD + b, r]
+        # A big bilateral lattice's rows are read in no order a hardware prefetcher can
+        # guess (the Gaussian one's follow the pixels).
+        if ahead_off is not None:
+            for b in range(_BLOCK if p0 + _AHEAD + _BLOCK <= first + stop else 0):
+                for r in range(ahead_off.shape[1]):
+                    row = ahead_off[p0 + _AHEAD + b, r]
                     if use_messages:
                         simd.prefetch(b_values, row)
                     if splat:
@@ -141,6 +143,11 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
                 for lane in range(0, lanes, simd.LANES):
                     simd.splat(x, b, lane, lanes, scale[b], p0 + b, g_acc, g_shift, g_off, g_w,
                                b_acc, b_shift, b_off, b_w)
+
+
+def prefetched(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """pixel_pass's ``ahead_off`` for a lattice's corner rows and (M + 1, lanes) values."""
+    return offsets if values.shape[0] >= _PREFETCH_ROWS else None
 
 
 def lane_groups(lanes: int) -> tuple:

@@ -142,8 +142,9 @@ class MeanField:
             shifts = [k.ranges[t, 2] - k.ranges[t, 0] for k in (g, b)]
             args = (self._base, self._unary if self.iterations == 0 else None, self._clip,
                     self._shape[0], g.lattice.offsets, g.lattice.weights, g.messages,
-                    b.lattice.offsets, b.lattice.weights, b.messages, g.accs, shifts[0], b.accs,
-                    shifts[1], q_out, labels_out, self._groups, first)
+                    b.lattice.offsets, b.lattice.weights, b.messages,
+                    meanfield.prefetched(b.lattice.offsets, b.messages), g.accs, shifts[0],
+                    b.accs, shifts[1], q_out, labels_out, self._groups, first)
             jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
         return jobs
 
