@@ -125,9 +125,13 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
                 total += simd.exp_shifted(x, b, lane, top[b])
             scale[b] = np.float32(1.0) / total  # Q = x * scale
         if q_out is not None:  # simple tests of arguments: Numba prunes the other branches
-            for k in range(num_classes):  # label-first: runs of the block's pixels
-                for b in range(count):
-                    q_out[k, p0 + b] = x[b, k] * scale[b]
+            if count == _BLOCK:
+                for lane in range(0, lanes, simd.LANES):  # label-first: one transpose
+                    vecmath.to_columns(q_out, x, scale, p0, lane, num_classes)
+            else:
+                for k in range(num_classes):
+                    for b in range(count):
+                        q_out[k, p0 + b] = x[b, k] * scale[b]
         elif labels_out is not None:
             for b in range(count):
                 best = 0

@@ -237,3 +237,38 @@ def columns(typingctx, dst, src, col, lane, limit):
             _store(builder, out, _group(builder, dst_a, ir.Constant(ir.IntType(64), b), ln))
 
     return types.void(dst, src, types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def to_columns(typingctx, dst, src, scale, col, lane, limit):
+    """dst[g, col + b] = src[b, g] * scale[b] for the COLUMNS rows b of src and the rows g
+    of the group [lane, lane + LANES) below ``limit``: COLUMNS pixels' Q into label-first
+    dst (C, N), col + COLUMNS <= N, by 8 x 8 transposes in registers (``columns``'
+    inverse; the products are the scalar ones)."""
+    if not (_is_f32_matrix(dst, src) and isinstance(scale, types.Array)
+            and scale.dtype == types.float32 and scale.ndim == 1):
+        return None
+    vec8 = ir.VectorType(_F32, COLUMNS)
+
+    def codegen(context, builder, sig, args):
+        d, s, sc, col, ln, lim = args
+        dst_a = _array(context, builder, sig.args[0], d)
+        src_a = _array(context, builder, sig.args[1], s)
+        scale_a = _array(context, builder, sig.args[2], sc)
+        cols = cgutils.unpack_tuple(builder, dst_a.shape, 2)[1]
+        rows = []
+        for b in range(COLUMNS):
+            row = ir.Constant(ir.IntType(64), b)
+            factor = builder.load(builder.gep(scale_a.data, [row]))
+            rows.append(builder.fmul(_load(builder, _group(builder, src_a, row, ln)),
+                                     _splat(builder, factor)))
+        for t in range(0, LANES, COLUMNS):  # the lanes t .. t + 7 of the pixels' rows
+            half = ir.Constant(ir.VectorType(_I32, COLUMNS), list(range(t, t + COLUMNS)))
+            block = _transpose(builder, [builder.shuffle_vector(r, r, half) for r in rows])
+            for j in range(COLUMNS):
+                k = builder.add(ln, ir.Constant(ln.type, t + j))
+                with builder.if_then(builder.icmp_signed("<", k, lim), likely=True):
+                    ptr = builder.gep(dst_a.data, [builder.add(builder.mul(k, cols), col)])
+                    builder.store(block[j], builder.bitcast(ptr, vec8.as_pointer()), align=4)
+
+    return types.void(dst, src, scale, types.int64, types.int64, types.int64), codegen
