@@ -133,15 +133,15 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
                     for b in range(count):
                         q_out[k, p0 + b] = x[b, k] * scale[b]
         elif labels_out is not None:
-            for b in range(count):
+            for b in range(count):  # the first group with the largest Q, its first lane
+                top_q = np.float32(-1.0)
                 best = 0
-                top_q = x[b, 0] * scale[b]
-                for k in range(1, num_classes):
-                    q = x[b, k] * scale[b]
+                for lane in range(0, lanes, simd.LANES):
+                    q = vecmath.scaled_max(x, b, lane, scale[b])
                     if q > top_q:
-                        best = k
                         top_q = q
-                labels_out[p0 + b] = best
+                        best = lane
+                labels_out[p0 + b] = best + vecmath.first_equal(x, b, best, scale[b], top_q)
         else:
             for b in range(count):
                 for lane in range(0, lanes, simd.LANES):

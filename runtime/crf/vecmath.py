@@ -1,6 +1,8 @@
-"""Vector intrinsics of the unary passes (:mod:`tseg.runtime.crf.unary`): bilinear
-steps, a log-softmax and pydensecrf's clipped log, on the groups of
-:mod:`tseg.runtime.crf.simd` (whose conventions they follow).
+"""Vector intrinsics of the unaries and of the pixel passes' ends, on the groups of
+:mod:`tseg.runtime.crf.simd` (whose conventions they follow): bilinear steps, a
+log-softmax and pydensecrf's clipped log (:mod:`tseg.runtime.crf.unary`); a pixel's
+classes from label-first arrays (a gather, or 8 pixels' by transposes in registers) and
+Q back to them; the argmax of a pixel's Q.
 
 Developers: as for simd.py, Numba's on-disk cache of a kernel is keyed on the kernel's
 own source file: after editing this module only, delete ``runtime/crf/__pycache__/*.nb[ic]``.
@@ -272,3 +274,37 @@ def to_columns(typingctx, dst, src, scale, col, lane, limit):
                     builder.store(block[j], builder.bitcast(ptr, vec8.as_pointer()), align=4)
 
     return types.void(dst, src, scale, types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def scaled_max(typingctx, x, row, lane, scale):
+    """max of x[row, g] * scale over the group g = [lane, lane + LANES)."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        q = builder.fmul(_load(builder, xp), _splat(builder, args[3]))
+        return _call(builder, "vector.reduce.fmax", [q], result=_F32, fastmath=("fast",))
+
+    return types.float32(x, types.int64, types.int64, types.float32), codegen
+
+
+@intrinsic
+def first_equal(typingctx, x, row, lane, scale, value):
+    """The first k in [0, LANES) with x[row, lane + k] * scale == value (LANES if none):
+    with ``scaled_max``, the argmax of a pixel's Q, the first of equal values."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        q = builder.fmul(_load(builder, xp), _splat(builder, args[3]))
+        bits = builder.bitcast(builder.fcmp_ordered("==", q, _splat(builder, args[4])),
+                               ir.IntType(LANES))
+        first = builder.call(cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(LANES), [ir.IntType(LANES), ir.IntType(1)]),
+            f"llvm.cttz.i{LANES}"), [bits, ir.Constant(ir.IntType(1), 0)])
+        return builder.zext(first, ir.IntType(64))
+
+    return types.int64(x, types.int64, types.int64, types.float32, types.float32), codegen
