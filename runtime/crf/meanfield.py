@@ -67,9 +67,8 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
             as ``Q.argmax(0)``), or None. Both None: splat. (None, here and for
             ``unary`` and ``ahead_off``, not an empty array or a flag: each kind of pass
             compiles to a variant of its own, free of the others' code.)
-        groups: a tuple of lanes // LANES items (:func:`lane_groups`): its length is a
-            compile-time constant, so the loops over a row's vector groups unroll
-            (one compiled variant per length).
+        groups: a tuple of lanes // LANES items (:func:`tseg.runtime.crf.simd.lane_groups`),
+            a compile-time row length.
         first: the task's first pixel; start, stop: the range within the task.
     """
     lanes = simd.LANES * len(groups)  # a constant: row addresses need no multiplication
@@ -152,11 +151,6 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
 def prefetched(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     """pixel_pass's ``ahead_off`` for a lattice's corner rows and (M + 1, lanes) values."""
     return offsets if values.shape[0] >= _PREFETCH_ROWS else None
-
-
-def lane_groups(lanes: int) -> tuple:
-    """pixel_pass's ``groups`` for rows of ``lanes`` lanes."""
-    return (0,) * (lanes // simd.LANES)
 
 
 @njit(cache=True, nogil=True)

@@ -39,6 +39,14 @@ def _native_lanes() -> int:
 
 
 LANES = _native_lanes()
+
+
+def lane_groups(lanes: int) -> tuple:
+    """A kernel's ``groups`` argument for rows of ``lanes`` lanes: a tuple of lanes //
+    LANES items, whose length is a compile-time constant in the kernel (one compiled
+    variant per length), so its loops over a row's groups unroll and its row addresses
+    need no multiplication."""
+    return (0,) * (lanes // LANES)
 GAUSSIAN_CORNERS = 3  # simplex corners of a point: d + 1, d = 2 features (x, y)
 BILATERAL_CORNERS = 6  # d = 5 features (x, y, r, g, b)
 _F32 = ir.FloatType()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tseg.runtime.crf import meanfield, parallel, workspace
+from tseg.runtime.crf import meanfield, parallel, simd, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
 from tseg.runtime.crf.lattice import Lattice
 from tseg.runtime.crf.unary import CLIP
@@ -94,7 +94,7 @@ class MeanField:
             # Pixels are split into contiguous ranges, each splatting into its own
             # accumulators, fixed by the image size so threads do not change the sums.
             self._bounds = meanfield.task_bounds(n)
-            self._groups = meanfield.lane_groups(lanes)
+            self._groups = simd.lane_groups(lanes)
             self._base = self._lease.array((n, lanes))  # filled by the first pass
             # The first pass reads energies (clip 0) or probabilities (clip > 0).
             self._clip = np.float32(CLIP if probs is not None else 0)

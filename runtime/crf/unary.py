@@ -27,8 +27,8 @@ _PAD = np.float32(-1e30)  # padded lanes of the logits: exp gives 0, sums stay f
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip, start,
-                     stop):
+def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip, groups,
+                     start, stop):
     """base[p] = -unary of pixels p in [start, stop): the logits resized bilinearly to
     the pixel, log-softmaxed, clipped below at log_clip; padded lanes -huge.
 
@@ -41,32 +41,40 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
         r0, r1, wr: per output row, the upper and lower source rows and the weight of
             the lower (:func:`tseg.runtime.scores._source_grid`); c0, c1, wc per column.
         log_clip: float32 log of the smallest probability kept.
+        groups: :func:`tseg.runtime.crf.simd.lane_groups` of the lanes.
     """
-    lanes = base.shape[1]
+    lanes = simd.LANES * len(groups)
     width = wc.shape[0]
     x = np.empty((3, lanes), np.float32)
+    top = np.empty(simd.LANES, np.float32)
+    logs = np.ones((1, simd.LANES), np.float32)  # the sums of exp, then their logs
     one = np.float32(1.0)
     y = start // width
     col = start - y * width
-    for p in range(start, stop):
-        if col == width:  # no division per pixel
-            col = 0
-            y += 1
-        top, bottom, a = r0[y] * low_w, r1[y] * low_w, wr[y]
-        left, right, b = c0[col], c1[col], wc[col]
-        col += 1
-        top_v = -_HUGE
-        for lane in range(0, lanes, simd.LANES):  # resize_scores: rows first, then columns
-            vecmath.lerp(x, 0, rows, top + left, rows, bottom + left, one - a, a, lane)
-            vecmath.lerp(x, 1, rows, top + right, rows, bottom + right, one - a, a, lane)
-            vecmath.lerp(base, p, x, 0, x, 1, one - b, b, lane)
-            simd.copy(x, 2, base, p, lane)
-            top_v = max(top_v, simd.group_max(x, 2, lane))
-        total = np.float32(0.0)
-        for lane in range(0, lanes, simd.LANES):
-            total += simd.exp_shifted(x, 2, lane, top_v)
-        for lane in range(0, lanes, simd.LANES):  # (v - max) - log(sum(exp(v - max)))
-            vecmath.log_softmax_clip(base, p, lane, top_v, total, log_clip, num_classes)
+    for p0 in range(start, stop, simd.LANES):  # a vector's worth of pixels share one log
+        count = min(simd.LANES, stop - p0)
+        for b in range(count):
+            if col == width:  # no division per pixel
+                col = 0
+                y += 1
+            upper, lower, a = r0[y] * low_w, r1[y] * low_w, wr[y]
+            left, right, w = c0[col], c1[col], wc[col]
+            col += 1
+            top[b] = -_HUGE
+            for lane in range(0, lanes, simd.LANES):  # resize_scores: rows, then columns
+                vecmath.lerp(x, 0, rows, upper + left, rows, lower + left, one - a, a, lane)
+                vecmath.lerp(x, 1, rows, upper + right, rows, lower + right, one - a, a, lane)
+                vecmath.lerp(base, p0 + b, x, 0, x, 1, one - w, w, lane)
+                simd.copy(x, 2, base, p0 + b, lane)
+                top[b] = max(top[b], simd.group_max(x, 2, lane))
+            logs[0, b] = np.float32(0.0)
+            for lane in range(0, lanes, simd.LANES):
+                logs[0, b] += simd.exp_shifted(x, 2, lane, top[b])
+        vecmath.log(logs, 0, 0)
+        for b in range(count):
+            for lane in range(0, lanes, simd.LANES):  # (v - max) - log(sum(exp(v - max)))
+                vecmath.log_softmax_clip(base, p0 + b, lane, top[b], logs[0, b], log_clip,
+                                         num_classes)
 
 
 @njit(cache=True, nogil=True)
@@ -113,6 +121,7 @@ def logits_fill(logits: np.ndarray, height: int, width: int):
             rows = lease.array((low_h * low_w, base.shape[1]))
             rows[:, num_classes:] = _PAD
             rows[:, :num_classes] = logits.reshape(num_classes, -1).T
-            args = (base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip)
+            args = (base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip,
+                    simd.lane_groups(base.shape[1]))
             parallel.run([(base_from_logits, args, height * width)], threads)
     return fill

@@ -78,22 +78,38 @@ def _log(builder, x):
 
 
 @intrinsic
-def log_softmax_clip(typingctx, x, row, lane, top, total, floor, limit):
-    """x[row, g] = max((x[row, g] - top) - log(total), floor) in the lanes below
+def log_softmax_clip(typingctx, x, row, lane, top, log_total, floor, limit):
+    """x[row, g] = max((x[row, g] - top) - log_total, floor) in the lanes below
     ``limit``, -3.4e38 in the others (g the group): a log-softmax (top the row's max,
-    total its sum of exp(x - top), >= 1) clipped below, padded lanes left impossible."""
+    log_total the log of its sum of exp(x - top)) clipped below, padded lanes left
+    impossible."""
     if not _is_f32_matrix(x):
         return None
 
     def codegen(context, builder, sig, args):
         xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
-        log_total = _log(builder, _splat(builder, args[4]))
-        v = builder.fsub(builder.fsub(_load(builder, xp), _splat(builder, args[3])), log_total)
+        v = builder.fsub(builder.fsub(_load(builder, xp), _splat(builder, args[3])),
+                         _splat(builder, args[4]))
         v = _call(builder, "maxnum", [v, _splat(builder, args[5])])
-        _store(builder, builder.select(_inside(builder, args[2], args[6]), v, ir.Constant(_VEC, [-3.4028235e38] * LANES)), xp)
+        _store(builder, builder.select(_inside(builder, args[2], args[6]), v,
+                                       ir.Constant(_VEC, [-3.4028235e38] * LANES)), xp)
 
     return (types.void(x, types.int64, types.int64, types.float32, types.float32, types.float32,
                        types.int64), codegen)
+
+
+@intrinsic
+def log(typingctx, x, row, lane):
+    """x[row, g] = log(x[row, g]) (g the group), positive normal floats: a group of
+    pixels' logs in one vector."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        _store(builder, _log(builder, _load(builder, xp)), xp)
+
+    return types.void(x, types.int64, types.int64), codegen
 
 
 def _splat_int(builder, scalar):
