@@ -15,6 +15,7 @@ from numba.extending import intrinsic
 
 from tseg.runtime.crf.simd import (
     _F32,
+    _FAST,
     _I32,
     _IVEC,
     _VEC,
@@ -130,7 +131,8 @@ def log_clip(typingctx, x, row, lane, low, limit):
         clipped = _call(builder, "minnum", [_call(builder, "maxnum", [_load(builder, xp),
                                                                       _splat(builder, args[3])]),
                                             ir.Constant(_VEC, [1.0] * LANES)])
-        out = builder.select(_inside(builder, args[2], args[4]), _log(builder, clipped), ir.Constant(_VEC, [-3.4028235e38] * LANES))
+        out = builder.select(_inside(builder, args[2], args[4]), _log(builder, clipped),
+                             ir.Constant(_VEC, [-3.4028235e38] * LANES))
         _store(builder, out, xp)
 
     return types.void(x, types.int64, types.int64, types.float32, types.int64), codegen
@@ -206,6 +208,14 @@ COLUMNS = 8  # pixels that ``columns`` transposes at once
 _HALF = COLUMNS // 2
 
 
+def _every(builder, flag, count):
+    """A vector of ``count`` copies of the i1 ``flag``."""
+    mask = ir.VectorType(ir.IntType(1), count)
+    one = builder.insert_element(ir.Constant(mask, ir.Undefined), flag, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(mask, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, count), [0] * count))
+
+
 def _transpose(builder, rows):
     """The transpose of 8 vectors of 8 floats: three rounds of interleaving vector i with
     vector i + 4 (lower halves, then upper halves)."""
@@ -234,7 +244,6 @@ def columns(typingctx, dst, src, col, lane, limit):
         dst_a = _array(context, builder, sig.args[0], d)
         cols = cgutils.unpack_tuple(builder, src_a.shape, 2)[1]
         one = ir.Constant(vec8, [1.0] * COLUMNS)
-        mask_ty = ir.VectorType(ir.IntType(1), COLUMNS)
         rows = []
         for j in range(LANES):
             k = builder.add(ln, ir.Constant(ln.type, j))
@@ -243,10 +252,7 @@ def columns(typingctx, dst, src, col, lane, limit):
             ptr = builder.gep(src_a.data, [builder.add(builder.mul(row, cols), col)])
             v = builder.load(builder.bitcast(ptr, vec8.as_pointer()), align=4)
             # A vector condition: a scalar one would become a branch around the load.
-            wide = builder.shuffle_vector(
-                builder.insert_element(ir.Constant(mask_ty, ir.Undefined), inside, ir.Constant(_I32, 0)),
-                ir.Constant(mask_ty, ir.Undefined), ir.Constant(ir.VectorType(_I32, COLUMNS), [0] * COLUMNS))
-            rows.append(builder.select(wide, v, one))
+            rows.append(builder.select(_every(builder, inside, COLUMNS), v, one))
         blocks = [_transpose(builder, rows[t:t + COLUMNS]) for t in range(0, LANES, COLUMNS)]
         for b in range(COLUMNS):
             out = blocks[0][b]
@@ -301,7 +307,7 @@ def scaled_max(typingctx, x, row, lane, scale):
     def codegen(context, builder, sig, args):
         xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
         q = builder.fmul(_load(builder, xp), _splat(builder, args[3]))
-        return _call(builder, "vector.reduce.fmax", [q], result=_F32, fastmath=("fast",))
+        return _call(builder, "vector.reduce.fmax", [q], result=_F32, fastmath=_FAST)
 
     return types.float32(x, types.int64, types.int64, types.float32), codegen
 
