@@ -35,7 +35,6 @@ from tseg.runtime.crf.parameters import (
     ITERATIONS,
 )
 from tseg.runtime.crf.state import MeanField
-from tseg.runtime.crf.unary import CLIP, probs_fill
 from tseg.runtime.crf.unary import unary_from_probs as _energies
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image
@@ -154,8 +153,10 @@ class DenseCRF:
         check_unary(unary, self.height, self.width)
         return self._start(unary.shape, unary=unary)
 
-    def _start(self, shape: tuple[int, int, int], *, unary: np.ndarray | None = None, fill=None) -> MeanField:
-        """start() on a checked unary, or on a ``fill`` that writes it (see :class:`MeanField`)."""
+    def _start(self, shape: tuple[int, int, int], *, unary: np.ndarray | None = None,
+               probs: np.ndarray | None = None, fill=None) -> MeanField:
+        """start() on a checked unary, on checked probabilities, or on a ``fill`` that
+        writes the unary (see :class:`MeanField`)."""
         lattices = [self.gaussian, self.bilateral]
         retained = []
         try:
@@ -167,7 +168,8 @@ class DenseCRF:
             for lease in retained:
                 lease.release()
             raise TsegError("DenseCRF: this CRF is closed; create a new one") from None
-        return MeanField(shape, lattices, compat=self._compat, threads=self.threads, unary=unary, fill=fill)
+        return MeanField(shape, lattices, compat=self._compat, threads=self.threads, unary=unary,
+                         probs=probs, fill=fill)
 
     def inference(self, unary: np.ndarray, *, iterations: int = ITERATIONS) -> np.ndarray:
         """Run mean field.
@@ -287,8 +289,8 @@ def dense_crf(
     with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                   bilateral_compat=bilateral_compat, threads=threads) as crf:
-        # -log(clip(probs, 1e-5, 1)) (finite, <= 12) straight into mean field's buffer.
-        with crf._start(probs.shape, fill=probs_fill(probs, CLIP)) as state:
+        # -log(clip(probs, 1e-5, 1)) (finite, <= 12) taken by mean field's first pass.
+        with crf._start(probs.shape, probs=probs) as state:
             state.step(iterations)
             return state._write_probs(np.empty(probs.shape, np.float32))
 

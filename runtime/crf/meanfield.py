@@ -24,7 +24,7 @@ from numba import njit
 from tseg.runtime.crf import parallel, simd, vecmath
 
 _HUGE = np.float32(3.4028235e38)
-_BLOCK = 8  # pixels whose updates are interleaved
+_BLOCK = vecmath.COLUMNS  # pixels whose updates are interleaved (8)
 _AHEAD = 16  # rows prefetched this many vertices (pixels) ahead in the blur (pixel pass)
 _PREFETCH_ROWS = 1 << 16  # lattices with at least this many vertices outgrow the L2 cache
 
@@ -35,65 +35,86 @@ def padded_labels(num_classes: int) -> int:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
-def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_messages,
-               g_acc, g_shift, b_acc, b_shift, q_out, labels_out, first, start, stop):
+def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w, b_values,
+               ahead_off, g_acc, g_shift, b_acc, b_shift, q_out, labels_out, groups, first,
+               start, stop):
     """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
-    and ``labels_out`` are empty, else written to the one that is not.
+    and ``labels_out`` are None, else written to the one that is not.
 
     Q = softmax(logits), logits = -unary (+ the messages sliced at the pixel). One
     flat loop with intrinsics only: a call to a helper that takes arrays costs
     atomic reference counting per pixel.
 
     Args:
-        base: (N, lanes) -unary, pixel-major; filled from ``unary`` on the first pass
-            (use_messages False), padded lanes -huge (probability 0).
-        unary: (C, N) label-first energies, or (C, 0) when ``base`` is filled already
-            (see :mod:`tseg.runtime.crf.logits`).
+        base: (N, lanes) -unary, pixel-major; filled from ``unary`` on the first pass,
+            padded lanes -huge (probability 0).
+        unary: on the first pass (Q = softmax(-unary), no messages yet): (C, N)
+            label-first energies, or probabilities when ``clip`` > 0 (then -unary =
+            log(clip(p, clip, 1)), pydensecrf's unary_from_softmax), or (C, 0) when
+            ``base`` is filled already (see :mod:`tseg.runtime.crf.logits`). None on
+            the later passes, which add the messages.
+        clip: float32, 0 or the smallest probability kept (a normal float).
+        num_classes: C.
         g_off, g_w, g_values: Gaussian lattice: (N, 3) corner rows, (N, 3) weights,
             (M + 1, lanes) blurred messages of the previous Q.
         b_off, b_w, b_values: the same for the bilateral lattice.
-        use_messages: False on the first pass (Q = softmax(-unary)).
+        ahead_off: b_off where the bilateral lattice outgrows the L2 cache, its rows then
+            prefetched _AHEAD pixels ahead, else None (:func:`prefetched`).
         g_acc, b_acc: the splat accumulators; vertex row v of this task goes to
             row v + g_shift (b_shift) (see gather_messages).
-        q_out: (C, N) label-first output, or (C, 0).
+        q_out: (C, N) label-first output, or None.
         labels_out: (N,) integer output: the argmax of Q (the first of equal values,
-            as ``Q.argmax(0)``), or (0,). Both empty: splat.
+            as ``Q.argmax(0)``), or None. Both None: splat. (None, here and for
+            ``unary`` and ``ahead_off``, not an empty array or a flag: each kind of pass
+            compiles to a variant of its own, free of the others' code.)
+        groups: a tuple of lanes // LANES items (:func:`tseg.runtime.crf.simd.lane_groups`),
+            a compile-time row length.
         first: the task's first pixel; start, stop: the range within the task.
     """
-    lanes = base.shape[1]
-    num_classes = unary.shape[0]
-    write_q = q_out.shape[1] != 0
-    write_labels = labels_out.shape[0] != 0
-    fill = unary.shape[1] != 0
+    lanes = simd.LANES * len(groups)  # a constant: row addresses need no multiplication
+    for rows in (base, g_values, b_values, g_acc, b_acc):
+        if rows.shape[1] != lanes:
+            raise ValueError("pixel_pass: rows of another length than groups say")
+    splat = q_out is None and labels_out is None
+    use_messages = unary is None
     # _BLOCK pixels go through each step together: their dependency chains (slice,
     # max, exp, sum, division) are independent, so the CPU overlaps them.
     x = np.empty((_BLOCK, lanes), np.float32)
     top = np.empty(_BLOCK, np.float32)
     scale = np.empty(_BLOCK, np.float32)
-    # A big bilateral lattice's rows are read in no order a hardware prefetcher can guess
-    # (the Gaussian one's follow the pixels).
-    ahead = b_values.shape[0] >= _PREFETCH_ROWS and (use_messages or not (write_q or write_labels))
     for p0 in range(first + start, first + stop, _BLOCK):
         count = min(_BLOCK, first + stop - p0)
-        if ahead and p0 + _AHEAD + _BLOCK <= first + stop:
-            for b in range(_BLOCK):
-                for r in range(b_off.shape[1]):
-                    row = b_off[p0 + _AHEAD + b, r]
+        # A big bilateral lattice's rows are read in no order a hardware prefetcher can
+        # guess (the Gaussian one's follow the pixels).
+        if ahead_off is not None:
+            for b in range(_BLOCK if p0 + _AHEAD + _BLOCK <= first + stop else 0):
+                for r in range(ahead_off.shape[1]):
+                    row = ahead_off[p0 + _AHEAD + b, r]
                     if use_messages:
                         simd.prefetch(b_values, row)
-                    if not (write_q or write_labels):
+                    if splat:
                         simd.prefetch(b_acc, row + b_shift)
+        if unary is not None and unary.shape[1] != 0 and count == _BLOCK:
+            for lane in range(0, lanes, simd.LANES):  # the block's classes: one transpose
+                vecmath.columns(x, unary, p0, lane, num_classes)
         for b in range(count):
             p = p0 + b
             top[b] = -_HUGE
-            if use_messages:
+            if unary is None:
                 for lane in range(0, lanes, simd.LANES):
-                    top[b] = max(top[b], simd.logits(x, b, lane, base, p, g_values, g_off, g_w,
-                                                     b_values, b_off, b_w))
+                    top[b] = max(top[b], simd.logits(x, b, lane, lanes, base, p, g_values, g_off,
+                                                     g_w, b_values, b_off, b_w))
+            elif unary.shape[1] != 0:  # -unary from energies or probabilities
+                for lane in range(0, lanes, simd.LANES):
+                    if count < _BLOCK:  # a short last block: a gather per pixel
+                        vecmath.column(x, b, unary, p, lane, num_classes)
+                    if clip > 0:
+                        vecmath.log_clip(x, b, lane, clip, num_classes)
+                    else:
+                        vecmath.negate(x, b, lane, num_classes)
+                    simd.copy(base, p, x, b, lane)
+                    top[b] = max(top[b], simd.group_max(x, b, lane))
             else:
-                if fill:  # gathered: scalar stores would stall the copy's load below
-                    for lane in range(0, lanes, simd.LANES):
-                        vecmath.column_negated(base, p, unary, p, lane, num_classes)
                 for lane in range(0, lanes, simd.LANES):
                     simd.copy(x, b, base, p, lane)
                     top[b] = max(top[b], simd.group_max(x, b, lane))
@@ -102,26 +123,34 @@ def pixel_pass(base, unary, g_off, g_w, g_values, b_off, b_w, b_values, use_mess
             for lane in range(0, lanes, simd.LANES):
                 total += simd.exp_shifted(x, b, lane, top[b])
             scale[b] = np.float32(1.0) / total  # Q = x * scale
-        if write_q:
-            for k in range(num_classes):  # label-first: runs of the block's pixels
-                for b in range(count):
-                    q_out[k, p0 + b] = x[b, k] * scale[b]
-            continue
-        if write_labels:
-            for b in range(count):
+        if q_out is not None:  # simple tests of arguments: Numba prunes the other branches
+            if count == _BLOCK:
+                for lane in range(0, lanes, simd.LANES):  # label-first: one transpose
+                    vecmath.to_columns(q_out, x, scale, p0, lane, num_classes)
+            else:
+                for k in range(num_classes):
+                    for b in range(count):
+                        q_out[k, p0 + b] = x[b, k] * scale[b]
+        elif labels_out is not None:
+            for b in range(count):  # the first group with the largest Q, its first lane
+                top_q = np.float32(-1.0)
                 best = 0
-                top_q = x[b, 0] * scale[b]
-                for k in range(1, num_classes):
-                    q = x[b, k] * scale[b]
+                for lane in range(0, lanes, simd.LANES):
+                    q = vecmath.scaled_max(x, b, lane, scale[b])
                     if q > top_q:
-                        best = k
                         top_q = q
-                labels_out[p0 + b] = best
-            continue
-        for b in range(count):
-            for lane in range(0, lanes, simd.LANES):
-                simd.splat(x, b, lane, scale[b], p0 + b, g_acc, g_shift, g_off, g_w, b_acc,
-                           b_shift, b_off, b_w)
+                        best = lane
+                labels_out[p0 + b] = best + vecmath.first_equal(x, b, best, scale[b], top_q)
+        else:
+            for b in range(count):
+                for lane in range(0, lanes, simd.LANES):
+                    simd.splat(x, b, lane, lanes, scale[b], p0 + b, g_acc, g_shift, g_off, g_w,
+                               b_acc, b_shift, b_off, b_w)
+
+
+def prefetched(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """pixel_pass's ``ahead_off`` for a lattice's corner rows and (M + 1, lanes) values."""
+    return offsets if values.shape[0] >= _PREFETCH_ROWS else None
 
 
 @njit(cache=True, nogil=True)

@@ -39,6 +39,14 @@ def _native_lanes() -> int:
 
 
 LANES = _native_lanes()
+
+
+def lane_groups(lanes: int) -> tuple:
+    """A kernel's ``groups`` argument for rows of ``lanes`` lanes: a tuple of lanes //
+    LANES items, whose length is a compile-time constant in the kernel (one compiled
+    variant per length), so its loops over a row's groups unroll and its row addresses
+    need no multiplication."""
+    return (0,) * (lanes // LANES)
 GAUSSIAN_CORNERS = 3  # simplex corners of a point: d + 1, d = 2 features (x, y)
 BILATERAL_CORNERS = 6  # d = 5 features (x, y, r, g, b)
 _F32 = ir.FloatType()
@@ -53,9 +61,11 @@ def _array(context, builder, arrty, value):
     return context.make_array(arrty)(context, builder, value)
 
 
-def _group(builder, arr, row, lane):
-    """Pointer to the group [lane, lane + LANES) of row ``row`` of a 2-D array."""
-    lanes = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
+def _group(builder, arr, row, lane, lanes=None):
+    """Pointer to the group [lane, lane + LANES) of row ``row`` of a 2-D array whose
+    rows hold ``lanes`` items (default: its shape's)."""
+    if lanes is None:
+        lanes = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
     index = builder.add(builder.mul(row, lanes), lane)
     return builder.bitcast(builder.gep(arr.data, [index]), _VEC.as_pointer())
 
@@ -106,88 +116,89 @@ def axpy(typingctx, dst, drow, src, srow, lane, weight):
     return types.void(dst, types.int64, src, types.int64, types.int64, types.float32), codegen
 
 
-def _corner_sums(builder, val_a, off_a, w_a, p, lane, corners, accs):
+def _corner_sums(builder, val_a, off_a, w_a, p, lane, lanes, corners, accs):
     """Add weights[p, r] * values[offsets[p, r], group] for the ``corners`` corners r
     (fully unrolled) to accs[r % len(accs)]: several accumulators shorten the chain
     of dependent FMAs. Returns the new accumulators."""
-    first = builder.mul(p, cgutils.unpack_tuple(builder, off_a.shape, 2)[1])
+    first = builder.mul(p, ir.Constant(_I64, corners))
     accs = list(accs)
     for r in range(corners):
         index = builder.add(first, ir.Constant(_I64, r))
         vertex = builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64)
         w = builder.load(builder.gep(w_a.data, [index]))
-        row = _load(builder, _group(builder, val_a, vertex, lane))
+        row = _load(builder, _group(builder, val_a, vertex, lane, lanes))
         accs[r % len(accs)] = _fma(builder, row, _splat(builder, w), accs[r % len(accs)])
     return accs
 
 
 @intrinsic
-def logits(typingctx, x, xrow, lane, base, pixel, g_values, g_offsets, g_weights, b_values,
-           b_offsets, b_weights):
+def logits(typingctx, x, xrow, lane, lanes, base, pixel, g_values, g_offsets, g_weights,
+           b_values, b_offsets, b_weights):
     """x[xrow, g] = base[pixel, g] + both kernels' messages sliced at the pixel; returns
     the group's max. g is the group [lane, lane + LANES).
 
     Per kernel, ``offsets`` (N, d+1) int32 and ``weights`` (N, d+1) float32 are a
     pixel's simplex corners (vertex rows) and their weights, ``values`` the (M + 1,
     lanes) messages: the result adds sum over r of weights[pixel, r] *
-    values[offsets[pixel, r], g].
+    values[offsets[pixel, r], g]. ``lanes`` is the row length of x, base and values
+    (a constant in the caller: no multiplication per row address).
     """
     if not (_is_f32_matrix(x, base, g_values, g_weights, b_values, b_weights)
             and all(isinstance(a, types.Array) and a.dtype == types.int32 and a.ndim == 2
-                    for a in (g_offsets, b_offsets))):
+                    and a.layout == "C" for a in (g_offsets, b_offsets))):
         return None
 
     def codegen(context, builder, sig, args):
         arrays = [_array(context, builder, t, v) if isinstance(t, types.Array) else v
                   for t, v in zip(sig.args, args, strict=True)]
-        x_a, xr, ln, base_a, p, gv, go, gw, bv, bo, bw = arrays
+        x_a, xr, ln, lns, base_a, p, gv, go, gw, bv, bo, bw = arrays
         zero = ir.Constant(_VEC, [0.0] * LANES)
-        accs = _corner_sums(builder, gv, go, gw, p, ln, GAUSSIAN_CORNERS, [zero])
-        accs += _corner_sums(builder, bv, bo, bw, p, ln, BILATERAL_CORNERS, [zero, zero])
-        total = _load(builder, _group(builder, base_a, p, ln))
+        accs = _corner_sums(builder, gv, go, gw, p, ln, lns, GAUSSIAN_CORNERS, [zero])
+        accs += _corner_sums(builder, bv, bo, bw, p, ln, lns, BILATERAL_CORNERS, [zero, zero])
+        total = _load(builder, _group(builder, base_a, p, ln, lns))
         for acc in accs:
             total = builder.fadd(total, acc, flags=_FAST)
-        _store(builder, total, _group(builder, x_a, xr, ln))
+        _store(builder, total, _group(builder, x_a, xr, ln, lns))
         return _call(builder, "vector.reduce.fmax", [total], result=_F32, fastmath=_FAST)
 
-    sig = types.float32(x, types.int64, types.int64, base, types.int64, g_values, g_offsets,
-                        g_weights,
-                        b_values, b_offsets, b_weights)
+    sig = types.float32(x, types.int64, types.int64, types.int64, base, types.int64, g_values,
+                        g_offsets, g_weights, b_values, b_offsets, b_weights)
     return sig, codegen
 
 
-def _splat_corners(builder, acc_a, shift, off_a, w_a, p, lane, corners, x, scale):
-    first = builder.mul(p, cgutils.unpack_tuple(builder, off_a.shape, 2)[1])
+def _splat_corners(builder, acc_a, shift, off_a, w_a, p, lane, lanes, corners, x, scale):
+    first = builder.mul(p, ir.Constant(_I64, corners))
+    # The accumulator's row 0 moved by the shift: loop-invariant, out of the row addresses.
+    shifted = builder.gep(acc_a.data, [builder.add(builder.mul(shift, lanes), lane)])
     for r in range(corners):
         index = builder.add(first, ir.Constant(_I64, r))
-        vertex = builder.add(builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64),
-                             shift)
+        vertex = builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64)
         w = builder.fmul(builder.load(builder.gep(w_a.data, [index])), scale)
-        row = _group(builder, acc_a, vertex, lane)
+        row = builder.bitcast(builder.gep(shifted, [builder.mul(vertex, lanes)]), _VEC.as_pointer())
         _store(builder, _fma(builder, x, _splat(builder, w), _load(builder, row)), row)
 
 
 @intrinsic
-def splat(typingctx, x, xrow, lane, scale, pixel, g_acc, g_shift, g_offsets, g_weights, b_acc,
-          b_shift, b_offsets, b_weights):
+def splat(typingctx, x, xrow, lane, lanes, scale, pixel, g_acc, g_shift, g_offsets, g_weights,
+          b_acc, b_shift, b_offsets, b_weights):
     """acc[offsets[pixel, r] + shift, g] += scale * weights[pixel, r] * x[xrow, g] over the
-    simplex corners r of both kernels (unrolled, see ``logits``); g is [lane, lane +
-    LANES). The shift maps vertex rows to the rows of an accumulator that holds a range
-    of them."""
+    simplex corners r of both kernels (unrolled, see ``logits``, also for ``lanes``); g
+    is [lane, lane + LANES). The shift maps vertex rows to the rows of an accumulator
+    that holds a range of them."""
     if not (_is_f32_matrix(x, g_acc, g_weights, b_acc, b_weights)
             and all(isinstance(a, types.Array) and a.dtype == types.int32 and a.ndim == 2
-                    for a in (g_offsets, b_offsets))):
+                    and a.layout == "C" for a in (g_offsets, b_offsets))):
         return None
 
     def codegen(context, builder, sig, args):
         arrays = [_array(context, builder, t, v) if isinstance(t, types.Array) else v
                   for t, v in zip(sig.args, args, strict=True)]
-        x_a, xr, ln, sc, p, ga, gs, go, gw, ba, bs, bo, bw = arrays
-        xv = _load(builder, _group(builder, x_a, xr, ln))
-        _splat_corners(builder, ga, gs, go, gw, p, ln, GAUSSIAN_CORNERS, xv, sc)
-        _splat_corners(builder, ba, bs, bo, bw, p, ln, BILATERAL_CORNERS, xv, sc)
+        x_a, xr, ln, lns, sc, p, ga, gs, go, gw, ba, bs, bo, bw = arrays
+        xv = _load(builder, _group(builder, x_a, xr, ln, lns))
+        _splat_corners(builder, ga, gs, go, gw, p, ln, lns, GAUSSIAN_CORNERS, xv, sc)
+        _splat_corners(builder, ba, bs, bo, bw, p, ln, lns, BILATERAL_CORNERS, xv, sc)
 
-    sig = types.void(x, types.int64, types.int64, types.float32, types.int64, g_acc,
+    sig = types.void(x, types.int64, types.int64, types.int64, types.float32, types.int64, g_acc,
                      types.int64, g_offsets, g_weights, b_acc, types.int64, b_offsets, b_weights)
     return sig, codegen
 

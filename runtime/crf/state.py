@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tseg.runtime.crf import meanfield, parallel, workspace
+from tseg.runtime.crf import meanfield, parallel, simd, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
 from tseg.runtime.crf.lattice import Lattice
+from tseg.runtime.crf.unary import CLIP
 from tseg.runtime.errors import TsegError
 from tseg.runtime.scores import argmax_classes
 
@@ -64,7 +65,7 @@ class MeanField:
     """
 
     def __init__(self, shape: tuple[int, int, int], lattices: list[Lattice], *, compat: Sequence[Compat],
-                 threads: int, unary: np.ndarray | None = None,
+                 threads: int, unary: np.ndarray | None = None, probs: np.ndarray | None = None,
                  fill: Callable[[np.ndarray, int], None] | None = None) -> None:
         """What a DenseCRF hands over (it, not this state, checks them).
 
@@ -73,10 +74,13 @@ class MeanField:
             lattices: the CRF's (Gaussian, bilateral), retained once for this state.
             compat: the (Gaussian, bilateral) compatibilities.
             threads: threads for the passes.
-            unary: (C, H, W) float energies; or None with ``fill``.
+            unary: (C, H, W) float energies; or None.
+            probs: (C, H, W) float probabilities, pydensecrf's unary_from_softmax's
+                -log(clip(probs, 1e-5, 1)) taken by the first pass; or None.
             fill: ``fill(base, threads)`` writes -unary into the (N, lanes) pixel-major
-                buffer itself, padded lanes -3.4e38 (see :mod:`tseg.runtime.crf.logits`):
-                no (C, H, W) energies are ever held. Exactly one of ``unary`` and ``fill``.
+                buffer itself, padded lanes -3.4e38 (see :mod:`tseg.runtime.crf.logits`);
+                or None. With ``probs`` or ``fill`` no (C, H, W) energies are ever held.
+                Exactly one of ``unary``, ``probs`` and ``fill``.
         """
         num_classes = shape[0]
         n = shape[1] * shape[2]
@@ -90,17 +94,19 @@ class MeanField:
             # Pixels are split into contiguous ranges, each splatting into its own
             # accumulators, fixed by the image size so threads do not change the sums.
             self._bounds = meanfield.task_bounds(n)
+            self._groups = simd.lane_groups(lanes)
             self._base = self._lease.array((n, lanes))  # filled by the first pass
+            # The first pass reads energies (clip 0) or probabilities (clip > 0).
+            self._clip = np.float32(CLIP if probs is not None else 0)
+            source = unary if probs is None else probs
             if fill is not None:
                 fill(self._base, threads)
                 self._unary = np.empty((num_classes, 0), np.float32)  # base is filled
-            elif _usable_as_is(unary):
-                self._unary = unary.reshape(num_classes, n)  # read, never written
+            elif _usable_as_is(source):
+                self._unary = source.reshape(num_classes, n)  # read, never written
             else:  # any layout, byte order or float dtype: one copy
                 self._unary = self._lease.array((num_classes, n))
-                np.copyto(self._unary.reshape(unary.shape), unary, casting="same_kind")
-            self._no_output = np.empty((num_classes, 0), np.float32)
-            self._no_labels = np.empty(0, np.uint8)
+                np.copyto(self._unary.reshape(source.shape), source, casting="same_kind")
             self._kernels = [_Kernel(lat, name, compat, num_classes, lanes, self._threads,
                                      self._lease)
                              for lat, name, compat in zip(lattices, ("gaussian_compat",
@@ -127,24 +133,24 @@ class MeanField:
         if self._holdings.closed:
             raise TsegError("MeanField: this state is closed; start a new one with DenseCRF.start")
 
-    def _pixel_jobs(self, q_out: np.ndarray, labels_out: np.ndarray | None = None) -> list:
-        """The pixel pass's jobs: splat (both outputs empty), or write Q or labels."""
-        labels_out = self._no_labels if labels_out is None else labels_out
+    def _pixel_jobs(self, q_out: np.ndarray | None, labels_out: np.ndarray | None = None) -> list:
+        """The pixel pass's jobs: splat (both outputs None), or write Q or labels."""
         g, b = self._kernels
         jobs = []
         for t in range(len(self._bounds) - 1):
             first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
             shifts = [k.ranges[t, 2] - k.ranges[t, 0] for k in (g, b)]
-            args = (self._base, self._unary, g.lattice.offsets, g.lattice.weights,
-                    g.messages, b.lattice.offsets, b.lattice.weights, b.messages,
-                    self.iterations > 0, g.accs, shifts[0], b.accs, shifts[1], q_out,
-                    labels_out, first)
+            args = (self._base, self._unary if self.iterations == 0 else None, self._clip,
+                    self._shape[0], g.lattice.offsets, g.lattice.weights, g.messages,
+                    b.lattice.offsets, b.lattice.weights, b.messages,
+                    meanfield.prefetched(b.lattice.offsets, b.messages), g.accs, shifts[0],
+                    b.accs, shifts[1], q_out, labels_out, self._groups, first)
             jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
         return jobs
 
     def _splat_pass(self) -> None:
         """Splat the current Q (computed from the previous messages) for the next step."""
-        parallel.run(self._pixel_jobs(self._no_output), self._threads)
+        parallel.run(self._pixel_jobs(None), self._threads)
         self._splatted = True
 
     def _messages(self) -> None:
@@ -196,7 +202,7 @@ class MeanField:
         if self._q_written:
             out[...] = argmax_classes(self._q).reshape(out.shape)
         else:
-            parallel.run(self._pixel_jobs(self._no_output, out.reshape(-1)), self._threads)
+            parallel.run(self._pixel_jobs(None, out.reshape(-1)), self._threads)
         return out
 
     def probs(self) -> np.ndarray:

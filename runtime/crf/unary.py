@@ -1,14 +1,16 @@
-"""Unaries written straight into mean field's pixel-major buffer, with no (C, H, W) array.
+"""Unaries for mean field's pixel-major buffer, with no (C, H, W) array.
 
-- :func:`probs_fill`: from probabilities, pydensecrf's ``-log(clip(p, 1e-5, 1))``
-  (``dense_crf``), the classes transposed tile by tile and the log taken in vector groups;
+- from probabilities (``dense_crf``), pydensecrf's ``-log(clip(p, 1e-5, 1))`` is taken by
+  the first pixel pass itself (:func:`tseg.runtime.crf.meanfield.pixel_pass`), 8 pixels'
+  classes transposed in registers and the log taken in vector groups
+  (:func:`unary_from_probs` gives the same energies as an array);
 - :func:`logits_fill`: from a model's logits at any resolution (``labels_from_logits``):
   per pixel, the bilinear taps of :func:`tseg.runtime.scores.resize_scores` (the same
   float32 operations in the same order), a log-softmax and the clip:
   ``max(v - max(v) - log(sum(exp(v - max(v)))), log(1e-5))``, which is
   ``log(clip(softmax(v), 1e-5, 1))`` up to float rounding (no exp then log round trip).
 
-Each returns ``fill(base, threads)`` for :class:`tseg.runtime.crf.state.MeanField`.
+It returns ``fill(base, threads)`` for :class:`tseg.runtime.crf.state.MeanField`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ _PAD = np.float32(-1e30)  # padded lanes of the logits: exp gives 0, sums stay f
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip, start,
-                     stop):
+def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip, groups,
+                     start, stop):
     """base[p] = -unary of pixels p in [start, stop): the logits resized bilinearly to
     the pixel, log-softmaxed, clipped below at log_clip; padded lanes -huge.
 
@@ -39,55 +41,46 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
         r0, r1, wr: per output row, the upper and lower source rows and the weight of
             the lower (:func:`tseg.runtime.scores._source_grid`); c0, c1, wc per column.
         log_clip: float32 log of the smallest probability kept.
+        groups: :func:`tseg.runtime.crf.simd.lane_groups` of the lanes.
     """
-    lanes = base.shape[1]
+    lanes = simd.LANES * len(groups)
     width = wc.shape[0]
     x = np.empty((3, lanes), np.float32)
+    top = np.empty(simd.LANES, np.float32)
+    logs = np.ones((1, simd.LANES), np.float32)  # the sums of exp, then their logs
     one = np.float32(1.0)
     y = start // width
     col = start - y * width
-    for p in range(start, stop):
-        if col == width:  # no division per pixel
-            col = 0
-            y += 1
-        top, bottom, a = r0[y] * low_w, r1[y] * low_w, wr[y]
-        left, right, b = c0[col], c1[col], wc[col]
-        col += 1
-        top_v = -_HUGE
-        for lane in range(0, lanes, simd.LANES):  # resize_scores: rows first, then columns
-            vecmath.lerp(x, 0, rows, top + left, rows, bottom + left, one - a, a, lane)
-            vecmath.lerp(x, 1, rows, top + right, rows, bottom + right, one - a, a, lane)
-            vecmath.lerp(base, p, x, 0, x, 1, one - b, b, lane)
-            simd.copy(x, 2, base, p, lane)
-            top_v = max(top_v, simd.group_max(x, 2, lane))
-        total = np.float32(0.0)
-        for lane in range(0, lanes, simd.LANES):
-            total += simd.exp_shifted(x, 2, lane, top_v)
-        for lane in range(0, lanes, simd.LANES):  # (v - max) - log(sum(exp(v - max)))
-            vecmath.log_softmax_clip(base, p, lane, top_v, total, log_clip, num_classes)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def base_from_probs(base, probs, clip, start, stop):
-    """base[p] = log(clip(probs[:, p], clip, 1)) (-unary, pydensecrf's unary_from_softmax)
-    for pixels p in [start, stop); padded lanes -huge.
-
-    Args:
-        base: (N, lanes) float32, mean field's pixel-major -unary.
-        probs: (C, N) float32 label-first probabilities.
-        clip: float32, the smallest probability kept (a normal float).
-    """
-    lanes = base.shape[1]
-    num_classes = probs.shape[0]
-    for p in range(start, stop):  # a pixel's classes in one gather per group
-        for lane in range(0, lanes, simd.LANES):
-            vecmath.column_log_clip(base, p, probs, p, lane, clip, num_classes)
+    for p0 in range(start, stop, simd.LANES):  # a vector's worth of pixels share one log
+        count = min(simd.LANES, stop - p0)
+        for b in range(count):
+            if col == width:  # no division per pixel
+                col = 0
+                y += 1
+            upper, lower, a = r0[y] * low_w, r1[y] * low_w, wr[y]
+            left, right, w = c0[col], c1[col], wc[col]
+            col += 1
+            top[b] = -_HUGE
+            for lane in range(0, lanes, simd.LANES):  # resize_scores: rows, then columns
+                vecmath.lerp(x, 0, rows, upper + left, rows, lower + left, one - a, a, lane)
+                vecmath.lerp(x, 1, rows, upper + right, rows, lower + right, one - a, a, lane)
+                vecmath.lerp(base, p0 + b, x, 0, x, 1, one - w, w, lane)
+                simd.copy(x, 2, base, p0 + b, lane)
+                top[b] = max(top[b], simd.group_max(x, 2, lane))
+            logs[0, b] = np.float32(0.0)
+            for lane in range(0, lanes, simd.LANES):
+                logs[0, b] += simd.exp_shifted(x, 2, lane, top[b])
+        vecmath.log(logs, 0, 0)
+        for b in range(count):
+            for lane in range(0, lanes, simd.LANES):  # (v - max) - log(sum(exp(v - max)))
+                vecmath.log_softmax_clip(base, p0 + b, lane, top[b], logs[0, b], log_clip,
+                                         num_classes)
 
 
 @njit(cache=True, nogil=True)
 def neg_log_clip(src, dst, clip, start, stop):
     """dst[r] = -log(clip(src[r], clip, 1)) for rows r in [start, stop) of (R, LANES)
-    views: the energies of :func:`base_from_probs`, label-first."""
+    views: the energies whose negation the first pixel pass takes from probabilities."""
     for r in range(start, stop):
         simd.copy(dst, r, src, r, 0)
         vecmath.log_clip(dst, r, 0, clip, simd.LANES)
@@ -97,7 +90,7 @@ def neg_log_clip(src, dst, clip, start, stop):
 
 def unary_from_probs(probs: np.ndarray, clip: float, out: np.ndarray) -> np.ndarray:
     """-log(clip(probs, clip, 1)) into ``out`` (C, H, W) float32 with the log that
-    :func:`probs_fill` takes, so that ``dense_crf(probs)`` equals
+    the first pixel pass takes, so that ``dense_crf(probs)`` equals
     ``DenseCRF.inference(unary_from_probs(probs))`` bit for bit. Checked arguments,
     ``clip`` a normal float32."""
     flat = np.ascontiguousarray(probs, np.float32).reshape(-1)
@@ -116,18 +109,6 @@ def unary_from_probs(probs: np.ndarray, clip: float, out: np.ndarray) -> np.ndar
     return out
 
 
-def probs_fill(probs: np.ndarray, clip: float):
-    """fill(base, threads) for :class:`~tseg.runtime.crf.state.MeanField` from (C, H, W)
-    checked probabilities: no (C, H, W) unary is held."""
-    flat = probs.reshape(probs.shape[0], -1)
-    if not (flat.dtype == np.float32 and flat.flags.c_contiguous and flat.flags.writeable):
-        flat = np.array(flat, np.float32, order="C")  # one kernel build for every layout
-
-    def fill(base: np.ndarray, threads: int) -> None:
-        parallel.run([(base_from_probs, (base, flat, np.float32(clip)), flat.shape[1])], threads)
-    return fill
-
-
 def logits_fill(logits: np.ndarray, height: int, width: int):
     """fill(base, threads) for :class:`~tseg.runtime.crf.state.MeanField`."""
     num_classes, low_h, low_w = logits.shape
@@ -140,6 +121,7 @@ def logits_fill(logits: np.ndarray, height: int, width: int):
             rows = lease.array((low_h * low_w, base.shape[1]))
             rows[:, num_classes:] = _PAD
             rows[:, :num_classes] = logits.reshape(num_classes, -1).T
-            args = (base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip)
+            args = (base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip,
+                    simd.lane_groups(base.shape[1]))
             parallel.run([(base_from_logits, args, height * width)], threads)
     return fill

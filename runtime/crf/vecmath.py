@@ -1,6 +1,8 @@
-"""Vector intrinsics of the unary passes (:mod:`tseg.runtime.crf.unary`): bilinear
-steps, a log-softmax and pydensecrf's clipped log, on the groups of
-:mod:`tseg.runtime.crf.simd` (whose conventions they follow).
+"""Vector intrinsics of the unaries and of the pixel passes' ends, on the groups of
+:mod:`tseg.runtime.crf.simd` (whose conventions they follow): bilinear steps, a
+log-softmax and pydensecrf's clipped log (:mod:`tseg.runtime.crf.unary`); a pixel's
+classes from label-first arrays (a gather, or 8 pixels' by transposes in registers) and
+Q back to them; the argmax of a pixel's Q.
 
 Developers: as for simd.py, Numba's on-disk cache of a kernel is keyed on the kernel's
 own source file: after editing this module only, delete ``runtime/crf/__pycache__/*.nb[ic]``.
@@ -13,6 +15,7 @@ from numba.extending import intrinsic
 
 from tseg.runtime.crf.simd import (
     _F32,
+    _FAST,
     _I32,
     _IVEC,
     _VEC,
@@ -76,25 +79,38 @@ def _log(builder, x):
 
 
 @intrinsic
-def log_softmax_clip(typingctx, x, row, lane, top, total, floor, limit):
-    """x[row, g] = max((x[row, g] - top) - log(total), floor) in the lanes below
+def log_softmax_clip(typingctx, x, row, lane, top, log_total, floor, limit):
+    """x[row, g] = max((x[row, g] - top) - log_total, floor) in the lanes below
     ``limit``, -3.4e38 in the others (g the group): a log-softmax (top the row's max,
-    total its sum of exp(x - top), >= 1) clipped below, padded lanes left impossible."""
+    log_total the log of its sum of exp(x - top)) clipped below, padded lanes left
+    impossible."""
     if not _is_f32_matrix(x):
         return None
 
     def codegen(context, builder, sig, args):
         xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
-        log_total = _log(builder, _splat(builder, args[4]))
-        v = builder.fsub(builder.fsub(_load(builder, xp), _splat(builder, args[3])), log_total)
+        v = builder.fsub(builder.fsub(_load(builder, xp), _splat(builder, args[3])),
+                         _splat(builder, args[4]))
         v = _call(builder, "maxnum", [v, _splat(builder, args[5])])
-        index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
-                            _splat_int(builder, builder.trunc(args[2], _I32)))
-        inside = builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(args[6], _I32)))
-        _store(builder, builder.select(inside, v, ir.Constant(_VEC, [-3.4028235e38] * LANES)), xp)
+        _store(builder, builder.select(_inside(builder, args[2], args[6]), v,
+                                       ir.Constant(_VEC, [-3.4028235e38] * LANES)), xp)
 
     return (types.void(x, types.int64, types.int64, types.float32, types.float32, types.float32,
                        types.int64), codegen)
+
+
+@intrinsic
+def log(typingctx, x, row, lane):
+    """x[row, g] = log(x[row, g]) (g the group), positive normal floats: a group of
+    pixels' logs in one vector."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        _store(builder, _log(builder, _load(builder, xp)), xp)
+
+    return types.void(x, types.int64, types.int64), codegen
 
 
 def _splat_int(builder, scalar):
@@ -115,10 +131,8 @@ def log_clip(typingctx, x, row, lane, low, limit):
         clipped = _call(builder, "minnum", [_call(builder, "maxnum", [_load(builder, xp),
                                                                       _splat(builder, args[3])]),
                                             ir.Constant(_VEC, [1.0] * LANES)])
-        index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
-                            _splat_int(builder, builder.trunc(args[2], _I32)))
-        inside = builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(args[4], _I32)))
-        out = builder.select(inside, _log(builder, clipped), ir.Constant(_VEC, [-3.4028235e38] * LANES))
+        out = builder.select(_inside(builder, args[2], args[4]), _log(builder, clipped),
+                             ir.Constant(_VEC, [-3.4028235e38] * LANES))
         _store(builder, out, xp)
 
     return types.void(x, types.int64, types.int64, types.float32, types.int64), codegen
@@ -150,44 +164,169 @@ def _gather_column(builder, arr, col, lane, limit, fill):
     return builder.call(fn, [pointers, ir.Constant(_I32, 4), mask, _splat(builder, fill)])
 
 
+def _inside(builder, lane, limit):
+    """The lanes of the group [lane, lane + LANES) below ``limit`` (a vector of i1)."""
+    index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
+                        _splat_int(builder, builder.trunc(lane, _I32)))
+    return builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(limit, _I32)))
+
+
 @intrinsic
-def column_log_clip(typingctx, dst, drow, src, col, lane, low, limit):
-    """dst[drow, g] = log(min(max(src[g, col], low), 1)) for the rows g of the group
-    [lane, lane + LANES) below ``limit``, -3.4e38 in the others: a pixel's -unary from
-    label-first probabilities (src (C, N)), gathered without a scalar store."""
-    if not _is_f32_matrix(dst, src):
+def negate(typingctx, x, row, lane, limit):
+    """x[row, g] = -x[row, g] in the lanes below ``limit``, -3.4e38 in the others (g the
+    group): a pixel's -unary from its energies, padded lanes left impossible."""
+    if not _is_f32_matrix(x):
         return None
 
     def codegen(context, builder, sig, args):
-        d, dr, s, col, ln, lo, lim = args
-        src_a = _array(context, builder, sig.args[2], s)
-        x = _gather_column(builder, src_a, col, ln, lim, ir.Constant(_F32, 1.0))
-        clipped = _call(builder, "minnum", [_call(builder, "maxnum", [x, _splat(builder, lo)]),
-                                            ir.Constant(_VEC, [1.0] * LANES)])
-        index = builder.add(ir.Constant(_IVEC, list(range(LANES))),
-                            _splat_int(builder, builder.trunc(ln, _I32)))
-        inside = builder.icmp_signed("<", index, _splat_int(builder, builder.trunc(lim, _I32)))
-        out = builder.select(inside, _log(builder, clipped),
-                             ir.Constant(_VEC, [-3.4028235e38] * LANES))
-        _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), dr, ln))
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        out = builder.fsub(ir.Constant(_VEC, [-0.0] * LANES), _load(builder, xp))  # exact
+        _store(builder, builder.select(_inside(builder, args[2], args[3]), out,
+                                       ir.Constant(_VEC, [-3.4028235e38] * LANES)), xp)
 
-    return (types.void(dst, types.int64, src, types.int64, types.int64, types.float32,
-                       types.int64), codegen)
+    return types.void(x, types.int64, types.int64, types.int64), codegen
 
 
 @intrinsic
-def column_negated(typingctx, dst, drow, src, col, lane, limit):
-    """dst[drow, g] = -src[g, col] for the rows g of the group [lane, lane + LANES) below
-    ``limit``, -3.4e38 in the others: a pixel's -unary from label-first energies (src
-    (C, N)), gathered without a scalar store."""
+def column(typingctx, dst, drow, src, col, lane, limit):
+    """dst[drow, g] = src[g, col] for the rows g of the group [lane, lane + LANES) below
+    ``limit`` (1 in the others): a pixel's classes from label-first src (C, N), in one
+    masked gather (scalar stores would stall the next load of the row)."""
     if not _is_f32_matrix(dst, src):
         return None
 
     def codegen(context, builder, sig, args):
         d, dr, s, col, ln, lim = args
-        src_a = _array(context, builder, sig.args[2], s)
-        x = _gather_column(builder, src_a, col, ln, lim, ir.Constant(_F32, 3.4028235e38))
-        out = builder.fsub(ir.Constant(_VEC, [-0.0] * LANES), x)  # exact negation
-        _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), dr, ln))
+        x = _gather_column(builder, _array(context, builder, sig.args[2], s), col, ln, lim,
+                           ir.Constant(_F32, 1.0))
+        _store(builder, x, _group(builder, _array(context, builder, sig.args[0], d), dr, ln))
 
     return types.void(dst, types.int64, src, types.int64, types.int64, types.int64), codegen
+
+
+COLUMNS = 8  # pixels that ``columns`` transposes at once
+_HALF = COLUMNS // 2
+
+
+def _every(builder, flag, count):
+    """A vector of ``count`` copies of the i1 ``flag``."""
+    mask = ir.VectorType(ir.IntType(1), count)
+    one = builder.insert_element(ir.Constant(mask, ir.Undefined), flag, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(mask, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, count), [0] * count))
+
+
+def _transpose(builder, rows):
+    """The transpose of 8 vectors of 8 floats: three rounds of interleaving vector i with
+    vector i + 4 (lower halves, then upper halves)."""
+    low = ir.Constant(ir.VectorType(_I32, COLUMNS), [i // 2 + (i % 2) * COLUMNS for i in range(COLUMNS)])
+    high = ir.Constant(ir.VectorType(_I32, COLUMNS),
+                       [_HALF + i // 2 + (i % 2) * COLUMNS for i in range(COLUMNS)])
+    for _ in range(3):
+        rows = [builder.shuffle_vector(rows[i], rows[i + _HALF], mask)
+                for i in range(_HALF) for mask in (low, high)]
+    return rows
+
+
+@intrinsic
+def columns(typingctx, dst, src, col, lane, limit):
+    """dst[b, g] = src[g, col + b] for the COLUMNS rows b of dst and the rows g of the
+    group [lane, lane + LANES) below ``limit`` (1 in the others): COLUMNS pixels' classes
+    from label-first src (C, N), col + COLUMNS <= N, by 8 x 8 transposes in registers
+    (a gather per pixel costs several times more)."""
+    if not _is_f32_matrix(dst, src):
+        return None
+    vec8 = ir.VectorType(_F32, COLUMNS)
+
+    def codegen(context, builder, sig, args):
+        d, s, col, ln, lim = args
+        src_a = _array(context, builder, sig.args[1], s)
+        dst_a = _array(context, builder, sig.args[0], d)
+        cols = cgutils.unpack_tuple(builder, src_a.shape, 2)[1]
+        one = ir.Constant(vec8, [1.0] * COLUMNS)
+        rows = []
+        for j in range(LANES):
+            k = builder.add(ln, ir.Constant(ln.type, j))
+            inside = builder.icmp_signed("<", k, lim)
+            row = builder.select(inside, k, builder.sub(lim, ir.Constant(lim.type, 1)))  # in bounds
+            ptr = builder.gep(src_a.data, [builder.add(builder.mul(row, cols), col)])
+            v = builder.load(builder.bitcast(ptr, vec8.as_pointer()), align=4)
+            # A vector condition: a scalar one would become a branch around the load.
+            rows.append(builder.select(_every(builder, inside, COLUMNS), v, one))
+        blocks = [_transpose(builder, rows[t:t + COLUMNS]) for t in range(0, LANES, COLUMNS)]
+        for b in range(COLUMNS):
+            out = blocks[0][b]
+            if len(blocks) == 2:
+                out = builder.shuffle_vector(out, blocks[1][b], ir.Constant(_IVEC, list(range(LANES))))
+            _store(builder, out, _group(builder, dst_a, ir.Constant(ir.IntType(64), b), ln))
+
+    return types.void(dst, src, types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def to_columns(typingctx, dst, src, scale, col, lane, limit):
+    """dst[g, col + b] = src[b, g] * scale[b] for the COLUMNS rows b of src and the rows g
+    of the group [lane, lane + LANES) below ``limit``: COLUMNS pixels' Q into label-first
+    dst (C, N), col + COLUMNS <= N, by 8 x 8 transposes in registers (``columns``'
+    inverse; the products are the scalar ones)."""
+    if not (_is_f32_matrix(dst, src) and isinstance(scale, types.Array)
+            and scale.dtype == types.float32 and scale.ndim == 1):
+        return None
+    vec8 = ir.VectorType(_F32, COLUMNS)
+
+    def codegen(context, builder, sig, args):
+        d, s, sc, col, ln, lim = args
+        dst_a = _array(context, builder, sig.args[0], d)
+        src_a = _array(context, builder, sig.args[1], s)
+        scale_a = _array(context, builder, sig.args[2], sc)
+        cols = cgutils.unpack_tuple(builder, dst_a.shape, 2)[1]
+        rows = []
+        for b in range(COLUMNS):
+            row = ir.Constant(ir.IntType(64), b)
+            factor = builder.load(builder.gep(scale_a.data, [row]))
+            rows.append(builder.fmul(_load(builder, _group(builder, src_a, row, ln)),
+                                     _splat(builder, factor)))
+        for t in range(0, LANES, COLUMNS):  # the lanes t .. t + 7 of the pixels' rows
+            half = ir.Constant(ir.VectorType(_I32, COLUMNS), list(range(t, t + COLUMNS)))
+            block = _transpose(builder, [builder.shuffle_vector(r, r, half) for r in rows])
+            for j in range(COLUMNS):
+                k = builder.add(ln, ir.Constant(ln.type, t + j))
+                with builder.if_then(builder.icmp_signed("<", k, lim), likely=True):
+                    ptr = builder.gep(dst_a.data, [builder.add(builder.mul(k, cols), col)])
+                    builder.store(block[j], builder.bitcast(ptr, vec8.as_pointer()), align=4)
+
+    return types.void(dst, src, scale, types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def scaled_max(typingctx, x, row, lane, scale):
+    """max of x[row, g] * scale over the group g = [lane, lane + LANES)."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        q = builder.fmul(_load(builder, xp), _splat(builder, args[3]))
+        return _call(builder, "vector.reduce.fmax", [q], result=_F32, fastmath=_FAST)
+
+    return types.float32(x, types.int64, types.int64, types.float32), codegen
+
+
+@intrinsic
+def first_equal(typingctx, x, row, lane, scale, value):
+    """The first k in [0, LANES) with x[row, lane + k] * scale == value (LANES if none):
+    with ``scaled_max``, the argmax of a pixel's Q, the first of equal values."""
+    if not _is_f32_matrix(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        q = builder.fmul(_load(builder, xp), _splat(builder, args[3]))
+        bits = builder.bitcast(builder.fcmp_ordered("==", q, _splat(builder, args[4])),
+                               ir.IntType(LANES))
+        first = builder.call(cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(LANES), [ir.IntType(LANES), ir.IntType(1)]),
+            f"llvm.cttz.i{LANES}"), [bits, ir.Constant(ir.IntType(1), 0)])
+        return builder.zext(first, ir.IntType(64))
+
+    return types.int64(x, types.int64, types.int64, types.float32, types.float32), codegen
