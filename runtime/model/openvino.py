@@ -1,0 +1,173 @@
+"""OpenVINO Runtime on the CPU, reading tseg's exported .onnx files as they are.
+
+On x86 CPUs OpenVINO's kernels beat ONNX Runtime's on the same files (bf16 where the CPU
+has it, INT8 QDQ files, f32 about even). Precision is the user's choice, never a silent
+change: OpenVINO's default precision hint on a BF16 CPU is bf16, so f32 is asked for
+explicitly and bf16 only with :attr:`OpenVinoSettings.bf16`.
+
+:class:`OpenVinoSession` offers the part of ``onnxruntime.InferenceSession`` that tseg
+uses (``get_inputs``, ``get_outputs``, ``get_modelmeta``, ``get_providers``, ``run``), so
+the :class:`~tseg.runtime.segment.segmenter.Segmenter` and the pipeline run it unchanged.
+The graph's inputs, outputs and tseg metadata are read from the .onnx file itself, as
+ONNX Runtime reports them. Compiled models are cached in ``CACHE/openvino`` (tseg's cache
+folder), so a second start skips compilation.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from tseg.runtime.cache_dir import default_cache_dir
+from tseg.runtime.errors import TsegError
+from tseg.runtime.inputs import check_model_file
+from tseg.runtime.model.onnx_file import read_model_file
+
+OPENVINO_EXTRA = "pip install 'tseg[openvino]'"
+PROVIDER = "OpenVINO CPU"  # what get_providers() names, as ONNX Runtime names its providers
+
+
+@dataclass(frozen=True)
+class OpenVinoSettings:
+    """How OpenVINO runs a model (``device='openvino'``).
+
+    Attributes:
+        bf16: compute in bfloat16 where the CPU has it (a precision change: judge it with
+            tseg-export's gate); False runs in float32, as the file is.
+        cache_dir: tseg's cache folder (compiled models go to ``cache_dir/openvino``);
+            None: :func:`~tseg.runtime.cache_dir.default_cache_dir`.
+    """
+
+    bf16: bool = False
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bf16, bool):
+            raise TsegError(f"OpenVinoSettings.bf16: need True or False, got {self.bf16!r:.40}", parameter="bf16")
+        if self.cache_dir is not None:
+            if not isinstance(self.cache_dir, (str, os.PathLike)):
+                raise TsegError(
+                    f"OpenVinoSettings.cache_dir: need a folder path or None, got {self.cache_dir!r:.60}",
+                    parameter="cache_dir",
+                )
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+
+    @property
+    def precision(self) -> str:
+        """OpenVINO's inference precision hint: "bf16" or "f32"."""
+        return "bf16" if self.bf16 else "f32"
+
+
+def import_openvino():
+    """The ``openvino`` module, or a TsegError naming what to install."""
+    try:
+        import openvino
+    except ImportError:
+        raise TsegError(
+            f"device='openvino' needs OpenVINO Runtime, which is not installed: {OPENVINO_EXTRA}",
+            parameter="device",
+        ) from None
+    return openvino
+
+
+def _compile_config(settings: OpenVinoSettings, threads: int | None, core) -> dict[str, object]:
+    """OpenVINO's CPU properties for one model: precision, threads, one latency stream, cache."""
+    if settings.bf16 and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        raise TsegError(
+            "bf16: this CPU has no bfloat16 instructions (OpenVINO lists none); run the model in f32 or INT8",
+            parameter="bf16",
+        )
+    cache = (settings.cache_dir or default_cache_dir()).expanduser().absolute() / "openvino"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TsegError(
+            f"cannot create the OpenVINO cache folder {cache}: {err.strerror or err}; set XDG_CACHE_HOME to a"
+            " writable folder"
+        ) from None
+    config: dict[str, object] = {
+        "INFERENCE_PRECISION_HINT": settings.precision,
+        "PERFORMANCE_HINT": "LATENCY",  # one stream: batches come one at a time per request
+        "CACHE_DIR": str(cache),
+    }
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
+
+
+class OpenVinoSession:
+    """An OpenVINO compiled model behind the ``onnxruntime.InferenceSession`` calls tseg makes.
+
+    ``run`` is thread-safe: each call takes an idle infer request from a pool (making one
+    when all are busy), so the pipeline's threads can overlap their batches.
+
+    Args:
+        model_path: the .onnx file (checked to be a regular ONNX file first).
+        threads: OpenVINO's inference threads; None lets it choose.
+        settings: precision and cache folder.
+
+    Raises:
+        TsegError: OpenVINO missing, the file not an ONNX model or one OpenVINO cannot
+            read or compile, bf16 on a CPU without it.
+    """
+
+    def __init__(
+        self, model_path: str | Path, *, threads: int | None = None, settings: OpenVinoSettings | None = None
+    ) -> None:
+        ov = import_openvino()
+        self.path = Path(model_path)
+        self.settings = settings or OpenVinoSettings()
+        check_model_file(self.path, what="model")
+        self._file = read_model_file(self.path)
+        core = ov.Core()
+        config = _compile_config(self.settings, threads, core)
+        try:
+            self._compiled = core.compile_model(str(self.path), "CPU", config)
+        except Exception as err:  # OpenVINO raises RuntimeError with multi-line C++ context
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TsegError(f"{self.path} is not a model OpenVINO can run: {first_line[:300]}") from None
+        self._output = self._compiled.output(0)
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+
+    def get_inputs(self) -> list:
+        """The graph's inputs as the .onnx file declares them (name, shape, type)."""
+        return list(self._file.inputs)
+
+    def get_outputs(self) -> list:
+        """The graph's outputs as the .onnx file declares them."""
+        return list(self._file.outputs)
+
+    def get_modelmeta(self) -> SimpleNamespace:
+        """The file's metadata properties, as ``custom_metadata_map``."""
+        return SimpleNamespace(custom_metadata_map=dict(self._file.props))
+
+    def get_providers(self) -> list[str]:
+        """What runs the model, with its precision: e.g. ["OpenVINO CPU (f32)"]."""
+        return [f"{PROVIDER} ({self.settings.precision})"]
+
+    def get_provider_options(self) -> dict:
+        return {}
+
+    def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The first output for one input batch, as ``InferenceSession.run`` returns it.
+
+        Args:
+            output_names: ignored beyond the first output (tseg asks for the logits only).
+            feed: {input name: (N, 3, H, W) float32 batch}.
+        """
+        (batch,) = feed.values()
+        try:
+            request = self._idle.get_nowait()
+        except queue.Empty:
+            request = self._compiled.create_infer_request()
+        try:
+            result = request.infer({0: np.ascontiguousarray(batch)})
+            logits = np.array(result[self._output], copy=True)  # the request's buffer is reused
+        finally:
+            self._idle.put(request)
+        return [logits]
