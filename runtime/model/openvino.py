@@ -75,13 +75,24 @@ def import_openvino():
     return openvino
 
 
-def _compile_config(settings: OpenVinoSettings, threads: int | None, core) -> dict[str, object]:
-    """OpenVINO's CPU properties for one model: precision, threads, one latency stream, cache."""
-    if settings.bf16 and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+def check_bf16(core=None) -> None:
+    """Refuses bfloat16 where OpenVINO is missing or the CPU has no bfloat16 instructions.
+
+    Raises:
+        TsegError: one line naming what to install, or that the CPU lacks BF16.
+    """
+    core = core if core is not None else import_openvino().Core()
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         raise TsegError(
             "bf16: this CPU has no bfloat16 instructions (OpenVINO lists none); run the model in f32 or INT8",
             parameter="bf16",
         )
+
+
+def _compile_config(settings: OpenVinoSettings, threads: int | None, core) -> dict[str, object]:
+    """OpenVINO's CPU properties for one model: precision, threads, one latency stream, cache."""
+    if settings.bf16:
+        check_bf16(core)
     cache = (settings.cache_dir or default_cache_dir()).expanduser().absolute() / "openvino"
     try:
         cache.mkdir(parents=True, exist_ok=True)
