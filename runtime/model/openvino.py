@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -63,8 +64,30 @@ class OpenVinoSettings:
         return "bf16" if self.bf16 else "f32"
 
 
+def _telemetry_opted_in() -> bool:
+    """Whether the user opted in to OpenVINO's telemetry (its ``opt_in_out --opt_in`` wrote "1")."""
+    if sys.platform == "win32":
+        folder = Path(os.environ.get("LOCALAPPDATA", "")) / "Intel Corporation"
+    else:
+        folder = Path.home() / "intel"
+    try:
+        return (folder / "openvino_telemetry").read_text(encoding="ascii", errors="replace").strip() == "1"
+    except OSError:
+        return False
+
+
 def import_openvino():
-    """The ``openvino`` module, or a TsegError naming what to install."""
+    """The ``openvino`` module, or a TsegError naming what to install.
+
+    ``import openvino`` starts its converter's telemetry, opted in by default: it writes a client
+    id and counters under ``~/intel`` and reports usage. Unless the user opted in, the import runs
+    with ``openvino_telemetry`` hidden, so OpenVINO takes its own no-op stub.
+    """
+    if "openvino" in sys.modules and sys.modules["openvino"] is not None:
+        return sys.modules["openvino"]
+    hide = "openvino_telemetry" not in sys.modules and not _telemetry_opted_in()
+    if hide:
+        sys.modules["openvino_telemetry"] = None  # import openvino_telemetry -> ImportError
     try:
         import openvino
     except ImportError:
@@ -72,6 +95,9 @@ def import_openvino():
             f"device='openvino' needs OpenVINO Runtime, which is not installed: {OPENVINO_EXTRA}",
             parameter="device",
         ) from None
+    finally:
+        if hide and sys.modules.get("openvino_telemetry", 0) is None:
+            del sys.modules["openvino_telemetry"]  # the user's own later imports get the real package
     return openvino
 
 
@@ -89,18 +115,36 @@ def check_bf16(core=None) -> None:
         )
 
 
-def _compile_config(settings: OpenVinoSettings, threads: int | None, core) -> dict[str, object]:
+def _make_folder(folder: Path) -> list[Path]:
+    """Makes ``folder`` and its missing parents; returns those it made, deepest first.
+
+    Raises:
+        TsegError: it cannot be made (naming it and XDG_CACHE_HOME).
+    """
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TsegError(
+            f"cannot create the OpenVINO cache folder {folder}: {err.strerror or err}; set XDG_CACHE_HOME to a"
+            " writable folder"
+        ) from None
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes the folders (deepest first) that are still empty: a refused model leaves no cache behind."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another process's cache), or already gone
+            return
+
+
+def _compile_config(settings: OpenVinoSettings, threads: int | None, core, cache: Path) -> dict[str, object]:
     """OpenVINO's CPU properties for one model: precision, threads, one latency stream, cache."""
     if settings.bf16:
         check_bf16(core)
-    cache = (settings.cache_dir or default_cache_dir()).expanduser().absolute() / "openvino"
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise TsegError(
-            f"cannot create the OpenVINO cache folder {cache}: {err.strerror or err}; set XDG_CACHE_HOME to a"
-            " writable folder"
-        ) from None
     config: dict[str, object] = {
         "INFERENCE_PRECISION_HINT": settings.precision,
         "PERFORMANCE_HINT": "LATENCY",  # one stream: batches come one at a time per request
@@ -109,6 +153,15 @@ def _compile_config(settings: OpenVinoSettings, threads: int | None, core) -> di
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = threads
     return config
+
+
+def openvino_reason(err: BaseException) -> str:
+    """The gist of an OpenVINO error in one line: its C++ frames ("Exception from ...", "Check ...
+    failed at ...") left out, e.g. "Model wasn't fully converted. ... No conversion rule found for
+    operations: custom.Op"."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    gist = [line for line in lines if line and not line.startswith(("Exception from ", "Check '"))]
+    return (" ".join(gist) or type(err).__name__)[:300]
 
 
 class OpenVinoSession:
@@ -136,12 +189,14 @@ class OpenVinoSession:
         check_model_file(self.path, what="model")
         self._file = read_model_file(self.path)
         core = ov.Core()
-        config = _compile_config(self.settings, threads, core)
+        cache = (self.settings.cache_dir or default_cache_dir()).expanduser().absolute() / "openvino"
+        config = _compile_config(self.settings, threads, core, cache)
+        made = _make_folder(cache)
         try:
             self._compiled = core.compile_model(str(self.path), "CPU", config)
         except Exception as err:  # OpenVINO raises RuntimeError with multi-line C++ context
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TsegError(f"{self.path} is not a model OpenVINO can run: {first_line[:300]}") from None
+            _remove_empty(made)
+            raise TsegError(f"{self.path} is not a model OpenVINO can run: {openvino_reason(err)}") from None
         self._output = self._compiled.output(0)
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -179,6 +234,8 @@ class OpenVinoSession:
         try:
             result = request.infer({0: np.ascontiguousarray(batch)})
             logits = np.array(result[self._output], copy=True)  # the request's buffer is reused
+        except RuntimeError as err:  # the gist first: callers report the first line
+            raise RuntimeError(openvino_reason(err)) from None
         finally:
             self._idle.put(request)
         return [logits]

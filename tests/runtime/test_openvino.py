@@ -146,3 +146,35 @@ def test_tseg_infer_bf16_needs_device_openvino(colour_onnx, photo_dir, tmp_path)
         "Error: --bf16 needs --device openvino (it sets OpenVINO's precision), got --device auto"
     ]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_model_openvino_refuses_leaves_no_cache_folder(tmp_path):
+    from tests.hardening.onnx_files import tail_model_bytes
+
+    model = tmp_path / "mystery.onnx"
+    model.write_bytes(tail_model_bytes("unknown-op"))
+    with pytest.raises(TsegError, match="No conversion rule found for operations: tseg.harness.Mystery") as err:
+        Segmenter(model, device="openvino")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_openvinos_telemetry_stays_off_and_nothing_but_the_cache_lands_in_home(colour_onnx, tmp_path):
+    import os
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    code = (
+        "import sys\n"
+        "from tseg.runtime import Segmenter\n"
+        f"Segmenter({str(colour_onnx)!r}, device='openvino')\n"
+        "assert 'openvino_telemetry' not in sys.modules\n"
+        "import openvino_telemetry\n"  # the user's own import still gets the package
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(home)}, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    assert written and all(name.startswith(".cache/tseg/openvino/") for name in written), written
