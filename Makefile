@@ -42,7 +42,12 @@ runtime-smoke: venv
 	$(RUNTIME_VENV)/bin/tseg-infer $(SMOKE)/data/rgb --model $(SMOKE)/tiny.onnx --out $(SMOKE)/labels --quiet
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval --quiet
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-crf --eval --crf --quiet
-	@echo "runtime smoke test passed: tseg-infer (and its CRF) ran without torch or a compiler"
+	# The openvino extra on top of the base install: still no torch, no compiler.
+	CC=false CXX=false $(RUNTIME_VENV)/bin/pip install --quiet '.[openvino]'
+	rm -rf tseg.egg-info
+	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-openvino --eval --device openvino --quiet
+	@echo "runtime smoke test passed: tseg-infer (its CRF, and OpenVINO) ran without torch or a compiler"
 
 # Speed claims: each script prints ratios measured side by side in one run.
 bench-crf: venv

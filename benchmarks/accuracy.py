@@ -40,32 +40,34 @@ def score_rows(rows: list[Row], *, coco: Path, data: Path | None, threads: int |
     """Sets ``miou`` on every row that ran; a row whose split could not be scored fails (its status says why)."""
     from tseg.runtime.infer.run import InferSettings, infer_coco
 
-    scores: dict[tuple[str, str], float | str] = {}
+    scores: dict[tuple[str, str, bool], float | str] = {}
     for row in rows:
         if row.status != "ran":
             continue
-        key = (row.path, row.device)
+        bf16 = row.precision == "bf16"
+        key = (row.path, row.device, bf16)
         if key in scores:
             pass
-        elif row.engine != "onnxruntime":
+        elif row.engine == "pytorch":
             scores[key] = _score_eager(Path(row.path), row.device, coco=coco, data=data, threads=threads)
         else:
             scores[key] = _score(Path(row.path), row.device, coco=coco, data=data, threads=threads,
-                                 batch_size=batch_size, infer=infer_coco, settings=InferSettings)
+                                 batch_size=batch_size, infer=infer_coco, settings=InferSettings, bf16=bf16)
         if isinstance(scores[key], float):
             row.miou = scores[key]
         else:
             row.fail(scores[key])
 
 
-def _score(model: Path, device: str, *, coco, data, threads, batch_size, infer, settings) -> float | str:
+def _score(model: Path, device: str, *, coco, data, threads, batch_size, infer, settings,
+           bf16: bool = False) -> float | str:
     with tempfile.TemporaryDirectory(prefix="tseg-bench-eval-") as out:
         try:
             result = infer(
                 coco,
                 data_root=data,
                 settings=settings(model=model, out=Path(out), device=device, threads=threads, progress=False,
-                                  batch_size=batch_size),
+                                  batch_size=batch_size, bf16=bf16),
                 evaluate=True,
             )
         except TsegError as err:

@@ -73,6 +73,7 @@ class BenchSettings:
         threads: intra-op threads (ONNX Runtime and torch); None: their defaults.
         policy: warm-up, minimum runs and time.
         coco, data: a COCO split (and its image root) to score each row's mIoU on, or None.
+        bf16: OpenVINO rows in bfloat16 too, for each FP32 file (device "openvino").
         stages: also time tseg-infer's pipeline stage by stage.
         crf: also time the dense CRF at each size.
         progress: a progress bar on stderr.
@@ -87,6 +88,7 @@ class BenchSettings:
     policy: TimingPolicy = TimingPolicy()
     coco: Path | None = None
     data: Path | None = None
+    bf16: bool = False
     stages: bool = False
     crf: bool = False
     progress: bool = False
@@ -98,6 +100,8 @@ def _check_settings(settings: BenchSettings) -> None:
         raise TsegError("need at least one MODEL.onnx (or --checkpoint)")
     if (settings.stages or settings.crf) and not settings.models:
         raise TsegError("--stages and --crf time a MODEL.onnx (its pipeline, its class count): give one")
+    if settings.bf16 and "openvino" not in settings.devices:
+        raise TsegError("--bf16 adds OpenVINO rows in bfloat16: give --device openvino (e.g. --device cpu,openvino)")
     if settings.data is not None and settings.coco is None:
         raise TsegError("--data is the image root of --coco: give --coco SPLIT.json too")
     checks.check_threads(settings.threads)
@@ -149,7 +153,7 @@ def run_bench(settings: BenchSettings) -> BenchReport:
     metas, cpu_sessions = _check_inputs(settings)
     plans = plan_rows(metas, checkpoint=settings.checkpoint, sizes=[(s, s) for s in settings.sizes],
                       batches=list(settings.batch_sizes), devices=list(settings.devices), threads=settings.threads,
-                      cpu_sessions=cpu_sessions)
+                      cpu_sessions=cpu_sessions, bf16=settings.bf16)
     build_runners(plans)  # every row opened and run once: what cannot run is refused here, before any timing
     machine = machine_info(threads=settings.threads, devices=settings.devices)
     warning = load_warning(machine)
@@ -200,6 +204,7 @@ def _write_report(path: Path, text: str) -> None:
               help=f"Intra-op threads, at most the CPUs ({MAX_THREADS}) (default: ORT's).")
 @click.option("--coco", type=click.Path(path_type=Path), default=None, help="A COCO split to score mIoU on.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="The split's image root.")
+@click.option("--bf16", is_flag=True, help="With --device openvino: also OpenVINO in bfloat16 for each FP32 file.")
 @click.option("--stages", is_flag=True, help="Time tseg-infer's pipeline stage by stage.")
 @click.option("--crf", is_flag=True, help="Time the dense CRF at each size (and pydensecrf's, if installed).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
@@ -214,8 +219,8 @@ def _write_report(path: Path, text: str) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="Also show ONNX Runtime's own warnings and errors on stderr.")
 @one_line_errors
-def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, stages, crf, json_path, markdown_path,
-         min_time, min_runs, warmup, pause, progress, verbose) -> None:
+def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, bf16, stages, crf, json_path,
+         markdown_path, min_time, min_runs, warmup, pause, progress, verbose) -> None:
     """Benchmark exported models (MODEL.onnx ...): latency, images/s, FLOPs, % of peak, mIoU."""
     if verbose:
         from tseg.runtime.model.session import set_engine_logging
@@ -231,6 +236,7 @@ def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, s
         policy=TimingPolicy(warmup=warmup, min_runs=min_runs, min_time=min_time, pause=pause),
         coco=coco,
         data=data,
+        bf16=bf16,
         stages=stages,
         crf=crf,
         progress=progress and sys.stderr.isatty(),

@@ -122,7 +122,10 @@ def describe_machine(info: dict[str, object]) -> str:
 
 def peak_kind(precision: str, device: str) -> tuple[str, str]:
     """(GEMM kind, device) of the peak a row is compared with: INT8 rows with an INT8 GEMM,
-    FP16 rows on a GPU with an FP16 GEMM, the rest with FP32; TensorRT rows on CUDA's GEMM."""
+    FP16 rows on a GPU with an FP16 GEMM, the rest with FP32; TensorRT rows on CUDA's GEMM;
+    OpenVINO rows with OpenVINO's own GEMM (bf16 rows in bfloat16)."""
+    if device == "openvino":
+        return (precision if precision in ("int8", "bf16") else "fp32"), device
     gemm_device = "cpu" if device == "cpu" else "cuda"
     if precision == "int8":
         return "int8", gemm_device
@@ -139,18 +142,23 @@ GEMM_SHAPES = {
     "cpu": ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 1152, 256)),
     "cuda": ((4096, 4096, 4096), (8192, 8192, 8192), (65536, 2304, 256)),
 }
+GEMM_SHAPES["openvino"] = GEMM_SHAPES["cpu"]
 
 
 def gemm_ops(kind: str, device: str) -> tuple[str, ...]:
     """The ONNX ops timed for a peak: MatMul for float; for INT8 MatMulInteger (u8 x s8 -> int32 on the CPU,
-    s8 x s8 on CUDA) and, on the CPU, QLinearMatMul (u8 x s8 -> u8, what QOperator models run)."""
+    s8 x s8 on CUDA) and, on the CPU, QLinearMatMul (u8 x s8 -> u8, what QOperator models run); through
+    OpenVINO a Q/DQ MatMul (what tseg's INT8 files hold, and what OpenVINO's INT8 kernels take)."""
     if kind != "int8":
         return ("MatMul",)
+    if device == "openvino":
+        return ("QDQ-MatMul",)
     return ("MatMulInteger", "QLinearMatMul") if device == "cpu" else ("MatMulInteger",)
 
 
 def gemm_graph(kind: str, shape: tuple[int, int, int], device: str, op: str | None = None):
-    """An ONNX model: (M, K) input ``a`` x (K, N) constant -> (M, N) ``c``, as ``kind`` ("fp32", "fp16", "int8").
+    """An ONNX model: (M, K) input ``a`` x (K, N) constant -> (M, N) ``c``, as ``kind`` ("fp32", "fp16", "bf16",
+    "int8").
 
     Args:
         op: one of :func:`gemm_ops` (default: the first).
@@ -161,6 +169,8 @@ def gemm_graph(kind: str, shape: tuple[int, int, int], device: str, op: str | No
     op = op or gemm_ops(kind, device)[0]
     rng = np.random.default_rng(0)
     inits = []
+    if op == "QDQ-MatMul":
+        return _qdq_gemm_graph(shape)
     if kind == "int8":
         a_type = TensorProto.INT8 if device == "cuda" else TensorProto.UINT8
         inits.append(numpy_helper.from_array(rng.integers(-64, 64, size=(k, n), dtype=np.int8), "b"))
@@ -176,8 +186,9 @@ def gemm_graph(kind: str, shape: tuple[int, int, int], device: str, op: str | No
             node = helper.make_node("MatMulInteger", ["a", "b"], ["c"])
             out_type = TensorProto.INT32
     else:
-        a_type = out_type = TensorProto.FLOAT if kind == "fp32" else TensorProto.FLOAT16
-        b = rng.standard_normal((k, n)).astype(np.float32 if kind == "fp32" else np.float16)
+        single = kind in ("fp32", "bf16")  # bf16: a float32 graph that OpenVINO computes in bfloat16
+        a_type = out_type = TensorProto.FLOAT if single else TensorProto.FLOAT16
+        b = rng.standard_normal((k, n)).astype(np.float32 if single else np.float16)
         inits.append(numpy_helper.from_array(b, "b"))
         node = helper.make_node("MatMul", ["a", "b"], ["c"])
     graph = helper.make_graph(
@@ -190,15 +201,36 @@ def gemm_graph(kind: str, shape: tuple[int, int, int], device: str, op: str | No
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def _qdq_gemm_graph(shape: tuple[int, int, int]):
+    """float (M, K) -> QuantizeLinear/DequantizeLinear (uint8) x DequantizeLinear(int8 (K, N)) -> MatMul -> float."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    m, k, n = shape
+    weights = np.random.default_rng(0).integers(-64, 64, size=(k, n), dtype=np.int8)
+    inits = [numpy_helper.from_array(weights, "b_q"), numpy_helper.from_array(np.array(0.02, np.float32), "a_scale"),
+             numpy_helper.from_array(np.array(128, np.uint8), "a_zero"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "b_scale"),
+             numpy_helper.from_array(np.array(0, np.int8), "b_zero")]
+    nodes = [helper.make_node("QuantizeLinear", ["a", "a_scale", "a_zero"], ["a_q"]),
+             helper.make_node("DequantizeLinear", ["a_q", "a_scale", "a_zero"], ["a_dq"]),
+             helper.make_node("DequantizeLinear", ["b_q", "b_scale", "b_zero"], ["b_dq"]),
+             helper.make_node("MatMul", ["a_dq", "b_dq"], ["c"])]
+    graph = helper.make_graph(nodes, "gemm_int8_qdq", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 def gemm_input(kind: str, shape: tuple[int, int, int], device: str) -> np.ndarray:
     """The (M, K) input of :func:`gemm_graph`."""
     rng = np.random.default_rng(1)
     m, k, _ = shape
+    if kind == "int8" and device == "openvino":  # the Q/DQ graph quantizes its float input itself
+        return rng.standard_normal((m, k)).astype(np.float32)
     if kind == "int8":
         dtype = np.int8 if device == "cuda" else np.uint8
         low, high = (-64, 64) if device == "cuda" else (0, 128)
         return rng.integers(low, high, size=(m, k), dtype=dtype)
-    return rng.standard_normal((m, k)).astype(np.float32 if kind == "fp32" else np.float16)
+    return rng.standard_normal((m, k)).astype(np.float32 if kind in ("fp32", "bf16") else np.float16)
 
 
 @dataclass
@@ -206,7 +238,7 @@ class PeakRunner:
     """One GEMM on a device, ready to time.
 
     Attributes:
-        kind, device: what it measures ("fp32" / "fp16" / "int8", "cpu" / "cuda").
+        kind, device: what it measures ("fp32" / "fp16" / "bf16" / "int8", "cpu" / "cuda" / "openvino").
         shape: (M, K, N) of the (M, K) x (K, N) product.
         op: the ONNX op ("MatMul", "MatMulInteger", "QLinearMatMul").
         run: one GEMM (a callable with no arguments).
@@ -245,11 +277,13 @@ def make_peak_runner(kind: str, device: str, *, op: str, shape: tuple[int, int, 
     except ImportError:
         raise TsegError("peak unavailable: the onnx package is not installed (pip install onnx)") from None
     from tseg.runtime.model.binding import BoundRunner
+    from tseg.runtime.model.openvino import OpenVinoSettings
     from tseg.runtime.model.session import create_session
 
     path = Path(folder) / f"gemm_{kind}_{device}_{op}_{'x'.join(map(str, shape))}.onnx"
     onnx.save(gemm_graph(kind, shape, device, op), str(path))
-    session = create_session(path, device=device, threads=threads)
+    openvino = OpenVinoSettings(bf16=kind == "bf16", cache_dir=Path(folder)) if device == "openvino" else None
+    session = create_session(path, device=device, threads=threads, openvino=openvino)
     data = gemm_input(kind, shape, device)
     runner = BoundRunner(session, input_name="a", output_name="c")
     if not runner.uses_binding:

@@ -34,7 +34,7 @@ from tseg.runtime.cli_errors import one_line
 from tseg.runtime.errors import TsegError
 from tseg.runtime.model.metadata import ModelMetadata
 
-DEVICES = ("cpu", "cuda", "tensorrt")
+DEVICES = ("cpu", "cuda", "tensorrt", "openvino")
 EAGER_DEVICES = ("cpu", "cuda")
 TRAIN_EXTRA = "pip install 'tseg[train]'"
 
@@ -46,9 +46,9 @@ class Row:
     Attributes:
         model: the file's name (``best.pt (PyTorch eager)`` for the eager row).
         path: the file.
-        engine: "onnxruntime" or "pytorch".
-        precision: from the file's tseg metadata (eager: fp32).
-        device: "cpu", "cuda" or "tensorrt".
+        engine: "onnxruntime", "openvino" or "pytorch".
+        precision: from the file's tseg metadata (eager: fp32; "bf16" for an FP32 file OpenVINO runs in bfloat16).
+        device: "cpu", "cuda", "tensorrt" or "openvino".
         size: (height, width) of the input.
         batch: images per run.
         status: "ran" or "failed: <one line>".
@@ -141,9 +141,12 @@ class Plan:
     runner: Callable[[], object] | None = None
 
 
-def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, threads, *, opened=None) -> list[Plan]:
-    """The rows of one model file on one device; one session for all of them (``opened``: one already open)."""
+def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, threads, *, opened=None,
+                bf16: bool = False) -> list[Plan]:
+    """The rows of one model file on one device; one session for all of them (``opened``: one already open;
+    ``bf16``: OpenVINO computing in bfloat16)."""
     from tseg.runtime.model.binding import BoundRunner
+    from tseg.runtime.model.openvino import OpenVinoSettings
     from tseg.runtime.model.session import create_session
     from tseg.runtime.model.tensorrt import TensorrtSettings
 
@@ -154,9 +157,10 @@ def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, th
             raise state["error"]
         if "runner" not in state:
             trt = TensorrtSettings(batch_size=max(batches)) if device == "tensorrt" else None
+            ov = OpenVinoSettings(bf16=bf16) if device == "openvino" else None
             try:
                 sess = opened if opened is not None else create_session(path, device=device, threads=threads,
-                                                                        tensorrt=trt)
+                                                                        tensorrt=trt, openvino=ov)
             except TsegError as err:
                 state["error"] = err
                 raise
@@ -174,7 +178,8 @@ def _onnx_plans(path: Path, meta: ModelMetadata, device: str, sizes, batches, th
     plans = []
     for size in row_sizes(meta, sizes):
         for batch in batches:
-            row = Row(path.name, str(path), "onnxruntime", meta.precision, device, tuple(size), batch,
+            row = Row(path.name, str(path), "openvino" if device == "openvino" else "onnxruntime",
+                      "bf16" if bf16 else meta.precision, device, tuple(size), batch,
                       file_mb=os.path.getsize(path) / 1e6)
 
             def make(size=size, batch=batch):
@@ -232,7 +237,7 @@ def eager_sizes(metas: list[tuple[Path, ModelMetadata]], sizes) -> list[tuple[in
 
 
 def plan_rows(metas: list[tuple[Path, ModelMetadata]], *, checkpoint: Path | None, sizes, batches, devices,
-              threads, cpu_sessions: Mapping[Path, object] | None = None) -> list[Plan]:
+              threads, cpu_sessions: Mapping[Path, object] | None = None, bf16: bool = False) -> list[Plan]:
     """Every row, in table order: each model file on each device, then the eager rows.
 
     Args:
@@ -240,6 +245,7 @@ def plan_rows(metas: list[tuple[Path, ModelMetadata]], *, checkpoint: Path | Non
         checkpoint: a checkpoint already checked, or None.
         sizes: (height, width) pairs; empty: each model's own input size.
         cpu_sessions: model file -> a session already open on the CPU (what its CPU rows time).
+        bf16: each FP32 file also gets OpenVINO rows in bfloat16 (device "openvino").
 
     Raises:
         TsegError: an unknown device (before any timing).
@@ -253,6 +259,8 @@ def plan_rows(metas: list[tuple[Path, ModelMetadata]], *, checkpoint: Path | Non
         for device in devices:
             opened = cpu_sessions.get(path) if device == "cpu" else None
             plans += _onnx_plans(path, meta, device, sizes, batches, threads, opened=opened)
+            if bf16 and device == "openvino" and meta.precision == "fp32":
+                plans += _onnx_plans(path, meta, device, sizes, batches, threads, bf16=True)
     if checkpoint is not None:
         for device in [d for d in devices if d in EAGER_DEVICES]:
             plans += _eager_plans(checkpoint, device, eager_sizes(metas, sizes), batches, threads)

@@ -43,16 +43,17 @@ class BenchReport:
 
     def method(self) -> str:
         return (
-            "Latency of one batch of random input: ONNX Runtime sessions as tseg-infer opens them (IOBinding on a"
-            " GPU, host copies timed), PyTorch eager under inference_mode; "
+            "Latency of one batch of random input: ONNX Runtime sessions (or OpenVINO compiled models) as"
+            " tseg-infer opens them (IOBinding on a GPU, host copies timed), PyTorch eager under inference_mode; "
             f"{self.policy.describe()}. p50/p90/p99: percentiles of the timed runs; images/s: images of all timed"
             " runs / their time; GFLOPs/img: Conv, ConvTranspose, MatMul, Gemm counted from the graph at the"
             " row's size (multiply-add = 2, no bias adds); GFLOP/s: the GFLOPs on real input (convolution taps on zero"
             " padding, which the kernels skip, left out) x batch / p50; % peak: GFLOP/s over"
             " this machine's peak, the fastest of a few GEMMs (M x K x N: two square ones and a 3x3 convolution's"
-            " im2col shape, each at its fastest run) through ONNX Runtime on the same device and threads, timed"
-            " among the rows (FP32 rows: MatMul; INT8 rows: MatMulInteger and QLinearMatMul, uint8 x int8; on a GPU the"
-            " GEMMs' input and output stay on the device)."
+            " im2col shape, each at its fastest run) through the row's engine (ONNX Runtime, or OpenVINO for its rows)"
+            " on the same device and threads, timed among the rows (FP32 rows: MatMul; INT8 rows: MatMulInteger and"
+            " QLinearMatMul, uint8 x int8, through OpenVINO a Q/DQ MatMul; bf16 rows: MatMul in bfloat16; on a GPU"
+            " the GEMMs' input and output stay on the device)."
             " mIoU (--coco): the split scored as tseg-infer --eval scores it (model alone, no CRF), every image"
             " resized to the model's own input size, so all rows of one file share it; the eager rows through the"
             " same pre- and post-processing around PyTorch's forward pass."

@@ -73,7 +73,8 @@ class ExportCommand(OneLineCommand):
     default="fp32",
     show_default=True,
     help="Comma-separated precisions to write: fp32, fp16, int8 (NAME.onnx, NAME.fp16.onnx, NAME.int8.onnx)."
-    " FP32 is always written: the others are made from it.",
+    " FP32 is always written: the others are made from it. bf16: judge the FP32 file as OpenVINO runs it in"
+    " bfloat16 (tseg-infer --device openvino --bf16; needs tseg[openvino] and a CPU with BF16).",
 )
 @click.option("--train-json", default="train.json", show_default=True, help="Split INT8 calibrates on (with --data).")
 @click.option(
@@ -188,7 +189,7 @@ def main(checkpoint, onnx_format, out, data, val_json, parity_images, opset, sim
         click.echo("\nper precision, against PyTorch" + (" (val split: every image)" if data is not None else ""))
         click.echo(cli_message(summary(result.verdicts)))  # its reasons name parameters: max_miou_drop=0.01
     for verdict in result.verdicts:
-        if verdict.passed and verdict.precision != "fp32":
+        if verdict.passed and verdict.path != str(result.onnx_path):
             click.echo(f"wrote {verdict.path}")
     kept = f" (kept the earlier {', '.join(result.kept)} records: their files are unchanged)" if result.kept else ""
     click.echo(f"parity report: {result.parity_path}{kept}")
@@ -205,6 +206,7 @@ def main(checkpoint, onnx_format, out, data, val_json, parity_images, opset, sim
 def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Path | None, data: Path | None,
                  precisions: tuple[str, ...], **options) -> dict:
     """The Triton model name of each precision, the repo and options checked before the export runs."""
+    from tseg.export.accuracy import RUN_PRECISIONS
     from tseg.export.pipeline import check_export_paths, default_onnx_path
     from tseg.export.triton import check_triton_target, default_model_name
     from tseg.runtime.model.onnx_file import precision_path
@@ -212,6 +214,7 @@ def _triton_plan(repo: Path | None, name: str | None, checkpoint: Path, out: Pat
 
     if repo is None:
         raise TsegError("--triton-name and --triton-trt-fp16 go with --triton REPO (the repository to write)")
+    precisions = tuple(p for p in precisions if p not in RUN_PRECISIONS)  # bf16 has no file of its own
     if name is not None and len(precisions) > 1:
         raise TsegError(
             f"--triton-name names one model, but --precision makes {len(precisions)} files"

@@ -8,16 +8,16 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from tseg.export.accuracy import PrecisionVerdict
+from tseg.export.accuracy import GATED_PRECISIONS, RUN_PRECISIONS, PrecisionVerdict
 from tseg.export.onnx import DEFAULT_OPSET, check_opset, export_onnx, metadata_for
 from tseg.export.parity import ParityReport, parity_inputs
-from tseg.export.precisions import PrecisionSettings, judge, make_file, reject_failures
+from tseg.export.precisions import PrecisionSettings, gated_file, judge, make_file, reject_failures
 from tseg.export.records import kept_records, merged_report, read_report
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
-from tseg.runtime.model.metadata import PRECISIONS
 from tseg.runtime.model.onnx_file import precision_path, rejected_path
+from tseg.runtime.model.openvino import check_bf16
 from tseg.runtime.paths import Input, Output, check_outputs
 from tseg.train.checkpoints import load_checkpoint, model_from_checkpoint
 
@@ -49,8 +49,8 @@ class ExportResult:
 
     @property
     def files(self) -> dict[str, Path]:
-        """precision -> usable file (rejected ones are left out)."""
-        return {v.precision: Path(v.path) for v in self.verdicts if v.passed}
+        """precision -> usable file (rejected ones are left out; bf16, which has no file of its own, too)."""
+        return {v.precision: Path(v.path) for v in self.verdicts if v.passed and v.precision not in RUN_PRECISIONS}
 
 
 def default_onnx_path(checkpoint: Path) -> Path:
@@ -112,7 +112,7 @@ def check_export_paths(
             raise TsegError(f"out must be a path ending in .onnx, got {str(onnx_path)!r}", parameter="out")
     parity_path = parity_report_path(onnx_path)
     outputs = [Output("out", onnx_path), Output("the parity report", parity_path)]
-    for precision in precisions:
+    for precision in [p for p in precisions if p not in RUN_PRECISIONS]:
         path = precision_path(onnx_path, precision)
         if precision != "fp32":
             outputs.append(Output(f"the {precision.upper()} file", path))
@@ -204,22 +204,25 @@ def export_checkpoint(
         checkpoint, Path(out) if out is not None else None, precisions=settings.precisions,
         data=Path(data) if data is not None else None,
     )
-    files = {p: precision_path(onnx_path, p) for p in settings.precisions}
+    files = {p: gated_file(onnx_path, p) for p in settings.precisions}
     val = _dataset(data, val_json, what="validation", option="val_json")
     settings = _check_int8_inputs(settings, data, train_json)
-    others = {p: precision_path(onnx_path, p) for p in PRECISIONS if p not in files}
+    if "bf16" in settings.precisions:
+        check_bf16()  # OpenVINO installed, a CPU with BF16: before any work
+    others = {p: gated_file(onnx_path, p) for p in GATED_PRECISIONS if p not in files}
     kept = kept_records(read_report(parity_path), {p: (path, rejected_path(path)) for p, path in others.items()})
     payload = load_checkpoint(checkpoint)
     model, spec = model_from_checkpoint(payload, source=str(checkpoint))
     check_opset(opset)  # after the checkpoint: its probe imports ONNX Runtime, which writes under $HOME
-    for path in files.values():
-        rejected_path(path).unlink(missing_ok=True)  # an older run's verdict, not this one's
+    for name, path in files.items():
+        if name not in RUN_PRECISIONS:
+            rejected_path(path).unlink(missing_ok=True)  # an older run's verdict, not this one's
     extra = _provenance(checkpoint, payload)
     export_onnx(model, spec, onnx_path, opset=opset, simplify=simplify, extra=extra)
     metadata = metadata_for(spec, extra=extra)
     source = f"{Path(data) / train_json}" if data is not None else ""
     for name, path in files.items():
-        if name != "fp32":
+        if name != "fp32" and name not in RUN_PRECISIONS:
             make_file(name, onnx_path, path, metadata=metadata, settings=settings, calibration_source=source)
     inputs = parity_inputs(spec, val, limit=parity_images)
     verdicts, reports = judge(model, spec, files, inputs=inputs, val=val, settings=settings)

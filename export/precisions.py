@@ -19,6 +19,8 @@ from torch import nn
 from tseg.export.accuracy import (
     DEFAULT_MAX_MIOU_DROP,
     DEFAULT_MIN_AGREEMENT,
+    GATED_PRECISIONS,
+    RUN_PRECISIONS,
     PrecisionVerdict,
     score_split,
     session_runner,
@@ -28,8 +30,9 @@ from tseg.export.parity import ParityReport, compare
 from tseg.export.records import file_sha256
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
-from tseg.runtime.model.metadata import PRECISIONS, ModelMetadata
-from tseg.runtime.model.onnx_file import rejected_path
+from tseg.runtime.model.metadata import ModelMetadata
+from tseg.runtime.model.onnx_file import precision_path, rejected_path
+from tseg.runtime.model.openvino import OpenVinoSettings
 from tseg.runtime.model.session import create_session
 from tseg.train.checkpoints import ModelSpec
 
@@ -37,9 +40,10 @@ DEFAULT_CALIB_IMAGES = 64
 
 
 def parse_precisions(text: str | Sequence[str]) -> tuple[str, ...]:
-    """``"fp32,fp16,int8"`` -> ("fp32", "fp16", "int8"): known, unique, FP32 first.
+    """``"fp32,fp16,int8,bf16"`` -> ("fp32", "fp16", "int8", "bf16"): known, unique, FP32 first.
 
-    FP32 is always part of the result: it is the file the others are made from.
+    FP32 is always part of the result: it is the file the others are made from (and the
+    file bf16 runs).
 
     Raises:
         TsegError: an empty list or an unknown precision.
@@ -48,14 +52,31 @@ def parse_precisions(text: str | Sequence[str]) -> tuple[str, ...]:
     parts = [p for p in parts if p]
     if not parts:
         raise TsegError(
-            f"precision: need one or more of {', '.join(PRECISIONS)} (comma-separated)", parameter="precision"
+            f"precision: need one or more of {', '.join(GATED_PRECISIONS)} (comma-separated)", parameter="precision"
         )
-    unknown = [p for p in parts if p not in PRECISIONS]
+    unknown = [p for p in parts if p not in GATED_PRECISIONS]
     if unknown:
         raise TsegError(
-            f"precision: unknown precision {unknown[0]!r}; valid: {', '.join(PRECISIONS)}", parameter="precision"
+            f"precision: unknown precision {unknown[0]!r}; valid: {', '.join(GATED_PRECISIONS)}",
+            parameter="precision",
         )
-    return tuple(p for p in PRECISIONS if p in parts or p == "fp32")
+    return tuple(p for p in GATED_PRECISIONS if p in parts or p == "fp32")
+
+
+def gated_file(onnx_path: Path, precision: str) -> Path:
+    """The file a precision is judged on: its own (``NAME.fp16.onnx``...), or the FP32 file for bf16."""
+    return onnx_path if precision in RUN_PRECISIONS else precision_path(onnx_path, precision)
+
+
+def _gate_session(precision: str, path: Path):
+    """The session a precision is judged through: ONNX Runtime on the CPU, or OpenVINO in bfloat16 for bf16.
+
+    Raises:
+        TsegError: bf16 without OpenVINO installed (naming the extra) or on a CPU without bfloat16.
+    """
+    if precision == "bf16":
+        return create_session(path, device="openvino", openvino=OpenVinoSettings(bf16=True))
+    return create_session(path, device="cpu")
 
 
 @dataclass(frozen=True)
@@ -144,7 +165,7 @@ def judge(
         One verdict per file, in the order of ``files`` (nothing is moved here), and
         each file's parity report.
     """
-    sessions = {precision: create_session(path, device="cpu") for precision, path in files.items()}
+    sessions = {precision: _gate_session(precision, path) for precision, path in files.items()}
     torch_miou, split = None, {}
     if val is not None:
         runners = {precision: session_runner(session) for precision, session in sessions.items()}
@@ -171,10 +192,11 @@ def judge(
 
 
 def reject_failures(verdicts: list[PrecisionVerdict]) -> list[PrecisionVerdict]:
-    """Moves each failed file to its ``.rejected.onnx`` name (replacing an older one)."""
+    """Moves each failed file to its ``.rejected.onnx`` name (replacing an older one); a failed
+    bf16 run leaves the FP32 file it ran where it is (its verdict says not to run it in bf16)."""
     kept = []
     for verdict in verdicts:
-        if not verdict.passed:
+        if not verdict.passed and verdict.precision not in RUN_PRECISIONS:
             target = rejected_path(Path(verdict.path))
             os.replace(verdict.path, target)
             verdict = dataclasses.replace(verdict, rejected_as=str(target))

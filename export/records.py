@@ -21,11 +21,10 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tseg.export.accuracy import PrecisionVerdict
+from tseg.export.accuracy import GATED_PRECISIONS, PrecisionVerdict
 from tseg.export.parity import ParityReport
 from tseg.runtime.errors import TsegError
 from tseg.runtime.inputs import read_input
-from tseg.runtime.model.metadata import PRECISIONS
 
 # A report holds a few KB per precision (its parity cases); anything far larger is not one.
 MAX_REPORT_BYTES = 16 * 2**20
@@ -74,7 +73,7 @@ def kept_records(report: Mapping | None, files: Mapping[str, tuple[Path, Path]])
             not make again.
 
     Returns:
-        The kept records, in :data:`PRECISIONS` order, their ``path`` and ``rejected_as``
+        The kept records, in the order of ``files``, their ``path`` and ``rejected_as``
         spelled as ``files`` spells them.
     """
     records = report.get("precisions") if report is not None else None
@@ -87,7 +86,7 @@ def kept_records(report: Mapping | None, files: Mapping[str, tuple[Path, Path]])
             checked = _unchanged(record, *files[precision])
             if checked is not None:
                 kept[precision] = checked
-    return [kept[p] for p in PRECISIONS if p in kept]
+    return [kept[p] for p in files if p in kept]
 
 
 def _unchanged(record: dict, path: Path, rejected: Path) -> dict | None:
@@ -110,7 +109,7 @@ def merged_report(fp32: ParityReport, verdicts: Sequence[PrecisionVerdict], kept
     records = {v.precision: v.to_dict() for v in verdicts}
     for record in kept:
         records.setdefault(record["precision"], record)
-    ordered = [records[p] for p in PRECISIONS if p in records]
+    ordered = [records[p] for p in GATED_PRECISIONS if p in records]
     body = fp32.to_dict()
     body["passed"] = all(record["passed"] for record in ordered)
     body["precisions"] = ordered

@@ -20,6 +20,7 @@ from tseg.runtime.data.metrics import ConfusionMatrix, SegmentationScores
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import read_image
 from tseg.runtime.model.metadata import ModelMetadata
+from tseg.runtime.model.openvino import OpenVinoSettings
 from tseg.runtime.model.tensorrt import TensorrtSettings
 from tseg.runtime.pixel_limit import set_max_image_pixels
 from tseg.runtime.segment.prediction import Prediction
@@ -52,6 +53,7 @@ __all__ = [
     "Prediction",
     "SegmentationScores",
     "Segmenter",
+    "OpenVinoSettings",
     "TensorrtSettings",
     "TsegError",
     "TtaSettings",

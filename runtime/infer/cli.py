@@ -88,7 +88,8 @@ def crf_options(func):
     type=click.Choice(DEVICES),
     default="auto",
     show_default=True,
-    help="Execution provider. cuda, tensorrt: that provider or an error; auto: CUDA when it loads, else the CPU."
+    help="Execution provider. cuda, tensorrt, openvino: that engine or an error; auto: CUDA when it loads, else"
+    " the CPU. openvino runs the file in f32 (bf16 with --bf16; pip install 'tseg[openvino]')."
     " tensorrt builds an engine on first use (INT8 from an int8 file's Q/DQ scales, FP16 for an fp16 file)"
     " and caches it in $XDG_CACHE_HOME/tseg (default ~/.cache/tseg) for this model, GPU and TensorRT version.",
 )
@@ -96,6 +97,12 @@ def crf_options(func):
     "--trt-fp16",
     is_flag=True,
     help="With --device tensorrt: let TensorRT use FP16 kernels for an FP32 (or INT8) model.",
+)
+@click.option(
+    "--bf16",
+    is_flag=True,
+    help="With --device openvino: compute in bfloat16 where the CPU has it (a precision change: check it with"
+    " tseg-export's gate).",
 )
 @click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), help="ONNX Runtime intra-op threads.")
 @click.option(
@@ -155,6 +162,7 @@ def main(
     tune_images,
     device,
     trt_fp16,
+    bf16,
     threads,
     batch_size,
     workers,
@@ -190,6 +198,8 @@ def main(
     check_combinations(command=main, given=given, has_paths=bool(paths), has_coco=coco is not None)
     if trt_fp16 and device != "tensorrt":
         raise TsegError(f"--trt-fp16 needs --device tensorrt (it sets TensorRT's FP16 mode), got --device {device}")
+    if bf16 and device != "openvino":
+        raise TsegError(f"--bf16 needs --device openvino (it sets OpenVINO's precision), got --device {device}")
     if score_submission is not None:
         return _score_submission(score_submission, coco, data)
     with pixel_limit.pixel_limit_option(max_image_pixels, what="--max-image-pixels"):
@@ -198,7 +208,7 @@ def main(
             model = newest_model(RUNS_DIR)
             click.echo(f"using the newest model under {RUNS_DIR}/: {model}", err=True)
         if crf_tune:
-            return _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16)
+            return _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16, bf16)
         params = resolve_crf_params(model, crf) if use_crf else None
         created = None
         if out is None:
@@ -218,6 +228,7 @@ def main(
             overlay=overlay,
             submission=submission,
             trt_fp16=trt_fp16,
+            bf16=bf16,
         )
         try:
             _infer(paths, coco, data, evaluate, settings)
@@ -309,10 +320,11 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
     click.echo(f"scores saved to {out / EVAL_FILE}")
 
 
-def _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16) -> None:
+def _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16, bf16) -> None:
     from tseg.runtime.data.coco import CocoDataset
     from tseg.runtime.infer.crf_tune import tune_crf
     from tseg.runtime.infer.run import check_classes
+    from tseg.runtime.model.openvino import OpenVinoSettings
     from tseg.runtime.model.tensorrt import TensorrtSettings
     from tseg.runtime.paths import Input, Output, check_outputs
     from tseg.runtime.segment.segmenter import Segmenter
@@ -324,7 +336,8 @@ def _tune(model, coco, data, crf, tune_images, device, threads, quiet, trt_fp16)
     check_outputs([Output("--crf-tune's crf.json", target)], inputs)
 
     tensorrt = TensorrtSettings(fp16=trt_fp16) if device == "tensorrt" else None
-    segmenter = Segmenter(model, device=device, threads=threads, tensorrt=tensorrt)
+    openvino = OpenVinoSettings(bf16=bf16) if device == "openvino" else None
+    segmenter = Segmenter(model, device=device, threads=threads, tensorrt=tensorrt, openvino=openvino)
     check_classes(dataset, segmenter)  # before the costly search, not in its middle
     result = tune_crf(
         coco, data_root=data, segmenter=segmenter, base=base, max_images=tune_images, progress=not quiet

@@ -23,6 +23,7 @@ from tseg.runtime.images import find_images, read_image
 from tseg.runtime.infer.outputs import check_report_file, plan_overlays, plan_targets
 from tseg.runtime.infer.pipeline import PipelineReport, PipelineSettings, run_pipeline
 from tseg.runtime.infer.stages import Failure, Job, Result, Stages
+from tseg.runtime.model.openvino import OpenVinoSettings
 from tseg.runtime.model.tensorrt import TensorrtSettings
 from tseg.runtime.paths import Input, Inputs, Output, check_outputs
 from tseg.runtime.segment.refine import CrfParams, crf_file_for
@@ -40,7 +41,7 @@ class InferSettings:
     Attributes:
         model: the exported .onnx file.
         out: folder for the label PNGs (created if missing).
-        device: "auto", "cpu", "cuda" or "tensorrt".
+        device: "auto", "cpu", "cuda", "tensorrt" or "openvino".
         threads: ONNX Runtime intra-op threads; None lets it choose.
         progress: show a progress bar (images/s) on stderr.
         crf: dense-CRF post-processing parameters, or None for none.
@@ -53,6 +54,7 @@ class InferSettings:
         overlay: folder for pictures of each image with its labels blended in, or None.
         submission: the competition's CSV to write (COCO splits only), or None.
         trt_fp16: let TensorRT use FP16 kernels (device "tensorrt" only).
+        bf16: let OpenVINO compute in bfloat16 (device "openvino" only).
     """
 
     model: Path
@@ -69,12 +71,19 @@ class InferSettings:
     overlay: Path | None = None
     submission: Path | None = None
     trt_fp16: bool = False
+    bf16: bool = False
 
     def tensorrt(self) -> TensorrtSettings | None:
         """TensorRT's settings for device "tensorrt" (or with ``trt_fp16``, which other devices refuse)."""
         if self.device != "tensorrt" and not self.trt_fp16:
             return None
         return TensorrtSettings(fp16=self.trt_fp16, batch_size=self.batch_size)
+
+    def openvino(self) -> OpenVinoSettings | None:
+        """OpenVINO's settings for device "openvino" (or with ``bf16``, which other devices refuse)."""
+        if self.device != "openvino" and not self.bf16:
+            return None
+        return OpenVinoSettings(bf16=self.bf16)
 
     def pipeline(self) -> PipelineSettings:
         if self.post_workers is not None:
@@ -117,6 +126,7 @@ def open_segmenter(settings: InferSettings) -> Segmenter:
         tta=settings.tta,
         batch_size=settings.batch_size,
         tensorrt=settings.tensorrt(),
+        openvino=settings.openvino(),
     )
 
 

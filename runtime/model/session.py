@@ -28,8 +28,9 @@ from tseg.runtime.inputs import check_model_file
 from tseg.runtime.model import tensorrt as trt
 from tseg.runtime.model.metadata import ModelMetadata
 from tseg.runtime.model.onnx_file import read_model_file
+from tseg.runtime.model.openvino import OpenVinoSession, OpenVinoSettings
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
 # Intra-op threads (ONNX Runtime, torch): more than the CPUs only adds spinning and contention, and
 # thousands of them exhaust a limited address space (ONNX Runtime then deadlocks in its pool's start).
 MAX_THREADS = os.cpu_count() or 1
@@ -101,6 +102,8 @@ def requested_providers(device: str, available: list[str]) -> list[str]:
         # there costs a slow, noisy failed library load.
         use_cuda = "CUDAExecutionProvider" in available and _nvidia_gpu_visible()
         device = "cuda" if use_cuda else "cpu"
+    if device not in _PROVIDERS:  # OpenVINO is not an ONNX Runtime provider (see create_session)
+        raise TsegError(f"device: {device!r} is not run by ONNX Runtime", parameter="device")
     wanted = _PROVIDERS[device]
     if wanted[0] not in available:
         raise TsegError(
@@ -209,8 +212,9 @@ def create_session(
     device: str = "auto",
     threads: int | None = None,
     tensorrt: trt.TensorrtSettings | None = None,
+    openvino: OpenVinoSettings | None = None,
 ):
-    """Opens an ONNX model in ONNX Runtime on the requested device.
+    """Opens an ONNX model in ONNX Runtime (or OpenVINO) on the requested device.
 
     Args:
         model_path: the .onnx file.
@@ -224,9 +228,13 @@ def create_session(
             folder) that become TensorRT's provider options (:mod:`tseg.runtime.model.tensorrt`):
             TensorRT's library and the GPU are looked up first, and the cache folders made.
             None: ONNX Runtime's defaults (no engine cache). Refused with any other device.
+        openvino: with device "openvino", its precision and cache folder
+            (:class:`~tseg.runtime.model.openvino.OpenVinoSettings`; None: f32). Refused with
+            any other device.
 
     Returns:
-        An ``onnxruntime.InferenceSession``. When ``auto`` runs on a GPU, or a
+        An ``onnxruntime.InferenceSession`` (an :class:`~tseg.runtime.model.openvino.OpenVinoSession`
+        for device "openvino"). When ``auto`` runs on a GPU, or a
         visible GPU could not be used (its provider failed to load, or this
         onnxruntime has none), a note goes to stderr; nothing goes to stdout.
 
@@ -248,9 +256,20 @@ def create_session(
             parameter="tensorrt",
         )
 
+    if openvino is not None and not isinstance(openvino, OpenVinoSettings):
+        raise TsegError(
+            f"openvino: need an OpenVinoSettings or None, got {type(openvino).__name__}", parameter="openvino"
+        )
+    if openvino is not None and device != "openvino":
+        raise TsegError(
+            f"openvino: OpenVINO settings (bf16, cache folder) apply only to device='openvino', got device={device!r}",
+            parameter="openvino",
+        )
     path = Path(model_path)
     threads = check_threads(threads)
     check_model_file(path, what="model")
+    if device == "openvino":
+        return OpenVinoSession(path, threads=threads, settings=openvino)
     ort.set_default_logger_severity(_log_level[0])
     available = ort.get_available_providers()
     requested = requested_providers(device, available)

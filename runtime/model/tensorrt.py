@@ -33,6 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tseg.runtime.cache_dir import default_cache_dir
 from tseg.runtime.errors import TsegError
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE, ModelMetadata
 from tseg.runtime.model.onnx_file import check_graph_io, read_model_file, static_dim
@@ -67,16 +68,6 @@ class TensorrtSettings:
         size = self.batch_size
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
             raise TsegError(f"TensorrtSettings.batch_size: need an integer in 1..{MAX_BATCH_SIZE}, got {size!r:.40}")
-
-
-def default_cache_dir() -> Path:
-    """tseg's cache folder: $XDG_CACHE_HOME/tseg, else ~/.cache/tseg (%LOCALAPPDATA%\\tseg on Windows)."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if xdg and os.path.isabs(xdg):  # the XDG spec: a relative value is ignored
-        return Path(xdg) / "tseg"
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "tseg"
-    return Path.home() / ".cache" / "tseg"
 
 
 # ---------------------------------------------------------------------- options

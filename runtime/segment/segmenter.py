@@ -20,6 +20,7 @@ from tseg.runtime.images import check_image, read_image
 from tseg.runtime.model.binding import BoundRunner
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE, ModelMetadata
 from tseg.runtime.model.onnx_file import check_graph_io, static_dim
+from tseg.runtime.model.openvino import OpenVinoSettings
 from tseg.runtime.model.session import create_session
 from tseg.runtime.model.tensorrt import TensorrtSettings
 from tseg.runtime.scores import resize_scores
@@ -68,8 +69,8 @@ class Segmenter:
 
     Args:
         model: an .onnx file exported by ``tseg-export``.
-        device: "auto", "cpu", "cuda" or "tensorrt" (see :func:`create_session`).
-        threads: ONNX Runtime intra-op threads; None lets it choose.
+        device: "auto", "cpu", "cuda", "tensorrt" or "openvino" (see :func:`create_session`).
+        threads: ONNX Runtime intra-op threads (OpenVINO's inference threads); None lets it choose.
         crf: dense-CRF parameters to refine every prediction with, or None.
         tta: test-time augmentation views (see :class:`TtaSettings`), or None.
         batch_size: images per model run when ``predict`` gets several (1 for a
@@ -77,6 +78,8 @@ class Segmenter:
         tensorrt: TensorRT engine settings (FP16, cache folder) for device "tensorrt";
             None there means the defaults. The engine's largest batch is raised to
             ``batch_size`` (and 2 with hflip TTA). Refused with other devices.
+        openvino: OpenVINO's precision (f32 unless ``bf16``) and cache folder for device
+            "openvino"; None there means f32. Refused with other devices.
 
     Raises:
         TsegError: the file is not an ONNX model, its tseg metadata is missing or
@@ -87,7 +90,7 @@ class Segmenter:
 
     def __init__(self, model: str | Path, *, device: str = "auto", threads: int | None = None,
                  crf: CrfParams | None = None, tta: TtaSettings | None = None, batch_size: int = 8,
-                 tensorrt: TensorrtSettings | None = None):
+                 tensorrt: TensorrtSettings | None = None, openvino: OpenVinoSettings | None = None):
         if crf is not None and not isinstance(crf, CrfParams):
             raise TsegError(f"crf: need a CrfParams or None, got {type(crf).__name__}")
         if tta is not None and not isinstance(tta, TtaSettings):
@@ -98,7 +101,8 @@ class Segmenter:
             raise TsegError(f"model: need the path of an .onnx file, got {type(model).__name__}")
         self.model_path = Path(model)
         tensorrt = _tensorrt_settings(device, tensorrt, batch_size, tta)
-        self.session = create_session(self.model_path, device=device, threads=threads, tensorrt=tensorrt)
+        self.session = create_session(self.model_path, device=device, threads=threads, tensorrt=tensorrt,
+                                      openvino=openvino)
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, source=str(self.model_path))
         image, scores = check_graph_io(self.session.get_inputs(), self.session.get_outputs(), self.metadata,

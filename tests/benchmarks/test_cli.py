@@ -393,3 +393,28 @@ def test_a_gpu_peak_keeps_its_gemm_on_the_device(tmp_path):
         run()
         expected = data.astype(np.int64) @ weights.astype(np.int64) if kind == "int8" else data @ weights
         np.testing.assert_allclose(fetch(), expected, rtol=1e-5)
+
+
+def test_openvino_rows_sit_beside_onnx_runtimes_with_their_own_peaks(colour_onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    qdq = qdq_colour_model(tmp_path / "colour.int8.onnx")
+    out_json = tmp_path / "b.json"
+    result = bench(colour_onnx, qdq, "--sizes", "32", "--device", "cpu,openvino", "--bf16", "--json", out_json)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out_json.read_text())["rows"]
+    got = [(r["model"], r["engine"], r["precision"], r["device"], r["peak"]) for r in rows]
+    assert got == [
+        ("colour.onnx", "onnxruntime", "fp32", "cpu", "fp32 GEMM on cpu"),
+        ("colour.onnx", "openvino", "fp32", "openvino", "fp32 GEMM on openvino"),
+        ("colour.onnx", "openvino", "bf16", "openvino", "bf16 GEMM on openvino"),  # FP32 files only
+        ("colour.int8.onnx", "onnxruntime", "int8", "cpu", "int8 GEMM on cpu"),
+        ("colour.int8.onnx", "openvino", "int8", "openvino", "int8 GEMM on openvino"),
+    ]
+    peaks = json.loads(out_json.read_text())["peak_gemms"]
+    assert [g.split(" ")[0] for g in peaks["int8 GEMM on openvino"]] == ["QDQ-MatMul"] * 3
+    for row in rows:
+        assert row["status"] == "ran" and row["peak_fraction"] > 0
+
+
+def test_bf16_without_device_openvino_is_one_line(colour_onnx, no_timing):
+    one_line_error(bench(colour_onnx, "--bf16"), "--bf16", "--device openvino")

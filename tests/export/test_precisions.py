@@ -28,7 +28,9 @@ def test_parse_precisions_keeps_fp32_first_and_refuses_unknown_ones():
     assert parse_precisions("int8,fp16") == ("fp32", "fp16", "int8")
     assert parse_precisions(" FP16 , fp16") == ("fp32", "fp16")
     assert parse_precisions(["fp32"]) == ("fp32",)
-    for bad, message in (("fp8", "unknown precision 'fp8'; valid: fp32, fp16, int8"), (" , ", "need one or more")):
+    assert parse_precisions("bf16,int8") == ("fp32", "int8", "bf16")
+    unknown = "unknown precision 'fp8'; valid: fp32, fp16, int8, bf16"
+    for bad, message in (("fp8", unknown), (" , ", "need one or more")):
         with pytest.raises(TsegError, match=message):
             parse_precisions(bad)
 
@@ -36,7 +38,8 @@ def test_parse_precisions_keeps_fp32_first_and_refuses_unknown_ones():
 def test_parse_min_agreement_merges_over_the_defaults():
     assert parse_min_agreement("0.99") == {**DEFAULT_MIN_AGREEMENT, "fp32": 0.99}
     assert parse_min_agreement("int8=0.5, fp16=1") == {**DEFAULT_MIN_AGREEMENT, "int8": 0.5, "fp16": 1.0}
-    for bad in ("2", "int8=x", "bf16=0.9", "", "nan"):
+    assert parse_min_agreement("bf16=0.9") == {**DEFAULT_MIN_AGREEMENT, "bf16": 0.9}
+    for bad in ("2", "int8=x", "fp8=0.9", "", "nan"):
         with pytest.raises(TsegError, match="^min_agreement: "):
             parse_min_agreement(bad)
 
@@ -82,7 +85,7 @@ def _invoke(args):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--precision", "fp32,bf16"], "unknown precision 'bf16'"),
+        (["--precision", "fp32,bf8"], "unknown precision 'bf8'"),
         (["--precision", "int8"], "int8 needs calibration images: give --data ROOT"),
         (["--precision", "int8", "--data", "{data}", "--calib-images", "0"], "--calib-images must be >= 1"),
         (["--precision", "int8", "--data", "{data}", "--train-json", "nope.json"], "has no training split nope.json"),
@@ -275,3 +278,43 @@ def test_something_at_the_report_path_that_is_not_a_report_is_refused_before_any
     assert code == 1 and len(output.strip().splitlines()) == 1, output
     assert "m.parity.json" in output and ("not a tseg parity report" in output or "is a FIFO" in output)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.parity.json"]
+
+
+def test_bf16_judges_the_fp32_file_through_openvino_and_writes_no_file(tiny_run, tiny_coco_dir, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "m.onnx"
+    code, output = _invoke(
+        ["--onnx", str(tiny_run.run_dir / "best.pt"), "-o", str(out), "--data", str(tiny_coco_dir),
+         "--precision", "fp32,bf16", "--min-agreement", "bf16=0", "--max-miou-drop", "1"]
+    )  # fmt: skip
+    assert code == 0, output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["m.onnx", "m.parity.json"]
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    fp32, bf16 = report["precisions"]
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+    assert bf16["path"] == str(out) and bf16["sha256"] == fp32["sha256"] and bf16["passed"]
+    assert bf16["details"]["providers"] == ["OpenVINO CPU (bf16)"]
+    assert bf16["val_miou"] is not None and bf16["torch_val_miou"] == fp32["torch_val_miou"]
+
+
+def test_a_failed_bf16_verdict_leaves_the_fp32_file_it_ran(tmp_path):
+    from tseg.export.precisions import reject_failures
+
+    fp32 = tmp_path / "m.onnx"
+    fp32.write_bytes(b"model")
+    verdict = PrecisionVerdict(precision="bf16", path=str(fp32), cases=(_case("a", 0.5),), min_agreement=0.98)
+    (kept,) = reject_failures([verdict])
+    assert not kept.passed and not kept.rejected_as and fp32.read_bytes() == b"model"
+    assert failure_line([kept]).startswith("bf16 rejected (")
+
+
+def test_bf16_without_openvino_is_one_line_before_any_work(tiny_run, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(tiny_run.run_dir / "best.pt", checkpoint)
+    code, output = _invoke(["--onnx", str(checkpoint), "--precision", "bf16"])
+    assert code == 1 and len(output.strip().splitlines()) == 1 and "pip install 'tseg[openvino]'" in output, output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]

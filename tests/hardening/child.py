@@ -106,6 +106,9 @@ def child_env(box: Sandbox, work: Path, pythonpath: str | None, extra: dict[str,
     env.pop("PYTHONPATH", None)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
+    extra = dict(extra)
+    if "PYTHONPATH" in extra and pythonpath:  # a case's own folder goes first, the --code shim stays
+        extra["PYTHONPATH"] += os.pathsep + pythonpath
     env.update(extra)
     return env
 

@@ -8,6 +8,7 @@ from tests.hardening.cases import Case
 from tests.hardening.corpus_bench import BENCH_CASES
 from tests.hardening.corpus_coco import COCO_CASES
 from tests.hardening.corpus_infer import INFER_CASES
+from tests.hardening.corpus_openvino import OPENVINO_CASES
 from tests.hardening.corpus_paths import PATH_CASES
 from tests.hardening.corpus_round3 import ROUND3_CASES
 from tests.hardening.corpus_special import SPECIAL_CASES
@@ -16,7 +17,8 @@ from tests.hardening.corpus_torch import TORCH_CASES
 
 def all_cases() -> list[Case]:
     """Every case, names unique; infer cases first (they are the bulk and the fastest)."""
-    cases = COCO_CASES + INFER_CASES + TORCH_CASES + BENCH_CASES + PATH_CASES + SPECIAL_CASES + ROUND3_CASES
+    cases = (COCO_CASES + INFER_CASES + TORCH_CASES + BENCH_CASES + PATH_CASES + SPECIAL_CASES + ROUND3_CASES
+             + OPENVINO_CASES)
     twice = [name for name, count in Counter(c.name for c in cases).items() if count > 1]
     if twice:
         raise ValueError(f"case names used twice: {twice}")

@@ -87,7 +87,8 @@ def conv_model_bytes(
         [logits],
         initializer=[numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="tseg-harness")
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("tseg.harness", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="tseg-harness")
     model.ir_version = 9
     for key, value in (props or {}).items():
         model.metadata_props.add(key=key, value=value)
@@ -116,6 +117,8 @@ def _tail_nodes(tail: str) -> tuple[list, list]:
             helper.make_node("Add", ["conv", "huge_max"], ["logits"]),
         ]
         return nodes, [numpy_helper.from_array(np.array([4, 50_000, 50_000], np.int64), "huge_dims")]
+    if tail == "unknown-op":  # logits = tseg.harness.Mystery(conv): an op no engine has
+        return [helper.make_node("Mystery", ["conv"], ["logits"], domain="tseg.harness")], []
     raise ValueError(f"unknown tail {tail!r}")
 
 
@@ -124,8 +127,9 @@ def tail_model_bytes(tail: str, *, props: Mapping[str, str] | None = None) -> by
 
     Args:
         tail: "batch-one" (a Reshape that only a batch of one image passes: tseg's batch fails
-            and is retried image by image, which succeeds) or "allocates-40gb" (ONNX Runtime
-            refuses to run it: it would allocate 40 GB per image).
+            and is retried image by image, which succeeds), "allocates-40gb" (ONNX Runtime
+            refuses to run it: it would allocate 40 GB per image) or "unknown-op" (an op of a
+            domain no engine knows: neither ONNX Runtime nor OpenVINO can read the model).
         props: metadata_props (default: valid tseg metadata).
     """
     import onnx
@@ -142,7 +146,8 @@ def tail_model_bytes(tail: str, *, props: Mapping[str, str] | None = None) -> by
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", len(CLASSES), "H", "W"])],
         initializer=[numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias"), *initializers],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="tseg-harness")
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("tseg.harness", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="tseg-harness")
     model.ir_version = 9
     for key, value in (metadata_props() if props is None else props).items():
         model.metadata_props.add(key=key, value=value)

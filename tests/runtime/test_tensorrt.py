@@ -254,7 +254,7 @@ def test_a_cache_folder_that_cannot_be_made_is_one_line(monkeypatch, model, tmp_
 def test_the_segmenter_sizes_the_profile_for_its_batches_and_refuses_tta_scales(monkeypatch, model):
     seen = []
 
-    def fake_session(path, *, device, threads, tensorrt):
+    def fake_session(path, *, device, threads, tensorrt, openvino):
         seen.append(tensorrt)
         raise TsegError("stop here")
 

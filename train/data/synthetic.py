@@ -31,6 +31,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from tseg.runtime.cache_dir import default_cache_dir
 from tseg.runtime.files import TempFile
 from tseg.train.data.synthetic_classes import CATEGORY_NAMES
 from tseg.train.data.synthetic_scene import (
@@ -180,13 +181,6 @@ def _write_json(path: Path, content: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- cache
-
-
-def default_cache_dir() -> Path:
-    """tseg's cache folder: ``$XDG_CACHE_HOME/tseg``, else ``~/.cache/tseg``."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "tseg"
 
 
 def ensure_synthetic_dataset(
