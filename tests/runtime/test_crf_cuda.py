@@ -2,7 +2,9 @@
 
 The simulator must be chosen before Numba loads, so the comparisons run in one
 subprocess (``tests/runtime/crf_cuda_sim.py``) whose report the tests below read. The
-errors for a missing package or GPU run in this process.
+simulator runs kernels as Python and types nothing, so every kernel is also compiled to
+PTX for a real GPU where NVIDIA's compiler (NVVM) is installed, GPU or not. The errors
+for a missing package or GPU run in this process.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -104,3 +107,68 @@ def test_cpu_path_loads_no_cuda_module():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout
     assert out.strip() == "[]", out
+
+
+def _nvvm_available() -> bool:
+    try:
+        from numba.cuda.cudadrv.nvvm import NVVM
+
+        NVVM()
+    except Exception:  # no numba-cuda, no CUDA toolkit or wheel with libnvvm
+        return False
+    return True
+
+
+def _kernel_signatures() -> dict:
+    """Each kernel with the argument types its callers pass."""
+    from numba import types as t
+
+    from tseg.runtime.crf.cuda import embed, kernels, lattice, scan, segments, table
+
+    f32, i32, i64 = t.float32, t.int32, t.int64
+
+    def a(dtype, ndim):
+        return t.Array(dtype, ndim, "C")
+
+    return {
+        embed.embed_points: (a(t.uint8, 3), i64, f32, f32, a(f32, 1), a(i64, 1), a(i64, 2),
+                             a(f32, 1), a(i64, 2)),
+        table.insert_entries: (a(i32, 1), a(i64, 2), a(i32, 1)),
+        table.mark_first: (a(i32, 1),) * 3,
+        table.number_entries: (a(i32, 1),) * 5,
+        table.find_neighbours: (a(i32, 1), a(i64, 2), a(i32, 1), a(i32, 1), a(i64, 3), a(i32, 3)),
+        scan._tile_totals: (a(i32, 1),) * 2,
+        scan._scan_totals: (a(i32, 1),) * 2,
+        scan._tile_scan: (a(i32, 1),) * 3,
+        scan._fill: (a(i32, 1), i32),
+        segments.count_entries: (a(i32, 1),) * 2,
+        segments.fill_segments: (a(i32, 1),) * 4,
+        segments.sort_segments: (a(i32, 1),) * 2,
+        kernels.base_from_probs: (a(f32, 2), f32, a(f32, 2)),
+        kernels.base_from_unary: (a(f32, 2),) * 2,
+        kernels.pixel_pass: (a(f32, 2), a(i32, 2), a(f32, 1), a(f32, 2), a(i32, 2), a(f32, 1),
+                             a(f32, 2), t.boolean, a(f32, 2)),
+        kernels.argmax_labels: (a(f32, 2), a(t.int64, 1)),
+        kernels.splat: (a(f32, 2), a(i32, 1), a(i32, 1), a(f32, 1), a(f32, 1), a(f32, 2)),
+        kernels.compat: (a(f32, 2),) * 3,
+        kernels.blur_axis: (a(f32, 2), a(f32, 2), a(i32, 3), i64),
+        lattice._symmetric_weights: (a(f32, 1), a(i32, 2), a(f32, 2), f32, a(f32, 1)),
+    }
+
+
+@needs_numba_cuda
+def test_every_kernel_compiles_for_a_gpu_and_the_embedding_fuses_no_multiply_add(monkeypatch):
+    if not _nvvm_available():
+        pytest.skip("no NVVM (CUDA toolkit or nvidia-cuda-nvcc wheel) to compile with")
+    from numba import cuda
+    from numba.cuda import dispatcher
+
+    # Device functions take the compute capability from the current GPU: there is none.
+    monkeypatch.setattr(dispatcher, "get_current_device",
+                        lambda: SimpleNamespace(compute_capability=(9, 0)))
+    for kernel, args in _kernel_signatures().items():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, args, cc=(9, 0))
+        if kernel.py_func.__name__ == "embed_points":
+            # One rounding per product, as the reference: a fused multiply-add would
+            # move points across simplex boundaries.
+            assert "fma.rn.f32" not in ptx and "mul.rn.f32" in ptx

@@ -11,11 +11,12 @@ An entry is one corner of one point's simplex: entry ``e = p * (d+1) + r``.
 """
 
 import numpy as np
-from numba import cuda, float32, int64
+from numba import cuda
 
 from tseg.runtime.crf.cuda.device import simulated
 
 MAX_DP1 = 6  # d + 1 for the bilateral kernel (d = 5), the largest tseg builds
+_MAX_DP2 = 7  # (d+2,) barycentric scratch: a literal, as local arrays' sizes must be
 
 if simulated():
     @cuda.jit(device=True)
@@ -125,11 +126,11 @@ def embed_points(image, n, sxy, srgb, scale, low, units, bary, keys):
         bary: (P * (d+1),) float32 out; keys: (P * (d+1), 2) int64 out.
     """
     d = scale.shape[0]
-    f = cuda.local.array(MAX_DP1, float32)
-    elev = cuda.local.array(MAX_DP1, float32)
-    rem0 = cuda.local.array(MAX_DP1, float32)
-    rank = cuda.local.array(MAX_DP1, int64)
-    b = cuda.local.array(MAX_DP1 + 1, float32)
+    f = cuda.local.array(MAX_DP1, np.float32)
+    elev = cuda.local.array(MAX_DP1, np.float32)
+    rem0 = cuda.local.array(MAX_DP1, np.float32)
+    rank = cuda.local.array(MAX_DP1, np.int64)
+    b = cuda.local.array(_MAX_DP2, np.float32)
     for p in range(cuda.grid(1), bary.shape[0] // (d + 1), cuda.gridsize(1)):
         _features(image, p, n, sxy, srgb, d, f)
         _elevate(f, scale, d, elev, rem0, rank)
