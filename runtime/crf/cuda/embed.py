@@ -113,7 +113,7 @@ def _corner_keys(rem0, rank, d, low, units, keys, e0):
         keys[e0 + r, 1] = w1
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def embed_points(image, n, sxy, srgb, scale, low, units, bary, keys):
     """Every point's barycentric weights and simplex corners' keys.
 

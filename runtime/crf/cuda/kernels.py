@@ -20,7 +20,7 @@ from numba import cuda
 _HUGE = np.float32(3.4028235e38)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def base_from_probs(probs, clip, base):
     """base = log(clip(probs, clip, 1)): -unary as pydensecrf's unary_from_softmax.
     probs, base: (C, N) float32."""
@@ -29,7 +29,7 @@ def base_from_probs(probs, clip, base):
             base[k, p] = math.log(min(max(probs[k, p], clip), np.float32(1.0)))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def base_from_unary(unary, base):
     """base = -unary, (C, N) float32."""
     for p in range(cuda.grid(1), base.shape[1], cuda.gridsize(1)):
@@ -47,7 +47,7 @@ def _slice(values, rows, weights, k, p):
     return total
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def pixel_pass(base, g_rows, g_weights, g_values, b_rows, b_weights, b_values, use_messages, q):
     """q[:, p] = softmax(base[:, p] + both lattices' messages sliced at p) (messages
     left out when not ``use_messages``: the first pass). All (C, N) float32."""
@@ -71,7 +71,7 @@ def pixel_pass(base, g_rows, g_weights, g_values, b_rows, b_weights, b_values, u
             q[k, p] *= scale
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def argmax_labels(q, labels):
     """labels[p] = the first label of largest Q at pixel p; q (C, N)."""
     for p in range(cuda.grid(1), q.shape[1], cuda.gridsize(1)):
@@ -84,7 +84,7 @@ def argmax_labels(q, labels):
         labels[p] = best
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def splat(q, starts, entries, weights, gain, out):
     """out[k, v + 1] = gain[k] * sum of weights[e] * q[k, pixel of e] over vertex v's
     entries, in their (sorted) order.
@@ -106,7 +106,7 @@ def splat(q, starts, entries, weights, gain, out):
             out[k, v + 1] = total * gain[k]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def compat(src, gain, dst):
     """dst[k, v] = sum over j of src[j, v] * gain[j, k] for vertex columns v >= 1:
     a full compatibility matrix (gain: (C, C), row j what label j adds to each label)."""
@@ -118,7 +118,7 @@ def compat(src, gain, dst):
             dst[k, v] = total
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def blur_axis(src, dst, nbr, axis):
     """dst[:, v + 1] = src[:, v + 1] + (src[:, n1] + src[:, n2]) / 2 along one axis;
     nbr (d+1, M, 2) int32 neighbour columns (0: absent, a zero column)."""

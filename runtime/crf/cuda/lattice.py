@@ -52,7 +52,7 @@ class DeviceLattice:
         return self.neighbours.shape[1]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _symmetric_weights(bary, rows, blurred, alpha, weights):
     """weights[e] = bary[e] / sqrt(K 1 at e's pixel), the filtered ones sliced as the
     CPU path's lattice.symmetric_weights does (float32 sum, float64 square root)."""
@@ -84,8 +84,9 @@ def _vertices(image, n: int, sxy: float, srgb: float | None):
     size = points * (d + 1)
     bary = cuda.device_array(size, np.float32)
     keys = cuda.device_array((size, 2), np.int64)
-    embed.embed_points[grid(points)](image, n, np.float32(sxy), np.float32(srgb or 1.0), scale,
-                                     low, units, bary, keys)
+    embed.embed_points[grid(points)](image, n, np.float32(sxy), np.float32(srgb or 1.0),
+                                     cuda.to_device(scale), cuda.to_device(low),
+                                     cuda.to_device(units), bary, keys)
     slots_table = cuda.device_array(1 << int(np.ceil(np.log2(2 * size))), np.int32)
     scan.fill(slots_table, table.EMPTY)
     slots = cuda.device_array(size, np.int32)
@@ -99,7 +100,7 @@ def _vertices(image, n: int, sxy: float, srgb: float | None):
     table.number_entries[grid(size)](slots_table, slots, ids, rows.reshape(-1), reps)
     neighbours = cuda.device_array((d + 1, m, 2), np.int32)
     table.find_neighbours[grid(m)](slots_table, keys, rows.reshape(-1), reps,
-                                   hashing.neighbour_deltas(units), neighbours)
+                                   cuda.to_device(hashing.neighbour_deltas(units)), neighbours)
     return bary, rows, neighbours
 
 
@@ -128,10 +129,11 @@ def build_lattice(image, *, sxy: float, srgb: float | None) -> DeviceLattice:
     bary, rows, neighbours = _vertices(image, n, sxy, srgb)
     dp1, m = neighbours.shape[0], neighbours.shape[1]
     starts, entries = _segments(rows, n, m)
-    ones = cuda.to_device(np.ones((1, n), np.float32))
+    ones = cuda.device_array((1, n), np.float32)
+    scan.fill(ones.reshape(-1), 1)
     values = _zeros((1, m + 1), np.float32)
     other = _zeros((1, m + 1), np.float32)
-    kernels.splat[grid(m)](ones, starts, entries, bary[:n * dp1], np.ones(1, np.float32), values)
+    kernels.splat[grid(m)](ones, starts, entries, bary[:n * dp1], ones[0, :1], values)
     for axis in range(dp1):
         kernels.blur_axis[grid(m)](values, other, neighbours, axis)
         values, other = other, values

@@ -14,7 +14,7 @@ from tseg.runtime.crf.cuda.device import grid
 TILE = 256  # items scanned serially by one thread
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _tile_totals(src, totals):
     """totals[t] = the sum of src's tile t."""
     n = src.shape[0]
@@ -25,7 +25,7 @@ def _tile_totals(src, totals):
         totals[t] = total
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _scan_totals(totals, out):
     """totals <- their exclusive scan (one thread); out[-1] = the grand total."""
     if cuda.grid(1) == 0:
@@ -37,7 +37,7 @@ def _scan_totals(totals, out):
         out[out.shape[0] - 1] = running
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _tile_scan(src, offsets, out):
     """out[i] = offsets[tile of i] + the sum of the tile's items before i."""
     n = src.shape[0]
@@ -60,12 +60,12 @@ def exclusive_scan(src):
     totals = cuda.device_array(tiles, np.int32)
     out = cuda.device_array(n + 1, np.int32)
     _tile_totals[grid(tiles)](src, totals)
-    _scan_totals[1, 1](totals, out)
+    _scan_totals[grid(1)](totals, out)
     _tile_scan[grid(tiles)](src, totals, out)
     return out
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _fill(out, value):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = value

@@ -14,7 +14,7 @@ it, in entry order (pixel order, as the CPU path sums), and one thread sums them
 from numba import cuda
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def count_entries(rows, counts):
     """counts[v] += 1 per entry of vertex v among ``rows`` (the real pixels' entries:
     the reference's padding points are not splatted)."""
@@ -22,7 +22,7 @@ def count_entries(rows, counts):
         cuda.atomic.add(counts, rows[e] - 1, 1)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def fill_segments(rows, starts, cursor, entries):
     """entries[starts[v] ...] = the entries of vertex v, in no particular order.
 
@@ -50,7 +50,7 @@ def _sift_down(a, first, root, end):
         root = child
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def sort_segments(starts, entries):
     """Sort every vertex's segment of ``entries`` ascending (heapsort, one thread each)."""
     for v in range(cuda.grid(1), starts.shape[0] - 1, cuda.gridsize(1)):

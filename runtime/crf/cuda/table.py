@@ -36,7 +36,7 @@ def _find(table, keys, w0, w1):
         h = (h + 1) & mask
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def insert_entries(table, keys, slots):
     """Insert every entry's key; slots[e] = the slot that holds it.
 
@@ -64,14 +64,14 @@ def insert_entries(table, keys, slots):
         slots[e] = h
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def mark_first(table, slots, first):
     """first[e] = 1 when entry e is its key's first (smallest) entry, else 0."""
     for e in range(cuda.grid(1), slots.shape[0], cuda.gridsize(1)):
         first[e] = 1 if table[slots[e]] == e else 0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def number_entries(table, slots, ids, rows, reps):
     """rows[e] = entry e's vertex id + 1 (row 0 stands for a missing neighbour), and
     reps[v] = the first entry of vertex v.
@@ -87,7 +87,7 @@ def number_entries(table, slots, ids, rows, reps):
             reps[ids[e]] = e
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def find_neighbours(table, keys, rows, reps, deltas, nbr):
     """nbr[j, v, side] = the row (id + 1) of vertex v's neighbour along axis j, 0 when
     absent; ``deltas`` (d+1, 2, 2) int64 (hashing.neighbour_deltas) give the neighbours'
