@@ -18,8 +18,6 @@ from tseg.runtime.crf import DenseCRF, dense_crf, unary_from_labels
 from tseg.runtime.crf.cuda import device
 from tseg.runtime.scores import resize_scores, softmax
 
-np.seterr(over="ignore")  # nothing overflows; numpy scalars in the simulator would warn on wraps
-
 
 def _compare(q_cpu: np.ndarray, q_gpu: np.ndarray) -> dict:
     return {"agree": float(np.mean(q_cpu.argmax(0) == q_gpu.argmax(0))),

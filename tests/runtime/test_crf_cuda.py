@@ -36,8 +36,11 @@ MAX_DQ = 1e-3
 def simulated() -> dict:
     """The simulator's report (one subprocess for every case: each pays Numba's start)."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    out = subprocess.run([sys.executable, "-m", "tests.runtime.crf_cuda_sim"], cwd=ROOT, env=env,
-                         check=True, capture_output=True, text=True).stdout
+    # RuntimeWarnings as errors: an overflow in the simulated integer arithmetic (the hash,
+    # the packed keys) would wrap silently on a GPU.
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                          "tests.runtime.crf_cuda_sim"], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
