@@ -206,3 +206,18 @@ def check_threads(threads: object) -> int:
     if threads < 1:
         raise TsegError(f"threads: need an int >= 1 or None, got {threads}")
     return int(threads)
+
+
+DEVICES = ("cpu", "cuda")
+"""Where the CRF runs: ``cuda`` needs NVIDIA's numba-cuda (``pip install 'tseg[cuda]'``) and a GPU."""
+
+
+def check_device(device: object) -> str:
+    """'cpu' or 'cuda' (whether CUDA can run here is :mod:`tseg.runtime.crf.cuda.device`'s check)."""
+    if not isinstance(device, str):
+        raise CrfTypeError(f"device: need one of {', '.join(map(repr, DEVICES))}, got "
+                           f"{_describe(device)}", parameter="device")
+    if device not in DEVICES:
+        raise TsegError(f"device: need one of {', '.join(map(repr, DEVICES))}, got {device!r}",
+                        parameter="device")
+    return device

@@ -15,6 +15,7 @@ from tseg.runtime.crf.cache import LatticeCache
 from tseg.runtime.crf.checks import (
     Compat,
     check_compat,
+    check_device,
     check_iterations,
     check_labels,
     check_num_classes,
@@ -92,11 +93,21 @@ class DenseCRF:
         bilateral_compat: bilateral compatibility: scalar, (C,) or (C, C).
         threads: threads for lattice building and inference; None: every core this
             process may use.
+        device: 'cpu', or 'cuda' for the lattices and mean field on an NVIDIA GPU
+            (:mod:`tseg.runtime.crf.cuda`; needs ``pip install 'tseg[cuda]'``).
 
     Example:
         >>> with DenseCRF(image) as crf:
         ...     q = crf.inference(unary_from_probs(probs), iterations=5)
     """
+
+    def __new__(cls, *args, device: str = "cpu", **kwargs):
+        if check_device(device) == "cuda" and cls is DenseCRF:
+            from tseg.runtime.crf.cuda.device import require_cuda
+            require_cuda()  # a one-line error before any CUDA module loads
+            from tseg.runtime.crf.cuda.crf import CudaDenseCRF
+            return super().__new__(CudaDenseCRF)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -108,6 +119,7 @@ class DenseCRF:
         bilateral_srgb: float = BILATERAL_SRGB,
         bilateral_compat: Compat = BILATERAL_COMPAT,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         check_image(image)
         for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
@@ -269,6 +281,7 @@ def dense_crf(
     bilateral_srgb: float = BILATERAL_SRGB,
     bilateral_compat: Compat = BILATERAL_COMPAT,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Refine class probabilities with a dense CRF (pydensecrf's defaults).
 
@@ -279,6 +292,7 @@ def dense_crf(
         gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat:
             kernel widths and compatibilities, see :class:`DenseCRF`.
         threads: threads to use; None: every core this process may use.
+        device: 'cpu', or 'cuda' (see :class:`DenseCRF`).
 
     Returns:
         Q: (C, H, W) float32 refined probabilities; ``Q.argmax(0)`` gives labels.
@@ -286,6 +300,13 @@ def dense_crf(
     check_image(image)
     probs = check_probs(probs, image.shape[0], image.shape[1])
     check_iterations(iterations)
+    if check_device(device) == "cuda":
+        with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
+                      bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                      bilateral_compat=bilateral_compat, threads=threads, device=device) as crf, \
+                crf.start_from_probs(probs, CLIP) as state:
+            state.step(iterations)
+            return state.probs()
     with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                   bilateral_compat=bilateral_compat, threads=threads) as crf:

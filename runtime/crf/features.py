@@ -60,10 +60,17 @@ def pixel_features(image: np.ndarray, *, sxy: float, srgb: float | None, threads
     out = lease.array((padded_points(height * width), d))
     args = (image, np.float32(sxy), np.float32(1.0 if srgb is None else srgb), out)
     parallel.run([(_fill_features, args, out.shape[0])], threads)
+    return out, feature_bounds(height, width, sxy, srgb)
+
+
+def feature_bounds(height: int, width: int, sxy: float, srgb: float | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) bounds of each feature of an image's pixels (colours: the whole
+    uint8 range), (2,) or (5,) float64 as :func:`pixel_features` divides them."""
     upper = [(width - 1) / sxy, (height - 1) / sxy]
     if srgb is not None:
         upper += [255.0 / srgb] * 3
-    return out, (np.zeros(d), np.array(upper, np.float64))
+    return np.zeros(len(upper)), np.array(upper, np.float64)
 
 
 def padded_points(n: int) -> int:

@@ -1,0 +1,102 @@
+"""``DenseCRF(..., device="cuda")`` and ``dense_crf(..., device="cuda")``.
+
+:class:`CudaDenseCRF` is what ``DenseCRF(image, device="cuda")`` creates: the same
+parameters, checks and results as the CPU class, with both lattices built on the device
+and mean field run there. Importing this module needs numba-cuda and a GPU (or the
+simulator): :func:`tseg.runtime.crf.cuda.device.require_cuda` says so first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from tseg.runtime.crf.checks import (
+    Compat,
+    check_compat,
+    check_iterations,
+    check_positive,
+    check_threads,
+    check_unary,
+)
+from tseg.runtime.crf.cuda import kernels
+from tseg.runtime.crf.cuda.device import grid
+from tseg.runtime.crf.cuda.lattice import build_lattice
+from tseg.runtime.crf.cuda.state import CudaMeanField
+from tseg.runtime.crf.dense import DenseCRF
+from tseg.runtime.crf.parameters import (
+    BILATERAL_COMPAT,
+    BILATERAL_SRGB,
+    BILATERAL_SXY,
+    GAUSSIAN_COMPAT,
+    GAUSSIAN_SXY,
+    ITERATIONS,
+)
+from tseg.runtime.crf.unary import CLIP
+from tseg.runtime.errors import TsegError
+from tseg.runtime.images import check_image
+
+
+class CudaDenseCRF(DenseCRF):
+    """A :class:`~tseg.runtime.crf.DenseCRF` whose lattices and mean field live on the GPU.
+
+    Made by ``DenseCRF(image, device="cuda", ...)``; the arguments are DenseCRF's
+    (``threads`` is checked and unused). The lattices stay on the device until
+    :meth:`close`; :meth:`start` returns a :class:`CudaMeanField`.
+    """
+
+    def __init__(self, image: np.ndarray, *, gaussian_sxy: float = GAUSSIAN_SXY,
+                 gaussian_compat: Compat = GAUSSIAN_COMPAT, bilateral_sxy: float = BILATERAL_SXY,
+                 bilateral_srgb: float = BILATERAL_SRGB, bilateral_compat: Compat = BILATERAL_COMPAT,
+                 threads: int | None = None, device: str = "cuda") -> None:
+        check_image(image)
+        for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
+                            ("bilateral_srgb", bilateral_srgb)):
+            check_positive(name, value)
+        check_compat("gaussian_compat", gaussian_compat, None)
+        check_compat("bilateral_compat", bilateral_compat, None)
+        self.threads = check_threads(threads)
+        self.device = "cuda"
+        self.height, self.width = image.shape[:2]
+        self._compat = tuple(c if np.isscalar(c) else np.array(c, np.float32)
+                             for c in (gaussian_compat, bilateral_compat))
+        pixels = cuda.to_device(np.ascontiguousarray(image))
+        self._lattices = (build_lattice(pixels, sxy=gaussian_sxy, srgb=None),
+                          build_lattice(pixels, sxy=bilateral_sxy, srgb=bilateral_srgb))
+
+    def close(self) -> None:
+        """Drop the device lattices; states already started keep theirs."""
+        self._lattices = None
+
+    def _start(self, shape: tuple[int, int, int], *, base) -> CudaMeanField:
+        if self._lattices is None:
+            raise TsegError("DenseCRF: this CRF is closed; create a new one")
+        return CudaMeanField(shape, self._lattices, compat=self._compat, base=base)
+
+    def start(self, unary: np.ndarray) -> CudaMeanField:
+        """Begin step-wise inference on the device: Q = softmax(-unary), no iteration yet.
+
+        Args:
+            unary: (C, H, W) float energies (negative log-probabilities).
+        """
+        check_unary(unary, self.height, self.width)
+        flat = cuda.to_device(np.ascontiguousarray(unary, np.float32).reshape(unary.shape[0], -1))
+        base = cuda.device_array(flat.shape, np.float32)
+        kernels.base_from_unary[grid(flat.shape[1])](flat, base)
+        return self._start(unary.shape, base=base)
+
+    def start_from_probs(self, probs: np.ndarray, clip: float = CLIP) -> CudaMeanField:
+        """start() on -log(clip(probs, clip, 1)), computed on the device. probs: (C, H, W),
+        checked."""
+        flat = cuda.to_device(np.ascontiguousarray(probs, np.float32).reshape(probs.shape[0], -1))
+        base = cuda.device_array(flat.shape, np.float32)
+        kernels.base_from_probs[grid(flat.shape[1])](flat, np.float32(clip), base)
+        return self._start(probs.shape, base=base)
+
+    def inference(self, unary: np.ndarray, *, iterations: int = ITERATIONS) -> np.ndarray:
+        """Run mean field on the device; returns Q (C, H, W) float32 (a new host array)."""
+        check_iterations(iterations)
+        with self.start(unary) as state:
+            state.step(iterations)
+            return state.probs()
+

@@ -1,0 +1,104 @@
+"""The CUDA CRF against the CPU path in Numba's CUDA simulator: ``python -m tests.runtime.crf_cuda_sim``.
+
+Run by ``tests/runtime/test_crf_cuda.py`` in a subprocess with NUMBA_ENABLE_CUDASIM=1
+(the simulator must be chosen before Numba loads). Prints one JSON object: per case,
+the share of equal labels and max |dQ| against ``dense_crf`` on the CPU, and the
+checks of the lattice itself and of scheduling independence.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tests.runtime.test_crf import make_image, make_probs
+from tests.runtime.test_crf_threads import DEEPLAB, scene
+from tseg.runtime.crf import DenseCRF, dense_crf, unary_from_labels
+from tseg.runtime.crf.cuda import device
+from tseg.runtime.scores import resize_scores, softmax
+
+
+def _compare(q_cpu: np.ndarray, q_gpu: np.ndarray) -> dict:
+    return {"agree": float(np.mean(q_cpu.argmax(0) == q_gpu.argmax(0))),
+            "max_dq": float(np.abs(q_cpu - q_gpu).max())}
+
+
+def _cases() -> dict:
+    """name -> (probs, image, iterations, DenseCRF settings)."""
+    photo, logits = scene(24, 17, 5)
+    probs = softmax(resize_scores(logits, (24, 17)))
+    rng = np.random.default_rng(4)
+    matrix = rng.uniform(0, 6, (4, 4)).astype(np.float32)
+    return {
+        "16x16 default": (make_probs(3, 16, 16), make_image(16, 16), 5, {}),
+        "24x17 deeplab": (probs, photo, 10, DEEPLAB),
+        "24x17 default 0 it": (probs, photo, 0, {}),
+        "24x17 matrix": (make_probs(4, 24, 17, seed=2), photo, 5,
+                         {"bilateral_compat": matrix, "gaussian_compat": [1.0, 2.0, 3.0, 4.0]}),
+    }
+
+
+def _lattices(image: np.ndarray) -> dict:
+    """The device lattices against the CPU's: the bilateral one (hashed, first-touch
+    numbering on both) identical, the Gaussian one (direct-addressed on the CPU) the
+    same size; the normalised weights equal to float rounding."""
+    with DenseCRF(image, device="cuda", **DEEPLAB) as gpu, DenseCRF(image, **DEEPLAB) as cpu:
+        g_lat, b_lat = gpu._lattices
+        n = image.shape[0] * image.shape[1]
+        return {
+            "vertices": [g_lat.num_vertices, b_lat.num_vertices],
+            "cpu_vertices": [cpu.gaussian.num_vertices, cpu.bilateral.num_vertices],
+            "bilateral_rows_equal": bool(np.array_equal(b_lat.rows.copy_to_host()[:n],
+                                                        cpu.bilateral.offsets)),
+            "bilateral_neighbours_equal": bool(np.array_equal(b_lat.neighbours.copy_to_host(),
+                                                              cpu.bilateral.neighbours)),
+            "weights_max_diff": max(
+                float(np.abs(lat.weights.copy_to_host() - ref.weights.reshape(-1)).max())
+                for lat, ref in ((g_lat, cpu.gaussian), (b_lat, cpu.bilateral))),
+        }
+
+
+def _scheduling(probs: np.ndarray, image: np.ndarray) -> bool:
+    """Q bit for bit the same with 3 and 8 simulated threads (other interleavings of
+    the hash table's inserts and the segments' fills)."""
+    results = []
+    for threads in (3, 8):
+        device._SIM_THREADS = threads
+        results.append(dense_crf(probs, image, iterations=3, device="cuda", **DEEPLAB))
+    return bool(np.array_equal(*results))
+
+
+def _stepwise(image: np.ndarray) -> dict:
+    """start/step/labels on the device: two steps then three equal five; labels from a
+    hard-label unary equal the CPU's."""
+    labels = (np.arange(image.shape[1])[None, :] * 3 // image.shape[1]).repeat(image.shape[0], 0)
+    unary = unary_from_labels(labels, num_classes=3, gt_prob=0.6)
+    with DenseCRF(image, device="cuda") as gpu, DenseCRF(image) as cpu:
+        with gpu.start(unary) as state:
+            state.step(2)
+            state.step(3)
+            stepped, gpu_labels = state.probs(), state.labels()
+        with cpu.start(unary) as state:
+            state.step(5)
+            cpu_labels = state.labels()
+        return {"steps_max_dq": float(np.abs(stepped - gpu.inference(unary, iterations=5)).max()),
+                "labels_equal": bool(np.array_equal(gpu_labels, cpu_labels)),
+                "labels_dtype": str(gpu_labels.dtype), "is_dense_crf": isinstance(gpu, DenseCRF)}
+
+
+def main() -> None:
+    report = {}
+    for name, (probs, image, iterations, settings) in _cases().items():
+        report[name] = _compare(dense_crf(probs, image, iterations=iterations, **settings),
+                                dense_crf(probs, image, iterations=iterations, device="cuda",
+                                          **settings))
+    photo = _cases()["24x17 deeplab"][1]
+    report["lattices"] = _lattices(photo)
+    report["scheduling_independent"] = _scheduling(make_probs(3, 16, 16), make_image(16, 16))
+    report["stepwise"] = _stepwise(make_image(16, 16))
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

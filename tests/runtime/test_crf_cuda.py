@@ -1,0 +1,177 @@
+"""The CRF on an NVIDIA GPU (issue 21), checked without one in Numba's CUDA simulator.
+
+The simulator must be chosen before Numba loads, so the comparisons run in one
+subprocess (``tests/runtime/crf_cuda_sim.py``) whose report the tests below read. The
+simulator runs kernels as Python and types nothing, so every kernel is also compiled to
+PTX for a real GPU where NVIDIA's compiler (NVVM) is installed, GPU or not. The errors
+for a missing package or GPU run in this process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.runtime.test_crf import make_image, make_probs
+from tseg.runtime.crf import DenseCRF, dense_crf
+from tseg.runtime.errors import TsegError
+
+ROOT = Path(__file__).resolve().parents[2]
+HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
+needs_numba_cuda = pytest.mark.skipif(not HAS_NUMBA_CUDA,
+                                      reason="numba-cuda is not installed (pip install 'tseg[cuda]')")
+# Issue 21's bounds against the CPU path.
+MIN_AGREEMENT = 0.999
+MAX_DQ = 1e-3
+
+
+@pytest.fixture(scope="module")
+def simulated() -> dict:
+    """The simulator's report (one subprocess for every case: each pays Numba's start)."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    # RuntimeWarnings as errors: an overflow in the simulated integer arithmetic (the hash,
+    # the packed keys) would wrap silently on a GPU.
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                          "tests.runtime.crf_cuda_sim"], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@needs_numba_cuda
+@pytest.mark.parametrize("case", ["16x16 default", "24x17 deeplab", "24x17 default 0 it",
+                                  "24x17 matrix"])
+def test_cuda_crf_matches_the_cpu_path_in_the_simulator(simulated, case):
+    result = simulated[case]
+    assert result["agree"] >= MIN_AGREEMENT, result
+    assert result["max_dq"] <= MAX_DQ, result
+
+
+@needs_numba_cuda
+def test_device_lattice_is_the_cpu_lattice(simulated):
+    lattices = simulated["lattices"]
+    assert lattices["vertices"] == lattices["cpu_vertices"]
+    assert lattices["bilateral_rows_equal"] and lattices["bilateral_neighbours_equal"]
+    assert lattices["weights_max_diff"] <= 1e-6
+
+
+@needs_numba_cuda
+def test_cuda_results_do_not_depend_on_scheduling(simulated):
+    assert simulated["scheduling_independent"]
+
+
+@needs_numba_cuda
+def test_cuda_stepwise_inference_and_labels(simulated):
+    stepwise = simulated["stepwise"]
+    assert stepwise["steps_max_dq"] == 0.0
+    assert stepwise["labels_equal"] and stepwise["labels_dtype"] == "int64"
+    assert stepwise["is_dense_crf"]
+
+
+@pytest.mark.parametrize("device", ["gpu", "CUDA", 0])
+def test_unknown_device_is_refused(device):
+    with pytest.raises(TsegError, match="device: need one of 'cpu', 'cuda'") as info:
+        dense_crf(make_probs(2, 8, 8), make_image(8, 8), device=device)
+    assert info.value.parameter == "device"
+
+
+def test_cuda_without_numba_cuda_names_the_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    with pytest.raises(TsegError, match=r"numba-cuda.*pip install 'tseg\[cuda\]'") as info:
+        DenseCRF(make_image(8, 8), device="cuda")
+    assert info.value.parameter == "device"
+
+
+@needs_numba_cuda
+def test_cuda_without_a_gpu_says_so():
+    from numba import cuda
+
+    if cuda.is_available():
+        pytest.skip("a GPU is here")
+    with pytest.raises(TsegError, match=r"needs an NVIDIA GPU.*pip install 'tseg\[cuda\]'") as info:
+        dense_crf(make_probs(2, 8, 8), make_image(8, 8), device="cuda")
+    assert info.value.parameter == "device"
+
+
+def test_cpu_path_loads_no_cuda_module():
+    code = ("import sys, numpy as np\n"
+            "from tseg.runtime.crf import dense_crf\n"
+            "dense_crf(np.full((2, 8, 8), 0.5, np.float32), np.zeros((8, 8, 3), np.uint8))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['numba', 'cuda']\n"
+            "             or m.startswith(('numba_cuda', 'cuda', 'tseg.runtime.crf.cuda'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout
+    assert out.strip() == "[]", out
+
+
+def _nvvm_available() -> bool:
+    try:
+        from numba.cuda.cudadrv.nvvm import NVVM
+
+        NVVM()
+    except Exception:  # no numba-cuda, no CUDA toolkit or wheel with libnvvm
+        return False
+    return True
+
+
+def _kernel_signatures() -> dict:
+    """Each kernel with the argument types its callers pass."""
+    from numba import types as t
+
+    from tseg.runtime.crf.cuda import embed, kernels, lattice, scan, segments, table
+
+    f32, i32, i64 = t.float32, t.int32, t.int64
+
+    def a(dtype, ndim):
+        return t.Array(dtype, ndim, "C")
+
+    return {
+        embed.embed_points: (a(t.uint8, 3), i64, f32, f32, a(f32, 1), a(i64, 1), a(i64, 2),
+                             a(f32, 1), a(i64, 2)),
+        table.insert_entries: (a(i32, 1), a(i64, 2), a(i32, 1)),
+        table.mark_first: (a(i32, 1),) * 3,
+        table.number_entries: (a(i32, 1),) * 5,
+        table.find_neighbours: (a(i32, 1), a(i64, 2), a(i32, 1), a(i32, 1), a(i64, 3), a(i32, 3)),
+        scan._tile_totals: (a(i32, 1),) * 2,
+        scan._scan_totals: (a(i32, 1),) * 2,
+        scan._tile_scan: (a(i32, 1),) * 3,
+        scan._fill: (a(i32, 1), i32),
+        segments.count_entries: (a(i32, 1),) * 2,
+        segments.fill_segments: (a(i32, 1),) * 4,
+        segments.sort_segments: (a(i32, 1),) * 2,
+        kernels.base_from_probs: (a(f32, 2), f32, a(f32, 2)),
+        kernels.base_from_unary: (a(f32, 2),) * 2,
+        kernels.pixel_pass: (a(f32, 2), a(i32, 2), a(f32, 1), a(f32, 2), a(i32, 2), a(f32, 1),
+                             a(f32, 2), t.boolean, a(f32, 2)),
+        kernels.argmax_labels: (a(f32, 2), a(t.int64, 1)),
+        kernels.splat: (a(f32, 2), a(i32, 1), a(i32, 1), a(f32, 1), a(f32, 1), a(f32, 2)),
+        kernels.compat: (a(f32, 2),) * 3,
+        kernels.blur_axis: (a(f32, 2), a(f32, 2), a(i32, 3), i64),
+        lattice._symmetric_weights: (a(f32, 1), a(i32, 2), a(f32, 2), f32, a(f32, 1)),
+    }
+
+
+@needs_numba_cuda
+def test_every_kernel_compiles_for_a_gpu_and_the_embedding_fuses_no_multiply_add(monkeypatch):
+    if not _nvvm_available():
+        pytest.skip("no NVVM (CUDA toolkit or nvidia-cuda-nvcc wheel) to compile with")
+    from numba import cuda
+    from numba.cuda import dispatcher
+
+    # Device functions take the compute capability from the current GPU: there is none.
+    monkeypatch.setattr(dispatcher, "get_current_device",
+                        lambda: SimpleNamespace(compute_capability=(9, 0)))
+    for kernel, args in _kernel_signatures().items():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, args, cc=(9, 0))
+        if kernel.py_func.__name__ == "embed_points":
+            # One rounding per product, as the reference: a fused multiply-add would
+            # move points across simplex boundaries.
+            assert "fma.rn.f32" not in ptx and "mul.rn.f32" in ptx
