@@ -36,6 +36,7 @@ from tseg.runtime.crf.parameters import (
     ITERATIONS,
 )
 from tseg.runtime.crf.state import MeanField
+from tseg.runtime.crf.unary import CLIP
 from tseg.runtime.crf.unary import unary_from_probs as _energies
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image
