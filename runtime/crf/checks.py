@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike
 
 from tseg.runtime.crf.parallel import available_threads
 from tseg.runtime.errors import TsegError, TsegTypeError
+from tseg.runtime.images import check_image
 
 Compat = float | ArrayLike
 """A compatibility: scalar (Potts), (C,) vector (diagonal) or (C, C) matrix."""
@@ -221,3 +222,25 @@ def check_device(device: object) -> str:
         raise TsegError(f"device: need one of {', '.join(map(repr, DEVICES))}, got {device!r}",
                         parameter="device")
     return device
+
+
+def check_crf_settings(image: object, *, gaussian_sxy: object, gaussian_compat: object,
+                       bilateral_sxy: object, bilateral_srgb: object,
+                       bilateral_compat: object) -> tuple:
+    """What a DenseCRF (on any device) checks before any work: the image, the kernel
+    widths, the compatibilities' shapes (their class count is checked at inference).
+
+    Returns:
+        The (Gaussian, bilateral) compatibilities as copies (a scalar, or a float32
+        array): a caller mutating its array later must not change the CRF.
+
+    Raises:
+        TsegError: naming the bad parameter.
+    """
+    check_image(image)
+    for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
+                        ("bilateral_srgb", bilateral_srgb)):
+        check_positive(name, value)
+    check_compat("gaussian_compat", gaussian_compat, None)
+    check_compat("bilateral_compat", bilateral_compat, None)
+    return tuple(c if np.isscalar(c) else np.array(c, np.float32) for c in (gaussian_compat, bilateral_compat))

@@ -14,13 +14,12 @@ from tseg.runtime.crf import workspace
 from tseg.runtime.crf.cache import LatticeCache
 from tseg.runtime.crf.checks import (
     Compat,
-    check_compat,
+    check_crf_settings,
     check_device,
     check_iterations,
     check_labels,
     check_num_classes,
     check_open_unit,
-    check_positive,
     check_probs,
     check_threads,
     check_unary,
@@ -103,11 +102,11 @@ class DenseCRF:
     """
 
     def __new__(cls, *args, device: str = "cpu", **kwargs):
-        if check_device(device) == "cuda" and cls is DenseCRF:
+        if check_device(device) == "cuda":  # the same interface, another class: cuda imports no CPU class
             from tseg.runtime.crf.cuda.device import require_cuda
             require_cuda()  # a one-line error before any CUDA module loads
             from tseg.runtime.crf.cuda.crf import CudaDenseCRF
-            return super().__new__(CudaDenseCRF)
+            return CudaDenseCRF(*args, **kwargs)  # not a DenseCRF: Python skips __init__
         return super().__new__(cls)
 
     def __init__(
@@ -122,17 +121,11 @@ class DenseCRF:
         threads: int | None = None,
         device: str = "cpu",
     ) -> None:
-        check_image(image)
-        for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
-                            ("bilateral_srgb", bilateral_srgb)):
-            check_positive(name, value)
-        # Fail on a malformed compat now, not at the first inference.
-        check_compat("gaussian_compat", gaussian_compat, None)
-        check_compat("bilateral_compat", bilateral_compat, None)
+        # Fail on a malformed setting now, not at the first inference.
+        self._compat = check_crf_settings(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
+                                          bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                                          bilateral_compat=bilateral_compat)
         self.height, self.width = image.shape[:2]
-        # Copies: a caller mutating its array later must not change this CRF.
-        self._compat = tuple(c if np.isscalar(c) else np.array(c, np.float32)
-                             for c in (gaussian_compat, bilateral_compat))
         self.threads = check_threads(threads)
         if not (image.flags.c_contiguous and image.flags.writeable):
             image = np.array(image, order="C")  # one kernel build for every layout

@@ -11,19 +11,11 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from tseg.runtime.crf.checks import (
-    Compat,
-    check_compat,
-    check_iterations,
-    check_positive,
-    check_threads,
-    check_unary,
-)
+from tseg.runtime.crf.checks import Compat, check_crf_settings, check_iterations, check_threads, check_unary
 from tseg.runtime.crf.cuda import kernels
 from tseg.runtime.crf.cuda.device import grid
 from tseg.runtime.crf.cuda.lattice import build_lattice
 from tseg.runtime.crf.cuda.state import CudaMeanField
-from tseg.runtime.crf.dense import DenseCRF
 from tseg.runtime.crf.parameters import (
     BILATERAL_COMPAT,
     BILATERAL_SRGB,
@@ -34,32 +26,28 @@ from tseg.runtime.crf.parameters import (
 )
 from tseg.runtime.crf.unary import CLIP
 from tseg.runtime.errors import TsegError
-from tseg.runtime.images import check_image
 
 
-class CudaDenseCRF(DenseCRF):
-    """A :class:`~tseg.runtime.crf.DenseCRF` whose lattices and mean field live on the GPU.
+class CudaDenseCRF:
+    """:class:`~tseg.runtime.crf.DenseCRF`'s interface, its lattices and mean field on the GPU.
 
     Made by ``DenseCRF(image, device="cuda", ...)``; the arguments are DenseCRF's
     (``threads`` is checked and unused). The lattices stay on the device until
-    :meth:`close`; :meth:`start` returns a :class:`CudaMeanField`.
+    :meth:`close` (or the end of a ``with`` block); :meth:`start` returns a
+    :class:`CudaMeanField`. Not a subclass of the CPU class, so that this module does not
+    import it (DenseCRF imports this one).
     """
 
     def __init__(self, image: np.ndarray, *, gaussian_sxy: float = GAUSSIAN_SXY,
                  gaussian_compat: Compat = GAUSSIAN_COMPAT, bilateral_sxy: float = BILATERAL_SXY,
                  bilateral_srgb: float = BILATERAL_SRGB, bilateral_compat: Compat = BILATERAL_COMPAT,
                  threads: int | None = None, device: str = "cuda") -> None:
-        check_image(image)
-        for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
-                            ("bilateral_srgb", bilateral_srgb)):
-            check_positive(name, value)
-        check_compat("gaussian_compat", gaussian_compat, None)
-        check_compat("bilateral_compat", bilateral_compat, None)
+        self._compat = check_crf_settings(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
+                                          bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                                          bilateral_compat=bilateral_compat)
         self.threads = check_threads(threads)
         self.device = "cuda"
         self.height, self.width = image.shape[:2]
-        self._compat = tuple(c if np.isscalar(c) else np.array(c, np.float32)
-                             for c in (gaussian_compat, bilateral_compat))
         pixels = cuda.to_device(np.ascontiguousarray(image))
         self._lattices = (build_lattice(pixels, sxy=gaussian_sxy, srgb=None),
                           build_lattice(pixels, sxy=bilateral_sxy, srgb=bilateral_srgb))
@@ -67,6 +55,12 @@ class CudaDenseCRF(DenseCRF):
     def close(self) -> None:
         """Drop the device lattices; states already started keep theirs."""
         self._lattices = None
+
+    def __enter__(self) -> CudaDenseCRF:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _start(self, shape: tuple[int, int, int], *, base) -> CudaMeanField:
         if self._lattices is None:
