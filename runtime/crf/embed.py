@@ -10,9 +10,10 @@ from numba import njit
 EMBED_BLOCK = 64  # points embedded together, coordinate-major, so loops vectorise
 
 
-@njit(cache=True, nogil=True)
-def embed_block(f, p0, scale, elev, rem0, rank):
-    """Remainder-0 points and ranks of points p0 .. p0 + EMBED_BLOCK (SoA, (d+1, B)).
+@njit(cache=True, nogil=True, error_model="numpy")
+def embed_block(f, p0, scale, elev, rem0, rank, scratch):
+    """Remainder-0 points and ranks of points p0 .. p0 + EMBED_BLOCK (SoA, (d+1, B));
+    scratch: (d+2, B), its last row used.
 
     Mirrors the reference's SSE path operation by operation in float32 (its rounding
     is round-half-to-even), so every point lands in the same simplex. No fastmath:
@@ -21,8 +22,9 @@ def embed_block(f, p0, scale, elev, rem0, rank):
     d = f.shape[1]
     dp1 = np.float32(d + 1)
     inv = np.float32(1.0) / dp1
-    total = np.zeros(EMBED_BLOCK, np.float32)
-    elev[0, :] = 0  # the running sum ("sm" in the reference), ends as elev[0]
+    for b in range(EMBED_BLOCK):
+        elev[0, b] = 0  # the running sum ("sm" in the reference), ends as elev[0]
+        scratch[d + 1, b] = 0  # the sum of the rounded coordinates
     for j in range(d, 0, -1):
         for b in range(EMBED_BLOCK):
             cf = f[p0 + b, j - 1] * scale[j - 1]
@@ -32,7 +34,7 @@ def embed_block(f, p0, scale, elev, rem0, rank):
         for b in range(EMBED_BLOCK):
             v = np.rint(inv * elev[i, b])
             rem0[i, b] = v * dp1
-            total[b] += v
+            scratch[d + 1, b] += v
             rank[i, b] = 0
     for i in range(d):
         for j in range(i + 1, d + 1):
@@ -43,13 +45,13 @@ def embed_block(f, p0, scale, elev, rem0, rank):
                 rank[j, b] += np.float32(1.0) - c
     for i in range(d + 1):
         for b in range(EMBED_BLOCK):
-            r = rank[i, b] + total[b]
+            r = rank[i, b] + scratch[d + 1, b]
             shift = dp1 if r < 0 else (-dp1 if r >= dp1 else np.float32(0.0))
             rank[i, b] = r + shift
             rem0[i, b] += shift
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def barycentric(elev, rem0, rank, count, b, out, p0):
     """out[p0 + q] = the barycentric weights of points q < count of an embedded block
     (b: (d+2, EMBED_BLOCK) scratch; ``elev`` is overwritten), as the reference computes

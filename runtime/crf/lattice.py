@@ -30,7 +30,7 @@ from tseg.runtime.crf.embed import EMBED_BLOCK, barycentric, embed_block
 @njit(cache=True, nogil=True)
 def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets, bary,
                 start, stop):
-    """Embed and hash the points of chunks [start, stop), each into its own table.
+    """Embed and hash the points of chunks [start, stop), each into its own tables.
 
     Chunk c covers points starts[c] .. starts[c+1]; its local vertex ids go to
     ``offsets``, its keys to ``found`` from row starts[c] * (d+1), their number to
@@ -42,35 +42,53 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     elev = np.empty((d + 1, EMBED_BLOCK), np.float32)
     rem0 = np.empty((d + 1, EMBED_BLOCK), np.float32)
     rank = np.empty((d + 1, EMBED_BLOCK), np.float32)
-    tail = np.zeros((EMBED_BLOCK, d), np.float32)
     scratch = np.empty((d + 2, EMBED_BLOCK), np.float32)
+    tail = np.zeros((EMBED_BLOCK, d), np.float32)
     skeys = np.empty((3, EMBED_BLOCK), np.int64)
+    block = np.empty((2, EMBED_BLOCK), np.int64)
+    corners = np.empty((d + 1, 2, EMBED_BLOCK), np.int64)
+    homes = np.empty((d + 1, EMBED_BLOCK), np.int64)
     corner = np.empty(EMBED_BLOCK, np.int64)
     most = 0
     for c in range(start, stop):
         most = max(most, starts[c + 1] - starts[c])
-    simplices = np.empty((most, d + 1), np.int32)
+    hashed = box.shape[0] == 0  # else a direct layout: no tables
+    # One pair of tables for all the chunks, emptied after each (their slots are listed).
+    table = hashing.simplex_table(_TABLE_SLOTS if hashed else 1, d + 1)
+    ids = table.view(np.int32)
+    vertices = hashing.vertex_table(_TABLE_SLOTS if hashed else 1)
+    sslots = np.empty(most if hashed else 0, np.int32)
+    vslots = np.empty(most * (d + 1) if hashed else 0, np.int32)
     sizes = np.zeros(2, np.int64)
     for c in range(start, stop):
-        slots = 1 if box.shape[0] else _TABLE_SLOTS  # a direct layout needs no tables
-        tables = (hashing.new_table(slots), hashing.new_table(slots))
         chunk_found = found[starts[c] * (d + 1):starts[c + 1] * (d + 1)]
-        sizes[:] = 0
         for p0 in range(starts[c], starts[c + 1], EMBED_BLOCK):
+            # Every call here passes whole arrays to a kernel without calls or raises, so
+            # that Numba drops their reference counting (~5 ns an array, per block).
             count = min(EMBED_BLOCK, starts[c + 1] - p0)
             if count == EMBED_BLOCK:
-                embed_block(features, p0, scale, elev, rem0, rank)
+                embed_block(features, p0, scale, elev, rem0, rank, scratch)
             else:  # a last, partial block: embed a zero-padded copy
                 tail[:count] = features[p0:p0 + count]
-                embed_block(tail, 0, scale, elev, rem0, rank)
+                embed_block(tail, 0, scale, elev, rem0, rank, scratch)
             barycentric(elev, rem0, rank, count, scratch, bary, p0)
             hashing.simplex_keys(rem0, rank, count, low, units, skeys)
-            if box.shape[0]:
+            if not hashed:
                 direct.mark_corners(rank, skeys, count, units, corner, box, offsets, p0)
-            else:
-                tables = hashing.hash_points(rem0, rank, skeys, count, low, units, tables,
-                                             chunk_found, sizes, simplices, offsets, p0)
+                continue
+            if 2 * (sizes[1] + count) >= table.shape[0]:  # keep the tables at most half full
+                table = hashing.grow_simplices(table, sslots, sizes[1])
+                ids = table.view(np.int32)
+            if 2 * (sizes[0] + count * (d + 1)) >= vertices.shape[0]:
+                vertices = hashing.grow_vertices(vertices, chunk_found, vslots, sizes[0])
+            new = hashing.find_simplices(skeys, count, table, sizes, sslots, block)
+            if new:
+                hashing.block_corners(rank, skeys, count, units, vertices, corners, homes)
+                hashing.add_corners(corners, homes, block, new, vertices, chunk_found, sizes,
+                                    vslots, ids)
+            hashing.write_corners(ids, block, count, offsets, p0)
         counts[c] = sizes[0]
+        hashing.clear(table, vertices, sizes, sslots, vslots)
 
 
 def _elevated_bounds(fmin: np.ndarray, fmax: np.ndarray,
@@ -189,8 +207,14 @@ class _Build:
                 self.remap = self.box
                 return
             self.remap = self.scratch.array((self.found.shape[0],), np.int32)
-            self.keys, self.vertices = hashing.merge_chunks(
-                self.found, self.counts, self.starts, self.offsets.shape[1], self.remap)
+            total = int(self.counts.sum())
+            slots = 1 << max(10, (2 * total - 1).bit_length())  # at most half full
+            self.keys = self.scratch.array((slots,), np.int32)
+            self.keys.fill(-1)
+            self.all_vertices = self.scratch.array((total, 2), np.int64)
+            m = hashing.merge_chunks(self.found, self.counts, self.starts, self.offsets.shape[1],
+                                     self.keys, self.all_vertices, self.remap)
+            self.vertices = self.all_vertices[:m]
             self.scratch.give_back(self.found)
             del self.found
         return [(job, (), 1)]
@@ -216,7 +240,10 @@ class _Build:
         if self.box is not self.remap:
             self.scratch.give_back(self.box)
         del self.remap, self.box, self.vertices
-        self.__dict__.pop("keys", None)
+        if "keys" in self.__dict__:
+            self.scratch.give_back(self.keys)
+            self.scratch.give_back(self.all_vertices)
+            del self.keys, self.all_vertices
 
 
 def build_lattices(features: list[tuple], n: int, threads: int,
