@@ -104,44 +104,66 @@ def _prefetch(typingctx, table, row):
 
 
 @njit(cache=True, nogil=True)
-def _home(table, w0, w1, w2):
-    """The first slot probed for key (w0, w1, w2) in a table of a power of two slots
-    (multiplicative hashing on wrapping unsigned products)."""
+def _hash(w0, w1, w2):
+    """63 bits of a multiplicative hash of key (w0, w1, w2) (wrapping unsigned products)."""
     x = ((np.uint64(w0) * np.uint64(0x9E3779B97F4A7C15))
          ^ (np.uint64(w1) * np.uint64(0xC2B2AE3D27D4EB4F))
          ^ (np.uint64(w2) * np.uint64(0x165667B19E3779F9)))
-    return np.int64(x >> np.uint64(32)) & (table.shape[0] - 1)
+    return np.int64(x >> np.uint64(1))
 
 
 @njit(cache=True, nogil=True)
-def vertex_slot(ids, keys, h, w0, w1):
-    """The slot of vertex key (w0, w1) in a vertex table, probing from slot h (linear
-    probing), or of the empty slot where it would go.
+def _home(table, hx):
+    """The first slot probed for a key of hash hx in a table of a power of two slots."""
+    return (hx >> 31) & (table.shape[0] - 1)
 
-    A vertex table is (slots,) int32 vertex ids, -1 where empty; vertex v's key is
-    keys[v]: 4 bytes a slot, so the table stays in cache."""
-    mask = ids.shape[0] - 1
-    while ids[h] >= 0:
-        v = ids[h]
-        if keys[v, 0] == w0 and keys[v, 1] == w1:
+
+_ID = 0xFFFFFFFF  # the id bits of a vertex table's entry
+
+
+@njit(cache=True, nogil=True)
+def vertex_slot(table, keys, hx, w0, w1):
+    """The slot of vertex key (w0, w1) of hash hx in a vertex table (linear probing),
+    or of the empty slot where it would go.
+
+    A vertex table is (slots,) int64 entries, -1 where empty, else the high 31 bits of
+    the key's hash above the vertex id (see vertex_entry); vertex v's key is keys[v].
+    8 bytes a slot, so the table stays in cache, and a probe reads keys[v] only when
+    the hash bits agree (then almost always the key)."""
+    mask = table.shape[0] - 1
+    h = _home(table, hx)
+    tag = hx >> 32
+    while True:
+        e = table[h]
+        if e < 0:
             return h
+        if e >> 32 == tag:
+            v = e & _ID
+            if keys[v, 0] == w0 and keys[v, 1] == w1:
+                return h
         h = (h + 1) & mask
-    return h
+
+
+@njit(cache=True, nogil=True)
+def vertex_entry(hx, v):
+    """A vertex table's entry for vertex v of hash hx."""
+    return ((hx >> 32) << 32) | v
 
 
 @njit(cache=True, nogil=True)
 def vertex_table(size):
     """An empty vertex table of ``size`` (a power of two) slots."""
-    return np.full(size, -1, np.int32)
+    return np.full(size, -1, np.int64)
 
 
 @njit(cache=True, nogil=True)
-def grow_vertices(ids, keys, slots, n):
+def grow_vertices(table, keys, slots, n):
     """Twice the slots, with vertices 0 .. n - 1 (keys) rehashed; slots[v] = v's slot."""
-    bigger = vertex_table(2 * ids.shape[0])
+    bigger = vertex_table(2 * table.shape[0])
     for v in range(n):
-        h = vertex_slot(bigger, keys, _home(bigger, keys[v, 0], keys[v, 1], 0), keys[v, 0], keys[v, 1])
-        bigger[h] = v
+        hx = _hash(keys[v, 0], keys[v, 1], 0)
+        h = vertex_slot(bigger, keys, hx, keys[v, 0], keys[v, 1])
+        bigger[h] = vertex_entry(hx, v)
         slots[v] = h
     return bigger
 
@@ -162,13 +184,14 @@ _IDS = 6  # the int32 column of a simplex row's first corner id
 @njit(cache=True, nogil=True)
 def _simplex_slot(table, h, w0, w1, code):
     """The slot of simplex key (w0, w1, code), probing from slot h, or of the empty slot
-    where it would go."""
+    where it would go. One branch a probe: whether it ends is hard to predict."""
     mask = table.shape[0] - 1
-    while table[h, 0] != w0 or table[h, 1] != w1 or table[h, 2] != code:
-        if table[h, 0] == _EMPTY:
+    while True:
+        t0 = table[h, 0]
+        differs = (t0 ^ w0) | (table[h, 1] ^ w1) | (table[h, 2] ^ code)
+        if (differs == 0) | (t0 == _EMPTY):
             return h
         h = (h + 1) & mask
-    return h
 
 
 @njit(cache=True, nogil=True)
@@ -177,7 +200,7 @@ def grow_simplices(table, slots, n):
     bigger = np.full((2 * table.shape[0], table.shape[1]), _EMPTY, np.int64)
     for k in range(n):
         s = slots[k]
-        t = _simplex_slot(bigger, _home(bigger, table[s, 0], table[s, 1], table[s, 2]),
+        t = _simplex_slot(bigger, _home(bigger, _hash(table[s, 0], table[s, 1], table[s, 2])),
                           table[s, 0], table[s, 1], table[s, 2])
         bigger[t] = table[s]
         slots[k] = t
@@ -212,9 +235,9 @@ def simplex_keys(rem0, rank, count, low, units, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def block_corners(rank, skeys, count, units, table, corners, homes):
+def block_corners(rank, skeys, count, units, corners, hashes):
     """corners[r, w, q] = word w of the key of corner r of point q's simplex, and
-    homes[r, q] its first slot in the vertex table ``table``, q < count.
+    hashes[r, q] its hash, q < count.
 
     Corner 0 is the simplex key's; corner r adds r to every coordinate and subtracts
     d + 1 from those of rank above d - r (the reference's "rem0 + r, or r - (d+1) where
@@ -224,7 +247,7 @@ def block_corners(rank, skeys, count, units, table, corners, homes):
         rank: (d+1, B) float32 ranks of a block of embedded points.
         skeys: (3, B) int64, their simplices' keys (simplex_keys).
         units: the key layout (see key_layout).
-        corners: (d+1, 2, B) int64; homes: (d+1, B) int64.
+        corners: (d+1, 2, B) int64; hashes: (d+1, B) int64.
     """
     dp1 = rank.shape[0]
     d = dp1 - 1
@@ -248,7 +271,7 @@ def block_corners(rank, skeys, count, units, table, corners, homes):
                         corners[r, w, q] -= step
     for r in range(dp1):
         for q in range(count):
-            homes[r, q] = _home(table, corners[r, 0, q], corners[r, 1, q], 0)
+            hashes[r, q] = _hash(corners[r, 0, q], corners[r, 1, q], 0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -266,24 +289,26 @@ def find_simplices(skeys, count, table, sizes, sslots, block):
         block: (2, B) int64.
     """
     for q in range(count):  # the block's rows are fetched together
-        block[0, q] = _home(table, skeys[0, q], skeys[1, q], skeys[2, q])
+        block[0, q] = _home(table, _hash(skeys[0, q], skeys[1, q], skeys[2, q]))
         _prefetch(table, block[0, q])
     new = 0
+    n = sizes[1]  # in a register: the stores below could alias sizes
     for q in range(count):  # no branch on whether the simplex is new: it is unpredictable
         s = _simplex_slot(table, block[0, q], skeys[0, q], skeys[1, q], skeys[2, q])
         block[0, q] = s
         is_new = table[s, 0] == _EMPTY
         for k in range(3):  # the key, new or rewritten
             table[s, k] = skeys[k, q]
-        sslots[sizes[1]] = s  # kept only if new
-        sizes[1] += is_new
+        sslots[n] = s  # kept only if new
+        n += is_new
         block[1, new] = q
         new += is_new
+    sizes[1] = n
     return new
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def add_corners(corners, homes, block, new, vertices, found, sizes, vslots, ids):
+def add_corners(corners, hashes, block, new, vertices, found, sizes, vslots, ids):
     """Give the block's new simplices (see find_simplices) the local ids of their
     corners (see block_corners), adding new vertices to the chunk's vertex table.
 
@@ -302,18 +327,18 @@ def add_corners(corners, homes, block, new, vertices, found, sizes, vslots, ids)
         s = block[0, q]
         if k + 2 < new:  # the corners' slots of a simplex two ahead
             for r in range(dp1):
-                _prefetch(vertices, homes[r, block[1, k + 2]])
+                _prefetch(vertices, _home(vertices, hashes[r, block[1, k + 2]]))
         for r in range(dp1):
             w0 = corners[r, 0, q]
             w1 = corners[r, 1, q]
-            h = vertex_slot(vertices, found, homes[r, q], w0, w1)
+            h = vertex_slot(vertices, found, hashes[r, q], w0, w1)
             if vertices[h] < 0:
-                vertices[h] = n
+                vertices[h] = vertex_entry(hashes[r, q], n)
                 found[n, 0] = w0
                 found[n, 1] = w1
                 vslots[n] = h
                 n += 1
-            ids[s, _IDS + r] = vertices[h]
+            ids[s, _IDS + r] = vertices[h] & _ID
     sizes[0] = n
 
 
@@ -357,15 +382,15 @@ def merge_chunks(found, counts, starts, dp1, ids, vertices, remap):
         base = starts[c] * dp1
         for i in range(base, base + counts[c]):
             if i + _AHEAD < base + counts[c]:
-                _prefetch(ids, _home(ids, found[i + _AHEAD, 0], found[i + _AHEAD, 1], 0))
-            h = vertex_slot(ids, vertices, _home(ids, found[i, 0], found[i, 1], 0),
-                            found[i, 0], found[i, 1])
+                _prefetch(ids, _home(ids, _hash(found[i + _AHEAD, 0], found[i + _AHEAD, 1], 0)))
+            hx = _hash(found[i, 0], found[i, 1], 0)
+            h = vertex_slot(ids, vertices, hx, found[i, 0], found[i, 1])
             if ids[h] < 0:
-                ids[h] = m
+                ids[h] = vertex_entry(hx, m)
                 vertices[m, 0] = found[i, 0]
                 vertices[m, 1] = found[i, 1]
                 m += 1
-            remap[i] = ids[h]
+            remap[i] = ids[h] & _ID
     return m
 
 
@@ -383,13 +408,14 @@ def find_neighbours(vertices, ids, deltas, nbr, start, stop):
     for v in range(start, stop):
         if v + _AHEAD < stop:  # the table is bigger than the caches for big lattices
             for j in range(deltas.shape[0]):
-                _prefetch(ids, _home(ids, vertices[v + _AHEAD, 0] + deltas[j, 1, 0],
-                                     vertices[v + _AHEAD, 1] + deltas[j, 1, 1], 0))
+                _prefetch(ids, _home(ids, _hash(vertices[v + _AHEAD, 0] + deltas[j, 1, 0],
+                                                vertices[v + _AHEAD, 1] + deltas[j, 1, 1], 0)))
         for j in range(deltas.shape[0]):
             w0 = vertices[v, 0] + deltas[j, 1, 0]
             w1 = vertices[v, 1] + deltas[j, 1, 1]
-            n = ids[vertex_slot(ids, vertices, _home(ids, w0, w1, 0), w0, w1)]
+            n = ids[vertex_slot(ids, vertices, _hash(w0, w1, 0), w0, w1)]
             if n >= 0:
+                n &= _ID
                 nbr[j, v, 1] = n + 1
                 nbr[j, n, 0] = v + 1
 

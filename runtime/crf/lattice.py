@@ -47,7 +47,7 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     skeys = np.empty((3, EMBED_BLOCK), np.int64)
     block = np.empty((2, EMBED_BLOCK), np.int64)
     corners = np.empty((d + 1, 2, EMBED_BLOCK), np.int64)
-    homes = np.empty((d + 1, EMBED_BLOCK), np.int64)
+    hashes = np.empty((d + 1, EMBED_BLOCK), np.int64)
     corner = np.empty(EMBED_BLOCK, np.int64)
     most = 0
     for c in range(start, stop):
@@ -83,8 +83,8 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
                 vertices = hashing.grow_vertices(vertices, chunk_found, vslots, sizes[0])
             new = hashing.find_simplices(skeys, count, table, sizes, sslots, block)
             if new:
-                hashing.block_corners(rank, skeys, count, units, vertices, corners, homes)
-                hashing.add_corners(corners, homes, block, new, vertices, chunk_found, sizes,
+                hashing.block_corners(rank, skeys, count, units, corners, hashes)
+                hashing.add_corners(corners, hashes, block, new, vertices, chunk_found, sizes,
                                     vslots, ids)
             hashing.write_corners(ids, block, count, offsets, p0)
         counts[c] = sizes[0]
@@ -209,7 +209,7 @@ class _Build:
             self.remap = self.scratch.array((self.found.shape[0],), np.int32)
             total = int(self.counts.sum())
             slots = 1 << max(10, (2 * total - 1).bit_length())  # at most half full
-            self.keys = self.scratch.array((slots,), np.int32)
+            self.keys = self.scratch.array((slots,), np.int64)
             self.keys.fill(-1)
             self.all_vertices = self.scratch.array((total, 2), np.int64)
             m = hashing.merge_chunks(self.found, self.counts, self.starts, self.offsets.shape[1],
