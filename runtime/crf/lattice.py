@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from tseg.runtime.crf import direct, hashing, meanfield, parallel, workspace
-from tseg.runtime.crf.embed import EMBED_BLOCK, barycentric, embed_block
+from tseg.runtime.crf.embed import EMBED_BLOCK, barycentric, embed_block, ranks
 
 
 @njit(cache=True, nogil=True)
@@ -71,6 +71,7 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
             else:  # a last, partial block: embed a zero-padded copy
                 tail[:count] = features[p0:p0 + count]
                 embed_block(tail, 0, scale, elev, rem0, rank, scratch)
+            ranks(elev, rem0, rank, scratch)
             barycentric(elev, rem0, rank, count, scratch, bary, p0)
             hashing.simplex_keys(rem0, rank, count, low, units, skeys)
             if not hashed:
