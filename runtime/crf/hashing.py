@@ -1,12 +1,15 @@
-"""Vertex tables of the permutohedral lattice: packed keys, per-chunk hashing, merging.
+"""Vertex keys and tables of the permutohedral lattice: packed keys, merging, neighbours.
 
 A vertex key is d integer coordinates (the (d+1)-th follows from their zero sum).
 Each coordinate is offset to be non-negative and packed into a bit field of one of
 two int64 words, sized from the range the points can reach, so a key is compared and
 hashed as two integers and a blur neighbour's key is the key plus a constant.
 
-Points are hashed in chunks in parallel, each into its own table, numbering vertices
-in first-touch order; a short serial merge then numbers the chunks' vertices
+A vertex table is a power of two of int64 slots, each -1 or the vertex's id below 31
+bits of its key's hash, the keys themselves in a (vertices, 2) array: 8 bytes a slot,
+and a probe reads a key only when the hash bits agree. Points are hashed in chunks in
+parallel (:mod:`tseg.runtime.crf.simplices`), each into its own tables, numbering
+vertices in first-touch order; a short serial merge then numbers the chunks' vertices
 globally. That numbering equals a serial first-touch numbering of all points, so the
 lattice does not depend on the number of threads.
 """
@@ -23,7 +26,6 @@ _WORD_BITS = 62
 # Elevated coordinates are float32: past 2**24 they are no longer exact integers and a
 # point could land outside the key box computed from the bounds.
 _MAX_COORDINATE = float(2**24)
-_EMPTY = np.int64(-1)
 
 
 def key_layout(lower: np.ndarray, upper: np.ndarray, d: int,
@@ -80,7 +82,7 @@ _AHEAD = 8  # lookups of big tables are prefetched this many items ahead
 
 
 @intrinsic
-def _prefetch(typingctx, table, row):
+def prefetch(typingctx, table, row):
     """Ask the CPU to bring row ``row`` of a 1-D or 2-D table into cache (no effect on
     results): lookups then overlap their memory latency."""
     if not (isinstance(table, types.Array) and table.ndim in (1, 2)):
@@ -104,7 +106,7 @@ def _prefetch(typingctx, table, row):
 
 
 @njit(cache=True, nogil=True)
-def _hash(w0, w1, w2):
+def key_hash(w0, w1, w2):
     """63 bits of a multiplicative hash of key (w0, w1, w2) (wrapping unsigned products)."""
     x = ((np.uint64(w0) * np.uint64(0x9E3779B97F4A7C15))
          ^ (np.uint64(w1) * np.uint64(0xC2B2AE3D27D4EB4F))
@@ -113,7 +115,7 @@ def _hash(w0, w1, w2):
 
 
 @njit(cache=True, nogil=True)
-def _home(table, hx):
+def first_slot(table, hx):
     """The first slot probed for a key of hash hx in a table of a power of two slots."""
     return (hx >> 31) & (table.shape[0] - 1)
 
@@ -131,7 +133,7 @@ def vertex_slot(table, keys, hx, w0, w1):
     8 bytes a slot, so the table stays in cache, and a probe reads keys[v] only when
     the hash bits agree (then almost always the key)."""
     mask = table.shape[0] - 1
-    h = _home(table, hx)
+    h = first_slot(table, hx)
     tag = hx >> 32
     while True:
         e = table[h]
@@ -151,6 +153,12 @@ def vertex_entry(hx, v):
 
 
 @njit(cache=True, nogil=True)
+def vertex_id(entry):
+    """The vertex id of a vertex table's (non-empty) entry."""
+    return entry & _ID
+
+
+@njit(cache=True, nogil=True)
 def vertex_table(size):
     """An empty vertex table of ``size`` (a power of two) slots."""
     return np.full(size, -1, np.int64)
@@ -161,49 +169,10 @@ def grow_vertices(table, keys, slots, n):
     """Twice the slots, with vertices 0 .. n - 1 (keys) rehashed; slots[v] = v's slot."""
     bigger = vertex_table(2 * table.shape[0])
     for v in range(n):
-        hx = _hash(keys[v, 0], keys[v, 1], 0)
+        hx = key_hash(keys[v, 0], keys[v, 1], 0)
         h = vertex_slot(bigger, keys, hx, keys[v, 0], keys[v, 1])
         bigger[h] = vertex_entry(hx, v)
         slots[v] = h
-    return bigger
-
-
-@njit(cache=True, nogil=True)
-def simplex_table(size, dp1):
-    """An empty simplex table of ``size`` (a power of two) slots for d + 1 = ``dp1``.
-
-    Row: the key (w0, w1, code; w0 = -1 where empty), then the local ids of the d + 1
-    corners as int32 (columns 6 .. 6 + d of the table's int32 view, see _IDS): a point
-    that finds its simplex reads one row."""
-    return np.full((size, 3 + (dp1 + 1) // 2), _EMPTY, np.int64)
-
-
-_IDS = 6  # the int32 column of a simplex row's first corner id
-
-
-@njit(cache=True, nogil=True)
-def _simplex_slot(table, h, w0, w1, code):
-    """The slot of simplex key (w0, w1, code), probing from slot h, or of the empty slot
-    where it would go. One branch a probe: whether it ends is hard to predict."""
-    mask = table.shape[0] - 1
-    while True:
-        t0 = table[h, 0]
-        differs = (t0 ^ w0) | (table[h, 1] ^ w1) | (table[h, 2] ^ code)
-        if (differs == 0) | (t0 == _EMPTY):
-            return h
-        h = (h + 1) & mask
-
-
-@njit(cache=True, nogil=True)
-def grow_simplices(table, slots, n):
-    """Twice the slots, with the n rows at ``slots`` rehashed; ``slots`` updated."""
-    bigger = np.full((2 * table.shape[0], table.shape[1]), _EMPTY, np.int64)
-    for k in range(n):
-        s = slots[k]
-        t = _simplex_slot(bigger, _home(bigger, _hash(table[s, 0], table[s, 1], table[s, 2])),
-                          table[s, 0], table[s, 1], table[s, 2])
-        bigger[t] = table[s]
-        slots[k] = t
     return bigger
 
 
@@ -271,95 +240,7 @@ def block_corners(rank, skeys, count, units, corners, hashes):
                         corners[r, w, q] -= step
     for r in range(dp1):
         for q in range(count):
-            hashes[r, q] = _hash(corners[r, 0, q], corners[r, 1, q], 0)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def find_simplices(skeys, count, table, sizes, sslots, block):
-    """Find the simplices of a block's points in a chunk's simplex table, adding the
-    new ones' keys: block[0, q] = point q's slot, block[1, :new] = the points whose
-    simplex is new to the chunk, in order; returns new.
-
-    Args:
-        skeys: (3, B) int64, the simplices' keys (simplex_keys); count of them used.
-        table: the chunk's simplex table, with room for count more rows at most half
-            full (see grow_simplices).
-        sizes: (2,) int64: vertices and simplices so far (sizes[1] updated).
-        sslots: int32, the slot of each simplex (for clear).
-        block: (2, B) int64.
-    """
-    for q in range(count):  # the block's rows are fetched together
-        block[0, q] = _home(table, _hash(skeys[0, q], skeys[1, q], skeys[2, q]))
-        _prefetch(table, block[0, q])
-    new = 0
-    n = sizes[1]  # in a register: the stores below could alias sizes
-    for q in range(count):  # no branch on whether the simplex is new: it is unpredictable
-        s = _simplex_slot(table, block[0, q], skeys[0, q], skeys[1, q], skeys[2, q])
-        block[0, q] = s
-        is_new = table[s, 0] == _EMPTY
-        for k in range(3):  # the key, new or rewritten
-            table[s, k] = skeys[k, q]
-        sslots[n] = s  # kept only if new
-        n += is_new
-        block[1, new] = q
-        new += is_new
-    sizes[1] = n
-    return new
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def add_corners(corners, hashes, block, new, vertices, found, sizes, vslots, ids):
-    """Give the block's new simplices (see find_simplices) the local ids of their
-    corners (see block_corners), adding new vertices to the chunk's vertex table.
-
-    Args:
-        vertices: the chunk's vertex table, with room for (d+1) * new more vertices at
-            most half full (see grow_vertices).
-        found: (cap, 2) int64: the chunk's vertex keys by local id.
-        sizes: (2,) int64: vertices and simplices so far (sizes[0] updated).
-        vslots: int32, the slot of each vertex (for clear).
-        ids: the simplex table's int32 view: row s gets the corners' ids from _IDS.
-    """
-    n = sizes[0]
-    dp1 = corners.shape[0]
-    for k in range(new):
-        q = block[1, k]
-        s = block[0, q]
-        if k + 2 < new:  # the corners' slots of a simplex two ahead
-            for r in range(dp1):
-                _prefetch(vertices, _home(vertices, hashes[r, block[1, k + 2]]))
-        for r in range(dp1):
-            w0 = corners[r, 0, q]
-            w1 = corners[r, 1, q]
-            h = vertex_slot(vertices, found, hashes[r, q], w0, w1)
-            if vertices[h] < 0:
-                vertices[h] = vertex_entry(hashes[r, q], n)
-                found[n, 0] = w0
-                found[n, 1] = w1
-                vslots[n] = h
-                n += 1
-            ids[s, _IDS + r] = vertices[h] & _ID
-    sizes[0] = n
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def write_corners(ids, block, count, out, p0):
-    """out[p0 + q] = the corners' local ids of point q's simplex (slot block[0, q];
-    ``ids``: the simplex table's int32 view)."""
-    for q in range(count):
-        s = block[0, q]  # once: the stores could alias it
-        for r in range(out.shape[1]):
-            out[p0 + q, r] = ids[s, _IDS + r]
-
-
-@njit(cache=True, nogil=True)
-def clear(table, vertices, sizes, sslots, vslots):
-    """Empty a chunk's tables for the next chunk (only the slots in use)."""
-    for k in range(sizes[1]):
-        table[sslots[k], 0] = _EMPTY
-    for k in range(sizes[0]):
-        vertices[vslots[k]] = -1
-    sizes[:] = 0
+            hashes[r, q] = key_hash(corners[r, 0, q], corners[r, 1, q], 0)
 
 
 @njit(cache=True, nogil=True)
@@ -382,15 +263,15 @@ def merge_chunks(found, counts, starts, dp1, ids, vertices, remap):
         base = starts[c] * dp1
         for i in range(base, base + counts[c]):
             if i + _AHEAD < base + counts[c]:
-                _prefetch(ids, _home(ids, _hash(found[i + _AHEAD, 0], found[i + _AHEAD, 1], 0)))
-            hx = _hash(found[i, 0], found[i, 1], 0)
+                prefetch(ids, first_slot(ids, key_hash(found[i + _AHEAD, 0], found[i + _AHEAD, 1], 0)))
+            hx = key_hash(found[i, 0], found[i, 1], 0)
             h = vertex_slot(ids, vertices, hx, found[i, 0], found[i, 1])
             if ids[h] < 0:
                 ids[h] = vertex_entry(hx, m)
                 vertices[m, 0] = found[i, 0]
                 vertices[m, 1] = found[i, 1]
                 m += 1
-            remap[i] = ids[h] & _ID
+            remap[i] = vertex_id(ids[h])
     return m
 
 
@@ -408,14 +289,14 @@ def find_neighbours(vertices, ids, deltas, nbr, start, stop):
     for v in range(start, stop):
         if v + _AHEAD < stop:  # the table is bigger than the caches for big lattices
             for j in range(deltas.shape[0]):
-                _prefetch(ids, _home(ids, _hash(vertices[v + _AHEAD, 0] + deltas[j, 1, 0],
+                prefetch(ids, first_slot(ids, key_hash(vertices[v + _AHEAD, 0] + deltas[j, 1, 0],
                                                 vertices[v + _AHEAD, 1] + deltas[j, 1, 1], 0)))
         for j in range(deltas.shape[0]):
             w0 = vertices[v, 0] + deltas[j, 1, 0]
             w1 = vertices[v, 1] + deltas[j, 1, 1]
-            n = ids[vertex_slot(ids, vertices, _hash(w0, w1, 0), w0, w1)]
+            n = ids[vertex_slot(ids, vertices, key_hash(w0, w1, 0), w0, w1)]
             if n >= 0:
-                n &= _ID
+                n = vertex_id(n)
                 nbr[j, v, 1] = n + 1
                 nbr[j, n, 0] = v + 1
 

@@ -4,10 +4,11 @@ Reproduces the lattice of Kraehenbuehl's DenseCRF (the code behind pydensecrf): 
 same elevation, float32 rounding, rank tie-breaking, vertex keys and blur order, so
 filtering matches it to float rounding. The layout differs, for speed on few cores:
 
-- points are embedded and hashed in chunks in parallel, each chunk into its own
-  tables of simplices and vertices, then merged (see :mod:`tseg.runtime.crf.hashing`);
-  a point in the same simplex as the previous one reuses its corners without a
-  lookup. Lattices whose keys fill a small box (the Gaussian kernel's) skip hashing:
+- points are embedded and hashed in chunks in parallel, 64 at a time, each chunk into
+  its own tables of simplices and vertices, then merged (see
+  :mod:`tseg.runtime.crf.simplices` and :mod:`tseg.runtime.crf.hashing`); a point
+  whose simplex its chunk has seen reads the corners' ids from that simplex's row,
+  one lookup. Lattices whose keys fill a small box (the Gaussian kernel's) skip hashing:
   a key is its slot in a direct-addressed table (:mod:`tseg.runtime.crf.direct`);
 - per point, the corners' vertex rows + 1 and weights (N, d+1), used by both the
   splat and the slice of :mod:`tseg.runtime.crf.meanfield`; vertex row 0 is a zero
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import direct, hashing, meanfield, parallel, workspace
+from tseg.runtime.crf import direct, hashing, meanfield, parallel, simplices, workspace
 from tseg.runtime.crf.embed import EMBED_BLOCK, barycentric, embed_block, ranks
 
 
@@ -54,7 +55,7 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
         most = max(most, starts[c + 1] - starts[c])
     hashed = box.shape[0] == 0  # else a direct layout: no tables
     # One pair of tables for all the chunks, emptied after each (their slots are listed).
-    table = hashing.simplex_table(_TABLE_SLOTS if hashed else 1, d + 1)
+    table = simplices.simplex_table(_TABLE_SLOTS if hashed else 1, d + 1)
     ids = table.view(np.int32)
     vertices = hashing.vertex_table(_TABLE_SLOTS if hashed else 1)
     sslots = np.empty(most if hashed else 0, np.int32)
@@ -78,18 +79,18 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
                 direct.mark_corners(rank, skeys, count, units, corner, box, offsets, p0)
                 continue
             if 2 * (sizes[1] + count) >= table.shape[0]:  # keep the tables at most half full
-                table = hashing.grow_simplices(table, sslots, sizes[1])
+                table = simplices.grow_simplices(table, sslots, sizes[1])
                 ids = table.view(np.int32)
             if 2 * (sizes[0] + count * (d + 1)) >= vertices.shape[0]:
                 vertices = hashing.grow_vertices(vertices, chunk_found, vslots, sizes[0])
-            new = hashing.find_simplices(skeys, count, table, sizes, sslots, block)
+            new = simplices.find_simplices(skeys, count, table, sizes, sslots, block)
             if new:
                 hashing.block_corners(rank, skeys, count, units, corners, hashes)
-                hashing.add_corners(corners, hashes, block, new, vertices, chunk_found, sizes,
-                                    vslots, ids)
-            hashing.write_corners(ids, block, count, offsets, p0)
+                simplices.add_corners(corners, hashes, block, new, vertices, chunk_found,
+                                      sizes, vslots, ids)
+            simplices.write_corners(ids, block, count, offsets, p0)
         counts[c] = sizes[0]
-        hashing.clear(table, vertices, sizes, sslots, vslots)
+        simplices.clear(table, vertices, sizes, sslots, vslots)
 
 
 def _elevated_bounds(fmin: np.ndarray, fmax: np.ndarray,
