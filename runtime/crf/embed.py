@@ -163,11 +163,12 @@ def barycentric(elev, rem0, rank, count, b, out, p0):
         for q in range(EMBED_BLOCK):
             b[k, q] = 0
         gains = np.float32(d - k)  # the rank whose v adds to b[k]
+        loses = np.float32(d - k + 1)  # a float32: gains + 1 would compare in float64
         for i in range(dp1):
             for q in range(EMBED_BLOCK):
                 r = rank[i, q]
                 b[k, q] += elev[i, q] if r == gains else zero
-                b[k, q] -= elev[i, q] if r == gains + 1 else zero
+                b[k, q] -= elev[i, q] if r == loses else zero
     for q in range(EMBED_BLOCK):
         b[0, q] += np.float32(1.0) + b[d + 1, q]  # the reference's order
     for q in range(0, count, _GROUP):  # point-major into out
