@@ -10,7 +10,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-EMBED_BLOCK = 64  # points embedded together, coordinate-major, so loops vectorise
+EMBED_BLOCK = 128  # points embedded together, coordinate-major, so loops vectorise
+# (128: half the per-block calls of 64, measured 5-10% faster hashing; 256 no better)
 _GROUP = 16  # points transposed by one _coordinate_major
 
 

@@ -4,7 +4,7 @@ Reproduces the lattice of Kraehenbuehl's DenseCRF (the code behind pydensecrf): 
 same elevation, float32 rounding, rank tie-breaking, vertex keys and blur order, so
 filtering matches it to float rounding. The layout differs, for speed on few cores:
 
-- points are embedded and hashed in chunks in parallel, 64 at a time, each chunk into
+- points are embedded and hashed in chunks in parallel, 128 at a time, each chunk into
   its own tables of simplices and vertices, then merged (see
   :mod:`tseg.runtime.crf.simplices` and :mod:`tseg.runtime.crf.hashing`); a point
   whose simplex its chunk has seen reads the corners' ids from that simplex's row,
@@ -66,10 +66,10 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
         for p0 in range(starts[c], starts[c + 1], EMBED_BLOCK):
             # Every call here passes whole arrays to a kernel without calls or raises, so
             # that Numba drops their reference counting (~5 ns an array, per block).
-            count = min(EMBED_BLOCK, starts[c + 1] - p0)
-            if count == EMBED_BLOCK:
+            count = min(EMBED_BLOCK, starts[c + 1] - p0)  # a chunk's last block may be partial
+            if p0 + EMBED_BLOCK <= features.shape[0]:  # (then points past it are ignored)
                 embed_block(features, p0, scale, elev, rem0, rank, scratch)
-            else:  # a last, partial block: embed a zero-padded copy
+            else:  # the features' last, partial block: embed a zero-padded copy
                 tail[:count] = features[p0:p0 + count]
                 embed_block(tail, 0, scale, elev, rem0, rank, scratch)
             ranks(elev, rem0, rank, scratch)
@@ -157,6 +157,9 @@ def _scale_factors(d: int) -> np.ndarray:
 
 
 _CHUNK_POINTS = 16384  # points hashed per table: the tables stay in cache
+# Chunks start on multiples of 64 points, as when that was the embedding block: the
+# normalisation sums ones per chunk, so other bounds would change its float rounding.
+_CHUNK_ALIGN = 64
 _TABLE_SLOTS = 8192  # initial slots of a chunk's tables (they double when half full)
 _DIRECT_SLOTS_PER_POINT = 8  # a key box up to this size is indexed directly, not hashed
 
@@ -184,9 +187,9 @@ class _Build:
         # A direct layout's box (int32 slots, zero = unmarked), else an empty one.
         self.box = scratch.array((box,), np.int32, zero=True, threads=threads)
         chunks = max(1, -(-size // _CHUNK_POINTS))
-        # Chunk bounds on whole embedding blocks, so only the last block is partial.
-        blocks = -(-size // EMBED_BLOCK)
-        self.starts = np.array([min(size, blocks * c // chunks * EMBED_BLOCK)
+        # Chunk bounds on multiples of _CHUNK_ALIGN points (see there).
+        blocks = -(-size // _CHUNK_ALIGN)
+        self.starts = np.array([min(size, blocks * c // chunks * _CHUNK_ALIGN)
                                 for c in range(chunks + 1)], np.int64)
         self.found = scratch.array((0 if self.direct else size * (d + 1), 2), np.int64)
         self.counts = np.zeros(chunks, np.int64)
