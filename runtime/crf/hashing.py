@@ -1,12 +1,15 @@
-"""Vertex tables of the permutohedral lattice: packed keys, per-chunk hashing, merging.
+"""Vertex keys and tables of the permutohedral lattice: packed keys, merging, neighbours.
 
 A vertex key is d integer coordinates (the (d+1)-th follows from their zero sum).
 Each coordinate is offset to be non-negative and packed into a bit field of one of
 two int64 words, sized from the range the points can reach, so a key is compared and
 hashed as two integers and a blur neighbour's key is the key plus a constant.
 
-Points are hashed in chunks in parallel, each into its own table, numbering vertices
-in first-touch order; a short serial merge then numbers the chunks' vertices
+A vertex table is a power of two of int64 slots, each -1 or the vertex's id below 31
+bits of its key's hash, the keys themselves in a (vertices, 2) array: 8 bytes a slot,
+and a probe reads a key only when the hash bits agree. Points are hashed in chunks in
+parallel (:mod:`tseg.runtime.crf.simplices`), each into its own tables, numbering
+vertices in first-touch order; a short serial merge then numbers the chunks' vertices
 globally. That numbering equals a serial first-touch numbering of all points, so the
 lattice does not depend on the number of threads.
 """
@@ -23,7 +26,6 @@ _WORD_BITS = 62
 # Elevated coordinates are float32: past 2**24 they are no longer exact integers and a
 # point could land outside the key box computed from the bounds.
 _MAX_COORDINATE = float(2**24)
-_EMPTY = np.int64(-1)
 
 
 def key_layout(lower: np.ndarray, upper: np.ndarray, d: int,
@@ -80,16 +82,18 @@ _AHEAD = 8  # lookups of big tables are prefetched this many items ahead
 
 
 @intrinsic
-def _prefetch(typingctx, table, row):
-    """Ask the CPU to bring row ``row`` of a 2-D table into cache (no effect on results):
-    lookups of tables bigger than the caches then overlap their memory latency."""
-    if not (isinstance(table, types.Array) and table.ndim == 2):
+def prefetch(typingctx, table, row):
+    """Ask the CPU to bring row ``row`` of a 1-D or 2-D table into cache (no effect on
+    results): lookups then overlap their memory latency."""
+    if not (isinstance(table, types.Array) and table.ndim in (1, 2)):
         return None
 
     def codegen(context, builder, sig, args):
         arr = context.make_array(sig.args[0])(context, builder, args[0])
-        cols = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
-        ptr = builder.gep(arr.data, [builder.mul(args[1], cols)])
+        index = args[1]
+        if sig.args[0].ndim == 2:
+            index = builder.mul(index, cgutils.unpack_tuple(builder, arr.shape, 2)[1])
+        ptr = builder.gep(arr.data, [index])
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(
@@ -102,49 +106,77 @@ def _prefetch(typingctx, table, row):
 
 
 @njit(cache=True, nogil=True)
-def _home(keys, w0, w1, w2):
-    """The first slot probed for key (w0, w1, w2) (see _slot)."""
+def key_hash(w0, w1, w2):
+    """63 bits of a multiplicative hash of key (w0, w1, w2) (wrapping unsigned products)."""
     x = ((np.uint64(w0) * np.uint64(0x9E3779B97F4A7C15))
          ^ (np.uint64(w1) * np.uint64(0xC2B2AE3D27D4EB4F))
          ^ (np.uint64(w2) * np.uint64(0x165667B19E3779F9)))
-    return np.int64(x >> np.uint64(32)) & (keys.shape[0] - 1)
+    return np.int64(x >> np.uint64(1))
 
 
 @njit(cache=True, nogil=True)
-def _slot(keys, w0, w1, w2):
-    """The slot of key (w0, w1, w2) in an open-addressing table (multiplicative hashing
-    on wrapping unsigned products), or of the empty slot where it would go.
+def first_slot(table, hx):
+    """The first slot probed for a key of hash hx in a table of a power of two slots."""
+    return (hx >> 31) & (table.shape[0] - 1)
 
-    A table is one (slots, 4) int64 array, rows [w0, w1, w2, id]: a probe reads one
-    half cache line."""
-    mask = keys.shape[0] - 1
-    h = _home(keys, w0, w1, w2)
-    while keys[h, 0] != w0 or keys[h, 1] != w1 or keys[h, 2] != w2:
-        if keys[h, 0] == _EMPTY:
+
+_ID = 0xFFFFFFFF  # the id bits of a vertex table's entry
+
+
+@njit(cache=True, nogil=True)
+def vertex_slot(table, keys, hx, w0, w1):
+    """The slot of vertex key (w0, w1) of hash hx in a vertex table (linear probing),
+    or of the empty slot where it would go.
+
+    A vertex table is (slots,) int64 entries, -1 where empty, else the high 31 bits of
+    the key's hash above the vertex id (see vertex_entry); vertex v's key is keys[v].
+    8 bytes a slot, so the table stays in cache, and a probe reads keys[v] only when
+    the hash bits agree (then almost always the key)."""
+    mask = table.shape[0] - 1
+    h = first_slot(table, hx)
+    tag = hx >> 32
+    while True:
+        e = table[h]
+        if e < 0:
             return h
+        if e >> 32 == tag:
+            v = e & _ID
+            if keys[v, 0] == w0 and keys[v, 1] == w1:
+                return h
         h = (h + 1) & mask
-    return h
 
 
 @njit(cache=True, nogil=True)
-def new_table(size):
-    """An empty table of ``size`` (a power of two) slots."""
-    return np.full((size, 4), _EMPTY, np.int64)
+def vertex_entry(hx, v):
+    """A vertex table's entry for vertex v of hash hx."""
+    return ((hx >> 32) << 32) | v
 
 
 @njit(cache=True, nogil=True)
-def _grow(table):
-    """Twice the slots, rehashed."""
-    bigger = new_table(2 * table.shape[0])
-    for s in range(table.shape[0]):
-        if table[s, 0] != _EMPTY:
-            t = _slot(bigger, table[s, 0], table[s, 1], table[s, 2])
-            for i in range(4):
-                bigger[t, i] = table[s, i]
+def vertex_id(entry):
+    """The vertex id of a vertex table's (non-empty) entry."""
+    return entry & _ID
+
+
+@njit(cache=True, nogil=True)
+def vertex_table(size):
+    """An empty vertex table of ``size`` (a power of two) slots."""
+    return np.full(size, -1, np.int64)
+
+
+@njit(cache=True, nogil=True)
+def grow_vertices(table, keys, slots, n):
+    """Twice the slots, with vertices 0 .. n - 1 (keys) rehashed; slots[v] = v's slot."""
+    bigger = vertex_table(2 * table.shape[0])
+    for v in range(n):
+        hx = key_hash(keys[v, 0], keys[v, 1], 0)
+        h = vertex_slot(bigger, keys, hx, keys[v, 0], keys[v, 1])
+        bigger[h] = vertex_entry(hx, v)
+        slots[v] = h
     return bigger
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def simplex_keys(rem0, rank, count, low, units, out):
     """out[:, q] = (w0, w1, code) of point q's simplex, q < count: corner 0's two key
     words and the ranks, 4 bits each, which together name the simplex (rem0's and the
@@ -171,192 +203,100 @@ def simplex_keys(rem0, rank, count, low, units, out):
             out[2, q] = (out[2, q] << 4) + np.int64(rank[i, q])
 
 
-@njit(cache=True, nogil=True)
-def same_simplex(skeys, q, previous):
-    """Whether points q and previous of a block (see simplex_keys) share their simplex."""
-    return (skeys[0, q] == skeys[0, previous] and skeys[1, q] == skeys[1, previous]
-            and skeys[2, q] == skeys[2, previous])
+@njit(cache=True, nogil=True, error_model="numpy")
+def block_corners(rank, skeys, count, units, corners, hashes):
+    """corners[r, w, q] = word w of the key of corner r of point q's simplex, and
+    hashes[r, q] its hash, q < count.
 
-
-@njit(cache=True, nogil=True)
-def corner_keys(rem0, rank, q, low, units, by_rank, corners):
-    """corners[r] = the two key words of corner r of point q's simplex.
-
-    Corner 0 is rem0; corner r + 1 adds 1 to every coordinate and subtracts d + 1 from
-    the one of rank d - r (the reference's "rem0 + r, or r - (d+1) where the rank is
-    above d - r").
+    Corner 0 is the simplex key's; corner r adds r to every coordinate and subtracts
+    d + 1 from those of rank above d - r (the reference's "rem0 + r, or r - (d+1) where
+    the rank is above d - r"). Loops over the block's points, so they vectorise.
 
     Args:
-        rem0, rank: (d+1, B) float32 of a block of embedded points.
-        low, units: the key layout (see key_layout).
-        by_rank: (d+1,) int64 scratch.
-        corners: (d+1, 2) int64 output.
-    """
-    dp1 = rem0.shape[0]
-    w0 = np.int64(0)
-    w1 = np.int64(0)
-    ones0 = np.int64(0)
-    ones1 = np.int64(0)
-    for i in range(dp1):  # the unstored last coordinate unless overwritten
-        by_rank[i] = dp1 - 1
-    for i in range(dp1 - 1):
-        c = np.int64(rem0[i, q]) - low[i]
-        w0 += c * units[i, 0]
-        w1 += c * units[i, 1]
-        ones0 += units[i, 0]
-        ones1 += units[i, 1]
-        by_rank[np.int64(rank[i, q])] = i
-    for r in range(dp1):
-        if r > 0:
-            i = by_rank[dp1 - r]
-            w0 += ones0
-            w1 += ones1
-            if i < dp1 - 1:
-                w0 -= dp1 * units[i, 0]
-                w1 -= dp1 * units[i, 1]
-        corners[r, 0] = w0
-        corners[r, 1] = w1
-
-
-@njit(cache=True, nogil=True)
-def _add_corners(corners, keys, found, n, simplices, sid):
-    """simplices[sid, r] = local id of the vertex with key corners[r], adding new
-    vertices to the table; returns the new vertex count."""
-    for r in range(corners.shape[0]):
-        w0 = corners[r, 0]
-        w1 = corners[r, 1]
-        s = _slot(keys, w0, w1, 0)
-        if keys[s, 0] == _EMPTY:
-            keys[s, 0] = w0
-            keys[s, 1] = w1
-            keys[s, 2] = 0
-            keys[s, 3] = n
-            found[n, 0] = w0
-            found[n, 1] = w1
-            n += 1
-        simplices[sid, r] = keys[s, 3]
-    return n
-
-
-@njit(cache=True, nogil=True)
-def hash_points(rem0, rank, skeys, count, low, units, tables, found, sizes, simplices, out, p0):
-    """Add the simplex corners of ``count`` embedded points to one chunk's tables.
-
-    Points of a simplex seen before in the chunk copy its corners: one lookup instead
-    of d + 1 (the previous point's simplex is checked first, without any).
-
-    Args:
-        rem0, rank: (d+1, B) float32 of a block of embedded points.
+        rank: (d+1, B) float32 ranks of a block of embedded points.
         skeys: (3, B) int64, their simplices' keys (simplex_keys).
-        count: points of the block to hash.
-        low: (d,) the key layout's offsets; units: (d, 2) int64, the value of one
-            step of each coordinate in the two key words (see key_layout).
-        tables: (vertex table, simplex table) of the chunk.
-        found: (cap, 2) int64: the chunk's vertex keys by local id.
-        sizes: (2,) int64: vertices and simplices so far (updated).
-        simplices: (cap, d+1) int32: the corners of each simplex by simplex id.
-        out: (P, d+1) int32: gets the local id of each corner of point p0 + q.
-
-    Returns:
-        The tables, grown when half full.
+        units: the key layout (see key_layout).
+        corners: (d+1, 2, B) int64; hashes: (d+1, B) int64.
     """
-    keys, stable = tables
-    dp1 = rem0.shape[0]
-    by_rank = np.empty(dp1, np.int64)
-    corners = np.empty((dp1, 2), np.int64)
-    for q in range(count):
-        p = p0 + q
-        if q > 0 and same_simplex(skeys, q, q - 1):
-            for r in range(dp1):  # no lookup
-                out[p, r] = out[p - 1, r]
-            continue
-        w0 = skeys[0, q]  # corner 0's key: rem0
-        w1 = skeys[1, q]
-        code = skeys[2, q]  # the ranks: with rem0 they name the simplex
-        s = _slot(stable, w0, w1, code)
-        if stable[s, 0] != _EMPTY:
+    dp1 = rank.shape[0]
+    d = dp1 - 1
+    for w in range(2):
+        ones = np.int64(0)
+        for i in range(d):
+            ones += units[i, w]
+        if ones == 0:  # no coordinate in this word (units are >= 0): every corner's is 0
             for r in range(dp1):
-                out[p, r] = simplices[stable[s, 3], r]
+                for q in range(count):
+                    corners[r, w, q] = 0
             continue
-        ns = sizes[1]
-        sizes[1] = ns + 1
-        if 2 * (ns + 1) >= stable.shape[0]:
-            stable = _grow(stable)
-            s = _slot(stable, w0, w1, code)
-        stable[s, 0] = w0
-        stable[s, 1] = w1
-        stable[s, 2] = code
-        stable[s, 3] = ns
-        if 2 * (sizes[0] + dp1) >= keys.shape[0]:
-            keys = _grow(keys)
-        corner_keys(rem0, rank, q, low, units, by_rank, corners)
-        sizes[0] = _add_corners(corners, keys, found, sizes[0], simplices, ns)
         for r in range(dp1):
-            out[p, r] = simplices[ns, r]
-    return keys, stable
+            for q in range(count):
+                corners[r, w, q] = skeys[w, q] + r * ones
+            above = np.float32(d - r)
+            for i in range(d if r > 0 else 0):
+                step = dp1 * units[i, w]
+                for q in range(count):
+                    if rank[i, q] > above:
+                        corners[r, w, q] -= step
+    for r in range(dp1):
+        for q in range(count):
+            hashes[r, q] = key_hash(corners[r, 0, q], corners[r, 1, q], 0)
 
 
 @njit(cache=True, nogil=True)
-def merge_chunks(found, counts, starts, dp1, remap):
+def merge_chunks(found, counts, starts, dp1, ids, vertices, remap):
     """Number every chunk's vertices globally, in chunk order (serial).
 
     Args:
         found: (P * (d+1), 2) int64: chunk c's keys from row starts[c] * dp1.
         counts: (chunks,) vertices per chunk.
         starts: (chunks + 1,) first point of each chunk.
+        ids: an empty vertex table of at least 2 * counts.sum() slots: never grown.
+        vertices: (counts.sum(), 2) int64: gets the keys by global id.
+        remap: gets, per row of ``found`` in use, the global id.
 
     Returns:
-        table: the global table; vertices (M, 2) int64 keys by global id. ``remap``
-        gets, per row of ``found`` in use, the global id.
+        The number of vertices M (``ids`` is then their table).
     """
-    total = counts.sum()
-    size = 1024  # chunks share many vertices: sized for half of their sum, grown if need be
-    while size < total:  # (twice that never grows, 5 ms faster on 268k vertices, 2 MB more)
-        size *= 2
-    keys = new_table(size)
-    vertices = np.empty((total, 2), np.int64)
     m = 0
     for c in range(counts.shape[0]):
         base = starts[c] * dp1
         for i in range(base, base + counts[c]):
             if i + _AHEAD < base + counts[c]:
-                _prefetch(keys, _home(keys, found[i + _AHEAD, 0], found[i + _AHEAD, 1], 0))
-            if 2 * (m + 1) >= keys.shape[0]:
-                keys = _grow(keys)
-            s = _slot(keys, found[i, 0], found[i, 1], 0)
-            if keys[s, 0] == _EMPTY:
-                keys[s, 0] = found[i, 0]
-                keys[s, 1] = found[i, 1]
-                keys[s, 2] = 0
-                keys[s, 3] = m
+                prefetch(ids, first_slot(ids, key_hash(found[i + _AHEAD, 0], found[i + _AHEAD, 1], 0)))
+            hx = key_hash(found[i, 0], found[i, 1], 0)
+            h = vertex_slot(ids, vertices, hx, found[i, 0], found[i, 1])
+            if ids[h] < 0:
+                ids[h] = vertex_entry(hx, m)
                 vertices[m, 0] = found[i, 0]
                 vertices[m, 1] = found[i, 1]
                 m += 1
-            remap[i] = keys[s, 3]
-    return keys, vertices[:m].copy()
+            remap[i] = vertex_id(ids[h])
+    return m
 
 
 @njit(cache=True, nogil=True)
-def find_neighbours(vertices, keys, deltas, nbr, start, stop):
+def find_neighbours(vertices, ids, deltas, nbr, start, stop):
     """nbr[j, v, side] = id + 1 of vertex v's neighbour along axis j (0 when absent).
 
-    ``deltas`` (d+1, 2, 2): what the two key words gain for each axis and side; side 0
-    is side 1 negated, so one lookup finds both ends of an edge: vertex v looks up its
-    side-1 neighbour n and, when n exists, writes nbr[j, n, 0] = v + 1 as well (v is the
-    only vertex whose side-1 neighbour is n). ``nbr`` must be zero beforehand. Lookups
-    only read the table, and every entry has one writer: safe in parallel.
+    ``ids``: the vertex table of ``vertices`` (M, 2). ``deltas`` (d+1, 2, 2): what the
+    two key words gain for each axis and side; side 0 is side 1 negated, so one lookup
+    finds both ends of an edge: vertex v looks up its side-1 neighbour n and, when n
+    exists, writes nbr[j, n, 0] = v + 1 as well (v is the only vertex whose side-1
+    neighbour is n). ``nbr`` must be zero beforehand. Lookups only read the table, and
+    every entry has one writer: safe in parallel.
     """
     for v in range(start, stop):
         if v + _AHEAD < stop:  # the table is bigger than the caches for big lattices
             for j in range(deltas.shape[0]):
-                _prefetch(keys, _home(keys, vertices[v + _AHEAD, 0] + deltas[j, 1, 0],
-                                      vertices[v + _AHEAD, 1] + deltas[j, 1, 1], 0))
+                prefetch(ids, first_slot(ids, key_hash(vertices[v + _AHEAD, 0] + deltas[j, 1, 0],
+                                                vertices[v + _AHEAD, 1] + deltas[j, 1, 1], 0)))
         for j in range(deltas.shape[0]):
             w0 = vertices[v, 0] + deltas[j, 1, 0]
             w1 = vertices[v, 1] + deltas[j, 1, 1]
-            s = _slot(keys, w0, w1, 0)
-            if keys[s, 0] != _EMPTY:
-                n = keys[s, 3]
+            n = ids[vertex_slot(ids, vertices, key_hash(w0, w1, 0), w0, w1)]
+            if n >= 0:
+                n = vertex_id(n)
                 nbr[j, v, 1] = n + 1
                 nbr[j, n, 0] = v + 1
 

@@ -4,10 +4,11 @@ Reproduces the lattice of Kraehenbuehl's DenseCRF (the code behind pydensecrf): 
 same elevation, float32 rounding, rank tie-breaking, vertex keys and blur order, so
 filtering matches it to float rounding. The layout differs, for speed on few cores:
 
-- points are embedded and hashed in chunks in parallel, each chunk into its own
-  tables of simplices and vertices, then merged (see :mod:`tseg.runtime.crf.hashing`);
-  a point in the same simplex as the previous one reuses its corners without a
-  lookup. Lattices whose keys fill a small box (the Gaussian kernel's) skip hashing:
+- points are embedded and hashed in chunks in parallel, 128 at a time, each chunk into
+  its own tables of simplices and vertices, then merged (see
+  :mod:`tseg.runtime.crf.simplices` and :mod:`tseg.runtime.crf.hashing`); a point
+  whose simplex its chunk has seen reads the corners' ids from that simplex's row,
+  one lookup. Lattices whose keys fill a small box (the Gaussian kernel's) skip hashing:
   a key is its slot in a direct-addressed table (:mod:`tseg.runtime.crf.direct`);
 - per point, the corners' vertex rows + 1 and weights (N, d+1), used by both the
   splat and the slice of :mod:`tseg.runtime.crf.meanfield`; vertex row 0 is a zero
@@ -23,14 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import direct, hashing, meanfield, parallel, workspace
-from tseg.runtime.crf.embed import EMBED_BLOCK, barycentric, embed_block
+from tseg.runtime.crf import direct, hashing, meanfield, parallel, simplices, workspace
+from tseg.runtime.crf.embed import EMBED_BLOCK, barycentric, embed_block, ranks
 
 
 @njit(cache=True, nogil=True)
 def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets, bary,
                 start, stop):
-    """Embed and hash the points of chunks [start, stop), each into its own table.
+    """Embed and hash the points of chunks [start, stop), each into its own tables.
 
     Chunk c covers points starts[c] .. starts[c+1]; its local vertex ids go to
     ``offsets``, its keys to ``found`` from row starts[c] * (d+1), their number to
@@ -42,35 +43,54 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     elev = np.empty((d + 1, EMBED_BLOCK), np.float32)
     rem0 = np.empty((d + 1, EMBED_BLOCK), np.float32)
     rank = np.empty((d + 1, EMBED_BLOCK), np.float32)
-    tail = np.zeros((EMBED_BLOCK, d), np.float32)
     scratch = np.empty((d + 2, EMBED_BLOCK), np.float32)
+    tail = np.zeros((EMBED_BLOCK, d), np.float32)
     skeys = np.empty((3, EMBED_BLOCK), np.int64)
+    block = np.empty((2, EMBED_BLOCK), np.int64)
+    corners = np.empty((d + 1, 2, EMBED_BLOCK), np.int64)
+    hashes = np.empty((d + 1, EMBED_BLOCK), np.int64)
     corner = np.empty(EMBED_BLOCK, np.int64)
     most = 0
     for c in range(start, stop):
         most = max(most, starts[c + 1] - starts[c])
-    simplices = np.empty((most, d + 1), np.int32)
+    hashed = box.shape[0] == 0  # else a direct layout: no tables
+    # One pair of tables for all the chunks, emptied after each (their slots are listed).
+    table = simplices.simplex_table(_TABLE_SLOTS if hashed else 1, d + 1)
+    ids = table.view(np.int32)
+    vertices = hashing.vertex_table(_TABLE_SLOTS if hashed else 1)
+    sslots = np.empty(most if hashed else 0, np.int32)
+    vslots = np.empty(most * (d + 1) if hashed else 0, np.int32)
     sizes = np.zeros(2, np.int64)
     for c in range(start, stop):
-        slots = 1 if box.shape[0] else _TABLE_SLOTS  # a direct layout needs no tables
-        tables = (hashing.new_table(slots), hashing.new_table(slots))
         chunk_found = found[starts[c] * (d + 1):starts[c + 1] * (d + 1)]
-        sizes[:] = 0
         for p0 in range(starts[c], starts[c + 1], EMBED_BLOCK):
-            count = min(EMBED_BLOCK, starts[c + 1] - p0)
-            if count == EMBED_BLOCK:
-                embed_block(features, p0, scale, elev, rem0, rank)
-            else:  # a last, partial block: embed a zero-padded copy
+            # Every call here passes whole arrays to a kernel without calls or raises, so
+            # that Numba drops their reference counting (~5 ns an array, per block).
+            count = min(EMBED_BLOCK, starts[c + 1] - p0)  # a chunk's last block may be partial
+            if p0 + EMBED_BLOCK <= features.shape[0]:  # (then points past it are ignored)
+                embed_block(features, p0, scale, elev, rem0, rank, scratch)
+            else:  # the features' last, partial block: embed a zero-padded copy
                 tail[:count] = features[p0:p0 + count]
-                embed_block(tail, 0, scale, elev, rem0, rank)
+                embed_block(tail, 0, scale, elev, rem0, rank, scratch)
+            ranks(elev, rem0, rank, scratch)
             barycentric(elev, rem0, rank, count, scratch, bary, p0)
             hashing.simplex_keys(rem0, rank, count, low, units, skeys)
-            if box.shape[0]:
+            if not hashed:
                 direct.mark_corners(rank, skeys, count, units, corner, box, offsets, p0)
-            else:
-                tables = hashing.hash_points(rem0, rank, skeys, count, low, units, tables,
-                                             chunk_found, sizes, simplices, offsets, p0)
+                continue
+            if 2 * (sizes[1] + count) >= table.shape[0]:  # keep the tables at most half full
+                table = simplices.grow_simplices(table, sslots, sizes[1])
+                ids = table.view(np.int32)
+            if 2 * (sizes[0] + count * (d + 1)) >= vertices.shape[0]:
+                vertices = hashing.grow_vertices(vertices, chunk_found, vslots, sizes[0])
+            new = simplices.find_simplices(skeys, count, table, sizes, sslots, block)
+            if new:
+                hashing.block_corners(rank, skeys, count, units, corners, hashes)
+                simplices.add_corners(corners, hashes, block, new, vertices, chunk_found,
+                                      sizes, vslots, ids)
+            simplices.write_corners(ids, block, count, offsets, p0)
         counts[c] = sizes[0]
+        simplices.clear(table, vertices, sizes, sslots, vslots)
 
 
 def _elevated_bounds(fmin: np.ndarray, fmax: np.ndarray,
@@ -137,6 +157,9 @@ def _scale_factors(d: int) -> np.ndarray:
 
 
 _CHUNK_POINTS = 16384  # points hashed per table: the tables stay in cache
+# Chunks start on multiples of 64 points, as when that was the embedding block: the
+# normalisation sums ones per chunk, so other bounds would change its float rounding.
+_CHUNK_ALIGN = 64
 _TABLE_SLOTS = 8192  # initial slots of a chunk's tables (they double when half full)
 _DIRECT_SLOTS_PER_POINT = 8  # a key box up to this size is indexed directly, not hashed
 _NORM_BLOCK = 64  # pixels normalised together, so their square roots vectorise
@@ -165,9 +188,9 @@ class _Build:
         # A direct layout's box (int32 slots, zero = unmarked), else an empty one.
         self.box = scratch.array((box,), np.int32, zero=True, threads=threads)
         chunks = max(1, -(-size // _CHUNK_POINTS))
-        # Chunk bounds on whole embedding blocks, so only the last block is partial.
-        blocks = -(-size // EMBED_BLOCK)
-        self.starts = np.array([min(size, blocks * c // chunks * EMBED_BLOCK)
+        # Chunk bounds on multiples of _CHUNK_ALIGN points (see there).
+        blocks = -(-size // _CHUNK_ALIGN)
+        self.starts = np.array([min(size, blocks * c // chunks * _CHUNK_ALIGN)
                                 for c in range(chunks + 1)], np.int64)
         self.found = scratch.array((0 if self.direct else size * (d + 1), 2), np.int64)
         self.counts = np.zeros(chunks, np.int64)
@@ -190,8 +213,14 @@ class _Build:
                 self.remap = self.box
                 return
             self.remap = self.scratch.array((self.found.shape[0],), np.int32)
-            self.keys, self.vertices = hashing.merge_chunks(
-                self.found, self.counts, self.starts, self.offsets.shape[1], self.remap)
+            total = int(self.counts.sum())
+            slots = 1 << max(10, (2 * total - 1).bit_length())  # at most half full
+            self.keys = self.scratch.array((slots,), np.int64)
+            self.keys.fill(-1)
+            self.all_vertices = self.scratch.array((total, 2), np.int64)
+            m = hashing.merge_chunks(self.found, self.counts, self.starts, self.offsets.shape[1],
+                                     self.keys, self.all_vertices, self.remap)
+            self.vertices = self.all_vertices[:m]
             self.scratch.give_back(self.found)
             del self.found
         return [(job, (), 1)]
@@ -217,7 +246,10 @@ class _Build:
         if self.box is not self.remap:
             self.scratch.give_back(self.box)
         del self.remap, self.box, self.vertices
-        self.__dict__.pop("keys", None)
+        if "keys" in self.__dict__:
+            self.scratch.give_back(self.keys)
+            self.scratch.give_back(self.all_vertices)
+            del self.keys, self.all_vertices
 
 
 def build_lattices(features: list[tuple], n: int, threads: int,

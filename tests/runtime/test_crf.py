@@ -348,3 +348,37 @@ def test_unary_must_match_the_crf_image():
         crf.inference(np.zeros((2, 24, 31), np.float32))
     with pytest.raises(TsegError, match="unary: need finite values"):
         crf.inference(np.full((2, 24, 32), np.inf, np.float32))
+
+
+def test_block_transposes_equal_numpy():
+    """The embedding reads a block's features coordinate-major, and writes its weights
+    point-major, with vector shuffles for some widths: they equal NumPy's transposes."""
+    from numba import njit
+
+    from tseg.runtime.crf import embed
+
+    @njit
+    def both(f, p, soa, back):
+        for q in range(0, embed.EMBED_BLOCK, embed._GROUP):
+            if f.shape[1] == 2:
+                embed._coordinate_major(f, p + q, soa, q, 2)
+                embed._point_major(soa, q, back, q, 2)
+            elif f.shape[1] == 3:
+                embed._coordinate_major(f, p + q, soa, q, 3)
+                embed._point_major(soa, q, back, q, 3)
+            elif f.shape[1] == 5:
+                embed._coordinate_major(f, p + q, soa, q, 5)
+                embed._point_major(soa, q, back, q, 5)
+            else:
+                embed._coordinate_major(f, p + q, soa, q, 6)
+                embed._point_major(soa, q, back, q, 6)
+
+    rng = np.random.default_rng(0)
+    for d in (2, 3, 5, 6):
+        f = rng.normal(size=(3 * embed.EMBED_BLOCK, d)).astype(np.float32)
+        soa = np.zeros((d + 2, embed.EMBED_BLOCK), np.float32)  # wider than d rows
+        back = np.zeros((embed.EMBED_BLOCK, d), np.float32)
+        both(f, 7, soa, back)
+        np.testing.assert_array_equal(soa[:d], f[7:7 + embed.EMBED_BLOCK].T)
+        np.testing.assert_array_equal(soa[d:], 0)
+        np.testing.assert_array_equal(back, f[7:7 + embed.EMBED_BLOCK])
