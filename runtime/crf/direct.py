@@ -19,7 +19,7 @@ def mark_corners(rank, skeys, count, units, corner, table, out, p0):
     """out[p0 + q, r] = box index of corner r of point q's simplex, table[index] = 1.
 
     Corner r is corner 0 (the simplex key) plus r on every coordinate, less d + 1 on
-    each coordinate of rank above d - r (hashing.corner_keys' walk, in closed form):
+    each coordinate of rank above d - r (the closed form of hashing.block_corners):
     computed for the whole block in loops over its points, which vectorise.
 
     Args:
