@@ -237,7 +237,8 @@ def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
     Args:
         num_classes: how many colours to return (at most 256).
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or not 1 <= num_classes <= MAX_COLOURS:
+    integral = isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool)
+    if not integral or not 1 <= num_classes <= MAX_COLOURS:
         raise TsegError(f"need 1 to 256 classes for a palette, got {num_classes}")
     return distinct_palette(int(num_classes))
 

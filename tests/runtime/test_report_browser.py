@@ -34,13 +34,15 @@ def _browser():
     except ImportError:
         missing.append("selenium (pip install 'tseg[dev]')")
     if missing:
-        reason = f"no browser to load the report: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
+        reason = (f"no browser to load the report: {', '.join(missing)} missing"
+                  " (apt-get install chromium chromium-driver)")
         if REQUIRED:
             pytest.fail(reason + "; TSEG_REQUIRE_BROWSER=1 needs it")
         pytest.skip(reason)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2400"):
+    flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2400")
+    for flag in flags:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
@@ -89,7 +91,8 @@ def test_report_page_in_a_real_browser(report):
 
         column = "mIoU after the CRF"  # sorting: a click sorts ascending, a second descending
         header = driver.execute_script(
-            "return Array.from(document.querySelectorAll('#images th')).findIndex(th => th.textContent === arguments[0]);",
+            "return Array.from(document.querySelectorAll('#images th'))"
+            ".findIndex(th => th.textContent === arguments[0]);",
             column)
         th = driver.find_elements("css selector", "#images th")[header]
         for clicks, order in ((1, sorted), (2, lambda v: sorted(v, reverse=True))):
