@@ -8,7 +8,7 @@ RUNTIME_VENV ?= .venv-runtime
 SMOKE := build/runtime-smoke
 
 .PHONY: demo test test-all venv lint harden runtime-smoke bench bench-crf bench-models bench-train bench-infer bench-precisions \
-	crf-reference clean
+	crf-reference report-demo clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,15 @@ bench: venv
 	test -f runs/demo/best.int8.onnx || (echo "run make demo first" && false)
 	$(VENV)/bin/tseg-bench runs/demo/best.onnx runs/demo/best.int8.onnx --checkpoint runs/demo/best.pt \
 		--sizes 256,512 --coco $(DEMO_DATA)val.json --data $(DEMO_DATA) --stages --crf --markdown build/bench.md
+
+# The evaluation report on what `make demo` left, and a screenshot of it in a headless Chromium
+# (build/report-demo/index.html, build/report-demo.png).
+report-demo: venv
+	test -f runs/demo/best.onnx || (echo "run make demo first" && false)
+	$(VENV)/bin/tseg-infer --coco $(DEMO_DATA)val.json --data $(DEMO_DATA) --model runs/demo/best.onnx \
+		--out build/report-demo-labels --eval --crf --report build/report-demo --quiet
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,2600 \
+		--screenshot=$(abspath build/report-demo.png) file://$(abspath build/report-demo/index.html)
 
 # The bad-input harness's totals (it also runs inside `make test`).
 harden: venv

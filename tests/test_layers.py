@@ -1,7 +1,7 @@
 """The runtime's layers import downwards only, and no runtime modules import each other in a cycle.
 
 Layers, lowest first: the root modules (errors, files, paths, inputs, cli_errors, images,
-scores) <- model/, data/, crf/ <- segment/ <- infer/, with the public API (runtime/__init__.py)
+scores) <- model/, data/, crf/ <- segment/ <- report/ <- infer/, with the public API (runtime/__init__.py)
 on top of them all. Every import counts: at module level,
 inside functions and under ``if TYPE_CHECKING:`` (a type-only import is still a reference
 back up). tests/test_packaging.py checks the direction between the stages.
@@ -14,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime"
-LAYERS = {"": 0, "model": 1, "data": 1, "crf": 1, "segment": 2, "infer": 3, "api": 4}  # "": the root modules
+# "": the root modules
+LAYERS = {"": 0, "model": 1, "data": 1, "crf": 1, "segment": 2, "report": 3, "infer": 4, "api": 5}
 
 
 def _module_name(path: Path) -> str:

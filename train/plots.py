@@ -138,15 +138,24 @@ def plot_runs(
     return written
 
 
+MARKERS_UP_TO = 40  # points per line drawn with markers: a one-epoch run's single point shows as a dot
+
+
+def _markers(points: int) -> dict:
+    """Markers for short lines (a line of one point draws nothing without them)."""
+    return {"marker": "o", "markersize": 4} if points <= MARKERS_UP_TO else {}
+
+
 def _draw_chart(ax, file_name: str, columns, names: list[str], series) -> None:
     """One chart's lines: per-step LR when a run has lr.csv, else its per-epoch columns."""
     for index, (name, (epochs, steps)) in enumerate(zip(names, series, strict=True)):
         colour = f"C{index % 10}"
         if file_name == "lr.png" and steps:
-            ax.plot(steps["step"], steps["lr"], color=colour, label=name)
+            ax.plot(steps["step"], steps["lr"], color=colour, label=name, **_markers(len(steps["step"])))
             ax.set_xlabel("step")
             continue
         for column, style in columns:
             if column in epochs:
-                ax.plot(epochs["epoch"], epochs[column], style, color=colour, label=f"{name} {column}")
+                ax.plot(epochs["epoch"], epochs[column], style, color=colour, label=f"{name} {column}",
+                        **_markers(len(epochs["epoch"])))
         ax.set_xlabel("epoch" if file_name != "lr.png" or not steps else "step")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ from tseg.runtime.infer.run import EVAL_FILE, CocoInferResult, InferResult, Infe
 from tseg.runtime.infer.stages import Failure
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE
 from tseg.runtime.model.session import DEVICES, MAX_THREADS
+from tseg.runtime.report.write import MAX_REPORT_IMAGES, ReportSettings
 from tseg.runtime.segment.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 
 
@@ -132,6 +134,19 @@ def crf_options(func):
     help="Also write each image with its labels blended in (and a legend) to this folder, as JPEG.",
 )
 @click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    help="With --coco and --eval: write an evaluation report to this folder (index.html opens from disk:"
+    " scores with and without the CRF, IoU per class, the confusion matrix, the worst and best images).",
+)
+@click.option(
+    "--report-images",
+    default=6,
+    show_default=True,
+    type=click.IntRange(min=0, max=MAX_REPORT_IMAGES),
+    help="With --report: how many of the worst and of the best images get pictures.",
+)
+@click.option(
     "--submission",
     type=click.Path(path_type=Path),
     help="With --coco: write the competition's CSV (one row per image, labels at 256x256) to this file.",
@@ -170,6 +185,8 @@ def main(
     tta,
     tta_scales,
     overlay,
+    report,
+    report_images,
     submission,
     score_submission,
     max_image_pixels,
@@ -184,6 +201,7 @@ def main(
       tseg-infer photos/ --crf                     # newest model under runs/, out: runs/infer/photos
       tseg-infer photos/ --model best.onnx --out labels/ --overlay pictures/
       tseg-infer --coco data/val.json --model best.onnx --out pred/ --eval --crf
+      tseg-infer --coco data/val.json --model best.onnx --out pred/ --eval --crf --report report/
       tseg-infer --coco data/test.json --submission sub.csv       # the competition's CSV
       tseg-infer --coco data/val.json --submission val.csv
       tseg-infer --coco data/val.json --score-submission val.csv  # scored against the split it was made for
@@ -227,6 +245,7 @@ def main(
             tta=tta_settings,
             overlay=overlay,
             submission=submission,
+            report=_report_settings(report, report_images),
             trt_fp16=trt_fp16,
             bf16=bf16,
         )
@@ -237,6 +256,12 @@ def main(
                 created.rmdir()  # nothing written: leave no empty run folder behind
             raise
     return None
+
+
+def _report_settings(folder: Path | None, images: int) -> ReportSettings | None:
+    if folder is None:
+        return None
+    return ReportSettings(folder=folder, images=images, command=shlex.join(["tseg-infer", *sys.argv[1:]]))
 
 
 def _score_submission(csv: Path, coco: Path, data: Path | None) -> None:
@@ -280,6 +305,8 @@ def _infer(paths, coco, data, evaluate, settings: InferSettings) -> None:
         click.echo(f"wrote the submission {result.submission}")
     if result.scores is not None:
         _report(result, model=settings.model, coco=coco, out=out, crf=settings.crf)
+    if result.report is not None:
+        click.echo(f"report written to {result.report}")
 
 
 def _show_failure(failure: Failure) -> None:
@@ -313,6 +340,7 @@ def _report(result: CocoInferResult, *, model: Path, coco: Path, out: Path, crf)
         click.echo(f"CRF mIoU {result.crf_scores.miou:.4f} vs {result.scores.miou:.4f} without ({gain:+.4f})")
         report.update(
             crf_miou=result.crf_scores.miou,
+            crf_pixel_accuracy=result.crf_scores.pixel_accuracy,
             crf=asdict(crf),
             crf_iou=dict(zip(result.classes, result.crf_scores.iou, strict=True)),
         )

@@ -49,7 +49,8 @@ def check_combinations(*, command: click.Command, given: set[str], has_paths: bo
     if "crf_tune" in given:
         from tseg.runtime.infer.crf_tune import DEFAULT_GRID
 
-        unused = ("use_crf", "evaluate", "out", "batch_size", "workers", "fail_fast", "overlay", "submission")
+        unused = ("use_crf", "evaluate", "out", "batch_size", "workers", "fail_fast", "overlay", "submission",
+                  "report", "report_images")
         clashes = [n for n in (*unused, "tta", "tta_scales") if n in given]
         clashes += [n for n in crf_flags if n in DEFAULT_GRID]
         if has_paths:
@@ -67,6 +68,10 @@ def check_combinations(*, command: click.Command, given: set[str], has_paths: bo
         raise TsegError(f"{spelling(command, crf_flags[0])} needs --crf (or --crf-tune)")
     if "tune_images" in given:
         raise TsegError("--tune-images needs --crf-tune")
+    if "report_images" in given and "report" not in given:
+        raise TsegError("--report-images needs --report")
+    if "report" in given and not (has_coco and "evaluate" in given):
+        raise TsegError("--report needs --coco and --eval (the page shows the split's scores)")
     if has_paths and has_coco:
         raise TsegError("give either PATHS or --coco, not both")
     if not has_coco:

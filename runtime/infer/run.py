@@ -22,10 +22,12 @@ from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import find_images, read_image
 from tseg.runtime.infer.outputs import check_report_file, plan_overlays, plan_targets
 from tseg.runtime.infer.pipeline import PipelineReport, PipelineSettings, run_pipeline
+from tseg.runtime.infer.report_run import check_report_settings, finish_report, start_report
 from tseg.runtime.infer.stages import Failure, Job, Result, Stages
 from tseg.runtime.model.openvino import OpenVinoSettings
 from tseg.runtime.model.tensorrt import TensorrtSettings
 from tseg.runtime.paths import Input, Inputs, Output, check_outputs
+from tseg.runtime.report.write import ReportSettings, check_report_folder
 from tseg.runtime.segment.refine import CrfParams, crf_file_for
 from tseg.runtime.segment.segmenter import Segmenter
 
@@ -55,6 +57,8 @@ class InferSettings:
         submission: the competition's CSV to write (COCO splits only), or None.
         trt_fp16: let TensorRT use FP16 kernels (device "tensorrt" only).
         bf16: let OpenVINO compute in bfloat16 (device "openvino" only).
+        report: write an evaluation report (COCO splits with ``evaluate`` only; a
+            :class:`~tseg.runtime.report.write.ReportSettings`), or None.
     """
 
     model: Path
@@ -72,6 +76,7 @@ class InferSettings:
     submission: Path | None = None
     trt_fp16: bool = False
     bf16: bool = False
+    report: ReportSettings | None = None
 
     def tensorrt(self) -> TensorrtSettings | None:
         """TensorRT's settings for device "tensorrt" (or with ``trt_fp16``, which other devices refuse)."""
@@ -174,9 +179,10 @@ class _Writer:
 def _run(jobs: list[Job], segmenter: Segmenter, writer: _Writer, settings: InferSettings, *,
          on_failure: Callable[[Failure], None] | None, scores: bool = False):
     pipeline = settings.pipeline()
+    pictures = settings.report is not None and settings.report.images > 0
     stages = Stages(
         segmenter,
-        keep_image=settings.overlay is not None,
+        keep_image=settings.overlay is not None or pictures,
         plain_labels=scores,
         crf_threads=1 if pipeline.workers > 0 and pipeline.post_workers > 1 else None,
     )
@@ -248,7 +254,11 @@ def check_run_outputs(settings: InferSettings, inputs: list[Input]) -> Inputs:
         outputs.append(Output("overlay", Path(settings.overlay), folder=True))
     if settings.submission is not None:
         outputs.append(Output("submission", Path(settings.submission)))
+    if settings.report is not None:
+        outputs.append(Output("report", Path(settings.report.folder), folder=True))
     check_outputs(outputs, known)
+    if settings.report is not None:
+        check_report_folder(Path(settings.report.folder))
     return known
 
 
@@ -280,6 +290,7 @@ class CocoInferResult:
     stopped: bool = False
     errors_file: Path | None = None
     submission: Path | None = None
+    report: Path | None = None
 
 
 class _Scores:
@@ -326,8 +337,8 @@ def infer_coco(
 
     Returns:
         The number of images, the model's classes, the failures and, when ``evaluate``,
-        scores from one confusion matrix. The submission CSV is kept only when every
-        image was segmented.
+        scores from one confusion matrix. The submission CSV and the report
+        (``settings.report``) are written only when every image was segmented.
 
     Raises:
         TsegError: ``settings.out`` is or lies inside the data root, two images
@@ -335,6 +346,7 @@ def infer_coco(
             or what stops a run (the model failing on every image, a full disk).
     """
     out = Path(settings.out)
+    check_report_settings(settings.report, evaluate=evaluate)
     dataset = CocoDataset(json_path, root=data_root)
     images = [Input("an image of the split", dataset.image_path(index)) for index in range(len(dataset))]
     split = [Input("the COCO split", dataset.json_path), Input("the data root", dataset.root, folder=True)]
@@ -364,7 +376,24 @@ def infer_coco(
     scores = _Scores(segmenter.metadata.num_classes, crf=settings.crf is not None) if evaluate else None
     if scores is not None:
         writer.extra.append(scores)
-    report, kept = _run_coco(jobs, segmenter, writer, settings, dataset, evaluate=evaluate, on_failure=on_failure)
+    collector = None
+    if settings.report is not None:
+        collector = start_report(settings.report, dataset=dataset, targets=targets,
+                                 num_classes=segmenter.metadata.num_classes, crf=settings.crf is not None)
+        writer.extra.append(collector)
+    try:
+        report, kept = _run_coco(jobs, segmenter, writer, settings, dataset, evaluate=evaluate,
+                                 on_failure=on_failure)
+    except BaseException:
+        if collector is not None:
+            collector.discard()
+        raise
+    page = None
+    if collector is not None and report.failures:
+        collector.discard()  # the scores of part of the split: no report
+    elif collector is not None:
+        page = finish_report(settings.report, collector=collector, settings=settings, segmenter=segmenter,
+                             dataset=dataset, scores=scores)
     return CocoInferResult(
         num_images=len(dataset),
         classes=segmenter.metadata.classes,
@@ -375,6 +404,7 @@ def infer_coco(
         stopped=report.stopped,
         errors_file=write_errors_file(out, report),
         submission=Path(settings.submission) if kept else None,
+        report=page,
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.palette import MAX_COLOURS, distinct_palette
 
 PREFIX = "tseg."
 SCHEMA_VERSION = 1
@@ -229,24 +230,17 @@ def metadata_props(proto) -> dict[str, str]:
 
 
 def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
-    """The PASCAL VOC colour map: background black, then distinct colours.
+    """Colours for a new model's classes: background black, then colours that stay distinct blended
+    50% over a photo (:func:`tseg.runtime.palette.distinct_palette`; earlier versions gave the PASCAL VOC
+    map, and a model keeps the palette it was exported with).
 
     Args:
         num_classes: how many colours to return (at most 256).
     """
-    if not 1 <= num_classes <= 256:
+    integral = isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool)
+    if not integral or not 1 <= num_classes <= MAX_COLOURS:
         raise TsegError(f"need 1 to 256 classes for a palette, got {num_classes}")
-    colours = []
-    for label in range(num_classes):
-        r = g = b = 0
-        value = label
-        for bit in range(8):
-            r |= ((value >> 0) & 1) << (7 - bit)
-            g |= ((value >> 1) & 1) << (7 - bit)
-            b |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        colours.append((r, g, b))
-    return tuple(colours)
+    return distinct_palette(int(num_classes))
 
 
 def as_rgb_triples(palette: Sequence[Sequence[int]]) -> tuple[tuple[int, int, int], ...]:

@@ -70,3 +70,23 @@ def test_nan_cells_plot_and_charts_get_ordinary_permissions(tmp_path):
     for name in ("lr.png", "loss.png", "miou.png"):
         assert (tmp_path / "plots" / name).stat().st_mode & 0o777 == 0o640, name
     assert not list((tmp_path / "plots").glob(".*")), "no temp files left"
+
+
+def test_a_one_epoch_run_draws_a_point():
+    """A line of one point draws nothing without a marker: a one-epoch run's charts must show it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tseg.train.plots import CHARTS, _draw_chart
+
+    epochs = {"epoch": [1.0], "train_loss": [0.5], "val_loss": [0.6], "val_miou": [0.4], "lr": [0.01]}
+    for file_name, (_, columns) in CHARTS.items():
+        fig, ax = plt.subplots()
+        try:
+            _draw_chart(ax, file_name, columns, ["one"], [(epochs, {})])
+            lines = ax.get_lines()
+            assert lines and all(line.get_marker() not in (None, "None", "") for line in lines), file_name
+        finally:
+            plt.close(fig)

@@ -1,0 +1,107 @@
+"""The report as a person sees it: loaded in a real headless Chromium (Selenium with Debian's
+chromium and chromium-driver), every image decodes, no console errors, the numbers on the page are
+eval.json's, and the per-image table sorts.
+
+Where Chromium is missing the test skips, except when TSEG_REQUIRE_BROWSER=1: CI (.ci/run)
+installs chromium and sets it, so there a missing browser fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.onnx_models import write_colour_model
+from tseg.runtime.infer.cli import main as infer_cli
+
+REQUIRED = os.environ.get("TSEG_REQUIRE_BROWSER") == "1"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+DRIVER = shutil.which("chromedriver")
+
+
+def _browser():
+    """A headless Chromium through Selenium, logging the console; skips (or fails in CI) without one."""
+    missing = [name for name, found in (("chromium", CHROMIUM), ("chromedriver", DRIVER)) if not found]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("selenium (pip install 'tseg[dev]')")
+    if missing:
+        reason = (f"no browser to load the report: {', '.join(missing)} missing"
+                  " (apt-get install chromium chromium-driver)")
+        if REQUIRED:
+            pytest.fail(reason + "; TSEG_REQUIRE_BROWSER=1 needs it")
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2400")
+    for flag in flags:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+
+
+@pytest.fixture(scope="module")
+def report(tiny_coco_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """A report with the CRF on the tiny split: (report folder, out folder with eval.json)."""
+    root = tmp_path_factory.mktemp("report")
+    model = write_colour_model(root / "model" / "colour.onnx")
+    args = ["--coco", tiny_coco_dir / "val.json", "--model", model, "--out", root / "out", "--eval", "--crf",
+            "--report", root / "report", "--report-images", "1", "-q"]
+    result = CliRunner().invoke(infer_cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return root / "report", root / "out"
+
+
+def _shown(value: float) -> str:
+    return "\u2013" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def test_report_page_in_a_real_browser(report):
+    folder, out = report
+    driver = _browser()
+    try:
+        driver.get((folder / "index.html").resolve().as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]);")
+        assert len(images) == 2, images  # the worst and the best
+        assert all(complete and width > 0 for _, complete, width in images), images
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+
+        scores = json.loads((out / "eval.json").read_text())
+        shown = driver.execute_script(
+            "const o = {}; document.querySelectorAll('[data-score]').forEach(e => o[e.dataset.score] = e.textContent);"
+            " return o;")
+        assert shown == {key: _shown(scores[key])
+                         for key in ("miou", "pixel_accuracy", "crf_miou", "crf_pixel_accuracy")}
+        iou = driver.execute_script(
+            "const o = {}; document.querySelectorAll('[data-iou]').forEach(e => o[e.dataset.iou] = e.textContent);"
+            " return o;")
+        expected = {name: _shown(value) for name, value in scores["iou"].items()}
+        expected.update({f"crf_{name}": _shown(value) for name, value in scores["crf_iou"].items()})
+        assert iou == expected
+
+        column = "mIoU after the CRF"  # sorting: a click sorts ascending, a second descending
+        header = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#images th'))"
+            ".findIndex(th => th.textContent === arguments[0]);",
+            column)
+        th = driver.find_elements("css selector", "#images th")[header]
+        for clicks, order in ((1, sorted), (2, lambda v: sorted(v, reverse=True))):
+            th.click()
+            values = driver.execute_script(
+                "return Array.from(document.querySelectorAll('#images tbody tr'))"
+                ".map(tr => parseFloat(tr.cells[arguments[0]].dataset.value));", header)
+            assert values == order(values) and len(values) == 3, (clicks, values)
+        driver.save_screenshot(str(folder.parent / "report.png"))
+        assert (folder.parent / "report.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
