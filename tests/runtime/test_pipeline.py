@@ -8,9 +8,12 @@ tiny exported model over the tiny COCO split, with and without the CRF.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -170,11 +173,10 @@ def test_a_bug_in_a_decode_thread_is_raised_not_reported_as_a_failure():
     assert not pipeline_threads()
 
 
-def test_ctrl_c_stops_the_threaded_run_and_leaves_no_thread(monkeypatch):
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("SIGINT reaches the main thread only")
-    monkeypatch.setattr(signal, "SIGINT", signal.SIGINT)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+def interrupted_run() -> dict:
+    """A threaded run that Ctrl-C (SIGINT to the process) stops while the decode threads are
+    busy; what it handled and left behind. Run by the test below in a process of its own."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     handled = []
 
     def read(index: int) -> np.ndarray:
@@ -185,14 +187,26 @@ def test_ctrl_c_stops_the_threaded_run_and_leaves_no_thread(monkeypatch):
 
     jobs = [Job(f"img{i}.jpg", lambda i=i: read(i)) for i in range(10_000)]
     settings = PipelineSettings(batch_size=4, workers=3, progress=False)
+    started = time.monotonic()
     try:
-        started = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            run_pipeline(jobs, stages=Stages(FakeSegmenter()), settings=settings, sink=lambda r: handled.append(r))
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert len(handled) < 100 and time.monotonic() - started < 60
-    assert not pipeline_threads()
+        run_pipeline(jobs, stages=Stages(FakeSegmenter()), settings=settings, sink=lambda r: handled.append(r))
+    except KeyboardInterrupt:
+        return {"interrupted": True, "handled": len(handled), "seconds": time.monotonic() - started,
+                "threads_left": len(pipeline_threads())}
+    return {"interrupted": False}
+
+
+def test_ctrl_c_stops_the_threaded_run_and_leaves_no_thread():
+    # In a child process: a signal sent to the test process would also meet the native thread
+    # pools that earlier tests leave in it (ONNX Runtime, OpenVINO, torch), which is not what is
+    # tested here, and a crash there would take the whole test run down.
+    code = "import json; from tests.runtime.test_pipeline import interrupted_run; print(json.dumps(interrupted_run()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["interrupted"], result
+    assert result["handled"] < 100 and result["seconds"] < 60 and result["threads_left"] == 0, result
 
 
 def test_images_in_flight_stay_bounded_whatever_the_number_of_images():
