@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tseg.runtime.cache_dir import default_cache_dir
+from tseg.runtime.cache_dir import default_cache_dir, make_cache_folder
 from tseg.runtime.errors import TsegError
 from tseg.runtime.inputs import check_model_file
 from tseg.runtime.model.onnx_file import read_model_file
@@ -115,23 +115,6 @@ def check_bf16(core=None) -> None:
         )
 
 
-def _make_folder(folder: Path) -> list[Path]:
-    """Makes ``folder`` and its missing parents; returns those it made, deepest first.
-
-    Raises:
-        TsegError: it cannot be made (naming it and XDG_CACHE_HOME).
-    """
-    made = [p for p in (folder, *folder.parents) if not p.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise TsegError(
-            f"cannot create the OpenVINO cache folder {folder}: {err.strerror or err}; set XDG_CACHE_HOME to a"
-            " writable folder"
-        ) from None
-    return made
-
-
 def _remove_empty(folders: list[Path]) -> None:
     """Removes the folders (deepest first) that are still empty: a refused model leaves no cache behind."""
     for folder in folders:
@@ -191,7 +174,7 @@ class OpenVinoSession:
         core = ov.Core()
         cache = (self.settings.cache_dir or default_cache_dir()).expanduser().absolute() / "openvino"
         config = _compile_config(self.settings, threads, core, cache)
-        made = _make_folder(cache)
+        made = make_cache_folder(cache, engine="OpenVINO")
         try:
             self._compiled = core.compile_model(str(self.path), "CPU", config)
         except Exception as err:  # OpenVINO raises RuntimeError with multi-line C++ context

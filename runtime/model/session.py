@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tseg.runtime.cache_dir import make_cache_folder
 from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.inputs import check_model_file
 from tseg.runtime.model import tensorrt as trt
@@ -322,13 +323,7 @@ def tensorrt_options(path: Path, settings: trt.TensorrtSettings) -> dict[str, st
     metadata = ModelMetadata.from_props(read_model_file(path).props, source=str(path))
     options = trt.tensorrt_provider_options(path, metadata, settings, gpu=gpu, trt_version=version)
     for folder in trt.cache_folders(options):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise TsegError(
-                f"cannot create the TensorRT cache folder {folder}: {err.strerror or err}; set XDG_CACHE_HOME to a"
-                " writable folder"
-            ) from None
+        make_cache_folder(folder, engine="TensorRT")
     return options
 
 
