@@ -66,7 +66,8 @@ DEMO_DATA = $(firstword $(wildcard $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tseg/s
 bench: venv
 	test -f runs/demo/best.int8.onnx || (echo "run make demo first" && false)
 	$(VENV)/bin/tseg-bench runs/demo/best.onnx runs/demo/best.int8.onnx --checkpoint runs/demo/best.pt \
-		--sizes 256,512 --coco $(DEMO_DATA)val.json --data $(DEMO_DATA) --stages --crf --markdown build/bench.md
+		--sizes 256,512 --coco $(DEMO_DATA)val.json --data $(DEMO_DATA) --stages --crf --markdown build/bench.md \
+		--html build/bench.html
 
 # The evaluation report on what `make demo` left, and a screenshot of it in a headless Chromium
 # (build/report-demo/index.html, build/report-demo.png).

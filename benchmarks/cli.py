@@ -1,7 +1,7 @@
 """``tseg-bench``: how fast, how accurate, how close to the machine's peak, and where the time goes.
 
     tseg-bench runs/demo/best.onnx runs/demo/best.int8.onnx --checkpoint runs/demo/best.pt \\
-        --sizes 256,512 --coco val.json --data ROOT --stages --crf --markdown bench.md
+        --sizes 256,512 --coco val.json --data ROOT --stages --crf --markdown bench.md --html bench.html
 
 A thin click wrapper over :func:`run_bench`, which tests call in-process. Importing this module
 imports neither torch nor tseg.train: ``--checkpoint`` loads the eager plugin only when given.
@@ -174,7 +174,8 @@ def run_bench(settings: BenchSettings) -> BenchReport:
     return report
 
 
-def check_report_paths(settings: BenchSettings, *, json_path: Path | None, markdown_path: Path | None) -> None:
+def check_report_paths(settings: BenchSettings, *, json_path: Path | None, markdown_path: Path | None,
+                       html_path: Path | None = None) -> None:
     """Refuses, before any timing, a report path that is an input (model, checkpoint, split) or lies in the data."""
     from tseg.runtime.paths import Input, Output, check_outputs
 
@@ -184,7 +185,7 @@ def check_report_paths(settings: BenchSettings, *, json_path: Path | None, markd
     if settings.coco is not None:
         root = settings.data if settings.data is not None else settings.coco.parent
         inputs += [Input("--coco", settings.coco), Input("--data", root, folder=True)]
-    reports = [("--json", json_path), ("--markdown", markdown_path)]
+    reports = [("--json", json_path), ("--markdown", markdown_path), ("--html", html_path)]
     check_outputs([Output(option, path) for option, path in reports if path is not None], inputs)
 
 
@@ -209,6 +210,8 @@ def _write_report(path: Path, text: str) -> None:
 @click.option("--crf", is_flag=True, help="Time the dense CRF at each size (and pydensecrf's, if installed).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None, help="Write Markdown.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
+              help="Write a self-contained HTML page: the table, charts and the machine.")
 @click.option("--min-time", type=click.FloatRange(0, 3600), default=2.0, show_default=True,
               help="Seconds of timed runs per row, at least.")
 @click.option("--min-runs", type=click.IntRange(1, 100000), default=10, show_default=True,
@@ -220,7 +223,7 @@ def _write_report(path: Path, text: str) -> None:
 @click.option("--verbose", "-v", is_flag=True, help="Also show ONNX Runtime's own warnings and errors on stderr.")
 @one_line_errors
 def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, bf16, stages, crf, json_path,
-         markdown_path, min_time, min_runs, warmup, pause, progress, verbose) -> None:
+         markdown_path, html_path, min_time, min_runs, warmup, pause, progress, verbose) -> None:
     """Benchmark exported models (MODEL.onnx ...): latency, images/s, FLOPs, % of peak, mIoU."""
     if verbose:
         from tseg.runtime.model.session import set_engine_logging
@@ -241,13 +244,17 @@ def main(models, checkpoint, sizes, batch_sizes, devices, threads, coco, data, b
         crf=crf,
         progress=progress and sys.stderr.isatty(),
     )
-    check_report_paths(settings, json_path=json_path, markdown_path=markdown_path)
+    check_report_paths(settings, json_path=json_path, markdown_path=markdown_path, html_path=html_path)
     report = run_bench(settings)
     click.echo(format_text(report), nl=False)
     if json_path is not None:
         _write_report(json_path, format_json(report))
     if markdown_path is not None:
         _write_report(markdown_path, format_markdown(report))
+    if html_path is not None:
+        from tseg.benchmarks.report_html import format_html
+
+        _write_report(html_path, format_html(report))
     failed = failure_lines(report)
     if failed:  # a benchmark whose rows could not run is a failed run: each row on stderr, then one Error line
         for line in failed:

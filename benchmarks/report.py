@@ -114,7 +114,7 @@ def _reason(status: str) -> str:
     return status.removeprefix("failed: ")
 
 
-def _peaks_line(report: BenchReport) -> str:
+def peaks_line(report: BenchReport) -> str:
     """"Peaks measured (GFLOP/s): KIND GEMM on DEVICE X (OP MxKxN: Y, ...), ..." """
     shown = []
     for name, value in report.peaks.items():
@@ -141,7 +141,7 @@ def format_text(report: BenchReport) -> str:
     lines = _aligned(COLUMNS, [cells(r) for r in report.rows]) + footnotes(report.rows)
     for title, (header, table, method) in report.sections.items():
         lines += ["", title, *_aligned(header, table), method]
-    lines += ["", "Method: " + report.method(), _peaks_line(report)]
+    lines += ["", "Method: " + report.method(), peaks_line(report)]
     lines.append("Machine: " + describe_machine(report.machine))
     return "\n".join(lines) + "\n"
 
@@ -154,7 +154,7 @@ def format_markdown(report: BenchReport) -> str:
         lines += [""] + [f"- {n}" for n in notes]
     for title, (header, table, method) in report.sections.items():
         lines += ["", f"**{title}**", "", *_markdown(header, table), "", method]
-    lines += ["", f"Method: {report.method()} {_peaks_line(report)}", "",
+    lines += ["", f"Method: {report.method()} {peaks_line(report)}", "",
               f"Machine: {describe_machine(report.machine)}."]
     return "\n".join(lines) + "\n"
 

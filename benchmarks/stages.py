@@ -30,6 +30,7 @@ STAGE_IMAGES = 6  # synthetic photos per size
 # photos that the opening does not dominate (6 photos at 512 px took ~0.2 s, half of it the opening).
 PIPELINE_IMAGES = 32
 STAGES = ("decode", "preprocess", "session", "upsample", "CRF", "PNG write")
+STAGE_TITLE = "Pipeline stages (tseg-infer, per image)"  # the --stages section's title in every report
 
 
 def synthetic_photo(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -229,7 +230,7 @@ def add_sections(report, settings) -> None:
         device = "cpu" if "cpu" in settings.devices else settings.devices[0]
         rows = stage_rows(models, sizes=list(settings.sizes), device=device, threads=settings.threads,
                           policy=settings.policy)
-        report.sections["Pipeline stages (tseg-infer, per image)"] = (STAGE_HEADER, rows, STAGE_METHOD)
+        report.sections[STAGE_TITLE] = (STAGE_HEADER, rows, STAGE_METHOD)
     if settings.crf:
         metas = [read_metadata(m) for m in models]
         classes = sorted({m.num_classes for m in metas})

@@ -189,8 +189,14 @@ def render(content: PageContent) -> str:
         ("The best images", _figures(content.best, "best")),
         ("Every image", _table(content)),
     ]
+    return document(title=content.title, generator=GENERATOR, sections=sections)
+
+
+def document(*, title: str, generator: str, sections: Sequence[tuple[str, str]], intro: str = "") -> str:
+    """A whole self-contained page: the shared style, a heading, ``intro`` (HTML), each (heading, HTML)
+    section, and the script that sorts every ``table.sortable`` by a click on a heading."""
     body = "".join(f"<h2>{escape(name)}</h2>{html}" for name, html in sections)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">'
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{generator}">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>{escape(content.title)}</title><style>{STYLE}</style></head><body>"
-            f"<h1>{escape(content.title)}</h1>{body}<script>{SORT_SCRIPT}</script></body></html>\n")
+            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+            f"<h1>{escape(title)}</h1>{intro}{body}<script>{SORT_SCRIPT}</script></body></html>\n")

@@ -1,4 +1,4 @@
-"""Pictures for people: an image with its labels blended in and a legend of the classes present."""
+"""Pictures for people: an image with its labels blended in and, below it, a legend of the classes present."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import check_image
+from tseg.runtime.segment.legend import BACKGROUND, legend_strip, text_size_for
 
 OVERLAY_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 JPEG_QUALITY = 90
@@ -57,41 +58,24 @@ def blend_labels(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequen
     return out
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
-    except (TypeError, ImportError, OSError):  # older Pillow or no FreeType: the fixed bitmap font
-        return ImageFont.load_default()
+def with_legend(picture: np.ndarray, present: Sequence[int], classes: Sequence[str],
+                palette: Sequence[Sequence[int]]) -> np.ndarray:
+    """The picture with a legend strip of the classes ``present`` below it (never over it).
 
+    The text is sized to the picture's shorter side (:func:`~tseg.runtime.segment.legend.text_size_for`,
+    at least :data:`~tseg.runtime.segment.legend.MIN_TEXT` px) and wraps to the picture's width; where
+    one entry alone is wider than the picture, the result widens and the picture's right is background.
 
-def _printable(name: str, font: object) -> str:
-    """The name as the font can draw it (the bitmap font knows Latin-1 only)."""
-    if isinstance(font, ImageFont.FreeTypeFont):
-        return name
-    return name.encode("latin-1", errors="replace").decode("latin-1")
-
-
-def draw_legend(picture: Image.Image, present: Sequence[int], classes: Sequence[str],
-                palette: Sequence[Sequence[int]]) -> None:
-    """Draws a swatch and the name of each class in ``present`` in the top-left corner, in place.
-
-    The text scales with the picture (about 1/40 of its shorter side, at least 10 px);
-    whatever does not fit is clipped by the picture's border.
+    Returns:
+        (H + strip, max(W, widest entry), 3) uint8 RGB whose [:H, :W] is ``picture`` unchanged.
     """
-    width, height = picture.size
-    text_size = max(10, min(width, height) // 40)
-    font = _font(text_size)
-    draw = ImageDraw.Draw(picture)
-    pad, swatch = max(2, text_size // 4), text_size
-    names = [_printable(str(classes[label]), font) for label in present]
-    text_width = max((draw.textlength(name, font=font) for name in names), default=0)
-    row = swatch + pad
-    box = (0, 0, int(pad * 3 + swatch + text_width), pad + row * len(names))
-    draw.rectangle(box, fill=(0, 0, 0))
-    for index, (label, name) in enumerate(zip(present, names, strict=True)):
-        top = pad + index * row
-        draw.rectangle((pad, top, pad + swatch - 1, top + swatch - 1), fill=tuple(palette[label]), outline=(255,) * 3)
-        draw.text((pad * 2 + swatch, top), name, fill=(255, 255, 255), font=font)
+    height, width = picture.shape[:2]
+    strip = legend_strip(present, classes, palette, width=width, text=text_size_for(min(height, width)))
+    out = np.empty((height + strip.height, strip.width, 3), np.uint8)
+    out[:height] = BACKGROUND
+    out[:height, :width] = picture
+    out[height:] = np.asarray(strip, dtype=np.uint8)
+    return out
 
 
 def overlay_labels(image: np.ndarray, labels: np.ndarray, *, classes: Sequence[str],
@@ -104,10 +88,11 @@ def overlay_labels(image: np.ndarray, labels: np.ndarray, *, classes: Sequence[s
         classes: class names, in label order.
         palette: (r, g, b) per class.
         alpha: weight of the class colours, 0..1.
-        legend: draw the legend (top left; clipped on images too small to hold it).
+        legend: add the legend, on a strip below the image (:func:`with_legend`).
 
     Returns:
-        (H, W, 3) uint8 RGB.
+        (H, W, 3) uint8 RGB without the legend; with it, (H + strip, W', 3) whose [:H, :W] is the
+        blended image (W' = W unless one legend entry alone is wider).
 
     Raises:
         TsegError: mismatched shapes, labels without a colour or a name, alpha outside 0..1.
@@ -118,9 +103,7 @@ def overlay_labels(image: np.ndarray, labels: np.ndarray, *, classes: Sequence[s
     if not legend:
         return blended
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(palette))).tolist()
-    picture = Image.fromarray(blended)
-    draw_legend(picture, present, classes, palette)
-    return np.asarray(picture, dtype=np.uint8)
+    return with_legend(blended, present, classes, palette)
 
 
 def encode_overlay(picture: np.ndarray, suffix: str) -> bytes:

@@ -42,10 +42,11 @@ class Prediction:
 
         Args:
             alpha: weight of the class colours, 0..1.
-            legend: draw the legend in the top-left corner.
+            legend: add the legend on a strip below the image (it never covers the image).
 
         Returns:
-            (H, W, 3) uint8 RGB.
+            (H, W, 3) uint8 RGB without the legend; with it, taller (and wider only where one
+            legend entry alone is wider than the image), the image's pixels at [:H, :W].
 
         Raises:
             TsegError: the prediction holds no image.

@@ -34,8 +34,9 @@ def one_line_error(result, *fragments: str) -> None:
 
 def test_rows_figures_and_reports(colour_onnx, tmp_path):
     out_json, out_md = tmp_path / "bench.json", tmp_path / "new" / "folder" / "bench.md"  # folders made
+    out_html = tmp_path / "other" / "bench.html"
     result = bench(colour_onnx, "--sizes", "16,32", "--batch-sizes", "1,2", "--threads", "1",
-                   "--json", out_json, "--markdown", out_md)
+                   "--json", out_json, "--markdown", out_md, "--html", out_html)
     assert result.exit_code == 0, result.output
     data = json.loads(out_json.read_text())
     rows = data["rows"]
@@ -61,6 +62,10 @@ def test_rows_figures_and_reports(colour_onnx, tmp_path):
     assert markdown.count("| colour.onnx | fp32 | cpu |") == 4
     assert "Method: " in markdown and "Machine: " in markdown
     assert "colour.onnx" in result.output and "Method: " in result.output
+    page = out_html.read_text()
+    shown = re.findall(r'data-field="p50_ms" data-value="([^"]*)"', page)
+    assert [float(v) for v in shown] == [r["p50_ms"] for r in rows]  # the JSON's numbers, exactly
+    assert page.count("data-series=") == 4 and "Machine:" in page  # a latency point per row, no mIoU
 
 
 def test_default_size_is_the_models_own(colour_onnx):
@@ -288,6 +293,7 @@ def test_coco_scores_each_row_as_tseg_infer_eval_does(colour_onnx, tmp_path):
         (["{model}", "--batch-sizes", "x"], ["--batch-sizes: need comma-separated integers"]),
         (["{model}", "--json", "{model}"], ["is the input"]),
         (["{model}", "--markdown", "{model}/under/a/file.md"], ["is a file, so the folder cannot be made"]),
+        (["{model}", "--html", "{model}"], ["--html", "is the input"]),
         (["{model}", "--data", "."], ["--data is the image root of --coco"]),
         ([], ["need at least one MODEL.onnx"]),
     ],

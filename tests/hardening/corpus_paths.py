@@ -1,7 +1,7 @@
 """Output paths that are inputs, generated: every output option x every input role x every way to be one.
 
 For each command line below, every output option (``--out``, ``--overlay``, ``--submission``,
-tseg-bench's ``--json`` and ``--markdown``, tseg-export's ``-o`` and ``--triton``, tseg-plot's
+tseg-bench's ``--json``, ``--markdown`` and ``--html``, tseg-export's ``-o`` and ``--triton``, tseg-plot's
 ``-o``, tseg-train's ``--runs-dir``) is pointed at each input role of that command (the photo
 folder, a photo, the model, its crf.json, the COCO JSON, the data root, a dataset image, the
 checkpoint, the run folder) in each way a path can be the same file or folder:
@@ -213,7 +213,9 @@ COMMANDS = (
              Output("--submission", "file", "sub.csv"))),
     Command("bench", "bench",
             {"data-root": "dir", "model": "file", "coco-json": "file", "image": "file", "checkpoint": "file"},
-            _bench_inputs, _bench_argv, (Output("--json", "file", "bench.json"), Output("--markdown", "file", "b.md"))),
+            _bench_inputs, _bench_argv,
+            (Output("--json", "file", "bench.json"), Output("--markdown", "file", "b.md"),
+             Output("--html", "file", "b.html"))),
     Command("export", "export", {"data-root": "dir", "checkpoint": "file", "val-json": "file"},
             _export_inputs, _export_argv, (Output("-o", "file", "model.onnx"), Output("--triton", "dir", "repo"))),
     Command("plot", "plot", {"run": "dir", "metrics": "file"}, _plot_inputs,
@@ -224,7 +226,8 @@ COMMANDS = (
             (Output("--runs-dir", "dir", "runs"),)),
 )  # fmt: skip
 # Combinations left out, mostly to spare torch imports (each tseg-export case costs one, and the
-# whole harness has three minutes): the checkpoint is a tseg-bench input for --json only;
+# whole harness has three minutes): the checkpoint is a tseg-bench input for --json only
+# (--markdown and --html go through the same check);
 # tseg-export's -o as the checkpoint itself, another spelling of it or a symlink to it are
 # export/o-is-checkpoint, -other-spelling and -symlink-to-checkpoint already; -o must end in
 # .onnx, so the same path or spelling of val.json is refused by that rule alone; a dataset
@@ -233,6 +236,7 @@ COMMANDS = (
 LEFT_OUT = {
     ("plot", "-o", "run"): ("inside",),
     ("bench", "--markdown", "checkpoint"): PAIRS[("file", "file")],
+    ("bench", "--html", "checkpoint"): PAIRS[("file", "file")],
     ("export", "-o", "checkpoint"): ("same", "spelling", "symlink"),
     ("export", "-o", "val-json"): ("same", "spelling"),
     ("export", "--triton", "data-root"): ("spelling",),

@@ -1,4 +1,4 @@
-"""Overlay pictures: blending, the legend of the classes present, tiny and huge images, files."""
+"""Overlay pictures: blending, the legend of the classes present below the photo, tiny and huge images, files."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.segment.legend import MIN_TEXT
 from tseg.runtime.segment.overlay import blend_labels, overlay_labels, save_overlay
 
 CLASSES = ("Background", "Metal", "Paper", "Glass", "Ünïcode 玻璃")
@@ -52,43 +53,59 @@ def test_blend_in_bands_equals_blend_at_once():
     np.testing.assert_array_equal(blended, once.astype(np.uint8))
 
 
-def test_legend_shows_the_swatches_of_the_classes_present_only():
+def legend_of(picture: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The part of an overlay below the photo, after checking the photo's pixels are the blend's."""
+    height, width = image.shape[:2]
+    assert picture.dtype == np.uint8 and picture.shape[0] > height and picture.shape[1] >= width
+    return picture[height:]
+
+
+def test_legend_goes_below_the_photo_and_leaves_its_pixels_alone():
     image, labels = scene(300, 400, present=(0, 1, 3))
-    picture = overlay_labels(image, labels, classes=CLASSES, palette=PALETTE, alpha=0.0, legend=True)
-    assert picture.shape == image.shape and picture.dtype == np.uint8
-    # With alpha 0 the class colours appear only as legend swatches.
-    assert colour_found(picture, PALETTE[1]) and colour_found(picture, PALETTE[3])
-    assert not colour_found(picture, PALETTE[2]) and not colour_found(picture, PALETTE[4])
-    changed = np.any(picture != image, axis=2)
-    rows, cols = np.nonzero(changed)
-    assert rows.min() == 0 and cols.min() == 0  # top-left corner
-    assert rows.max() < 300 // 2 and cols.max() < 400 // 2  # a corner, not the picture
-    # More classes present: a taller legend, and the names are drawn (white text pixels).
-    more = overlay_labels(*scene(300, 400, present=(0, 1, 2, 3, 4)), classes=CLASSES, palette=PALETTE, alpha=0.0)
-    assert np.nonzero(np.any(more != image, axis=2))[0].max() > rows.max()
-    assert colour_found(more, PALETTE[4])
-    swatch_right = np.nonzero(np.all(more == np.asarray(PALETTE[1], np.uint8), axis=2))[1].max()
-    text = more[: rows.max(), swatch_right + 2 : cols.max()]
-    assert (text.min(axis=2) > 200).sum() > 20  # white letters beside the swatches
+    picture = overlay_labels(image, labels, classes=CLASSES, palette=PALETTE, alpha=0.3, legend=True)
+    assert picture.shape[1] == 400  # the legend wraps to the photo's width
+    np.testing.assert_array_equal(picture[:300], blend_labels(image, labels, PALETTE, alpha=0.3))
     np.testing.assert_array_equal(
-        overlay_labels(image, labels, classes=CLASSES, palette=PALETTE, alpha=0.0, legend=False), image
+        overlay_labels(image, labels, classes=CLASSES, palette=PALETTE, alpha=0.3, legend=False), picture[:300]
     )
 
 
-@pytest.mark.parametrize("size", [(1, 1), (1, 300), (300, 1), (5, 7), (12, 12), (40, 25)])
-def test_tiny_images_get_a_clipped_legend_not_an_error(size):
+def test_legend_shows_the_swatches_and_names_of_the_classes_present_only():
+    image, labels = scene(300, 400, present=(0, 1, 3))
+    legend = legend_of(overlay_labels(image, labels, classes=CLASSES, palette=PALETTE, alpha=0.0), image)
+    assert colour_found(legend, PALETTE[1]) and colour_found(legend, PALETTE[3])
+    assert not colour_found(legend, PALETTE[2]) and not colour_found(legend, PALETTE[4])
+    rows, cols = np.nonzero(np.all(legend == np.asarray(PALETTE[3], np.uint8), axis=2))
+    name = legend[rows.min() : rows.max() + 1, cols.max() + 2 :]
+    assert (name.max(axis=2) < 100).sum() > 20  # "Glass" in dark letters beside its swatch
+    # More classes present: a taller legend (it wraps), with every swatch.
+    image5, labels5 = scene(300, 400, present=(0, 1, 2, 3, 4))
+    more = legend_of(overlay_labels(image5, labels5, classes=CLASSES, palette=PALETTE, alpha=0.0), image5)
+    assert more.shape[0] > legend.shape[0]
+    assert all(colour_found(more, PALETTE[label]) for label in range(1, 5))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 300), (300, 1), (5, 7), (12, 12), (40, 25), (200, 150)])
+def test_small_photos_get_a_legend_at_the_smallest_legible_size(size):
     image, labels = scene(*size, present=(0, 4) if size[1] > 1 else (4,))
     picture = overlay_labels(image, labels, classes=CLASSES, palette=PALETTE, alpha=0.5)
-    assert picture.shape == (*size, 3) and picture.dtype == np.uint8
+    np.testing.assert_array_equal(picture[: size[0], : size[1]], blend_labels(image, labels, PALETTE, alpha=0.5))
+    legend = legend_of(picture, image)
+    rows, cols = np.nonzero(np.all(legend == np.asarray(PALETTE[4], np.uint8), axis=2))
+    assert rows.max() - rows.min() + 1 >= MIN_TEXT - 2  # a swatch as tall as the text: not clipped
+    assert cols.max() < legend.shape[1]
+    if picture.shape[1] > size[1]:  # widened for the legend: the photo's right is plain background
+        assert (picture[: size[0], size[1]:] == 255).all()
 
 
 def test_a_big_photo_gets_a_legend_scaled_to_it():
     image, labels = scene(3000, 4000, present=(0, 2))
     picture = overlay_labels(image, labels, classes=CLASSES, palette=PALETTE, alpha=0.0)
-    assert picture.shape == (3000, 4000, 3)
-    swatch = np.all(picture == np.asarray(PALETTE[2], np.uint8), axis=2)
+    assert picture.shape[1] == 4000 and picture.shape[0] > 3000
+    np.testing.assert_array_equal(picture[:3000], image)
+    swatch = np.all(legend_of(picture, image) == np.asarray(PALETTE[2], np.uint8), axis=2)
     rows, cols = np.nonzero(swatch)
-    assert rows.max() - rows.min() + 1 >= 3000 // 40 - 2  # about 1/40 of the short side, not 10 px
+    assert rows.max() - rows.min() + 1 >= 3000 // 24 - 2  # about 1/24 of the short side, not 14 px
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".JPEG"])
@@ -99,7 +116,7 @@ def test_save_overlay_writes_the_picture_atomically(tmp_path, suffix):
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
     expected = overlay_labels(image, labels, classes=CLASSES, palette=PALETTE, alpha=0.4)
     with Image.open(path) as img:
-        assert img.format == ("PNG" if suffix == ".png" else "JPEG") and img.size == (80, 60)
+        assert img.format == ("PNG" if suffix == ".png" else "JPEG") and img.size == expected.shape[1::-1]
         written = np.asarray(img.convert("RGB"))
     if suffix == ".png":
         np.testing.assert_array_equal(written, expected)

@@ -2,50 +2,21 @@
 chromium and chromium-driver), every image decodes, no console errors, the numbers on the page are
 eval.json's, and the per-image table sorts.
 
-Where Chromium is missing the test skips, except when TSEG_REQUIRE_BROWSER=1: CI (.ci/run)
-installs chromium and sets it, so there a missing browser fails instead of skipping.
+The browser: tests/browser.py (skips without one, fails instead under TSEG_REQUIRE_BROWSER=1).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from tests.browser import browser, severe_console_errors
 from tests.onnx_models import write_colour_model
 from tseg.runtime.infer.cli import main as infer_cli
-
-REQUIRED = os.environ.get("TSEG_REQUIRE_BROWSER") == "1"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-DRIVER = shutil.which("chromedriver")
-
-
-def _browser():
-    """A headless Chromium through Selenium, logging the console; skips (or fails in CI) without one."""
-    missing = [name for name, found in (("chromium", CHROMIUM), ("chromedriver", DRIVER)) if not found]
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing.append("selenium (pip install 'tseg[dev]')")
-    if missing:
-        reason = (f"no browser to load the report: {', '.join(missing)} missing"
-                  " (apt-get install chromium chromium-driver)")
-        if REQUIRED:
-            pytest.fail(reason + "; TSEG_REQUIRE_BROWSER=1 needs it")
-        pytest.skip(reason)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2400")
-    for flag in flags:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +37,14 @@ def _shown(value: float) -> str:
 
 def test_report_page_in_a_real_browser(report):
     folder, out = report
-    driver = _browser()
+    driver = browser()
     try:
         driver.get((folder / "index.html").resolve().as_uri())
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]);")
         assert len(images) == 2, images  # the worst and the best
         assert all(complete and width > 0 for _, complete, width in images), images
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        errors = severe_console_errors(driver)
         assert not errors, errors
 
         scores = json.loads((out / "eval.json").read_text())

@@ -1,0 +1,45 @@
+"""A headless Chromium for the tests that look at tseg's pages (the report, tseg-bench --html).
+
+Selenium with Debian's chromium and chromium-driver. Where Chromium is missing the tests skip,
+except when TSEG_REQUIRE_BROWSER=1: CI (.ci/run) installs chromium and sets it, so there a
+missing browser fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+REQUIRED = os.environ.get("TSEG_REQUIRE_BROWSER") == "1"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+DRIVER = shutil.which("chromedriver")
+
+
+def browser():
+    """A headless Chromium through Selenium, logging the console; skips (or fails in CI) without one."""
+    missing = [name for name, found in (("chromium", CHROMIUM), ("chromedriver", DRIVER)) if not found]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("selenium (pip install 'tseg[dev]')")
+    if missing:
+        reason = (f"no browser to load the page: {', '.join(missing)} missing"
+                  " (apt-get install chromium chromium-driver)")
+        if REQUIRED:
+            pytest.fail(reason + "; TSEG_REQUIRE_BROWSER=1 needs it")
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2400")
+    for flag in flags:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+
+
+def severe_console_errors(driver) -> list:
+    """The page's console entries at level SEVERE (errors)."""
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
