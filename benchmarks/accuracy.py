@@ -18,7 +18,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from tseg.benchmarks.measure import Row, reason_line
+from tseg.benchmarks.rows import Row, reason_line
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 
@@ -80,7 +80,7 @@ def _score(model: Path, device: str, *, coco, data, threads, batch_size, infer, 
 
 def _score_eager(checkpoint: Path, device: str, *, coco: Path, data: Path | None, threads: int | None) -> float | str:
     """The eager row's mIoU: tseg.runtime's reading, preprocessing, upsampling and scoring around PyTorch."""
-    from tseg.benchmarks.measure import load_eager_plugin
+    from tseg.benchmarks.rows import load_eager_plugin
     from tseg.runtime.data.metrics import ConfusionMatrix
     from tseg.runtime.images import preprocess
     from tseg.runtime.segment.upsample import upsample_labels

@@ -4,7 +4,7 @@ A row that fails while the benchmark runs (a GPU provider that does not load, a 
 memory) still fails the run; what can be known before timing is refused here instead:
 threads beyond the machine's CPUs, a batch whose input and logits alone exceed the
 machine's memory, a --coco split with another class count than a model's. (Model files
-are opened up front as tseg-infer opens them: see :func:`~tseg.benchmarks.measure.plan_rows`.)
+are opened up front as tseg-infer opens them: see :func:`~tseg.benchmarks.rows.plan_rows`.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from tseg.benchmarks.measure import EAGER_DEVICES, eager_sizes, load_eager_plugin, row_sizes
+from tseg.benchmarks.rows import EAGER_DEVICES, eager_sizes, load_eager_plugin, row_sizes
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.model.metadata import ModelMetadata

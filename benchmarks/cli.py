@@ -16,16 +16,9 @@ from pathlib import Path
 import click
 
 from tseg.benchmarks import checks
-from tseg.benchmarks.measure import (
-    DEVICES,
-    build_runners,
-    eager_sizes,
-    measure_rows,
-    plan_rows,
-    read_metadata,
-    row_sizes,
-)
+from tseg.benchmarks.measure import build_runners, measure_rows
 from tseg.benchmarks.report import BenchReport, failure_lines, format_json, format_markdown, format_text
+from tseg.benchmarks.rows import DEVICES, eager_sizes, plan_rows, read_metadata, row_sizes
 from tseg.benchmarks.stats import TimingPolicy
 from tseg.runtime.cli_errors import OneLineCommand, one_line_errors
 from tseg.runtime.errors import TsegError
@@ -69,7 +62,7 @@ class BenchSettings:
         checkpoint: a tseg-train checkpoint for the PyTorch eager rows, or None.
         sizes: square input sizes; () = each model's own input size.
         batch_sizes: images per run.
-        devices: of :data:`~tseg.benchmarks.measure.DEVICES`.
+        devices: of :data:`~tseg.benchmarks.rows.DEVICES`.
         threads: intra-op threads (ONNX Runtime and torch); None: their defaults.
         policy: warm-up, minimum runs and time.
         coco, data: a COCO split (and its image root) to score each row's mIoU on, or None.

@@ -1,6 +1,6 @@
 """tseg-bench's PyTorch eager row: a tseg checkpoint run by PyTorch itself, as a plugin.
 
-The rest of tseg-bench never imports torch; :mod:`tseg.benchmarks.measure` imports this module
+The rest of tseg-bench never imports torch; :mod:`tseg.benchmarks.rows` imports this module
 only when ``--checkpoint`` is given. The interface it uses: :func:`load_eager` -> :class:`EagerModel`,
 whose ``runner(size, batch)`` returns a callable that runs one batch, and ``flops(size)``
 the FLOPs of one image (a :class:`~tseg.benchmarks.flops.FlopCount`) counted by

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tseg.benchmarks.machine import describe_machine
-from tseg.benchmarks.measure import Row
+from tseg.benchmarks.rows import Row
 from tseg.benchmarks.stats import TimingPolicy
 
 COLUMNS = ("model", "precision", "device", "size", "batch", "status", "MB", "p50 ms", "p90 ms", "p99 ms",

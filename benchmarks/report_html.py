@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from html import escape
 
 from tseg.benchmarks.machine import describe_machine
-from tseg.benchmarks.measure import Row
 from tseg.benchmarks.report import COLUMNS, BenchReport, cells, footnotes, peaks_line
+from tseg.benchmarks.rows import Row
 from tseg.benchmarks.stages import STAGE_TITLE, STAGES
 from tseg.runtime.report.page import document
 from tseg.runtime.report.svg import stacked_bars, xy_chart

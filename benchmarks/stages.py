@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tseg.benchmarks.measure import read_metadata, reason_line
+from tseg.benchmarks.rows import read_metadata, reason_line
 from tseg.benchmarks.stats import TimingPolicy, interleave, summarize
 from tseg.runtime.errors import TsegError
 

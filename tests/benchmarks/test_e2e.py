@@ -63,7 +63,7 @@ def _finite(cell: str) -> float:
 
 
 def _num_classes(model) -> int:
-    from tseg.benchmarks.measure import read_metadata
+    from tseg.benchmarks.rows import read_metadata
 
     return read_metadata(model).num_classes
 

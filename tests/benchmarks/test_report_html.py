@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import re
 
-from tseg.benchmarks.measure import Row
 from tseg.benchmarks.report import BenchReport
 from tseg.benchmarks.report_html import FIELDS, format_html
+from tseg.benchmarks.rows import Row
 from tseg.benchmarks.stages import STAGE_HEADER, STAGE_METHOD, STAGE_TITLE, STAGES
 from tseg.benchmarks.stats import TimingPolicy
 

@@ -110,7 +110,8 @@ def test_bad_policies_and_no_runs_are_refused():
 
 def test_a_row_is_judged_on_real_input_flops_and_flagged_when_slowed():
     from tseg.benchmarks.flops import FlopCount
-    from tseg.benchmarks.measure import Plan, Row, _fill
+    from tseg.benchmarks.measure import _fill
+    from tseg.benchmarks.rows import Plan, Row
 
     row = Row("m.onnx", "m.onnx", "onnxruntime", "fp32", "cpu", (64, 64), 2)
     # 10 GFLOPs counted, 4 of them on real input; p50 0.1 s for 2 images -> 80 GFLOP/s; peak 160 -> 50%.
