@@ -53,12 +53,11 @@ def _ort(path: Path, x: np.ndarray) -> Callable[[], object]:
 
 
 def _ov(path: Path, x: np.ndarray, *, bf16: bool) -> Callable[[], object]:
-    from tseg.runtime.model.openvino import import_openvino
+    from tseg.runtime.model.openvino import OpenVinoSession, OpenVinoSettings
 
-    core = import_openvino().Core()
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_NUM_THREADS": THREADS}
-    request = core.compile_model(str(path), "CPU", config).create_infer_request()
+    # Compiled as tseg compiles it (precision, threads, one stream), then OpenVINO's own request.
+    session = OpenVinoSession(path, threads=THREADS, settings=OpenVinoSettings(bf16=bf16))
+    request = session.compiled.create_infer_request()
     return lambda: request.infer({0: x})
 
 

@@ -207,6 +207,20 @@ def captured_output() -> Iterator[io.StringIO]:
                 text.write(sink.read(65536).decode("utf-8", errors="replace"))
 
 
+def _check_engine_settings(settings: object, *, kind: type, device: str, engine: str, what: str) -> None:
+    """One engine's settings (``tensorrt=``, ``openvino=``): None, or of their type and with their device.
+
+    Raises:
+        TsegError: naming the parameter (the engine's name).
+    """
+    if settings is None:
+        return
+    if not isinstance(settings, kind):
+        raise TsegError(f"{engine}: need a {kind.__name__} or None, got {type(settings).__name__}", parameter=engine)
+    if device != engine:
+        raise TsegError(f"{engine}: {what} apply only to device={engine!r}, got device={device!r}", parameter=engine)
+
+
 def create_session(
     model_path: str | Path,
     *,
@@ -247,30 +261,15 @@ def create_session(
     """
     import onnxruntime as ort
 
-    if tensorrt is not None and not isinstance(tensorrt, trt.TensorrtSettings):
-        raise TsegError(
-            f"tensorrt: need a TensorrtSettings or None, got {type(tensorrt).__name__}", parameter="tensorrt"
-        )
-    if tensorrt is not None and device != "tensorrt":
-        raise TsegError(
-            f"tensorrt: TensorRT settings (FP16, engine caches) apply only to device='tensorrt', got device={device!r}",
-            parameter="tensorrt",
-        )
-
-    if openvino is not None and not isinstance(openvino, OpenVinoSettings):
-        raise TsegError(
-            f"openvino: need an OpenVinoSettings or None, got {type(openvino).__name__}", parameter="openvino"
-        )
-    if openvino is not None and device != "openvino":
-        raise TsegError(
-            f"openvino: OpenVINO settings (bf16, cache folder) apply only to device='openvino', got device={device!r}",
-            parameter="openvino",
-        )
+    _check_engine_settings(tensorrt, kind=trt.TensorrtSettings, device=device, engine="tensorrt",
+                           what="TensorRT settings (FP16, engine caches)")
+    _check_engine_settings(openvino, kind=OpenVinoSettings, device=device, engine="openvino",
+                           what="OpenVINO settings (bf16, cache folder)")
     path = Path(model_path)
     threads = check_threads(threads)
-    check_model_file(path, what="model")
-    if device == "openvino":
+    if device == "openvino":  # it checks and reads the file itself
         return OpenVinoSession(path, threads=threads, settings=openvino)
+    check_model_file(path, what="model")
     ort.set_default_logger_severity(_log_level[0])
     available = ort.get_available_providers()
     requested = requested_providers(device, available)
