@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -165,13 +166,24 @@ def test_python_block_runs(block, in_reader_folder, monkeypatch):
 # ---------------------------------------------------------------------------------------- shell blocks
 
 
+def _declared_scripts() -> dict[str, str]:
+    """The tseg-* console scripts pyproject.toml declares (name -> "module:attr"): what a fresh install
+    creates, even where the installed metadata predates a new script; the installed ones before Python 3.11."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return {e.name: e.value for e in entry_points(group="console_scripts") if e.name.startswith("tseg-")}
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    return {name: value for name, value in scripts.items() if name.startswith("tseg-")}
+
+
 def _console_scripts() -> dict[str, click.Command]:
     commands = {}
-    for entry in entry_points(group="console_scripts"):
-        if entry.name.startswith("tseg-"):
-            command = entry.load()
-            assert isinstance(command, click.Command), entry
-            commands[entry.name] = command
+    for name, value in _declared_scripts().items():
+        module, _, attr = value.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command), name
+        commands[name] = command
     return commands
 
 

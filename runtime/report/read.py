@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +26,9 @@ from tseg.runtime.report.collect import CSV_COLUMNS, PER_IMAGE_FILE, ImageRow
 from tseg.runtime.report.page import COMPARE_GENERATOR
 from tseg.runtime.report.write import INDEX_FILE, PICTURES, REPORT_FILE, is_report
 
-# report.json: two (C, C) confusion matrices of pixel counts (C <= MAX_CLASSES), indented, and the settings.
-MAX_REPORT_JSON_BYTES = 32 << 20
+# report.json: two (C, C) confusion matrices of pixel counts (C <= MAX_CLASSES: about 3 MB indented) and the settings.
+MAX_REPORT_JSON_BYTES = 8 << 20
+MAX_CSV_LINE = 1 << 16  # characters in one line of per_image.csv: a file name and eight numbers
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,6 @@ def _bad(what: str, folder: Path, detail: str) -> TsegError:
     """"``what`` FOLDER: detail" ("``what`` FOLDER is ..." for a detail starting with "is")."""
     separator = " " if detail.startswith("is ") else ": "
     return TsegError(f"{what} {folder}{separator}{detail}", parameter=what if what.isidentifier() else None)
-
-
-def _named(what: str, err: TsegError) -> TsegError:
-    """``err`` (from opening a file named "``what`` FOLDER: FILE") with ``what`` as its parameter, so a CLI
-    shows its argument's name."""
-    return TsegError(str(err), parameter=what if what.isidentifier() else None)
 
 
 def check_report_input(folder: Path, *, what: str) -> None:
@@ -164,19 +159,23 @@ def _split(numbers: Mapping) -> Mapping[str, str] | None:
     return {"json": split["json"], "root": split["root"]}
 
 
+def _lines(text: io.TextIOBase) -> Iterator[str]:
+    """The lines of ``text``, each read with a bound (a file of one endless line is refused, not read whole)."""
+    while line := text.readline(MAX_CSV_LINE + 1):
+        if len(line) > MAX_CSV_LINE:
+            raise ValueError(f"a line is longer than {MAX_CSV_LINE} characters")
+        yield line
+
+
 def _read_rows(folder: Path, *, what: str, count: int) -> tuple[ImageRow, ...]:
     """per_image.csv's rows, checked: its columns, ``count`` rows (no more is read), indexes in order."""
     rows = []
     if describe(folder / PER_IMAGE_FILE) is None:
         raise _bad(what, folder, f"has no {PER_IMAGE_FILE} (written by tseg-infer --report beside {INDEX_FILE})")
-    try:
-        handle = open_input(folder / PER_IMAGE_FILE, what=f"{what} {folder}: {PER_IMAGE_FILE}")
-    except TsegError as err:
-        raise _named(what, err) from None
-    with handle:
+    with open_input(folder / PER_IMAGE_FILE, what=what) as handle:
         text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
         try:
-            reader = csv.DictReader(text)
+            reader = csv.DictReader(_lines(text))
             if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
                 raise ValueError(f"its columns are not {', '.join(CSV_COLUMNS)}")
             for cells in reader:
@@ -189,7 +188,7 @@ def _read_rows(folder: Path, *, what: str, count: int) -> tuple[ImageRow, ...]:
         except (ValueError, KeyError, TypeError, csv.Error, UnicodeDecodeError) as err:
             raise _bad(what, folder, f"{PER_IMAGE_FILE} is not a tseg report's: {err}") from None
     if len(rows) != count:
-        raise _bad(what, folder, f"{PER_IMAGE_FILE} has {len(rows)} rows, report.json says {count} images")
+        raise _bad(what, folder, f"{PER_IMAGE_FILE} has {len(rows)} image row(s), report.json says {count}")
     return tuple(rows)
 
 
@@ -207,10 +206,7 @@ def read_report(folder: Path, *, what: str) -> ReportData:
     check_report_input(folder, what=what)
     if describe(folder / REPORT_FILE) is None:
         raise _bad(what, folder, f"has no {REPORT_FILE} (written by tseg-infer --report beside {INDEX_FILE})")
-    try:
-        data = read_input(folder / REPORT_FILE, what=f"{what} {folder}: {REPORT_FILE}", limit=MAX_REPORT_JSON_BYTES)
-    except TsegError as err:
-        raise _named(what, err) from None
+    data = read_input(folder / REPORT_FILE, what=what, limit=MAX_REPORT_JSON_BYTES)
     try:
         numbers = json.loads(data)
         if not isinstance(numbers, dict):

@@ -180,7 +180,7 @@ def _more_truth(numbers: dict) -> None:
         (lambda p, t: (p.b / "per_image.csv").unlink(), "B {b}: has no per_image.csv"),
         (lambda p, t: (p.a / "report.json").write_text("{"), "A {a}: report.json is not a tseg report's"),
         (lambda p, t: (p.a / "per_image.csv").write_text("index,name\n"), "per_image.csv is not a tseg report's"),
-        (lambda p, t: _edit_json(p.a, lambda n: n.update(images=7)), "per_image.csv has 3 rows, report.json says 7"),
+        (lambda p, t: _edit_json(p.a, lambda n: n.update(images=7)), "has 3 image row(s), report.json says 7"),
         (lambda p, t: _edit_json(p.a, _rename_class), "A and B have different classes"),
         (lambda p, t: _drop_last_image(p.b), "A and B cover different images: A {a} has 3, B {b} has 2, 2 in common"),
         (lambda p, t: _edit_json(p.a, _more_truth), "A and B were scored against different annotations"),
