@@ -56,6 +56,7 @@ def reader_folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("reader")
     for run in ("demo", "v5"):
         write_colour_model(root / "runs" / run / "best.onnx")
+    write_colour_model(root / "runs" / "v5" / "best.int8.onnx")  # a stand-in: the examples compare FP32 and INT8
     rng = np.random.default_rng(18)
     photo = _write_jpeg(root / "photo.jpg", rng, 60, 80)
     labels, _ = colour_labels(photo)
@@ -351,7 +352,8 @@ def test_shell_checks_catch_mistakes(clis):
         test_shell_block_parses(bad, clis)
 
 
-INFER_BLOCKS = [b for b in BASH_BLOCKS if re.search(r"^\s*tseg-infer ", b.text, re.M)]
+RUNTIME_COMMANDS = ("tseg-infer", "tseg-report")  # the docs' lines of these run for real, in order
+INFER_BLOCKS = [b for b in BASH_BLOCKS if re.search(r"^\s*tseg-(infer|report) ", b.text, re.M)]
 
 
 @pytest.mark.parametrize("block", INFER_BLOCKS, ids=[b.where for b in INFER_BLOCKS])
@@ -360,10 +362,10 @@ def test_tseg_infer_lines_run(block, in_reader_folder, clis):
 
     ran = 0
     for line, words in command_lines(block):
-        if words[0] != "tseg-infer" or NEEDS_A_GPU.search(" ".join(words)):
+        if words[0] not in RUNTIME_COMMANDS or NEEDS_A_GPU.search(" ".join(words)):
             continue
-        args = [os.path.expandvars(w) for w in words[1:]] + ["--quiet"]
-        result = CliRunner().invoke(clis["tseg-infer"], args, catch_exceptions=False)
+        args = [os.path.expandvars(w) for w in words[1:]] + (["--quiet"] if words[0] == "tseg-infer" else [])
+        result = CliRunner().invoke(clis[words[0]], args, catch_exceptions=False)
         assert result.exit_code == 0, f"{block.page.name}:{line}: {shlex.join(words)}\n{result.output}"
         ran += 1
     assert ran or NEEDS_A_GPU.search(block.text)

@@ -96,7 +96,7 @@ def _per_class(comparison: Comparison) -> str:
         note = ('<p class="note">Colours: tseg\'s default palette (report A predates the colours in'
                 " report.json).</p>")
     table = f'<table id="iou"><tr><th>class</th><th>A</th><th>B</th><th>change</th></tr>{body}</table>'
-    return f"{chart}{table}{note}"
+    return f'<div class="beside">{chart}{table}</div>{note}'
 
 
 def _figure(pair: ImagePair, pictures: tuple[Picture, Picture]) -> str:
