@@ -40,14 +40,17 @@ runtime-smoke: venv
 	rm -rf tseg.egg-info
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
 	$(RUNTIME_VENV)/bin/tseg-infer $(SMOKE)/data/rgb --model $(SMOKE)/tiny.onnx --out $(SMOKE)/labels --quiet
-	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval --quiet
-	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-crf --eval --crf --quiet
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval \
+		--report $(SMOKE)/report --quiet
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-crf --eval --crf \
+		--report $(SMOKE)/report-crf --quiet
+	$(RUNTIME_VENV)/bin/tseg-report $(SMOKE)/report $(SMOKE)/report-crf --out $(SMOKE)/compare
 	# The openvino extra on top of the base install: still no torch, no compiler.
 	CC=false CXX=false $(RUNTIME_VENV)/bin/pip install --quiet '.[openvino]'
 	rm -rf tseg.egg-info
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-openvino --eval --device openvino --quiet
-	@echo "runtime smoke test passed: tseg-infer (its CRF, and OpenVINO) ran without torch or a compiler"
+	@echo "runtime smoke test passed: tseg-infer (its CRF, its report, and OpenVINO) and tseg-report ran without torch or a compiler"
 
 # Speed claims: each script prints ratios measured side by side in one run.
 bench-crf: venv
