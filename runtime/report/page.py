@@ -28,7 +28,8 @@ figure{margin:16px 0}figure img{max-width:100%;height:auto;border:1px solid #ddd
 figcaption{font-size:14px;margin-bottom:4px}.note{color:#555;font-size:13px}
 .swatch{display:inline-block;width:12px;height:12px;border:1px solid #333;margin-right:4px;vertical-align:-1px}
 td.up{color:#17702d}td.down{color:#b3261e}tr.differs>*{background:#fff3c4}
-.pair img{display:block;margin:0 0 4px}.beside{display:flex;flex-wrap:wrap;gap:8px 32px;align-items:flex-start}.run{margin:8px 0 2px;font-size:13px;color:#333}
+.pair img{display:block;margin:0 0 4px}.run{margin:8px 0 2px;font-size:13px;color:#333}
+.beside{display:flex;flex-wrap:wrap;gap:8px 32px;align-items:flex-start}
 """
 
 SORT_SCRIPT = """
