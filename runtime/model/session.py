@@ -5,7 +5,8 @@ quietly runs on the CPU (after printing coloured logs to stderr and, for TensorR
 a banner to stdout). So we ask for providers explicitly, keep ONNX Runtime's own
 output off the terminal while a session is created, and compare the providers we
 asked for with ``session.get_providers()`` afterwards: an explicit GPU device that
-did not load is an error naming the reason; ``auto`` falls back to the CPU.
+did not load is an error naming the reason. ``auto`` picks an engine by the rule in
+:mod:`tseg.runtime.model.auto` (a GPU that loads, else OpenVINO, else ONNX Runtime's CPU).
 
 Before a CUDA or TensorRT session, ``onnxruntime.preload_dlls()`` (ONNX Runtime >= 1.21)
 loads the CUDA and cuDNN libraries from NVIDIA's pip wheels (``pip install 'tseg[cuda]'``),
@@ -24,11 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tseg.runtime.cache_dir import make_cache_folder
-from tseg.runtime.errors import TsegError, logger
+from tseg.runtime.errors import TsegError
 from tseg.runtime.inputs import check_model_file
 from tseg.runtime.model import tensorrt as trt
 from tseg.runtime.model.metadata import ModelMetadata
 from tseg.runtime.model.onnx_file import read_model_file
+from tseg.runtime.model.openvino import PROVIDER as OPENVINO_PROVIDER
 from tseg.runtime.model.openvino import OpenVinoSession, OpenVinoSettings
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
@@ -90,7 +92,9 @@ def requested_providers(device: str, available: list[str]) -> list[str]:
     """The provider list to ask ONNX Runtime for.
 
     Args:
-        device: one of :data:`DEVICES`.
+        device: one of :data:`DEVICES` but "openvino"; "auto" gets CUDA's list when this
+            onnxruntime offers it and an NVIDIA GPU is visible, else the CPU's (the rule's
+            first step; :mod:`tseg.runtime.model.auto` takes the rest).
         available: ``onnxruntime.get_available_providers()``.
 
     Raises:
@@ -233,25 +237,26 @@ def create_session(
 
     Args:
         model_path: the .onnx file.
-        device: "auto" (CUDA when onnxruntime offers it, an NVIDIA GPU is
-            visible and the CUDA libraries load, else CPU), "cpu", "cuda" or
-            "tensorrt" (each of the last two: that provider or an error). GPU
-            sessions first load CUDA and cuDNN from NVIDIA's pip wheels
+        device: "auto" (:func:`~tseg.runtime.model.auto.auto_session`: CUDA when it loads,
+            else OpenVINO on the CPU when it is installed, else ONNX Runtime's CPU provider;
+            one note on :data:`~tseg.runtime.errors.logger` names the choice), "cpu" (ONNX
+            Runtime's CPU provider), "cuda" or "tensorrt" (each of the last two: that provider
+            or an error), "openvino" (OpenVINO Runtime on the CPU, or an error naming what
+            to install). GPU sessions first load CUDA and cuDNN from NVIDIA's pip wheels
             (``onnxruntime.preload_dlls``, where this onnxruntime has it).
-        threads: intra-op threads; None lets onnxruntime choose.
+        threads: intra-op threads (OpenVINO's inference threads); None lets the engine choose.
         tensorrt: with device "tensorrt", the engine settings (FP16, batch size, cache
             folder) that become TensorRT's provider options (:mod:`tseg.runtime.model.tensorrt`):
             TensorRT's library and the GPU are looked up first, and the cache folders made.
             None: ONNX Runtime's defaults (no engine cache). Refused with any other device.
         openvino: with device "openvino", its precision and cache folder
             (:class:`~tseg.runtime.model.openvino.OpenVinoSettings`; None: f32). Refused with
-            any other device.
+            any other device ("auto" included: it runs OpenVINO in f32 only).
 
     Returns:
         An ``onnxruntime.InferenceSession`` (an :class:`~tseg.runtime.model.openvino.OpenVinoSession`
-        for device "openvino"). When ``auto`` runs on a GPU, or a
-        visible GPU could not be used (its provider failed to load, or this
-        onnxruntime has none), a note goes to stderr; nothing goes to stdout.
+        when OpenVINO runs it); :func:`session_device` says which device that is. Nothing goes
+        to stdout or stderr.
 
     Raises:
         TsegError: the file is missing or not an ONNX model, the device is
@@ -270,9 +275,36 @@ def create_session(
     if device == "openvino":  # it checks and reads the file itself
         return OpenVinoSession(path, threads=threads, settings=openvino)
     check_model_file(path, what="model")
+    if device == "auto":
+        from tseg.runtime.model.auto import auto_session  # the rule lives there; it opens sessions here
+
+        return auto_session(path, threads=threads)
+    requested = requested_providers(device, ort.get_available_providers())
+    session, failure = ort_session(path, requested=requested, threads=threads, tensorrt=tensorrt)
+    check_providers(session.get_providers(), requested=requested, device=device, reason=failure)
+    return session
+
+
+def ort_session(path: Path, *, requested: list[str], threads: int | None,
+                tensorrt: trt.TensorrtSettings | None = None) -> tuple[object, str]:
+    """An ONNX Runtime session asking for ``requested`` providers, ONNX Runtime's own output kept off the terminal.
+
+    Args:
+        path: the .onnx file (already checked to be a regular ONNX file).
+        requested: :func:`requested_providers`' list (first: the device's own provider).
+        threads: intra-op threads, already checked; None lets ONNX Runtime choose.
+        tensorrt: TensorRT's settings, when the first provider is TensorRT's.
+
+    Returns:
+        (the session, why a GPU provider did not load: '' when it did, or nothing was said).
+        The session may run on fewer providers than requested: :func:`check_providers` judges.
+
+    Raises:
+        TsegError: ONNX Runtime cannot load the model.
+    """
+    import onnxruntime as ort
+
     ort.set_default_logger_severity(_log_level[0])
-    available = ort.get_available_providers()
-    requested = requested_providers(device, available)
     providers: list = list(requested)
     if tensorrt is not None:
         providers[0] = (requested[0], tensorrt_options(path, tensorrt))
@@ -293,15 +325,17 @@ def create_session(
         raise TsegError(f"{path} is not a loadable ONNX model: {first_line[:300]}") from None
     finally:
         ort.set_default_logger_severity(_log_level[0])
-    check_providers(
-        session.get_providers(), requested=requested, device=device, log=log.getvalue(), preload=preload_failure
-    )
-    if device == "auto" and "CUDAExecutionProvider" not in available and _gpu_note_wanted():
-        logger.info(
-            f"note: device='auto': running on the CPU: this onnxruntime offers no CUDAExecutionProvider"
-            f" ({CUDA_EXTRA} to use the GPU)"
-        )
-    return session
+    failure = "; ".join(part for part in (load_failure_reason(log.getvalue()), preload_failure) if part)
+    return session, failure
+
+
+def session_device(session) -> str:
+    """The device a session from :func:`create_session` runs on: "cpu", "cuda", "tensorrt" or "openvino"
+    (what ``device="auto"`` chose, named as an explicit ``device=`` would choose it again)."""
+    first = session.get_providers()[0]
+    if first.startswith(OPENVINO_PROVIDER):
+        return "openvino"
+    return next((name for name, providers in _PROVIDERS.items() if providers[0] == first), "cpu")
 
 
 def tensorrt_options(path: Path, settings: trt.TensorrtSettings) -> dict[str, str]:
@@ -326,40 +360,32 @@ def tensorrt_options(path: Path, settings: trt.TensorrtSettings) -> dict[str, st
     return options
 
 
-def _gpu_note_wanted() -> bool:
+def gpu_note_wanted() -> bool:
     """A GPU that CUDA could use is visible (Linux or Windows; never on macOS)."""
     return sys.platform.startswith(("linux", "win")) and _nvidia_gpu_visible()
 
 
-def check_providers(used: list[str], *, requested: list[str], device: str, log: str, preload: str = "") -> None:
-    """Refuses an explicit GPU device that did not load; notes what ``auto`` chose.
+def check_providers(used: list[str], *, requested: list[str], device: str, reason: str = "") -> None:
+    """Refuses an explicit GPU device that did not load.
 
     Args:
         used: ``session.get_providers()``.
         requested: what was asked for (first = the device's own provider).
-        device: the user's device choice.
-        log: ONNX Runtime's captured output while the session was created.
-        preload: why ``preload_dlls`` failed, if it did.
+        device: the user's device choice ("cpu", "cuda" or "tensorrt").
+        reason: why the provider did not load, from :func:`ort_session`.
 
     Raises:
         TsegError: ``device`` is "cuda" or "tensorrt" and its provider is not in ``used``.
     """
     wanted = requested[0]
-    if wanted == "CPUExecutionProvider":
+    if wanted == "CPUExecutionProvider" or wanted in used:
         return
-    reason = "; ".join(part for part in (load_failure_reason(log), preload) if part)
     because = f" ({reason})" if reason else ""
-    if wanted not in used:
-        if device != "auto":
-            hint = _LIBRARY_HINTS[device]
-            if device == "tensorrt":
-                hint = f"{trt.install_hint()}, besides {hint}"
-            raise TsegError(
-                f"device={device!r}: {wanted} is installed but could not be loaded{because}; install"
-                f" {hint}, or use device='cpu' or device='auto'",
-                parameter="device",
-            )
-        logger.warning(f"note: device='auto': the GPU could not be used{because}; running on the CPU")
-        return
-    if device == "auto":
-        logger.info(f"note: device='auto': running on {wanted}")
+    hint = _LIBRARY_HINTS[device]
+    if device == "tensorrt":
+        hint = f"{trt.install_hint()}, besides {hint}"
+    raise TsegError(
+        f"device={device!r}: {wanted} is installed but could not be loaded{because}; install"
+        f" {hint}, or use device='cpu' or device='auto'",
+        parameter="device",
+    )
