@@ -83,6 +83,14 @@ def import_openvino():
     id and counters under ``~/intel`` and reports usage. Unless the user opted in, the import runs
     with ``openvino_telemetry`` hidden, so OpenVINO takes its own no-op stub.
     """
+    try:
+        return _import_quietly()
+    except ImportError as err:
+        raise TsegError(f"device='openvino' needs {_import_failure(err)}", parameter="device") from None
+
+
+def _import_quietly():
+    """``import openvino`` with its telemetry off unless the user opted in; raises what the import raises."""
     if "openvino" in sys.modules and sys.modules["openvino"] is not None:
         return sys.modules["openvino"]
     hide = "openvino_telemetry" not in sys.modules and not _telemetry_opted_in()
@@ -90,16 +98,6 @@ def import_openvino():
         sys.modules["openvino_telemetry"] = None  # import openvino_telemetry -> ImportError
     try:
         import openvino
-    except ImportError as err:
-        if _openvino_installed():  # a broken install: its own error says what is wrong
-            raise TsegError(
-                f"device='openvino': OpenVINO Runtime is installed but does not import: {openvino_reason(err)}",
-                parameter="device",
-            ) from None
-        raise TsegError(
-            f"device='openvino' needs OpenVINO Runtime, which is not installed: {OPENVINO_EXTRA}",
-            parameter="device",
-        ) from None
     finally:
         if hide and sys.modules.get("openvino_telemetry", 0) is None:
             del sys.modules["openvino_telemetry"]  # the user's own later imports get the real package
@@ -112,6 +110,13 @@ def _openvino_installed() -> bool:
         return importlib.util.find_spec("openvino") is not None
     except (ImportError, ValueError):  # a half-imported module in sys.modules
         return True
+
+
+def _import_failure(err: ImportError) -> str:
+    """Why ``import openvino`` failed, naming what to install: "OpenVINO Runtime, which is not installed: ..."."""
+    if _openvino_installed():  # a broken install: its own error says what is wrong
+        return f"OpenVINO Runtime, which is installed but does not import ({openvino_reason(err)}): {OPENVINO_EXTRA}"
+    return f"OpenVINO Runtime, which is not installed: {OPENVINO_EXTRA}"
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,11 @@ def openvino_availability() -> Availability:
     if not _openvino_installed():
         return Availability(False, f"OpenVINO is not installed ({OPENVINO_EXTRA} to use it)", installed=False)
     try:
-        devices = list(import_openvino().Core().available_devices)
-    except TsegError as err:
-        return Availability(False, str(err).removeprefix("device='openvino': "))
+        devices = list(_import_quietly().Core().available_devices)
+    except ImportError as err:
+        return Availability(False, f"OpenVINO did not import ({openvino_reason(err)})")
     except Exception as err:  # OpenVINO's own errors (RuntimeError with C++ context)
-        return Availability(False, f"OpenVINO is installed but does not start: {openvino_reason(err)}")
+        return Availability(False, f"OpenVINO did not start ({openvino_reason(err)})")
     if "CPU" not in devices:
         return Availability(False, f"OpenVINO lists no CPU device (only {', '.join(devices) or 'none'})")
     return Availability(True)

@@ -1,12 +1,29 @@
-"""ONNX Runtime sessions: provider choice and a check of what really runs.
+"""Sessions: the engine a device names, ``device="auto"``'s rule, and a check of what really runs.
 
 onnxruntime-gpu lists CUDA and TensorRT even where they cannot load, and then
 quietly runs on the CPU (after printing coloured logs to stderr and, for TensorRT,
 a banner to stdout). So we ask for providers explicitly, keep ONNX Runtime's own
 output off the terminal while a session is created, and compare the providers we
 asked for with ``session.get_providers()`` afterwards: an explicit GPU device that
-did not load is an error naming the reason. ``auto`` picks an engine by the rule in
-:mod:`tseg.runtime.model.auto` (a GPU that loads, else OpenVINO, else ONNX Runtime's CPU).
+did not load is an error naming the reason.
+
+``device="auto"`` picks the engine by one rule, first match wins:
+
+1. **a GPU that loads**: ONNX Runtime's CUDAExecutionProvider, when this onnxruntime offers
+   it, an NVIDIA GPU is visible and the provider loads;
+2. **OpenVINO on the CPU**, when the ``openvino`` package imports and lists a CPU device
+   (:func:`~tseg.runtime.model.openvino.openvino_availability`), in float32 as the file is:
+   bfloat16 is only ever asked for explicitly (``device="openvino"`` with
+   ``OpenVinoSettings(bf16=True)``), so ``auto`` never changes a model's precision;
+3. **ONNX Runtime's CPUExecutionProvider**.
+
+``threads`` goes to whichever engine runs. The session names its engine in ``get_providers()``
+(:func:`session_device` gives the device), and one note goes to :data:`~tseg.runtime.errors.logger`
+(the CLIs show it on stderr, ``note: --device auto: running on ...``): INFO, or WARNING when an
+engine that is installed could not be used (a GPU whose libraries do not load, an OpenVINO that
+does not import). Library code prints nothing. An engine the rule picked that then fails on the
+model is an error, never a quiet switch to the next one: OpenVINO's errors add that
+``device='cpu'`` runs ONNX Runtime instead.
 
 Before a CUDA or TensorRT session, ``onnxruntime.preload_dlls()`` (ONNX Runtime >= 1.21)
 loads the CUDA and cuDNN libraries from NVIDIA's pip wheels (``pip install 'tseg[cuda]'``),
@@ -15,23 +32,19 @@ which the dynamic loader would not find on its own.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import logging
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-from tseg.runtime.cache_dir import make_cache_folder
-from tseg.runtime.errors import TsegError
+from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.inputs import check_model_file
 from tseg.runtime.model import tensorrt as trt
-from tseg.runtime.model.metadata import ModelMetadata
+from tseg.runtime.model.capture import captured_output
 from tseg.runtime.model.onnx_file import read_model_file
 from tseg.runtime.model.openvino import PROVIDER as OPENVINO_PROVIDER
-from tseg.runtime.model.openvino import OpenVinoSession, OpenVinoSettings
+from tseg.runtime.model.openvino import OpenVinoSession, OpenVinoSettings, openvino_availability
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
 # Intra-op threads (ONNX Runtime, torch): more than the CPUs only adds spinning and contention, and
@@ -94,7 +107,7 @@ def requested_providers(device: str, available: list[str]) -> list[str]:
     Args:
         device: one of :data:`DEVICES` but "openvino"; "auto" gets CUDA's list when this
             onnxruntime offers it and an NVIDIA GPU is visible, else the CPU's (the rule's
-            first step; :mod:`tseg.runtime.model.auto` takes the rest).
+            first step; :func:`create_session` takes the rest).
         available: ``onnxruntime.get_available_providers()``.
 
     Raises:
@@ -162,55 +175,6 @@ def load_failure_reason(log: str) -> str:
     return "; ".join(reasons)[:300]
 
 
-def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        with contextlib.suppress(Exception):
-            stream.flush()
-
-
-def _redirect_descriptors(sink: int) -> list[tuple[int, int]]:
-    """Points descriptors 1 and 2 at ``sink``; returns (descriptor, saved copy) pairs to restore."""
-    saved = []
-    try:
-        for fd in (1, 2):
-            copy = os.dup(fd)
-            saved.append((fd, copy))
-            os.dup2(sink, fd)
-    except OSError:  # a closed descriptor (daemons, embedded interpreters): capture what we can
-        pass
-    return saved
-
-
-@contextlib.contextmanager
-def captured_output() -> Iterator[io.StringIO]:
-    """Collects what native code and Python write to stdout and stderr inside the block.
-
-    ONNX Runtime logs provider failures from C++ (file descriptor 2) and its Python
-    wrapper prints a TensorRT fallback banner to stdout; neither belongs in tseg's
-    output. The text is available in the yielded buffer after the block. Without a
-    temp file to capture into, only Python-level output is captured.
-    """
-    text = io.StringIO()
-    _flush_streams()
-    with contextlib.ExitStack() as stack:
-        try:
-            sink = stack.enter_context(tempfile.TemporaryFile())
-        except OSError:
-            sink = None
-        saved = _redirect_descriptors(sink.fileno()) if sink is not None else []
-        try:
-            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
-                yield text
-        finally:
-            _flush_streams()
-            for fd, copy in saved:
-                os.dup2(copy, fd)
-                os.close(copy)
-            if sink is not None:
-                sink.seek(0)
-                text.write(sink.read(65536).decode("utf-8", errors="replace"))
-
-
 def _check_engine_settings(settings: object, *, kind: type, device: str, engine: str, what: str) -> None:
     """One engine's settings (``tensorrt=``, ``openvino=``): None, or of their type and with their device.
 
@@ -237,9 +201,9 @@ def create_session(
 
     Args:
         model_path: the .onnx file.
-        device: "auto" (:func:`~tseg.runtime.model.auto.auto_session`: CUDA when it loads,
-            else OpenVINO on the CPU when it is installed, else ONNX Runtime's CPU provider;
-            one note on :data:`~tseg.runtime.errors.logger` names the choice), "cpu" (ONNX
+        device: "auto" (the rule above: CUDA when it loads, else OpenVINO on the CPU when it
+            is installed, else ONNX Runtime's CPU provider; one note on
+            :data:`~tseg.runtime.errors.logger` names the choice), "cpu" (ONNX
             Runtime's CPU provider), "cuda" or "tensorrt" (each of the last two: that provider
             or an error), "openvino" (OpenVINO Runtime on the CPU, or an error naming what
             to install). GPU sessions first load CUDA and cuDNN from NVIDIA's pip wheels
@@ -276,9 +240,7 @@ def create_session(
         return OpenVinoSession(path, threads=threads, settings=openvino)
     check_model_file(path, what="model")
     if device == "auto":
-        from tseg.runtime.model.auto import auto_session  # the rule lives there; it opens sessions here
-
-        return auto_session(path, threads=threads)
+        return _auto_session(path, threads=threads)
     requested = requested_providers(device, ort.get_available_providers())
     session, failure = ort_session(path, requested=requested, threads=threads, tensorrt=tensorrt)
     check_providers(session.get_providers(), requested=requested, device=device, reason=failure)
@@ -307,7 +269,7 @@ def ort_session(path: Path, *, requested: list[str], threads: int | None,
     ort.set_default_logger_severity(_log_level[0])
     providers: list = list(requested)
     if tensorrt is not None:
-        providers[0] = (requested[0], tensorrt_options(path, tensorrt))
+        providers[0] = (requested[0], trt.checked_provider_options(path, tensorrt))
     options = ort.SessionOptions()
     # Spinning worker threads steal the cores from the CRF that runs next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -338,26 +300,65 @@ def session_device(session) -> str:
     return next((name for name, providers in _PROVIDERS.items() if providers[0] == first), "cpu")
 
 
-def tensorrt_options(path: Path, settings: trt.TensorrtSettings) -> dict[str, str]:
-    """TensorRT's provider options for ``path``, once its library and the GPU are found; makes the cache folders.
+AUTO_NOTE = "note: device='auto': running on"  # every note of the rule starts so
+CPU_HINT = "device='cpu' runs ONNX Runtime instead"
+
+
+def _auto_session(path: Path, *, threads: int | None):
+    """The session ``device="auto"`` picks for ``path`` (the rule in this module's docstring), after one note.
+
+    Args:
+        path: the .onnx file, already checked to be a regular ONNX file.
+        threads: intra-op threads (OpenVINO's inference threads), already checked; None: the engine's choice.
 
     Raises:
-        TsegError: one line: TensorRT's library missing (naming what to install), no GPU,
-            the model without tseg metadata, or a cache folder that cannot be made.
+        TsegError: the chosen engine cannot load the model (one line; for OpenVINO it adds
+            that ``device='cpu'`` runs ONNX Runtime instead).
     """
-    version = trt.find_tensorrt()
-    gpu = trt.gpu_name()
-    if gpu is None:
-        raise TsegError(
-            "device='tensorrt': no NVIDIA GPU found (asked the CUDA driver, nvidia-smi and /proc/driver/nvidia);"
-            " TensorRT runs on one: use device='cpu'",
-            parameter="device",
-        )
-    metadata = ModelMetadata.from_props(read_model_file(path).props, source=str(path))
-    options = trt.tensorrt_provider_options(path, metadata, settings, gpu=gpu, trt_version=version)
-    for folder in trt.cache_folders(options):
-        make_cache_folder(folder, engine="TensorRT")
-    return options
+    import onnxruntime as ort
+
+    passed_over: list[str] = []  # why each engine before the chosen one was not taken
+    warn = False
+    requested = requested_providers("auto", ort.get_available_providers())
+    cpu_session = None
+    if requested[0] != "CPUExecutionProvider":  # a GPU this onnxruntime offers, and one is visible
+        session, failure = ort_session(path, requested=requested, threads=threads)
+        if requested[0] in session.get_providers():
+            _note_auto(session, passed_over, warn=False)
+            return session
+        cpu_session, warn = session, True  # ONNX Runtime ran it on the CPU instead
+        passed_over.append("the GPU could not be used" + (f" ({failure})" if failure else ""))
+    elif gpu_note_wanted():
+        passed_over.append(f"this onnxruntime offers no CUDAExecutionProvider ({CUDA_EXTRA} to use the GPU)")
+    openvino = openvino_availability()
+    if openvino.usable:
+        session = _auto_openvino(path, threads=threads)
+        _note_auto(session, passed_over, warn=warn, hint=CPU_HINT)
+        return session
+    passed_over.append(openvino.reason)
+    if cpu_session is None:
+        cpu_session, _ = ort_session(path, requested=["CPUExecutionProvider"], threads=threads)
+    _note_auto(cpu_session, passed_over, warn=warn or openvino.installed)
+    return cpu_session
+
+
+def _auto_openvino(path: Path, *, threads: int | None) -> OpenVinoSession:
+    """OpenVINO in f32 on ``path``; its refusals of the model say that ONNX Runtime is the other way."""
+    read_model_file(path)  # a file no engine could read is refused as it is, without the hint
+    try:
+        return OpenVinoSession(path, threads=threads)
+    except TsegError as err:
+        raise TsegError(f"{err} (device='auto' chose OpenVINO; {CPU_HINT})", parameter=err.parameter) from None
+
+
+def _note_auto(session, passed_over: list[str], *, warn: bool, hint: str = "") -> None:
+    """One line naming the engine that runs, why the ones before it in the rule did not, and ``hint``."""
+    text = f"{AUTO_NOTE} {session.get_providers()[0]}"
+    if passed_over:
+        text += ": " + "; ".join(passed_over)
+    if hint:
+        text += f"; {hint}"
+    logger.log(logging.WARNING if warn else logging.INFO, text)
 
 
 def gpu_note_wanted() -> bool:

@@ -7,7 +7,7 @@ As a program it prints the totals table (and, with ``--failures``, every failing
     python -m tests.hardening.runner --code /tmp/tseg-before --work /tmp/h-before   # other code
 
 Without the three fixture options it trains and exports the tiny model itself (a minute).
-``--code TREE`` runs the CLIs against another checkout's runtime/, train/ and export/
+``--code TREE`` runs the CLIs against another checkout's runtime/, train/, export/ and benchmarks/
 (through a PYTHONPATH shim; the corpus is still generated with this checkout).
 """
 
@@ -186,11 +186,14 @@ def format_totals(table: dict[str, int], title: str = "") -> str:
 
 
 def make_shim(code: Path, work: Path) -> str:
-    """A PYTHONPATH folder whose tseg/ namespace links to ``code``'s runtime/, train/ and export/."""
+    """A PYTHONPATH folder whose tseg/ namespace links to ``code``'s runtime/, train/ and export/ (and
+    benchmarks/, tseg-bench's, where the checkout has it)."""
     shim = work / "shim" / "tseg"
     shim.mkdir(parents=True, exist_ok=True)
-    for stage in ("runtime", "train", "export"):
+    for stage in ("runtime", "train", "export", "benchmarks"):
         link, target = shim / stage, (code / stage).resolve()
+        if not target.is_dir():  # an older checkout without tseg-bench
+            continue
         if link.is_symlink() and link.resolve() != target:
             link.unlink()  # a --work folder reused for another --code
         if not link.is_symlink():

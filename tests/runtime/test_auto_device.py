@@ -16,13 +16,14 @@ import pytest
 
 from tests.runtime.test_session import CPU, CUDA, NO_OPENVINO, TRT, fake_ort, use
 from tseg.runtime import Segmenter, TsegError
-from tseg.runtime.model import auto as auto_module
 from tseg.runtime.model import openvino as ov_engine
+from tseg.runtime.model import session as session_module
 from tseg.runtime.model.openvino import Availability, OpenVinoSettings
 from tseg.runtime.model.session import create_session, session_device
 
 OPENVINO_NOTE = "note: device='auto': running on OpenVINO CPU (f32); device='cpu' runs ONNX Runtime instead"
-BROKEN = "OpenVINO Runtime is installed but does not import: libopenvino.so.2026: cannot open shared object file"
+LIBRARY = "libopenvino.so.2026: cannot open shared object file: No such file or directory"
+BROKEN = f"OpenVINO did not import ({LIBRARY})"
 
 
 class FakeOpenVinoSession:
@@ -55,9 +56,9 @@ def with_openvino(monkeypatch, availability: Availability | None = None):
     """OpenVINO as ``availability`` says (default: usable), its session faked."""
     availability = availability or Availability(True)
     asked = []
-    monkeypatch.setattr(auto_module, "openvino_availability", lambda: asked.append(1) or availability)
-    monkeypatch.setattr(auto_module, "OpenVinoSession", FakeOpenVinoSession)
-    monkeypatch.setattr(auto_module, "read_model_file", lambda path: None)
+    monkeypatch.setattr(session_module, "openvino_availability", lambda: asked.append(1) or availability)
+    monkeypatch.setattr(session_module, "OpenVinoSession", FakeOpenVinoSession)
+    monkeypatch.setattr(session_module, "read_model_file", lambda path: None)
     monkeypatch.setattr(FakeOpenVinoSession, "opened", [])
     return asked
 
@@ -135,7 +136,7 @@ def test_a_model_openvino_refuses_under_auto_is_an_error_naming_the_other_engine
     def refuses(path, **_):
         raise TsegError(f"{path} is not a model OpenVINO can run: No conversion rule found for operations: x.Op")
 
-    monkeypatch.setattr(auto_module, "OpenVinoSession", refuses)
+    monkeypatch.setattr(session_module, "OpenVinoSession", refuses)
     with pytest.raises(TsegError) as err:
         create_session(model_file, device="auto")
     assert str(err.value).endswith(
@@ -184,11 +185,17 @@ def test_availability_without_the_package(monkeypatch):
 
 def test_availability_of_a_package_that_does_not_import(monkeypatch):
     def broken():
-        raise TsegError(f"device='openvino': {BROKEN}", parameter="device")
+        raise ImportError(LIBRARY)
 
     monkeypatch.setattr(ov_engine, "_openvino_installed", lambda: True)
-    monkeypatch.setattr(ov_engine, "import_openvino", broken)
+    monkeypatch.setattr(ov_engine, "_import_quietly", broken)
     assert ov_engine.openvino_availability() == Availability(False, BROKEN)
+    with pytest.raises(TsegError) as err:  # device="openvino" names the reason and what to install
+        ov_engine.import_openvino()
+    assert str(err.value) == (
+        f"device='openvino' needs OpenVINO Runtime, which is installed but does not import ({LIBRARY}):"
+        " pip install 'tseg[openvino]'"
+    )
 
 
 @pytest.mark.parametrize(
@@ -197,7 +204,7 @@ def test_availability_of_a_package_that_does_not_import(monkeypatch):
 def test_availability_needs_a_cpu_device(monkeypatch, devices, usable):
     fake = types.SimpleNamespace(Core=lambda: types.SimpleNamespace(available_devices=devices))
     monkeypatch.setattr(ov_engine, "_openvino_installed", lambda: True)
-    monkeypatch.setattr(ov_engine, "import_openvino", lambda: fake)
+    monkeypatch.setattr(ov_engine, "_import_quietly", lambda: fake)
     found = ov_engine.openvino_availability()
     assert found.usable == usable and found.installed
     assert usable or found.reason.startswith("OpenVINO lists no CPU device")
@@ -225,3 +232,15 @@ def test_with_openvino_installed_a_segmenter_runs_on_it_in_f32_with_onnx_runtime
     reference = Segmenter(colour_onnx, device="cpu")
     for path in sorted(photo_dir.rglob("*.png")):
         np.testing.assert_array_equal(seg.predict(path).labels, reference.predict(path).labels)
+
+
+def test_a_runs_result_names_the_engine_that_ran(colour_onnx, photo_dir, tmp_path, monkeypatch):
+    from tseg.runtime.infer.run import InferSettings, infer_paths
+
+    for device in ("cpu", "auto"):
+        settings = InferSettings(model=colour_onnx, out=tmp_path / device, device=device, progress=False)
+        result = infer_paths([photo_dir], settings=settings)
+        assert result.providers == tuple(Segmenter(colour_onnx, device=device).providers)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # auto without OpenVINO: ONNX Runtime
+    settings = InferSettings(model=colour_onnx, out=tmp_path / "hidden", progress=False)
+    assert infer_paths([photo_dir], settings=settings).providers == (CPU,)

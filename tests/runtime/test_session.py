@@ -18,6 +18,7 @@ import types
 import pytest
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.model import capture
 from tseg.runtime.model import session as session_module
 from tseg.runtime.model.session import create_session, load_failure_reason, requested_providers, set_engine_logging
 
@@ -372,7 +373,7 @@ def test_explicit_gpu_devices_on_this_machine_give_one_line_or_run_quietly(tmp_p
 
 
 def test_captured_output_takes_native_and_python_output_and_restores_the_terminal(capfd):
-    with session_module.captured_output() as log:
+    with capture.captured_output() as log:
         os.write(1, b"native out\n")
         os.write(2, b"native err\n")
         print("python out")
@@ -389,8 +390,8 @@ def test_captured_output_without_a_temp_file_still_takes_python_output(monkeypat
     def no_temp_files():
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(session_module.tempfile, "TemporaryFile", no_temp_files)
-    with session_module.captured_output() as log:
+    monkeypatch.setattr(capture.tempfile, "TemporaryFile", no_temp_files)
+    with capture.captured_output() as log:
         print("python out")
     assert log.getvalue() == "python out\n"
     assert capfd.readouterr() == ("", "")
