@@ -40,13 +40,22 @@ runtime-smoke: venv
 	rm -rf tseg.egg-info
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
 	$(RUNTIME_VENV)/bin/tseg-infer $(SMOKE)/data/rgb --model $(SMOKE)/tiny.onnx --out $(SMOKE)/labels --quiet
-	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval --quiet
+	# --device auto (the default) names the engine it picked in one note on stderr (no OpenVINO here yet).
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval --quiet \
+		2> $(SMOKE)/auto-base.err || { cat $(SMOKE)/auto-base.err; exit 1; }
+	grep -qE "^note: --device auto: running on (CUDAExecutionProvider|CPUExecutionProvider: .*OpenVINO is not installed)" \
+		$(SMOKE)/auto-base.err || { cat $(SMOKE)/auto-base.err; exit 1; }
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-crf --eval --crf --quiet
 	# The openvino extra on top of the base install: still no torch, no compiler.
 	CC=false CXX=false $(RUNTIME_VENV)/bin/pip install --quiet '.[openvino]'
 	rm -rf tseg.egg-info
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-openvino --eval --device openvino --quiet
+	# With OpenVINO installed, --device auto picks it (in f32) unless a GPU loads first.
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-auto --eval --quiet \
+		2> $(SMOKE)/auto-openvino.err || { cat $(SMOKE)/auto-openvino.err; exit 1; }
+	grep -qE "^note: --device auto: running on (CUDAExecutionProvider|OpenVINO CPU \(f32\))" \
+		$(SMOKE)/auto-openvino.err || { cat $(SMOKE)/auto-openvino.err; exit 1; }
 	@echo "runtime smoke test passed: tseg-infer (its CRF, and OpenVINO) ran without torch or a compiler"
 
 # Speed claims: each script prints ratios measured side by side in one run.
