@@ -56,6 +56,8 @@ _PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 CUDA_EXTRA = "pip install 'tseg[cuda]'"
+AUTO_NOTE = "note: device='auto': running on"  # every note of device="auto"'s rule starts so
+CPU_HINT = "device='cpu' runs ONNX Runtime instead"
 _LIBRARY_HINTS = {
     "cuda": (
         f"the CUDA (12 or 13, as this onnxruntime-gpu was built for) and cuDNN 9 libraries ({CUDA_EXTRA} brings"
@@ -242,12 +244,12 @@ def create_session(
     if device == "auto":
         return _auto_session(path, threads=threads)
     requested = requested_providers(device, ort.get_available_providers())
-    session, failure = ort_session(path, requested=requested, threads=threads, tensorrt=tensorrt)
+    session, failure = _ort_session(path, requested=requested, threads=threads, tensorrt=tensorrt)
     check_providers(session.get_providers(), requested=requested, device=device, reason=failure)
     return session
 
 
-def ort_session(path: Path, *, requested: list[str], threads: int | None,
+def _ort_session(path: Path, *, requested: list[str], threads: int | None,
                 tensorrt: trt.TensorrtSettings | None = None) -> tuple[object, str]:
     """An ONNX Runtime session asking for ``requested`` providers, ONNX Runtime's own output kept off the terminal.
 
@@ -300,10 +302,6 @@ def session_device(session) -> str:
     return next((name for name, providers in _PROVIDERS.items() if providers[0] == first), "cpu")
 
 
-AUTO_NOTE = "note: device='auto': running on"  # every note of the rule starts so
-CPU_HINT = "device='cpu' runs ONNX Runtime instead"
-
-
 def _auto_session(path: Path, *, threads: int | None):
     """The session ``device="auto"`` picks for ``path`` (the rule in this module's docstring), after one note.
 
@@ -322,13 +320,13 @@ def _auto_session(path: Path, *, threads: int | None):
     requested = requested_providers("auto", ort.get_available_providers())
     cpu_session = None
     if requested[0] != "CPUExecutionProvider":  # a GPU this onnxruntime offers, and one is visible
-        session, failure = ort_session(path, requested=requested, threads=threads)
+        session, failure = _ort_session(path, requested=requested, threads=threads)
         if requested[0] in session.get_providers():
             _note_auto(session, passed_over, warn=False)
             return session
         cpu_session, warn = session, True  # ONNX Runtime ran it on the CPU instead
         passed_over.append("the GPU could not be used" + (f" ({failure})" if failure else ""))
-    elif gpu_note_wanted():
+    elif _gpu_note_wanted():
         passed_over.append(f"this onnxruntime offers no CUDAExecutionProvider ({CUDA_EXTRA} to use the GPU)")
     openvino = openvino_availability()
     if openvino.usable:
@@ -337,7 +335,7 @@ def _auto_session(path: Path, *, threads: int | None):
         return session
     passed_over.append(openvino.reason)
     if cpu_session is None:
-        cpu_session, _ = ort_session(path, requested=["CPUExecutionProvider"], threads=threads)
+        cpu_session, _ = _ort_session(path, requested=["CPUExecutionProvider"], threads=threads)
     _note_auto(cpu_session, passed_over, warn=warn or openvino.installed)
     return cpu_session
 
@@ -361,7 +359,7 @@ def _note_auto(session, passed_over: list[str], *, warn: bool, hint: str = "") -
     logger.log(logging.WARNING if warn else logging.INFO, text)
 
 
-def gpu_note_wanted() -> bool:
+def _gpu_note_wanted() -> bool:
     """A GPU that CUDA could use is visible (Linux or Windows; never on macOS)."""
     return sys.platform.startswith(("linux", "win")) and _nvidia_gpu_visible()
 
@@ -373,7 +371,7 @@ def check_providers(used: list[str], *, requested: list[str], device: str, reaso
         used: ``session.get_providers()``.
         requested: what was asked for (first = the device's own provider).
         device: the user's device choice ("cpu", "cuda" or "tensorrt").
-        reason: why the provider did not load, from :func:`ort_session`.
+        reason: why the provider did not load, from :func:`_ort_session`.
 
     Raises:
         TsegError: ``device`` is "cuda" or "tensorrt" and its provider is not in ``used``.
