@@ -41,11 +41,13 @@ runtime-smoke: venv
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
 	$(RUNTIME_VENV)/bin/tseg-infer $(SMOKE)/data/rgb --model $(SMOKE)/tiny.onnx --out $(SMOKE)/labels --quiet
 	# --device auto (the default) names the engine it picked in one note on stderr (no OpenVINO here yet).
-	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval --quiet \
-		2> $(SMOKE)/auto-base.err || { cat $(SMOKE)/auto-base.err; exit 1; }
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval \
+		--report $(SMOKE)/report --quiet 2> $(SMOKE)/auto-base.err || { cat $(SMOKE)/auto-base.err; exit 1; }
 	grep -qE "^note: --device auto: running on (CUDAExecutionProvider|CPUExecutionProvider: .*OpenVINO is not installed)" \
 		$(SMOKE)/auto-base.err || { cat $(SMOKE)/auto-base.err; exit 1; }
-	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-crf --eval --crf --quiet
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-crf --eval --crf \
+		--report $(SMOKE)/report-crf --quiet
+	$(RUNTIME_VENV)/bin/tseg-report $(SMOKE)/report $(SMOKE)/report-crf --out $(SMOKE)/compare
 	# The openvino extra on top of the base install: still no torch, no compiler.
 	CC=false CXX=false $(RUNTIME_VENV)/bin/pip install --quiet '.[openvino]'
 	rm -rf tseg.egg-info
@@ -56,7 +58,7 @@ runtime-smoke: venv
 		2> $(SMOKE)/auto-openvino.err || { cat $(SMOKE)/auto-openvino.err; exit 1; }
 	grep -qE "^note: --device auto: running on (CUDAExecutionProvider|OpenVINO CPU \(f32\))" \
 		$(SMOKE)/auto-openvino.err || { cat $(SMOKE)/auto-openvino.err; exit 1; }
-	@echo "runtime smoke test passed: tseg-infer (its CRF, and OpenVINO) ran without torch or a compiler"
+	@echo "runtime smoke test passed: tseg-infer (its CRF, its report, and OpenVINO) and tseg-report ran without torch or a compiler"
 
 # Speed claims: each script prints ratios measured side by side in one run.
 bench-crf: venv
@@ -78,14 +80,28 @@ bench: venv
 		--sizes 256,512 --coco $(DEMO_DATA)val.json --data $(DEMO_DATA) --stages --crf --markdown build/bench.md \
 		--html build/bench.html
 
-# The evaluation report on what `make demo` left, and a screenshot of it in a headless Chromium
-# (build/report-demo/index.html, build/report-demo.png).
+# The evaluation report on what `make demo` left, without and with the dense CRF, the two side by side
+# (tseg-report), and screenshots of both pages in a headless Chromium: build/report-demo/index.html,
+# build/report-demo-plain/index.html, build/report-demo-compare/index.html, build/report-demo.png and
+# build/report-demo-compare.png (docs/images/report.png and report-compare.png are copies of the two PNGs).
+SCREENSHOT = chromium --headless --no-sandbox --disable-gpu --hide-scrollbars
 report-demo: venv
 	test -f runs/demo/best.onnx || (echo "run make demo first" && false)
+	command -v chromium >/dev/null || (echo "the screenshots need chromium (apt-get install chromium)" && false)
 	$(VENV)/bin/tseg-infer --coco $(DEMO_DATA)val.json --data $(DEMO_DATA) --model runs/demo/best.onnx \
-		--out build/report-demo-labels --eval --crf --report build/report-demo --quiet
-	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,2600 \
-		--screenshot=$(abspath build/report-demo.png) file://$(abspath build/report-demo/index.html)
+		--out build/report-demo-labels/plain --eval --report build/report-demo-plain --quiet
+	$(VENV)/bin/tseg-infer --coco $(DEMO_DATA)val.json --data $(DEMO_DATA) --model runs/demo/best.onnx \
+		--out build/report-demo-labels/crf --eval --crf --report build/report-demo --quiet
+	$(VENV)/bin/tseg-report build/report-demo-plain build/report-demo --out build/report-demo-compare
+	# The report's top (settings, scores, IoU per class); the comparison down to its first pictured image.
+	$(SCREENSHOT) --window-size=1400,1140 --screenshot=$(abspath build/report-demo.png) \
+		file://$(abspath build/report-demo/index.html)
+	$(SCREENSHOT) --window-size=1200,2325 --screenshot=$(abspath build/report-demo-compare.png) \
+		file://$(abspath build/report-demo-compare/index.html)
+	# 256 colours keep the comparison (photos included) under 300 KB for the docs; text and swatches stay legible.
+	$(PY) -c 'import sys; from PIL import Image; p = sys.argv[1]; \
+		Image.open(p).convert("RGB").quantize(256, method=Image.Quantize.MAXCOVERAGE).save(p, optimize=True)' \
+		build/report-demo-compare.png
 
 # The bad-input harness's totals (it also runs inside `make test`).
 harden: venv

@@ -34,6 +34,7 @@ except ImportError:  # Windows: ownership is judged by the process id alone
     fcntl = None
 
 TEMP_SUFFIX = ".tseg-tmp"
+RUNS_DIR = Path("runs")  # where the commands make new run folders by default (runs/NAME, runs/infer/NAME, ...)
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 _TEMP_EXTRA = 40  # bytes a temp name adds: dots, the pid, mkstemp's random part, the suffix
 _KEPT_BYTES = NAME_MAX - _TEMP_EXTRA - 14  # of a long name, before its hash ("~" + 12 hex + ".")

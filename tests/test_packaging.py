@@ -35,7 +35,7 @@ def test_wheel_contains_every_package_folder(tmp_path):
     assert expected <= packaged, f"missing from the wheel: {sorted(expected - packaged)}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for script in ("tseg-train", "tseg-export", "tseg-infer"):
+    for script in ("tseg-train", "tseg-export", "tseg-infer", "tseg-plot", "tseg-bench", "tseg-report"):
         assert script in scripts
 
 

@@ -1,8 +1,9 @@
 """Dense CRF post-processing (pydensecrf's model), in pure Python + Numba.
 
-``dense_crf(probs, image)`` refines a softmax; ``labels_from_logits(logits, image)``
-goes from a model's logits (any resolution) to labels; ``dense_crf_labels(labels, image,
-num_classes=...)`` refines hard labels; :class:`DenseCRF` builds the lattices of one
+``dense_crf(probs, image)`` refines a softmax, ``labels_from_probs(probs, image)`` gives
+its labels; ``labels_from_logits(logits, image)`` goes from a model's logits (any
+resolution) to labels; ``dense_crf_labels(labels, image, num_classes=...)`` refines hard
+labels; :class:`DenseCRF` builds the lattices of one
 image once and runs (step-wise) inference for several unaries.
 
 This package is the algorithm only. How the runtime applies it to a model's logits
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
         unary_from_labels,
         unary_from_probs,
     )
-    from tseg.runtime.crf.logits import labels_from_logits
+    from tseg.runtime.crf.logits import labels_from_logits, labels_from_probs
 
 _HOMES = {
     "Compat": "checks",
@@ -37,6 +38,7 @@ _HOMES = {
     "dense_crf": "dense",
     "dense_crf_labels": "dense",
     "labels_from_logits": "logits",
+    "labels_from_probs": "logits",
     "unary_from_labels": "dense",
     "unary_from_probs": "dense",
 }
@@ -49,6 +51,7 @@ __all__ = [
     "dense_crf",
     "dense_crf_labels",
     "labels_from_logits",
+    "labels_from_probs",
     "unary_from_labels",
     "unary_from_probs",
 ]

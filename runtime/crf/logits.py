@@ -1,7 +1,10 @@
-"""The dense CRF from a model's logits to labels, with no (C, H, W) array in between.
+"""The dense CRF to labels, from a model's logits or probabilities, with no (C, H, W)
+array in between.
 
-``labels_from_logits(logits, image)`` gives what ``dense_crf(softmax(resize_scores(logits,
-(H, W))), image).argmax(0)`` gives, without that chain's four full-size temporaries:
+``labels_from_probs(probs, image)`` gives ``dense_crf(probs, image).argmax(0)`` without
+writing Q: the labels come from the last pass. ``labels_from_logits(logits, image)`` gives
+what ``dense_crf(softmax(resize_scores(logits, (H, W))), image).argmax(0)`` gives, without
+that chain's four full-size temporaries:
 
 - the unary is written straight into mean field's pixel-major buffer by one parallel
   pass (:func:`tseg.runtime.crf.unary.logits_fill`): the bilinear taps, a log-softmax
@@ -14,7 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tseg.runtime.crf.checks import Compat, _value_range, check_float_array, check_iterations
+from tseg.runtime.crf.checks import (
+    Compat,
+    _value_range,
+    check_float_array,
+    check_iterations,
+    check_probs,
+)
 from tseg.runtime.crf.dense import DenseCRF
 from tseg.runtime.crf.parameters import (
     BILATERAL_COMPAT,
@@ -37,6 +46,49 @@ def check_logits(logits: object) -> np.ndarray:
         raise TsegError(f"logits: need at least 2 classes, got shape {logits.shape}")
     _value_range("logits", logits)
     return logits
+
+
+def _crf_labels(image: np.ndarray, shape: tuple[int, int, int], iterations: int,
+                settings: dict, threads: int | None, **source: object) -> np.ndarray:
+    """Mean field's labels on checked inputs: ``source`` is ``probs=`` or ``fill=``, as
+    :class:`tseg.runtime.crf.state.MeanField` takes them."""
+    with DenseCRF(image, threads=threads, **settings) as crf, \
+            crf._start(shape, **source) as state:
+        state.step(iterations)
+        return state._write_labels(np.empty(shape[1:], label_dtype(shape[0])))
+
+
+def labels_from_probs(
+    probs: np.ndarray,
+    image: np.ndarray,
+    *,
+    iterations: int = ITERATIONS,
+    gaussian_sxy: float = GAUSSIAN_SXY,
+    gaussian_compat: Compat = GAUSSIAN_COMPAT,
+    bilateral_sxy: float = BILATERAL_SXY,
+    bilateral_srgb: float = BILATERAL_SRGB,
+    bilateral_compat: Compat = BILATERAL_COMPAT,
+    threads: int | None = None,
+) -> np.ndarray:
+    """CRF labels from class probabilities: ``dense_crf(probs, image).argmax(0)``, the
+    same labels bit for bit, without writing Q or taking its argmax.
+
+    Args:
+        probs: (C, H, W) float probabilities in [0, 1] (e.g. a softmax).
+        image: (H, W, 3) uint8 RGB image the probabilities belong to.
+        iterations, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
+        bilateral_compat, threads: as in :func:`tseg.runtime.crf.dense_crf`.
+
+    Returns:
+        (H, W) labels, uint8 (uint16 beyond 256 classes).
+    """
+    check_image(image)
+    probs = check_probs(probs, image.shape[0], image.shape[1])
+    check_iterations(iterations)
+    settings = dict(gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
+                    bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                    bilateral_compat=bilateral_compat)
+    return _crf_labels(image, probs.shape, iterations, settings, threads, probs=probs)
 
 
 def labels_from_logits(
@@ -69,10 +121,8 @@ def labels_from_logits(
     logits = check_logits(logits)
     check_iterations(iterations)
     height, width = image.shape[:2]
-    shape = (logits.shape[0], height, width)
-    with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
-                  bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
-                  bilateral_compat=bilateral_compat, threads=threads) as crf:
-        with crf._start(shape, fill=logits_fill(logits, height, width)) as state:
-            state.step(iterations)
-            return state._write_labels(np.empty((height, width), label_dtype(shape[0])))
+    settings = dict(gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
+                    bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
+                    bilateral_compat=bilateral_compat)
+    return _crf_labels(image, (logits.shape[0], height, width), iterations, settings, threads,
+                       fill=logits_fill(logits, height, width))

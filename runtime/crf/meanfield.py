@@ -15,13 +15,14 @@ One iteration, for both lattices (Gaussian and bilateral):
 Rows are pixels or vertices, lanes are labels padded to whole vector groups (see
 :mod:`tseg.runtime.crf.simd`); vertex row 0 is a zero row that stands for a missing
 blur neighbour, so vertex ``v`` lives in row ``v + 1``. Every kernel is serial over
-``[start, stop)`` and releases the GIL; :mod:`tseg.runtime.crf.parallel` runs them.
+``[start, stop)`` and releases the GIL; :mod:`tseg.runtime.crf.iterate` runs the
+iterations as one team of threads, :mod:`tseg.runtime.crf.parallel` the other passes.
 """
 
 import numpy as np
 from numba import njit
 
-from tseg.runtime.crf import parallel, simd, vecmath
+from tseg.runtime.crf import simd, vecmath
 
 _HUGE = np.float32(3.4028235e38)
 _BLOCK = vecmath.COLUMNS  # pixels whose updates are interleaved (8)
@@ -217,52 +218,10 @@ def blur_lattice(values, scratch, nbr, start, stop):
         src, dst = dst, src
 
 
-_SHARED_BLUR_ROWS = 1 << 16  # lattices at least this big share each axis among threads
-
-
-def _blur_shared(pairs: list, threads: int) -> None:
-    """Blur big lattices axis by axis, each axis shared among the threads.
-
-    Args:
-        pairs: (values, scratch, neighbours) per lattice; values hold the splat and
-            row 0 of both buffers is zero. The result lands as blur_lattice's does.
-        threads: threads to use.
-    """
-    for axis in range(max((nbr.shape[0] for _, _, nbr in pairs), default=0)):
-        parallel.run([(blur_axis, (values, scratch, nbr, axis) if axis % 2 == 0 else
-                       (scratch, values, nbr, axis), nbr.shape[1])
-                      for values, scratch, nbr in pairs if axis < nbr.shape[0]], threads)
-
-
-@njit(cache=True, nogil=True)
-def lattice_messages(values, scratch, accs, ranges, gain, diagonal, nbr, start, stop):
-    """gather_messages over every vertex of one lattice, then its whole blur: one job,
-    so a small lattice costs one parallel region per iteration, not two."""
-    gather_messages(values, accs, ranges, gain, diagonal, 0, nbr.shape[1])
-    blur_lattice(values, scratch, nbr, 0, 1)
-
-
-def messages(kernels: list[tuple], threads: int) -> list:
-    """The next pass's messages of several lattices: gather, compatibility, blur.
-
-    Small lattices run as one job each (an axis is too little work to share); big ones
-    gather on all threads, then blur axis by axis on all threads.
-
-    Args:
-        kernels: per lattice, (values, scratch, accs, ranges, gain, diagonal,
-            neighbours), as gather_messages and blur_lattice take them.
-        threads: threads to use.
-
-    Returns:
-        Per lattice, the buffer (values or scratch) that holds the messages.
-    """
-    shared = [threads > 1 and k[6].shape[1] >= _SHARED_BLUR_ROWS for k in kernels]
-    big = [k for k, is_big in zip(kernels, shared, strict=True) if is_big]
-    parallel.run([(lattice_messages, k, 1) for k, is_big in zip(kernels, shared, strict=True)
-                  if not is_big]
-                 + [(gather_messages, (k[0], *k[2:6]), k[6].shape[1]) for k in big], threads)
-    _blur_shared([(k[0], k[1], k[6]) for k in big], threads)
-    return [k[0] if k[6].shape[0] % 2 == 0 else k[1] for k in kernels]
+# Lattices at least this big share their gather and each blur axis among threads (a
+# smaller one runs whole on one thread, in its cache).
+SHARED_BLUR_ROWS = 1 << 16
+MIN_SHARED_CHUNK = 4096  # vertices: a smaller chunk costs more to hand out than to run
 
 
 def task_bounds(n: int) -> list[int]:

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
+
 Job = tuple
 """(kernel, args, n[, grain]): run ``kernel(*args, start, stop)`` over the range [0, n),
 in chunks of at least ``grain`` items (default _MIN_CHUNK)."""
@@ -76,6 +78,31 @@ def run(jobs: Sequence[Job], threads: int) -> None:
                              for _ in range(min(threads, len(tasks)) - 1)]
     try:
         drain()
+    finally:
+        for future in helpers:
+            if not future.cancel():  # a helper that never started has nothing to do
+                future.result()
+
+
+def run_team(kernel, args: tuple, state: np.ndarray, threads: int) -> None:
+    """Run a team kernel (:mod:`tseg.runtime.crf.team`) on up to ``threads`` threads:
+    each calls ``kernel(*args, state)`` once and they share its phases' chunks; return
+    when all are done. A thread that fails stops the others' waits."""
+    from tseg.runtime.crf import team
+
+    def member() -> None:
+        try:
+            kernel(*args, state)
+        except BaseException:
+            team.stop(state)
+            raise
+
+    if threads <= 1:
+        kernel(*args, state)
+        return
+    helpers: list[Future] = [_workers().submit(member) for _ in range(threads - 1)]
+    try:
+        member()
     finally:
         for future in helpers:
             if not future.cancel():  # a helper that never started has nothing to do

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tseg.runtime.crf import meanfield, parallel, simd, workspace
+from tseg.runtime.crf import iterate, meanfield, parallel, simd, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
 from tseg.runtime.crf.lattice import Lattice
 from tseg.runtime.crf.unary import CLIP
@@ -45,7 +45,11 @@ class _Kernel:
         sizes = hi - lo + 1
         self.ranges = np.stack([lo, hi, np.cumsum(sizes) - sizes], axis=1).astype(np.int64)
         self.accs = lease.array((int(sizes.sum()), lanes), zero=True, threads=threads)
-        self.messages = self.values  # the blurred buffer the next pixel pass reads
+        # The buffer that holds the blurred messages: the blur ping-pongs, axis by axis.
+        self.messages = self.values if lattice.neighbours.shape[0] % 2 == 0 else self.scratch
+        # What the team kernel (tseg.runtime.crf.iterate) takes of this lattice.
+        self.team_args = (self.values, self.scratch, self.accs, self.ranges, self.gain,
+                          self.diagonal, lattice.neighbours)
 
 
 def _usable_as_is(x: np.ndarray) -> bool:
@@ -115,7 +119,6 @@ class MeanField:
         except BaseException:
             self.close()
             raise
-        self._splatted = False  # the accumulators hold the splat of the current Q
         self._q_written = False  # self._q holds the current Q
         self.iterations = 0
 
@@ -148,31 +151,22 @@ class MeanField:
             jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
         return jobs
 
-    def _splat_pass(self) -> None:
-        """Splat the current Q (computed from the previous messages) for the next step."""
-        parallel.run(self._pixel_jobs(None), self._threads)
-        self._splatted = True
-
-    def _messages(self) -> None:
-        """Gather the splats, apply the compatibilities, blur: the next pass's input."""
-        blurred = meanfield.messages([(k.values, k.scratch, k.accs, k.ranges, k.gain, k.diagonal,
-                                       k.lattice.neighbours) for k in self._kernels],
-                                     self._threads)
-        for kernel, result in zip(self._kernels, blurred, strict=True):
-            kernel.messages = result  # read by pixel passes until the next gather
-        self._splatted = False
-
     def step(self, iterations: int = 1) -> None:
         """Run ``iterations`` more mean-field iterations in place."""
         check_iterations(iterations)
         self._check_open()
-        for _ in range(iterations):
-            if not self._splatted:
-                self._splat_pass()
-            self._messages()
-            self.iterations += 1
-            self._q_written = False
-        # Q is written (and splatted) only when asked for: probs(), labels(), step().
+        if iterations == 0:
+            return
+        g, b = self._kernels
+        args = (self._base, self._unary if self.iterations == 0 else None, self._clip,
+                self._shape[0], g.lattice.offsets, g.lattice.weights, g.messages,
+                b.lattice.offsets, b.lattice.weights, b.messages,
+                meanfield.prefetched(b.lattice.offsets, b.messages))
+        iterate.run(args, g.team_args, b.team_args, np.array(self._bounds, np.int64),
+                    self._groups, iterations, self._threads)
+        self.iterations += iterations
+        self._q_written = False
+        # Q is written only when asked for: probs(), labels().
 
     def _current_q(self) -> np.ndarray:
         """The current Q, (C, N), in this state's pooled buffer."""

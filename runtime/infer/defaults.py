@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tseg.runtime.errors import TsegError
-from tseg.runtime.files import create_run_dir
+from tseg.runtime.files import RUNS_DIR, create_run_dir
 from tseg.runtime.model.onnx_file import REJECTED_SUFFIX, fp32_path, has_tseg_marker
 
-RUNS_DIR = Path("runs")
 INFER_DIR = "infer"  # runs/infer/NAME holds tseg-infer's outputs
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from tseg.runtime.data.coco import CocoDataset
 from tseg.runtime.errors import TsegError
 from tseg.runtime.report.collect import ReportCollector
-from tseg.runtime.report.write import ReportSettings, link_from, write_report
+from tseg.runtime.report.write import ReportSettings, link_from, split_json, write_report
 
 
 def tseg_version() -> str:
@@ -71,6 +71,7 @@ def finish_report(report: ReportSettings, *, collector: ReportCollector, setting
         matrix=scores.plain.matrix,
         crf_scores=crf.compute() if crf is not None else None,
         crf_matrix=crf.matrix if crf is not None else None,
+        split=split_json(dataset.json_path, dataset.root),
     )
 
 

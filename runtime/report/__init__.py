@@ -1,1 +1,2 @@
-"""The evaluation report: a page a person opens from disk (tseg-infer --eval --report DIR)."""
+"""The evaluation report (tseg-infer --eval --report DIR) and two of them side by side (tseg-report A B):
+pages a person opens from disk."""

@@ -14,6 +14,7 @@ from tseg.runtime.report.collect import ImageRow
 from tseg.runtime.report.svg import bar_chart, heat_map, number
 
 GENERATOR = "tseg report"  # <meta name="generator">: marks a folder tseg may replace
+COMPARE_GENERATOR = "tseg report comparison"  # the same for tseg-report's page (two reports side by side)
 MAX_TABLE_ROWS = 2000  # the page's per-image table shows the worst this many; the CSV has them all
 
 STYLE = """
@@ -26,6 +27,9 @@ th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after
 figure{margin:16px 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:14px;margin-bottom:4px}.note{color:#555;font-size:13px}
 .swatch{display:inline-block;width:12px;height:12px;border:1px solid #333;margin-right:4px;vertical-align:-1px}
+td.up{color:#17702d}td.down{color:#b3261e}tr.differs>*{background:#fff3c4}
+.pair img{display:block;margin:0 0 4px}.run{margin:8px 0 2px;font-size:13px;color:#333}
+.beside{display:flex;flex-wrap:wrap;gap:8px 32px;align-items:flex-start}
 """
 
 SORT_SCRIPT = """

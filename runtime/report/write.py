@@ -3,7 +3,8 @@
 Layout of ``DIR``::
 
     index.html        the page (written last: a folder with it is a complete report)
-    report.json       the numbers the page shows (split scores, per-class IoU, confusion matrices, settings)
+    report.json       the numbers the page shows (split scores, per-class IoU, confusion matrices, settings),
+                      the classes and their colours, and where the split is (tseg-report reads it)
     per_image.csv     every image's scores (streamed during the run)
     pictures/         worst-N.jpg, best-N.jpg: photo | truth | prediction | after the CRF
 """
@@ -54,42 +55,56 @@ class ReportSettings:
                             parameter="report_images")
 
 
-def is_report(folder: Path) -> bool:
-    """True when ``folder/index.html`` is a page tseg wrote (its generator tag, in its first 1 KiB)."""
+def is_report(folder: Path, *, generator: str = GENERATOR) -> bool:
+    """True when ``folder/index.html`` is a page tseg wrote with ``generator`` (its tag, in its first 1 KiB).
+
+    Args:
+        folder: the folder to look in.
+        generator: the kind of page: :data:`GENERATOR` (tseg-infer --report) or
+            :data:`~tseg.runtime.report.page.COMPARE_GENERATOR` (tseg-report).
+    """
     index = Path(folder) / INDEX_FILE
     if not index.is_file() or index.is_symlink():
         return False
     with open(index, "rb") as handle:
         head = handle.read(1024)
-    return f'<meta name="generator" content="{GENERATOR}">'.encode() in head
+    return f'<meta name="generator" content="{generator}">'.encode() in head
 
 
-def check_report_folder(folder: Path) -> None:
-    """Refuses, before any work, a folder that holds something other than a tseg report.
+def check_report_folder(folder: Path, *, parameter: str = "report", generator: str = GENERATOR,
+                        what: str = "tseg report") -> None:
+    """Refuses, before any work, a folder that holds something other than a page tseg may replace.
+
+    Args:
+        folder: where the page goes (missing, empty, or an earlier page of the same kind).
+        parameter: the option that named it, for the error ("report"; tseg-report's "out").
+        generator: the kind of page that may be replaced (see :func:`is_report`).
+        what: that kind in words, for the error.
 
     Raises:
-        TsegError: ``folder`` is not a folder, or holds files and no tseg report (parameter "report").
+        TsegError: ``folder`` is not a folder, or holds files and no page of that kind.
     """
     kind = describe(folder)
     if kind is None:
         return
     if not Path(folder).is_dir():
-        raise TsegError(f"report {folder} is {kind}: need a folder", parameter="report")
-    if any(Path(folder).iterdir()) and not is_report(folder):
+        raise TsegError(f"{parameter} {folder} is {kind}: need a folder", parameter=parameter)
+    if any(Path(folder).iterdir()) and not is_report(folder, generator=generator):
         raise TsegError(
-            f"report {folder} exists and is not a tseg report (no index.html written by tseg):"
+            f"{parameter} {folder} exists and is not a {what} (no index.html written by tseg):"
             " choose a new folder or move it away",
-            parameter="report",
+            parameter=parameter,
         )
 
 
-def _clear_pictures(folder: Path) -> None:
-    """Removes an earlier report's pictures (only the .jpg files tseg names worst-*/best-*)."""
+def clear_pictures(folder: Path, *, prefixes: tuple[str, ...] = ("worst-", "best-")) -> None:
+    """Removes an earlier page's pictures: only the .jpg files under ``folder/pictures`` whose names
+    start with one of ``prefixes`` (the names tseg gives them), nothing else."""
     pictures = folder / PICTURES
     if not pictures.is_dir():
         return
     for path in pictures.iterdir():
-        if path.suffix == ".jpg" and path.name.startswith(("worst-", "best-")) and path.is_file():
+        if path.suffix == ".jpg" and path.name.startswith(prefixes) and path.is_file() and not path.is_symlink():
             path.unlink()
 
 
@@ -98,6 +113,11 @@ def _picture(folder: Path, kind: str, kept: Kept, classes: Sequence[str], palett
     relative = f"{PICTURES}/{kind}-{kept.row.index}.jpg"
     atomic_write_bytes(folder / relative, jpeg_bytes(panel(kept.image, layers, classes=classes, palette=palette)))
     return relative
+
+
+def split_json(json_path: Path, root: Path) -> dict[str, str]:
+    """Where a split is, as report.json records it (absolute paths: tseg-report may run elsewhere)."""
+    return {"json": str(Path(json_path).absolute()), "root": str(Path(root).absolute())}
 
 
 def _scores_json(scores: SegmentationScores | None, matrix, classes: Sequence[str]) -> dict | None:
@@ -111,7 +131,7 @@ def _scores_json(scores: SegmentationScores | None, matrix, classes: Sequence[st
 def write_report(settings: ReportSettings, *, collector: ReportCollector, title: str,
                  facts: Sequence[tuple[str, str]], classes: Sequence[str], palette: Sequence[Sequence[int]],
                  scores: SegmentationScores, matrix: np.ndarray, crf_scores: SegmentationScores | None = None,
-                 crf_matrix: np.ndarray | None = None) -> Path:
+                 crf_matrix: np.ndarray | None = None, split: dict[str, str] | None = None) -> Path:
     """Writes the report after a run (the collector's CSV is committed here).
 
     Args:
@@ -122,13 +142,14 @@ def write_report(settings: ReportSettings, *, collector: ReportCollector, title:
         classes, palette: the model's class names and colours.
         scores, matrix: the split's scores and (C, C) confusion counts of the model alone.
         crf_scores, crf_matrix: the same after the CRF, or None.
+        split: where the split is (:func:`split_json`), or None.
 
     Returns:
         The page (``folder/index.html``).
     """
     folder = Path(settings.folder)
     rows_csv = collector.finish()
-    _clear_pictures(folder)
+    clear_pictures(folder)
     worst, best = collector.chosen()
     shown_worst = [(k.row, _picture(folder, "worst", k, classes, palette)) for k in worst]
     shown_best = [(k.row, _picture(folder, "best", k, classes, palette)) for k in best]
@@ -136,6 +157,9 @@ def write_report(settings: ReportSettings, *, collector: ReportCollector, title:
         "title": title,
         "settings": dict(facts),
         "images": collector.rows,
+        "classes": list(classes),
+        "palette": [[int(v) for v in colour] for colour in palette],
+        "split": split,
         "model_alone": _scores_json(scores, matrix, classes),
         "after_crf": _scores_json(crf_scores, crf_matrix, classes),
         "worst": [row.index for row, _ in shown_worst],
@@ -155,4 +179,5 @@ def link_from(folder: Path, target: Path) -> str:
     return quote(Path(os.path.relpath(Path(target).absolute(), Path(folder).absolute())).as_posix())
 
 
-__all__ = ["PER_IMAGE_FILE", "ReportSettings", "check_report_folder", "is_report", "link_from", "write_report"]
+__all__ = ["PER_IMAGE_FILE", "ReportSettings", "check_report_folder", "clear_pictures", "is_report", "link_from",
+           "split_json", "write_report"]

@@ -24,7 +24,7 @@ from tests.hardening.checks import EXTRA_CHECKS
 from tests.hardening.onnx_files import conv_model_bytes, metadata_props
 from tests.hardening.special_files import make_special
 
-TOOLS = ("infer", "train", "export", "plot", "bench")
+TOOLS = ("infer", "train", "export", "plot", "bench", "report")
 
 
 class SkipCase(Exception):
@@ -53,7 +53,7 @@ class Case:
 
     Attributes:
         name: "<class>/<what>", e.g. "coco/polygon-nan-literal".
-        tool: which CLI runs it: infer, train, export or plot.
+        tool: which CLI runs it: infer, train, export, plot, bench or report.
         build: writes the inputs into the sandbox and returns the CLI arguments.
         expect_ok: a control: exit 0 expected (checks the harness itself).
         failures: images expected to fail one by one in a run that carries on (tseg-infer):

@@ -32,13 +32,20 @@ from tests.hardening.child import ChildRun, child_env, run_child
 # The child's data segment (heap and private mappings); torch's import needs ~1 GiB of it.
 DATA_LIMIT_MIB = 3072
 # Peak RSS a case may reach: the runtime alone needs ~250 MiB, torch's CLIs ~1 GiB (tseg-bench too with --checkpoint).
-RSS_LIMITS_MIB = {"infer": 1024, "plot": 1024, "train": 2048, "export": 2048, "bench": 2048}
+RSS_LIMITS_MIB = {"infer": 1024, "plot": 1024, "train": 2048, "export": 2048, "bench": 2048, "report": 1024}
 TIMEOUT_S = 90.0
+# What each console script runs (pyproject.toml's [project.scripts]), for `python -m` where a script is missing.
+MODULES = {"infer": "tseg.runtime.infer.cli", "train": "tseg.train.cli", "export": "tseg.export.cli",
+           "bench": "tseg.benchmarks.cli", "report": "tseg.runtime.report.cli"}
 
 
 def console_script(tool: str) -> list[str]:
-    """The installed ``tseg-<tool>`` entry point beside this interpreter."""
-    return [str(Path(sys.executable).parent / f"tseg-{tool}")]
+    """The installed ``tseg-<tool>`` entry point beside this interpreter; ``python -m`` its module where an
+    editable install predates the script (it runs the same ``main``)."""
+    script = Path(sys.executable).parent / f"tseg-{tool}"
+    if not script.exists() and tool in MODULES:
+        return [sys.executable, "-m", MODULES[tool]]
+    return [str(script)]
 
 
 @dataclass(frozen=True)
@@ -188,13 +195,13 @@ def format_totals(table: dict[str, int], title: str = "") -> str:
 
 def make_shim(code: Path, work: Path) -> str:
     """A PYTHONPATH folder whose tseg/ namespace links to ``code``'s runtime/, train/ and export/ (and
-    benchmarks/, tseg-bench's, where the checkout has it)."""
+    benchmarks/ where it has one)."""
     shim = work / "shim" / "tseg"
     shim.mkdir(parents=True, exist_ok=True)
     for stage in ("runtime", "train", "export", "benchmarks"):
-        link, target = shim / stage, (code / stage).resolve()
-        if not target.is_dir():  # an older checkout without tseg-bench
+        if not (code / stage).is_dir():
             continue
+        link, target = shim / stage, (code / stage).resolve()
         if link.is_symlink() and link.resolve() != target:
             link.unlink()  # a --work folder reused for another --code
         if not link.is_symlink():

@@ -1,4 +1,4 @@
-"""Issues 9, 12 and 17's acceptance harness: every bad input gives exit 1, one line, no traceback, no lost file.
+"""Issues 9, 12, 17 and 22's acceptance harness: every bad input gives exit 1, one line, no traceback, no lost file.
 
 All selected cases run once, concurrently, each in its own subprocess and sandbox (module
 fixture); then one test per case asserts that case's result (a case this machine cannot
@@ -12,14 +12,16 @@ included); the rest are marked ``slow``, so `make test-all` (CI) runs the whole 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 
 from tests.hardening.cases import Fixtures
 from tests.hardening.corpus import all_cases
-from tests.hardening.runner import RunSettings, run_cases
+from tests.hardening.runner import RunSettings, make_shim, run_cases
 
 CASES = all_cases()
+ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 3
 SAMPLE_SHARE = 6  # make test runs about one case in this many of each class (at least SAMPLE_MIN)
 SAMPLE_MIN = 3
@@ -49,7 +51,9 @@ def hardening_results(request, tiny_onnx, tiny_run, tiny_coco_dir, tmp_path_fact
         if item.module is request.module and hasattr(item, "callspec") and "case" in item.callspec.params
     }
     fixtures = Fixtures(model=tiny_onnx, checkpoint=tiny_run.run_dir / "best.pt", coco=tiny_coco_dir)
-    settings = RunSettings(work=tmp_path_factory.mktemp("hardening"))
+    work = tmp_path_factory.mktemp("hardening")
+    # The CLIs run this checkout's code (as --code does), whichever tseg the venv installed.
+    settings = RunSettings(work=work, pythonpath=make_shim(ROOT, work))
     results = run_cases([c for c in CASES if c.name in selected], fixtures, settings, workers=WORKERS)
     return {result.name: result for result in results}
 
@@ -69,10 +73,11 @@ def test_corpus_covers_every_class_of_the_issue():
     bad = [case for case in CASES if not case.expect_ok]
     per_class = Counter(case.name.split("/")[0] for case in bad)
     assert len(bad) >= 100
-    groups = ("overwrite", "export", "coco", "json", "model", "ckpt", "train", "plot", "image", "settings", "bench")
+    groups = ("overwrite", "export", "coco", "json", "model", "ckpt", "train", "plot", "image", "settings", "bench",
+              "report")
     for group in groups:
         assert per_class[group] >= 5, f"only {per_class[group]} {group} cases"
-    assert {case.tool for case in bad} == {"infer", "train", "export", "plot", "bench"}
+    assert {case.tool for case in bad} == {"infer", "train", "export", "plot", "bench", "report"}
     assert sum(case.expect_ok for case in CASES) >= 3
     # Issue 17: generated variants of each class (output identity, special inputs), and the rest.
     assert per_class["paths"] >= 100 and per_class["special"] >= 30

@@ -26,3 +26,11 @@ def photo_dir(tmp_path_factory) -> Path:
     for name, (height, width) in {"a.png": (37, 53), "b.png": (64, 21), "sub/c.png": (90, 120)}.items():
         Image.fromarray(colour_blocks_image(rng, height, width)).save(root / name)
     return root
+
+
+@pytest.fixture(scope="session")
+def report_pair(tiny_coco_dir, tmp_path_factory):
+    """Two reports of the tiny split, A without and B with the CRF (tests/runtime/report_pair.py); read-only."""
+    from tests.runtime.report_pair import make_report_pair
+
+    return make_report_pair(tmp_path_factory.mktemp("report-pair") / "reports", tiny_coco_dir / "val.json")

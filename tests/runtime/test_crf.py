@@ -162,14 +162,19 @@ def test_either_vector_width_gives_the_same_result(lanes, tmp_path):
                                atol=1e-5)
 
 
-def test_big_lattices_share_their_blur_with_the_same_result(monkeypatch):
-    """Lattices of many vertices gather and blur axis by axis on all threads."""
+@pytest.mark.parametrize("threads", [2, 3])
+def test_big_lattices_share_their_blur_with_the_same_result(monkeypatch, threads):
+    """Lattices of many vertices gather and blur axis by axis on all threads, in chunks
+    that the threads take in any order: the same Q as one thread, bit for bit."""
     from tseg.runtime.crf import meanfield
 
     image, probs = make_image(40, 30), make_probs(4, 40, 30)
-    small = dense_crf(probs, image, threads=2)
-    monkeypatch.setattr(meanfield, "_SHARED_BLUR_ROWS", 1)
-    np.testing.assert_array_equal(dense_crf(probs, image, threads=2), small)
+    one = dense_crf(probs, image, threads=1)
+    monkeypatch.setattr(meanfield, "SHARED_BLUR_ROWS", 1)
+    monkeypatch.setattr(meanfield, "MIN_SHARED_CHUNK", 7)  # many chunks per phase
+    np.testing.assert_array_equal(dense_crf(probs, image, iterations=7, threads=threads),
+                                  dense_crf(probs, image, iterations=7, threads=1))
+    np.testing.assert_array_equal(dense_crf(probs, image, threads=threads), one)
 
 
 def test_threads_do_not_change_results():

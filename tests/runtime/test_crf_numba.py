@@ -82,7 +82,7 @@ GIL_CASES = {
     "lattices-smooth-hash_chunks": ("lattices", "smooth", 21, 4),
     "lattices-noise": ("lattices", "noise", 8, 1),
     "mean_field-smooth-21_classes-pixel_pass": ("mean field", "smooth", 21, 1),
-    "mean_field-noise-8_classes-lattice_messages": ("mean field", "noise", 8, 1),
+    "mean_field-noise-8_classes-iterate": ("mean field", "noise", 8, 1),
 }
 MIN_TICKS_SHARE = 0.6  # 0.83-1.15 seen with every kernel nogil, the machine loaded; best of three tries
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tseg.runtime.crf import dense, dense_crf, labels_from_logits
+from tseg.runtime.crf import dense, dense_crf, labels_from_logits, labels_from_probs
 from tseg.runtime.scores import argmax_classes, resize_scores, softmax
 
 DEEPLAB = {"gaussian_sxy": 1.0, "gaussian_compat": 3.0, "bilateral_sxy": 67.0,
@@ -34,10 +34,35 @@ def test_q_and_labels_are_the_same_on_1_2_and_3_threads(settings):
     q = {t: dense_crf(probs, image, iterations=4, threads=t, **settings) for t in (1, 2, 3)}
     labels = {t: labels_from_logits(logits, image, iterations=4, threads=t, **settings)
               for t in (1, 2, 3)}
+    from_probs = {t: labels_from_probs(probs, image, iterations=4, threads=t, **settings)
+                  for t in (1, 2, 3)}
     for t in (2, 3):
         np.testing.assert_array_equal(q[t], q[1])
         np.testing.assert_array_equal(labels[t], labels[1])
+        np.testing.assert_array_equal(from_probs[t], from_probs[1])
     np.testing.assert_array_equal(labels[1], argmax_classes(q[1]))
+    np.testing.assert_array_equal(from_probs[1], argmax_classes(q[1]))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 1), (5, 17, 23), (21, 40, 33), (300, 9, 11)])
+@pytest.mark.parametrize("iterations", [0, 3])
+def test_labels_from_probs_are_dense_crfs_argmax(shape, iterations):
+    """Any class count (uint16 labels beyond 256), odd sizes, no iteration at all."""
+    classes, height, width = shape
+    rng = np.random.default_rng(classes)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    probs = softmax(rng.normal(0, 2, shape).astype(np.float32))
+    got = labels_from_probs(probs, image, iterations=iterations, threads=2)
+    assert got.shape == (height, width) and got.dtype == (np.uint8 if classes <= 256 else np.uint16)
+    np.testing.assert_array_equal(got, argmax_classes(dense_crf(probs, image, iterations=iterations)))
+
+
+def test_labels_from_probs_refuses_what_dense_crf_refuses():
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(Exception, match=r"probs: need values in \[0, 1\]"):
+        labels_from_probs(np.full((3, 8, 8), 1.5, np.float32), image)
+    with pytest.raises(Exception, match="probs: need shape"):
+        labels_from_probs(np.full((3, 8, 9), 0.3, np.float32), image)
 
 
 @pytest.mark.parametrize("iterations", [0, 1, 5])

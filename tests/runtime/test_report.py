@@ -57,6 +57,9 @@ def test_report_with_crf_matches_eval_json_and_the_labels_written(model, val, tm
     assert numbers["after_crf"]["miou"] == scores["crf_miou"]
     assert numbers["after_crf"]["pixel_accuracy"] == scores["crf_pixel_accuracy"]
     assert numbers["model_alone"]["iou"] == pytest.approx(scores["iou"], nan_ok=True)
+    # what tseg-report needs besides the scores: the classes, their colours, where the split is
+    assert numbers["classes"] == list(scores["iou"]) and len(numbers["palette"]) == len(numbers["classes"])
+    assert numbers["split"] == {"json": str(val.absolute()), "root": str(val.parent.absolute())}
 
     coco = CocoDataset(val)
     rows = per_image(report)
