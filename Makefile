@@ -40,8 +40,11 @@ runtime-smoke: venv
 	rm -rf tseg.egg-info
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
 	$(RUNTIME_VENV)/bin/tseg-infer $(SMOKE)/data/rgb --model $(SMOKE)/tiny.onnx --out $(SMOKE)/labels --quiet
+	# --device auto (the default) names the engine it picked in one note on stderr (no OpenVINO here yet).
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val --eval \
-		--report $(SMOKE)/report --quiet
+		--report $(SMOKE)/report --quiet 2> $(SMOKE)/auto-base.err || { cat $(SMOKE)/auto-base.err; exit 1; }
+	grep -qE "^note: --device auto: running on (CUDAExecutionProvider|CPUExecutionProvider: .*OpenVINO is not installed)" \
+		$(SMOKE)/auto-base.err || { cat $(SMOKE)/auto-base.err; exit 1; }
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-crf --eval --crf \
 		--report $(SMOKE)/report-crf --quiet
 	$(RUNTIME_VENV)/bin/tseg-report $(SMOKE)/report $(SMOKE)/report-crf --out $(SMOKE)/compare
@@ -50,6 +53,11 @@ runtime-smoke: venv
 	rm -rf tseg.egg-info
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is installed' if u.find_spec('torch') else 0)"
 	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-openvino --eval --device openvino --quiet
+	# With OpenVINO installed, --device auto picks it (in f32) unless a GPU loads first.
+	$(RUNTIME_VENV)/bin/tseg-infer --coco $(SMOKE)/data/val.json --model $(SMOKE)/tiny.onnx --out $(SMOKE)/val-auto --eval --quiet \
+		2> $(SMOKE)/auto-openvino.err || { cat $(SMOKE)/auto-openvino.err; exit 1; }
+	grep -qE "^note: --device auto: running on (CUDAExecutionProvider|OpenVINO CPU \(f32\))" \
+		$(SMOKE)/auto-openvino.err || { cat $(SMOKE)/auto-openvino.err; exit 1; }
 	@echo "runtime smoke test passed: tseg-infer (its CRF, its report, and OpenVINO) and tseg-report ran without torch or a compiler"
 
 # Speed claims: each script prints ratios measured side by side in one run.

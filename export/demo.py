@@ -67,6 +67,7 @@ def run_demo(*, epochs: int, size: int, batch_size: int, lr: float, runs_dir: Pa
     figures = {
         "train_val_miou": run.best_miou,
         "onnx_val_miou": result.scores.miou,
+        "engine": ", ".join(result.providers),
         "crf_val_miou": result.crf_scores.miou,
         "parity_worst_agreement": exported.report.worst_agreement,
         "parity_max_abs_diff": exported.report.max_abs_diff,
@@ -92,7 +93,7 @@ def _print_summary(f: dict) -> None:
     print("\n=== tseg demo ===")
     print(f"dataset               {f['data']}")
     print(f"training-time val mIoU {f['train_val_miou']:.4f}  (PyTorch, best epoch)")
-    print(f"ONNX runtime val mIoU  {f['onnx_val_miou']:.4f}  (tseg-infer --eval, no torch)")
+    print(f"runtime val mIoU       {f['onnx_val_miou']:.4f}  (tseg-infer --eval on {f['engine']}, no torch)")
     print(f"with the dense CRF     {f['crf_val_miou']:.4f}  (tseg-infer --eval --crf, default"
           " parameters; --crf-tune searches better ones)")
     print(

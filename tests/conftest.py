@@ -13,6 +13,16 @@ TINY_MODEL = "deeplabv3_mobilenet_v3_large"
 TINY_SIZE = 32
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """tseg's cache folder ($XDG_CACHE_HOME/tseg) in the session's temp folder, for the test processes
+    and the commands they start: device="auto" runs OpenVINO where it is installed, and its compiled
+    models must not land in the user's ~/.cache (a test that wants another folder sets its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_coco_dir(tmp_path_factory) -> Path:
     """Root of the hand-written dataset (read-only for tests: copy before changing)."""

@@ -90,8 +90,9 @@ def crf_options(func):
     type=click.Choice(DEVICES),
     default="auto",
     show_default=True,
-    help="Execution provider. cuda, tensorrt, openvino: that engine or an error; auto: CUDA when it loads, else"
-    " the CPU. openvino runs the file in f32 (bf16 with --bf16; pip install 'tseg[openvino]')."
+    help="Engine. cpu: ONNX Runtime on the CPU; cuda, tensorrt, openvino: that engine or an error; auto: CUDA when"
+    " it loads, else OpenVINO on the CPU when installed, else ONNX Runtime on the CPU (a note on stderr names the"
+    " choice). openvino runs the file in f32 (bf16 with --bf16; pip install 'tseg[openvino]')."
     " tensorrt builds an engine on first use (INT8 from an int8 file's Q/DQ scales, FP16 for an fp16 file)"
     " and caches it in $XDG_CACHE_HOME/tseg (default ~/.cache/tseg) for this model, GPU and TensorRT version.",
 )
@@ -106,7 +107,8 @@ def crf_options(func):
     help="With --device openvino: compute in bfloat16 where the CPU has it (a precision change: check it with"
     " tseg-export's gate).",
 )
-@click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), help="ONNX Runtime intra-op threads.")
+@click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS),
+              help="The engine's threads (ONNX Runtime's intra-op threads, OpenVINO's inference threads).")
 @click.option(
     "--batch-size",
     default=8,

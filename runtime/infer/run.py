@@ -44,12 +44,15 @@ class InferResult:
         failures: the images that failed, in input order (also in ``errors_file``).
         stopped: ``fail_fast`` stopped the run at the first failure.
         errors_file: ``out``/errors.txt when anything failed, else None.
+        providers: what ran the model (:attr:`Segmenter.providers
+            <tseg.runtime.segment.segmenter.Segmenter.providers>`: with device "auto", what it chose).
     """
 
     written: list[Path]
     failures: tuple[Failure, ...] = ()
     stopped: bool = False
     errors_file: Path | None = None
+    providers: tuple[str, ...] = ()
 
 
 def log_failure(failure: Failure) -> None:
@@ -151,7 +154,8 @@ def infer_paths(paths: list[str | Path], *, settings: InferSettings,
     writer = _Writer(segmenter, targets, overlays=overlays)
     report = _run(jobs, segmenter, writer, settings, on_failure=on_failure)
     errors = write_errors_file(out, report)
-    return InferResult(written=writer.written, failures=report.failures, stopped=report.stopped, errors_file=errors)
+    return InferResult(written=writer.written, failures=report.failures, stopped=report.stopped, errors_file=errors,
+                       providers=tuple(segmenter.providers))
 
 
 def check_run_outputs(settings: InferSettings, inputs: list[Input]) -> Inputs:
@@ -195,7 +199,8 @@ class CocoInferResult:
     """What :func:`infer_coco` did: images written and, when evaluating, the scores.
 
     ``scores`` are of the model alone; ``crf_scores`` after the CRF (when one ran); both
-    over the images written (when some failed, they are not the split's scores).
+    over the images written (when some failed, they are not the split's scores). ``providers``:
+    what ran the model, as :attr:`InferResult.providers`.
     """
 
     num_images: int
@@ -208,6 +213,7 @@ class CocoInferResult:
     errors_file: Path | None = None
     submission: Path | None = None
     report: Path | None = None
+    providers: tuple[str, ...] = ()
 
 
 class _Scores:
@@ -322,6 +328,7 @@ def infer_coco(
         errors_file=write_errors_file(out, report),
         submission=Path(settings.submission) if kept else None,
         report=page,
+        providers=tuple(segmenter.providers),
     )
 
 

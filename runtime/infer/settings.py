@@ -20,8 +20,8 @@ class InferSettings:
     Attributes:
         model: the exported .onnx file.
         out: folder for the label PNGs (created if missing).
-        device: "auto", "cpu", "cuda", "tensorrt" or "openvino".
-        threads: ONNX Runtime intra-op threads; None lets it choose.
+        device: "auto", "cpu", "cuda", "tensorrt" or "openvino" (see :class:`Segmenter`).
+        threads: the engine's threads (ONNX Runtime intra-op, OpenVINO inference); None lets it choose.
         progress: show a progress bar (images/s) on stderr.
         crf: dense-CRF post-processing parameters, or None for none.
         batch_size: images per model run.

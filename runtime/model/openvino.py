@@ -15,6 +15,7 @@ folder), so a second start skips compilation.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import sys
@@ -82,6 +83,14 @@ def import_openvino():
     id and counters under ``~/intel`` and reports usage. Unless the user opted in, the import runs
     with ``openvino_telemetry`` hidden, so OpenVINO takes its own no-op stub.
     """
+    try:
+        return _import_quietly()
+    except ImportError as err:
+        raise TsegError(f"device='openvino' needs {_import_failure(err)}", parameter="device") from None
+
+
+def _import_quietly():
+    """``import openvino`` with its telemetry off unless the user opted in; raises what the import raises."""
     if "openvino" in sys.modules and sys.modules["openvino"] is not None:
         return sys.modules["openvino"]
     hide = "openvino_telemetry" not in sys.modules and not _telemetry_opted_in()
@@ -89,15 +98,56 @@ def import_openvino():
         sys.modules["openvino_telemetry"] = None  # import openvino_telemetry -> ImportError
     try:
         import openvino
-    except ImportError:
-        raise TsegError(
-            f"device='openvino' needs OpenVINO Runtime, which is not installed: {OPENVINO_EXTRA}",
-            parameter="device",
-        ) from None
     finally:
         if hide and sys.modules.get("openvino_telemetry", 0) is None:
             del sys.modules["openvino_telemetry"]  # the user's own later imports get the real package
     return openvino
+
+
+def _openvino_installed() -> bool:
+    """The ``openvino`` package is on the path (whether or not it imports)."""
+    try:
+        return importlib.util.find_spec("openvino") is not None
+    except (ImportError, ValueError):  # a half-imported module in sys.modules
+        return True
+
+
+def _import_failure(err: ImportError) -> str:
+    """Why ``import openvino`` failed, naming what to install: "OpenVINO Runtime, which is not installed: ..."."""
+    if _openvino_installed():  # a broken install: its own error says what is wrong
+        return f"OpenVINO Runtime, which is installed but does not import ({openvino_reason(err)}): {OPENVINO_EXTRA}"
+    return f"OpenVINO Runtime, which is not installed: {OPENVINO_EXTRA}"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether OpenVINO can run models on this machine's CPU (``device="auto"`` asks before choosing it).
+
+    Attributes:
+        usable: ``openvino`` imports and lists a CPU device.
+        reason: why not, one clause naming what to install or what failed ("" when usable).
+        installed: the package is there (then an unusable OpenVINO is worth a warning, not a note).
+    """
+
+    usable: bool
+    reason: str = ""
+    installed: bool = True
+
+
+def openvino_availability() -> Availability:
+    """Whether ``import openvino`` works (telemetry kept off, as :func:`import_openvino` does) and
+    OpenVINO lists a CPU device. Never raises: what fails is the returned reason."""
+    if not _openvino_installed():
+        return Availability(False, f"OpenVINO is not installed ({OPENVINO_EXTRA} to use it)", installed=False)
+    try:
+        devices = list(_import_quietly().Core().available_devices)
+    except ImportError as err:
+        return Availability(False, f"OpenVINO did not import ({openvino_reason(err)})")
+    except Exception as err:  # OpenVINO's own errors (RuntimeError with C++ context)
+        return Availability(False, f"OpenVINO did not start ({openvino_reason(err)})")
+    if "CPU" not in devices:
+        return Availability(False, f"OpenVINO lists no CPU device (only {', '.join(devices) or 'none'})")
+    return Availability(True)
 
 
 def check_bf16(core=None) -> None:

@@ -1,11 +1,29 @@
-"""ONNX Runtime sessions: provider choice and a check of what really runs.
+"""Sessions: the engine a device names, ``device="auto"``'s rule, and a check of what really runs.
 
 onnxruntime-gpu lists CUDA and TensorRT even where they cannot load, and then
 quietly runs on the CPU (after printing coloured logs to stderr and, for TensorRT,
 a banner to stdout). So we ask for providers explicitly, keep ONNX Runtime's own
 output off the terminal while a session is created, and compare the providers we
 asked for with ``session.get_providers()`` afterwards: an explicit GPU device that
-did not load is an error naming the reason; ``auto`` falls back to the CPU.
+did not load is an error naming the reason.
+
+``device="auto"`` picks the engine by one rule, first match wins:
+
+1. **a GPU that loads**: ONNX Runtime's CUDAExecutionProvider, when this onnxruntime offers
+   it, an NVIDIA GPU is visible and the provider loads;
+2. **OpenVINO on the CPU**, when the ``openvino`` package imports and lists a CPU device
+   (:func:`~tseg.runtime.model.openvino.openvino_availability`), in float32 as the file is:
+   bfloat16 is only ever asked for explicitly (``device="openvino"`` with
+   ``OpenVinoSettings(bf16=True)``), so ``auto`` never changes a model's precision;
+3. **ONNX Runtime's CPUExecutionProvider**.
+
+``threads`` goes to whichever engine runs. The session names its engine in ``get_providers()``
+(:func:`session_device` gives the device), and one note goes to :data:`~tseg.runtime.errors.logger`
+(the CLIs show it on stderr, ``note: --device auto: running on ...``): INFO, or WARNING when an
+engine that is installed could not be used (a GPU whose libraries do not load, an OpenVINO that
+does not import). Library code prints nothing. An engine the rule picked that then fails on the
+model is an error, never a quiet switch to the next one: OpenVINO's errors add that
+``device='cpu'`` runs ONNX Runtime instead.
 
 Before a CUDA or TensorRT session, ``onnxruntime.preload_dlls()`` (ONNX Runtime >= 1.21)
 loads the CUDA and cuDNN libraries from NVIDIA's pip wheels (``pip install 'tseg[cuda]'``),
@@ -14,22 +32,19 @@ which the dynamic loader would not find on its own.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import logging
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-from tseg.runtime.cache_dir import make_cache_folder
 from tseg.runtime.errors import TsegError, logger
 from tseg.runtime.inputs import check_model_file
 from tseg.runtime.model import tensorrt as trt
-from tseg.runtime.model.metadata import ModelMetadata
+from tseg.runtime.model.capture import captured_output
 from tseg.runtime.model.onnx_file import read_model_file
-from tseg.runtime.model.openvino import OpenVinoSession, OpenVinoSettings
+from tseg.runtime.model.openvino import PROVIDER as OPENVINO_PROVIDER
+from tseg.runtime.model.openvino import OpenVinoSession, OpenVinoSettings, openvino_availability
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
 # Intra-op threads (ONNX Runtime, torch): more than the CPUs only adds spinning and contention, and
@@ -41,6 +56,8 @@ _PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 CUDA_EXTRA = "pip install 'tseg[cuda]'"
+AUTO_NOTE = "note: device='auto': running on"  # every note of device="auto"'s rule starts so
+CPU_HINT = "device='cpu' runs ONNX Runtime instead"
 _LIBRARY_HINTS = {
     "cuda": (
         f"the CUDA (12 or 13, as this onnxruntime-gpu was built for) and cuDNN 9 libraries ({CUDA_EXTRA} brings"
@@ -90,7 +107,9 @@ def requested_providers(device: str, available: list[str]) -> list[str]:
     """The provider list to ask ONNX Runtime for.
 
     Args:
-        device: one of :data:`DEVICES`.
+        device: one of :data:`DEVICES` but "openvino"; "auto" gets CUDA's list when this
+            onnxruntime offers it and an NVIDIA GPU is visible, else the CPU's (the rule's
+            first step; :func:`create_session` takes the rest).
         available: ``onnxruntime.get_available_providers()``.
 
     Raises:
@@ -158,55 +177,6 @@ def load_failure_reason(log: str) -> str:
     return "; ".join(reasons)[:300]
 
 
-def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        with contextlib.suppress(Exception):
-            stream.flush()
-
-
-def _redirect_descriptors(sink: int) -> list[tuple[int, int]]:
-    """Points descriptors 1 and 2 at ``sink``; returns (descriptor, saved copy) pairs to restore."""
-    saved = []
-    try:
-        for fd in (1, 2):
-            copy = os.dup(fd)
-            saved.append((fd, copy))
-            os.dup2(sink, fd)
-    except OSError:  # a closed descriptor (daemons, embedded interpreters): capture what we can
-        pass
-    return saved
-
-
-@contextlib.contextmanager
-def captured_output() -> Iterator[io.StringIO]:
-    """Collects what native code and Python write to stdout and stderr inside the block.
-
-    ONNX Runtime logs provider failures from C++ (file descriptor 2) and its Python
-    wrapper prints a TensorRT fallback banner to stdout; neither belongs in tseg's
-    output. The text is available in the yielded buffer after the block. Without a
-    temp file to capture into, only Python-level output is captured.
-    """
-    text = io.StringIO()
-    _flush_streams()
-    with contextlib.ExitStack() as stack:
-        try:
-            sink = stack.enter_context(tempfile.TemporaryFile())
-        except OSError:
-            sink = None
-        saved = _redirect_descriptors(sink.fileno()) if sink is not None else []
-        try:
-            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
-                yield text
-        finally:
-            _flush_streams()
-            for fd, copy in saved:
-                os.dup2(copy, fd)
-                os.close(copy)
-            if sink is not None:
-                sink.seek(0)
-                text.write(sink.read(65536).decode("utf-8", errors="replace"))
-
-
 def _check_engine_settings(settings: object, *, kind: type, device: str, engine: str, what: str) -> None:
     """One engine's settings (``tensorrt=``, ``openvino=``): None, or of their type and with their device.
 
@@ -233,25 +203,26 @@ def create_session(
 
     Args:
         model_path: the .onnx file.
-        device: "auto" (CUDA when onnxruntime offers it, an NVIDIA GPU is
-            visible and the CUDA libraries load, else CPU), "cpu", "cuda" or
-            "tensorrt" (each of the last two: that provider or an error). GPU
-            sessions first load CUDA and cuDNN from NVIDIA's pip wheels
+        device: "auto" (the rule above: CUDA when it loads, else OpenVINO on the CPU when it
+            is installed, else ONNX Runtime's CPU provider; one note on
+            :data:`~tseg.runtime.errors.logger` names the choice), "cpu" (ONNX
+            Runtime's CPU provider), "cuda" or "tensorrt" (each of the last two: that provider
+            or an error), "openvino" (OpenVINO Runtime on the CPU, or an error naming what
+            to install). GPU sessions first load CUDA and cuDNN from NVIDIA's pip wheels
             (``onnxruntime.preload_dlls``, where this onnxruntime has it).
-        threads: intra-op threads; None lets onnxruntime choose.
+        threads: intra-op threads (OpenVINO's inference threads); None lets the engine choose.
         tensorrt: with device "tensorrt", the engine settings (FP16, batch size, cache
             folder) that become TensorRT's provider options (:mod:`tseg.runtime.model.tensorrt`):
             TensorRT's library and the GPU are looked up first, and the cache folders made.
             None: ONNX Runtime's defaults (no engine cache). Refused with any other device.
         openvino: with device "openvino", its precision and cache folder
             (:class:`~tseg.runtime.model.openvino.OpenVinoSettings`; None: f32). Refused with
-            any other device.
+            any other device ("auto" included: it runs OpenVINO in f32 only).
 
     Returns:
         An ``onnxruntime.InferenceSession`` (an :class:`~tseg.runtime.model.openvino.OpenVinoSession`
-        for device "openvino"). When ``auto`` runs on a GPU, or a
-        visible GPU could not be used (its provider failed to load, or this
-        onnxruntime has none), a note goes to stderr; nothing goes to stdout.
+        when OpenVINO runs it); :func:`session_device` says which device that is. Nothing goes
+        to stdout or stderr.
 
     Raises:
         TsegError: the file is missing or not an ONNX model, the device is
@@ -270,12 +241,37 @@ def create_session(
     if device == "openvino":  # it checks and reads the file itself
         return OpenVinoSession(path, threads=threads, settings=openvino)
     check_model_file(path, what="model")
+    if device == "auto":
+        return _auto_session(path, threads=threads)
+    requested = requested_providers(device, ort.get_available_providers())
+    session, failure = _ort_session(path, requested=requested, threads=threads, tensorrt=tensorrt)
+    check_providers(session.get_providers(), requested=requested, device=device, reason=failure)
+    return session
+
+
+def _ort_session(path: Path, *, requested: list[str], threads: int | None,
+                tensorrt: trt.TensorrtSettings | None = None) -> tuple[object, str]:
+    """An ONNX Runtime session asking for ``requested`` providers, ONNX Runtime's own output kept off the terminal.
+
+    Args:
+        path: the .onnx file (already checked to be a regular ONNX file).
+        requested: :func:`requested_providers`' list (first: the device's own provider).
+        threads: intra-op threads, already checked; None lets ONNX Runtime choose.
+        tensorrt: TensorRT's settings, when the first provider is TensorRT's.
+
+    Returns:
+        (the session, why a GPU provider did not load: '' when it did, or nothing was said).
+        The session may run on fewer providers than requested: :func:`check_providers` judges.
+
+    Raises:
+        TsegError: ONNX Runtime cannot load the model.
+    """
+    import onnxruntime as ort
+
     ort.set_default_logger_severity(_log_level[0])
-    available = ort.get_available_providers()
-    requested = requested_providers(device, available)
     providers: list = list(requested)
     if tensorrt is not None:
-        providers[0] = (requested[0], tensorrt_options(path, tensorrt))
+        providers[0] = (requested[0], trt.checked_provider_options(path, tensorrt))
     options = ort.SessionOptions()
     # Spinning worker threads steal the cores from the CRF that runs next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -293,37 +289,74 @@ def create_session(
         raise TsegError(f"{path} is not a loadable ONNX model: {first_line[:300]}") from None
     finally:
         ort.set_default_logger_severity(_log_level[0])
-    check_providers(
-        session.get_providers(), requested=requested, device=device, log=log.getvalue(), preload=preload_failure
-    )
-    if device == "auto" and "CUDAExecutionProvider" not in available and _gpu_note_wanted():
-        logger.info(
-            f"note: device='auto': running on the CPU: this onnxruntime offers no CUDAExecutionProvider"
-            f" ({CUDA_EXTRA} to use the GPU)"
-        )
-    return session
+    failure = "; ".join(part for part in (load_failure_reason(log.getvalue()), preload_failure) if part)
+    return session, failure
 
 
-def tensorrt_options(path: Path, settings: trt.TensorrtSettings) -> dict[str, str]:
-    """TensorRT's provider options for ``path``, once its library and the GPU are found; makes the cache folders.
+def session_device(session) -> str:
+    """The device a session from :func:`create_session` runs on: "cpu", "cuda", "tensorrt" or "openvino"
+    (what ``device="auto"`` chose, named as an explicit ``device=`` would choose it again)."""
+    first = session.get_providers()[0]
+    if first.startswith(OPENVINO_PROVIDER):
+        return "openvino"
+    return next((name for name, providers in _PROVIDERS.items() if providers[0] == first), "cpu")
+
+
+def _auto_session(path: Path, *, threads: int | None):
+    """The session ``device="auto"`` picks for ``path`` (the rule in this module's docstring), after one note.
+
+    Args:
+        path: the .onnx file, already checked to be a regular ONNX file.
+        threads: intra-op threads (OpenVINO's inference threads), already checked; None: the engine's choice.
 
     Raises:
-        TsegError: one line: TensorRT's library missing (naming what to install), no GPU,
-            the model without tseg metadata, or a cache folder that cannot be made.
+        TsegError: the chosen engine cannot load the model (one line; for OpenVINO it adds
+            that ``device='cpu'`` runs ONNX Runtime instead).
     """
-    version = trt.find_tensorrt()
-    gpu = trt.gpu_name()
-    if gpu is None:
-        raise TsegError(
-            "device='tensorrt': no NVIDIA GPU found (asked the CUDA driver, nvidia-smi and /proc/driver/nvidia);"
-            " TensorRT runs on one: use device='cpu'",
-            parameter="device",
-        )
-    metadata = ModelMetadata.from_props(read_model_file(path).props, source=str(path))
-    options = trt.tensorrt_provider_options(path, metadata, settings, gpu=gpu, trt_version=version)
-    for folder in trt.cache_folders(options):
-        make_cache_folder(folder, engine="TensorRT")
-    return options
+    import onnxruntime as ort
+
+    passed_over: list[str] = []  # why each engine before the chosen one was not taken
+    warn = False
+    requested = requested_providers("auto", ort.get_available_providers())
+    cpu_session = None
+    if requested[0] != "CPUExecutionProvider":  # a GPU this onnxruntime offers, and one is visible
+        session, failure = _ort_session(path, requested=requested, threads=threads)
+        if requested[0] in session.get_providers():
+            _note_auto(session, passed_over, warn=False)
+            return session
+        cpu_session, warn = session, True  # ONNX Runtime ran it on the CPU instead
+        passed_over.append("the GPU could not be used" + (f" ({failure})" if failure else ""))
+    elif _gpu_note_wanted():
+        passed_over.append(f"this onnxruntime offers no CUDAExecutionProvider ({CUDA_EXTRA} to use the GPU)")
+    openvino = openvino_availability()
+    if openvino.usable:
+        session = _auto_openvino(path, threads=threads)
+        _note_auto(session, passed_over, warn=warn, hint=CPU_HINT)
+        return session
+    passed_over.append(openvino.reason)
+    if cpu_session is None:
+        cpu_session, _ = _ort_session(path, requested=["CPUExecutionProvider"], threads=threads)
+    _note_auto(cpu_session, passed_over, warn=warn or openvino.installed)
+    return cpu_session
+
+
+def _auto_openvino(path: Path, *, threads: int | None) -> OpenVinoSession:
+    """OpenVINO in f32 on ``path``; its refusals of the model say that ONNX Runtime is the other way."""
+    read_model_file(path)  # a file no engine could read is refused as it is, without the hint
+    try:
+        return OpenVinoSession(path, threads=threads)
+    except TsegError as err:
+        raise TsegError(f"{err} (device='auto' chose OpenVINO; {CPU_HINT})", parameter=err.parameter) from None
+
+
+def _note_auto(session, passed_over: list[str], *, warn: bool, hint: str = "") -> None:
+    """One line naming the engine that runs, why the ones before it in the rule did not, and ``hint``."""
+    text = f"{AUTO_NOTE} {session.get_providers()[0]}"
+    if passed_over:
+        text += ": " + "; ".join(passed_over)
+    if hint:
+        text += f"; {hint}"
+    logger.log(logging.WARNING if warn else logging.INFO, text)
 
 
 def _gpu_note_wanted() -> bool:
@@ -331,35 +364,27 @@ def _gpu_note_wanted() -> bool:
     return sys.platform.startswith(("linux", "win")) and _nvidia_gpu_visible()
 
 
-def check_providers(used: list[str], *, requested: list[str], device: str, log: str, preload: str = "") -> None:
-    """Refuses an explicit GPU device that did not load; notes what ``auto`` chose.
+def check_providers(used: list[str], *, requested: list[str], device: str, reason: str = "") -> None:
+    """Refuses an explicit GPU device that did not load.
 
     Args:
         used: ``session.get_providers()``.
         requested: what was asked for (first = the device's own provider).
-        device: the user's device choice.
-        log: ONNX Runtime's captured output while the session was created.
-        preload: why ``preload_dlls`` failed, if it did.
+        device: the user's device choice ("cpu", "cuda" or "tensorrt").
+        reason: why the provider did not load, from :func:`_ort_session`.
 
     Raises:
         TsegError: ``device`` is "cuda" or "tensorrt" and its provider is not in ``used``.
     """
     wanted = requested[0]
-    if wanted == "CPUExecutionProvider":
+    if wanted == "CPUExecutionProvider" or wanted in used:
         return
-    reason = "; ".join(part for part in (load_failure_reason(log), preload) if part)
     because = f" ({reason})" if reason else ""
-    if wanted not in used:
-        if device != "auto":
-            hint = _LIBRARY_HINTS[device]
-            if device == "tensorrt":
-                hint = f"{trt.install_hint()}, besides {hint}"
-            raise TsegError(
-                f"device={device!r}: {wanted} is installed but could not be loaded{because}; install"
-                f" {hint}, or use device='cpu' or device='auto'",
-                parameter="device",
-            )
-        logger.warning(f"note: device='auto': the GPU could not be used{because}; running on the CPU")
-        return
-    if device == "auto":
-        logger.info(f"note: device='auto': running on {wanted}")
+    hint = _LIBRARY_HINTS[device]
+    if device == "tensorrt":
+        hint = f"{trt.install_hint()}, besides {hint}"
+    raise TsegError(
+        f"device={device!r}: {wanted} is installed but could not be loaded{because}; install"
+        f" {hint}, or use device='cpu' or device='auto'",
+        parameter="device",
+    )

@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tseg.runtime.cache_dir import default_cache_dir
+from tseg.runtime.cache_dir import default_cache_dir, make_cache_folder
 from tseg.runtime.errors import TsegError
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE, ModelMetadata
 from tseg.runtime.model.onnx_file import check_graph_io, read_model_file, static_dim
@@ -180,6 +180,28 @@ def cache_folders(options: dict[str, str]) -> list[Path]:
 
 
 # ---------------------------------------------------------------------- the machine: TensorRT and the GPU
+
+
+def checked_provider_options(path: Path, settings: TensorrtSettings) -> dict[str, str]:
+    """TensorRT's provider options for ``path``, once its library and the GPU are found; makes the cache folders.
+
+    Raises:
+        TsegError: one line: TensorRT's library missing (naming what to install), no GPU,
+            the model without tseg metadata, or a cache folder that cannot be made.
+    """
+    version = find_tensorrt()
+    gpu = gpu_name()
+    if gpu is None:
+        raise TsegError(
+            "device='tensorrt': no NVIDIA GPU found (asked the CUDA driver, nvidia-smi and /proc/driver/nvidia);"
+            " TensorRT runs on one: use device='cpu'",
+            parameter="device",
+        )
+    metadata = ModelMetadata.from_props(read_model_file(path).props, source=str(path))
+    options = tensorrt_provider_options(path, metadata, settings, gpu=gpu, trt_version=version)
+    for folder in cache_folders(options):
+        make_cache_folder(folder, engine="TensorRT")
+    return options
 
 
 def _provider_library() -> Path | None:

@@ -21,7 +21,7 @@ from tseg.runtime.model.binding import BoundRunner
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE, ModelMetadata
 from tseg.runtime.model.onnx_file import check_graph_io, static_dim
 from tseg.runtime.model.openvino import OpenVinoSettings
-from tseg.runtime.model.session import create_session
+from tseg.runtime.model.session import create_session, session_device
 from tseg.runtime.model.tensorrt import TensorrtSettings
 from tseg.runtime.scores import resize_scores
 from tseg.runtime.segment.prediction import Prediction
@@ -69,7 +69,9 @@ class Segmenter:
 
     Args:
         model: an .onnx file exported by ``tseg-export``.
-        device: "auto", "cpu", "cuda", "tensorrt" or "openvino" (see :func:`create_session`).
+        device: "auto" (a GPU that loads, else OpenVINO on the CPU when it is installed, else
+            ONNX Runtime's CPU provider; :attr:`device` says which), "cpu" (ONNX Runtime),
+            "cuda", "tensorrt" or "openvino" (see :func:`create_session`).
         threads: ONNX Runtime intra-op threads (OpenVINO's inference threads); None lets it choose.
         crf: dense-CRF parameters to refine every prediction with, or None.
         tta: test-time augmentation views (see :class:`TtaSettings`), or None.
@@ -118,8 +120,15 @@ class Segmenter:
 
     @property
     def providers(self) -> list[str]:
-        """The execution providers ONNX Runtime actually uses."""
+        """What runs the model: the execution providers ONNX Runtime actually uses, or OpenVINO's
+        ``["OpenVINO CPU (f32)"]`` (``(bf16)`` when asked for)."""
         return self.session.get_providers()
+
+    @property
+    def device(self) -> str:
+        """The device the model runs on: "cpu" (ONNX Runtime), "cuda", "tensorrt" or "openvino";
+        with ``device="auto"``, the one its rule chose."""
+        return session_device(self.session)
 
     @property
     def classes(self) -> tuple[str, ...]:

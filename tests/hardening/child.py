@@ -90,13 +90,17 @@ class ChildRun:
 
 
 def child_env(box: Sandbox, work: Path, pythonpath: str | None, extra: dict[str, str]) -> dict[str, str]:
-    """The environment of a case: HOME in the sandbox, quiet threads, a shared matplotlib cache."""
+    """The environment of a case: HOME in the sandbox, quiet threads, a shared matplotlib cache, and
+    tseg's cache folder ($XDG_CACHE_HOME/tseg) per case in the work folder, outside the sandbox."""
     # Hermetic: no caller's XDG folders, and no ORT_* switches (tseg must quiet ONNX Runtime itself).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "PYTEST_", "COV_", "ORT_"))}
     tmp = work / "tmp" / box.root.name
     tmp.mkdir(parents=True, exist_ok=True)
+    # --device auto runs OpenVINO where it is installed, and OpenVINO caches each compiled model: in
+    # $HOME that would be a write outside --out (a case that sets XDG_CACHE_HOME="" checks $HOME instead).
     env.update(
         HOME=str(box.home),
+        XDG_CACHE_HOME=str(work / "xdg-cache" / box.root.name),
         TMPDIR=str(tmp),
         MPLCONFIGDIR=str(work / "mplconfig"),
         OMP_NUM_THREADS="1",

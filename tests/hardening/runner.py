@@ -7,7 +7,7 @@ As a program it prints the totals table (and, with ``--failures``, every failing
     python -m tests.hardening.runner --code /tmp/tseg-before --work /tmp/h-before   # other code
 
 Without the three fixture options it trains and exports the tiny model itself (a minute).
-``--code TREE`` runs the CLIs against another checkout's runtime/, train/ and export/
+``--code TREE`` runs the CLIs against another checkout's runtime/, train/, export/ and benchmarks/
 (through a PYTHONPATH shim; the corpus is still generated with this checkout).
 """
 
@@ -155,7 +155,8 @@ TOTALS = (
     ("passed", lambda r: not r.problems()),
     ("one-line errors", lambda r: r.one_line_error),
     ("tracebacks", lambda r: r.traceback),
-    ("multi-line stderr (no traceback)", lambda r: not r.traceback and r.stderr_lines > 1),
+    ("multi-line stderr (no traceback)", lambda r: not r.traceback and r.error_lines > 1),
+    ("--device auto note before the error", lambda r: r.error_text is not r.stderr),
     ("exit 0 (bad input accepted)", lambda r: r.returncode == 0),
     ("other wrong exit code", lambda r: r.returncode not in (0, 1) and not r.killed and not r.timed_out),
     ("writes outside out/ (not $HOME)", lambda r: bool(r.writes_outside)),

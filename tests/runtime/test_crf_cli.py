@@ -39,7 +39,8 @@ def val(tiny_coco_dir) -> Path:
 
 
 def invoke(*args):
-    return CliRunner().invoke(infer_cli, [*map(str, args), "-q"])
+    """tseg-infer on ONNX Runtime, the engine :func:`library_labels` recomputes every label with."""
+    return CliRunner().invoke(infer_cli, [*map(str, args), "--device", "cpu", "-q"])
 
 
 def run_ok(*args) -> str:

@@ -7,6 +7,7 @@ import logging
 
 from click.testing import CliRunner
 
+from tests.notes import without_auto_note
 from tseg.runtime.errors import logger
 from tseg.runtime.infer.cli import main as infer_cli
 from tseg.runtime.infer.run import InferSettings, infer_paths
@@ -56,7 +57,7 @@ def test_tseg_infer_shows_failures_on_stderr_in_its_words(colour_onnx, photo_dir
     args = [str(folder), "--model", str(colour_onnx), "--out", str(out), "-q", "--max-image-pixels", "100"]
     result = CliRunner().invoke(infer_cli, args)
     assert result.exit_code == 1 and result.stdout == ""
-    lines = result.stderr.splitlines()
+    lines = without_auto_note(result.stderr)
     assert lines[0].startswith(f"failed: {folder / 'a.png'}: is 53x37: 1961 pixels is over the limit of 100")
     assert "raise the limit with --max-image-pixels 1961 (or the environment variable" in lines[0]
     assert lines[1].startswith(f"failed: {folder / 'bad.png'}: cannot read image")

@@ -41,7 +41,7 @@ def test_segmenter_reads_the_models_metadata(segmenter, colour_onnx):
 
 
 def test_segmenter_on_cpu_uses_only_the_cpu_provider(segmenter):
-    assert segmenter.providers == ["CPUExecutionProvider"]
+    assert segmenter.providers == ["CPUExecutionProvider"] and segmenter.device == "cpu"
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -1,8 +1,10 @@
-"""Provider selection: an explicit GPU device loads or fails in one line; auto falls back.
+"""Provider selection: an explicit GPU device loads or fails in one line; auto's GPU step falls back.
 
 There is no GPU here, so ONNX Runtime is replaced by a fake module that offers
 providers, "loads" some of them and, like the real one, logs provider failures
 from native code (file descriptor 2) and prints TensorRT's fallback banner to stdout.
+The auto tests here run as on a machine without OpenVINO (``use``); the rest of auto's
+rule, OpenVINO included, is tests/runtime/test_auto_device.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import types
 import pytest
 
 from tseg.runtime.errors import TsegError
+from tseg.runtime.model import capture
 from tseg.runtime.model import session as session_module
 from tseg.runtime.model.session import create_session, load_failure_reason, requested_providers, set_engine_logging
 
@@ -95,8 +98,13 @@ def model_file(tmp_path):
     return path
 
 
+NO_OPENVINO = "OpenVINO is not installed (pip install 'tseg[openvino]' to use it)"
+
+
 def use(monkeypatch, module, *, gpu_visible=True):
+    """The fake ONNX Runtime, a GPU visible or not, and no OpenVINO (as a base install has none)."""
     monkeypatch.setitem(sys.modules, "onnxruntime", module)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError, find_spec -> None
     monkeypatch.setattr(session_module, "_nvidia_gpu_visible", lambda: gpu_visible)
     monkeypatch.setattr(session_module, "_preloaded", [])  # preload_dlls runs once per process
 
@@ -185,20 +193,27 @@ def test_auto_falls_back_to_the_cpu_when_cuda_does_not_load(monkeypatch, model_f
     use(monkeypatch, module, gpu_visible=True)
     session = create_session(model_file, device="auto")
     assert session.get_providers() == [CPU]
+    assert calls.events == ["preload", "session"]  # the session ONNX Runtime fell back to is the one kept
     assert capfd.readouterr().out == ""
     [note] = caplog.records
     assert note.levelno == logging.WARNING
-    assert "running on the CPU" in note.message and "libcublasLt.so.13" in note.message
+    assert note.message.startswith("note: device='auto': running on CPUExecutionProvider: the GPU could not be used")
+    assert "libcublasLt.so.13" in note.message and note.message.endswith(NO_OPENVINO)
 
 
 @pytest.mark.parametrize("available", [[TRT, CUDA, CPU], [CPU]])
-def test_auto_on_a_machine_without_a_gpu_asks_for_the_cpu_and_stays_quiet(monkeypatch, model_file, capfd, available):
+def test_auto_on_a_machine_without_a_gpu_asks_for_the_cpu_and_says_so(monkeypatch, model_file, capfd, caplog,
+                                                                       available):
+    caplog.set_level(logging.INFO, logger="tseg")
     module, calls = fake_ort(available=available, loads=[CUDA, CPU])
     use(monkeypatch, module, gpu_visible=False)
     create_session(model_file, device="auto")
     assert calls.requested == [CPU]
     assert calls.events == ["session"]  # no CUDA libraries loaded for a CPU session
-    assert capfd.readouterr() == ("", "")
+    assert capfd.readouterr().out == ""  # (stderr: the note, once a CLI test has shown tseg's notes there)
+    [note] = caplog.records
+    assert note.levelno == logging.INFO
+    assert note.message == f"note: device='auto': running on CPUExecutionProvider: {NO_OPENVINO}"
 
 
 def test_auto_with_a_gpu_but_a_cpu_only_onnxruntime_says_what_to_install(monkeypatch, model_file, capfd, caplog):
@@ -210,7 +225,8 @@ def test_auto_with_a_gpu_but_a_cpu_only_onnxruntime_says_what_to_install(monkeyp
     assert calls.requested == [CPU] and calls.events == ["session"]
     assert capfd.readouterr().out == ""
     [note] = caplog.messages
-    assert note.startswith("note: device='auto': running on the CPU") and "pip install 'tseg[cuda]'" in note
+    assert note.startswith("note: device='auto': running on CPUExecutionProvider: this onnxruntime offers no")
+    assert "pip install 'tseg[cuda]'" in note and note.endswith(NO_OPENVINO)
 
 
 def test_the_clis_show_the_notes_on_stderr_naming_their_flags(monkeypatch, model_file):
@@ -233,12 +249,14 @@ def test_the_clis_show_the_notes_on_stderr_naming_their_flags(monkeypatch, model
     assert result.stderr == "note: --device auto: running on CUDAExecutionProvider\n"
 
 
-def test_auto_with_a_cpu_only_onnxruntime_on_macos_stays_quiet(monkeypatch, model_file, capfd):
+def test_auto_with_a_cpu_only_onnxruntime_on_macos_does_not_mention_cuda(monkeypatch, model_file, capfd, caplog):
+    caplog.set_level(logging.INFO, logger="tseg")
     module, _ = fake_ort(available=[CPU], loads=[CPU])
     use(monkeypatch, module, gpu_visible=True)  # _nvidia_gpu_visible says True off Linux: it cannot tell
     monkeypatch.setattr(session_module.sys, "platform", "darwin")
     create_session(model_file, device="auto")
-    assert capfd.readouterr() == ("", "")
+    assert capfd.readouterr().out == ""
+    assert caplog.messages == [f"note: device='auto': running on CPUExecutionProvider: {NO_OPENVINO}"]
 
 
 @pytest.mark.parametrize(
@@ -303,7 +321,7 @@ def test_a_model_onnx_runtime_cannot_load_is_one_line(monkeypatch, model_file):
 
 
 def test_unknown_devices_and_missing_files_are_refused(tmp_path):
-    with pytest.raises(TsegError, match="unknown device 'gpu'; valid: auto, cpu, cuda, tensorrt"):
+    with pytest.raises(TsegError, match="unknown device 'gpu'; valid: auto, cpu, cuda, tensorrt, openvino"):
         requested_providers("gpu", [CPU])
     with pytest.raises(TsegError, match="model file not found"):
         create_session(tmp_path / "missing.onnx", device="cpu")
@@ -355,7 +373,7 @@ def test_explicit_gpu_devices_on_this_machine_give_one_line_or_run_quietly(tmp_p
 
 
 def test_captured_output_takes_native_and_python_output_and_restores_the_terminal(capfd):
-    with session_module.captured_output() as log:
+    with capture.captured_output() as log:
         os.write(1, b"native out\n")
         os.write(2, b"native err\n")
         print("python out")
@@ -372,8 +390,8 @@ def test_captured_output_without_a_temp_file_still_takes_python_output(monkeypat
     def no_temp_files():
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(session_module.tempfile, "TemporaryFile", no_temp_files)
-    with session_module.captured_output() as log:
+    monkeypatch.setattr(capture.tempfile, "TemporaryFile", no_temp_files)
+    with capture.captured_output() as log:
         print("python out")
     assert log.getvalue() == "python out\n"
     assert capfd.readouterr() == ("", "")
