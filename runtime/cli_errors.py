@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import click
 
-from tseg.runtime.errors import TsegError, logger
+from tseg.runtime.errors import HELD_NOTE, TsegError, logger
 
 F = TypeVar("F", bound=Callable)
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -104,9 +104,34 @@ class OneLineCommand(click.Command):
 
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a record comes (click's test runner swaps it),
-    in the words of the command that last called :func:`show_notes` (notes come from worker threads too)."""
+    in the words of the command that last called :func:`show_notes` (notes come from worker threads too).
+
+    Notes logged with ``extra={HELD_NOTE: True}`` (which engine ``device='auto'`` chose) wait while a command
+    runs (:func:`one_line_errors`): shown when it succeeds, dropped when it stops with an error, so that bad
+    input stays one line."""
 
     command: click.Command | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = False
+        self.held: list[logging.LogRecord] = []
+
+    def hold(self) -> None:
+        """Hold the notes that wait for the command's success from now on."""
+        self.holding, self.held = True, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.holding and getattr(record, HELD_NOTE, False):
+            self.held.append(record)
+        else:
+            super().emit(record)
+
+    def end_hold(self, *, show: bool) -> None:
+        """Show (or drop) the held notes; stop holding."""
+        held, self.held, self.holding = self.held, [], False
+        for record in held if show else ():
+            super().emit(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return cli_message(super().format(record), command=self.command)
@@ -120,10 +145,14 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def _handler() -> _StderrHandler | None:
+    return next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+
+
 def show_notes() -> None:
     """Shows tseg's notes and warnings (:data:`tseg.runtime.errors.logger`) on stderr, bare, once per process,
     with parameter names translated into the current command's flags (:func:`cli_message`)."""
-    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    handler = _handler()
     if handler is None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -146,6 +175,24 @@ def one_line_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         show_notes()
+        handler = _handler()
+        handler.hold()
+        try:
+            result = func(*args, **kwargs)
+            handler.end_hold(show=True)
+            return result
+        except BaseException:
+            handler.end_hold(show=False)  # the error's line says what matters
+            raise
+
+    return _one_line(wrapper)  # type: ignore[return-value]
+
+
+def _one_line(func: F) -> F:
+    """``func`` with its user-facing errors as one ``Error: ...`` line (see :func:`one_line_errors`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except TsegError as err:

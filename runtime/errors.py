@@ -10,6 +10,10 @@ import logging
 
 logger = logging.getLogger("tseg")
 
+HELD_NOTE = "tseg_held_note"
+"""A log record attribute (``extra={HELD_NOTE: True}``): a note that a CLI shows once its command has
+run without an error (which engine ``device='auto'`` chose), so that bad input stays one line."""
+
 
 class TsegError(ValueError):
     """Bad input from a user: a file, an argument, a dataset or a model.

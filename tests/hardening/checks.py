@@ -1,13 +1,12 @@
 """What a finished case is judged by: its exit, its output, the sandbox before and after, its memory.
 
 A bad-input case passes when tseg refused it cleanly: exit code 1, exactly one line on
-stderr (``Error: ...``; when tseg-infer got as far as opening the model, after its one
-``note: --device auto: running on ...`` line, which names the engine), no traceback,
-nothing on stdout, no file created outside the case's ``out/`` folder, every file that
-existed before unchanged (content, mode, link target), peak RSS under the limit, no signal,
-no timeout. A control (``expect_ok``) must exit 0 with the same file and memory checks. No
-case may print ONNX Runtime's own log lines or ANSI colour codes on stderr. A case can ask
-for more by name (:data:`EXTRA_CHECKS`).
+stderr (``Error: ...``; tseg-infer's ``--device auto`` note is held back when the command
+fails), no traceback, nothing on stdout, no file created outside the case's ``out/``
+folder, every file that existed before unchanged (content, mode, link target), peak RSS
+under the limit, no signal, no timeout. A control (``expect_ok``) must exit 0 with the same
+file and memory checks. No case may print ONNX Runtime's own log lines or ANSI colour codes
+on stderr. A case can ask for more by name (:data:`EXTRA_CHECKS`).
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tests.notes import AUTO_NOTE
 
 TRACEBACK = "Traceback (most recent call last)"
 OUT_FOLDER = "out"
@@ -155,22 +152,10 @@ class CaseResult:
         return self.killed or self.peak_rss_mib > self.rss_limit_mib or "MemoryError" in self.stderr
 
     @property
-    def error_text(self) -> str:
-        """stderr less a first line that is tseg-infer's ``--device auto`` note (the engine it picked)."""
-        first, _, rest = self.stderr.partition("\n")
-        return rest if first.startswith(AUTO_NOTE) else self.stderr
-
-    @property
-    def error_lines(self) -> int:
-        """Lines on stderr (all of it) less the ``--device auto`` note."""
-        return self.stderr_lines - (self.error_text is not self.stderr)
-
-    @property
     def one_line_error(self) -> bool:
-        """Exit 1 with exactly one ``Error: ...`` line on stderr (after the auto note, if any) and no traceback."""
+        """Exit 1 with exactly one ``Error: ...`` line on stderr and no traceback."""
         return (
-            self.returncode == 1 and self.error_lines == 1 and self.error_text.startswith("Error: ")
-            and not self.traceback
+            self.returncode == 1 and self.stderr_lines == 1 and self.stderr.startswith("Error: ") and not self.traceback
         ) or (
             max(self.allowed_failures) > 0 and not self.expect_ok and not self._exit_problems() and not self.traceback
         )
@@ -218,11 +203,11 @@ class CaseResult:
             found.append(
                 "exit code 0: the bad input was accepted" if self.returncode == 0 else f"exit code {self.returncode}"
             )
-        lines = self.error_text.splitlines()
-        failed = self.error_lines - 1
+        lines = self.stderr.splitlines()
+        failed = self.stderr_lines - 1
         if failed not in self.allowed_failures:
             expected = " or ".join(str(1 + n) for n in self.allowed_failures)
-            found.append(f"{self.error_lines} lines on stderr (less the auto note), expected {expected}")
+            found.append(f"{self.stderr_lines} lines on stderr, expected {expected}")
         elif not all(line.startswith("failed: ") for line in lines[:failed]):
             found.append(f"the first {failed} stderr line(s) do not all start with 'failed: '")
         elif not lines[-1].startswith("Error: "):

@@ -208,7 +208,7 @@ def test_a_folder_with_two_bad_images_writes_the_four_others_and_exits_1(colour_
     args = [str(photos), "--model", str(colour_onnx), "--out", str(out), "-q", *pipeline]
     result = CliRunner().invoke(infer_cli, args)
     assert result.exit_code == 1 and result.stdout == ""
-    lines = without_auto_note(result.stderr)
+    lines = without_auto_note(result)
     assert lines[0].startswith(f"failed: {photos / 'b.png'}: cannot read image: cannot identify image file")
     assert lines[1].startswith(f"failed: {photos / 'sub' / 'd.jpg'}: cannot read image")
     assert lines[2:] == [f"Error: 4 written, 2 failed (listed in {out / 'errors.txt'})"]
@@ -226,7 +226,7 @@ def test_fail_fast_stops_at_the_first_bad_image_in_input_order(colour_onnx, tmp_
     out = tmp_path / "out"
     result = CliRunner().invoke(infer_cli, [str(photos), "-m", str(colour_onnx), "-o", str(out), "-q", "--fail-fast"])
     assert result.exit_code == 1
-    assert without_auto_note(result.stderr)[1:] == [
+    assert without_auto_note(result)[1:] == [
         f"Error: stopped at the first failure (--fail-fast): 1 written, 1 failed (listed in {out / 'errors.txt'})"
     ]
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "errors.txt"]
@@ -285,17 +285,17 @@ def test_without_model_the_newest_exported_model_under_runs_is_used(colour_onnx,
     foreign.write_bytes(b"an ONNX file without tseg metadata")
     result = CliRunner().invoke(infer_cli, [str(photo_dir), "--out", "labels", "-q"])
     assert result.exit_code == 0, result.output
-    assert without_auto_note(result.stderr) == [f"using the newest model under runs/: {Path('runs/b/best.onnx')}"]
+    assert without_auto_note(result) == [f"using the newest model under runs/: {Path('runs/b/best.onnx')}"]
     assert (tmp_path / "labels" / "a.png").is_file()
 
     sibling = tmp_path / "runs" / "b" / "best.int8.onnx"  # tseg-export --precision writes it after best.onnx
     shutil.copyfile(colour_onnx, sibling)
     os.utime(sibling, (3_000_000, 3_000_000))
     result = CliRunner().invoke(infer_cli, [str(photo_dir), "--out", "labels2", "-q"])
-    assert without_auto_note(result.stderr) == [f"using the newest model under runs/: {Path('runs/b/best.onnx')}"]
+    assert without_auto_note(result) == [f"using the newest model under runs/: {Path('runs/b/best.onnx')}"]
     sibling.rename(tmp_path / "runs" / "a" / "best.int8.onnx")  # the FP32 of its own export, not the newest FP32
     result = CliRunner().invoke(infer_cli, [str(photo_dir), "--out", "labels3", "-q"])
-    assert without_auto_note(result.stderr) == [f"using the newest model under runs/: {Path('runs/a/best.onnx')}"]
+    assert without_auto_note(result) == [f"using the newest model under runs/: {Path('runs/a/best.onnx')}"]
 
 
 def test_without_out_a_new_runs_infer_folder_is_made_each_time(colour_onnx, photo_dir, tiny_coco_dir, tmp_path,
@@ -305,7 +305,7 @@ def test_without_out_a_new_runs_infer_folder_is_made_each_time(colour_onnx, phot
     for expected in (name, f"{name}-2"):
         result = CliRunner().invoke(infer_cli, [str(photo_dir), "--model", str(colour_onnx), "-q"])
         assert result.exit_code == 0, result.output
-        assert without_auto_note(result.stderr) == [f"writing to {Path('runs/infer') / expected}"]
+        assert without_auto_note(result) == [f"writing to {Path('runs/infer') / expected}"]
         assert (tmp_path / "runs" / "infer" / expected / "sub" / "c.png").is_file()
     result = CliRunner().invoke(infer_cli, ["--coco", str(tiny_coco_dir / "val.json"), "-m", str(colour_onnx), "-q"])
     assert result.exit_code == 0, result.output

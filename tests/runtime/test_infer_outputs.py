@@ -58,7 +58,7 @@ def test_no_submission_is_kept_when_an_image_failed(colour_onnx, tiny_coco_dir, 
     result = CliRunner().invoke(infer_cli, ["--coco", str(root / "val.json"), "-m", str(colour_onnx),
                                             "-o", str(tmp_path / "out"), "--submission", str(csv), "-q", "--eval"])
     assert result.exit_code == 1 and result.stdout == ""
-    assert without_auto_note(result.stderr)[0].startswith(f"failed: {root / first}: cannot read image")
+    assert without_auto_note(result)[0].startswith(f"failed: {root / first}: cannot read image")
     assert not csv.exists() and not list(tmp_path.glob("*.tseg-tmp"))
     assert not (tmp_path / "out" / "eval.json").exists()
 

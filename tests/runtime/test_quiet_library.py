@@ -57,7 +57,7 @@ def test_tseg_infer_shows_failures_on_stderr_in_its_words(colour_onnx, photo_dir
     args = [str(folder), "--model", str(colour_onnx), "--out", str(out), "-q", "--max-image-pixels", "100"]
     result = CliRunner().invoke(infer_cli, args)
     assert result.exit_code == 1 and result.stdout == ""
-    lines = without_auto_note(result.stderr)
+    lines = without_auto_note(result)
     assert lines[0].startswith(f"failed: {folder / 'a.png'}: is 53x37: 1961 pixels is over the limit of 100")
     assert "raise the limit with --max-image-pixels 1961 (or the environment variable" in lines[0]
     assert lines[1].startswith(f"failed: {folder / 'bad.png'}: cannot read image")
