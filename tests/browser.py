@@ -43,3 +43,20 @@ def browser():
 def severe_console_errors(driver) -> list:
     """The page's console entries at level SEVERE (errors)."""
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def assert_column_sorts(driver, column: str, rows: int) -> None:
+    """Clicking the ``#images`` table's header ``column`` sorts its rows ascending, a second click
+    descending (by each cell's ``data-value``); the table has ``rows`` rows."""
+    header = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#images th'))"
+        ".findIndex(th => th.textContent === arguments[0]);",
+        column)
+    assert header >= 0, f"no column {column!r}"
+    th = driver.find_elements("css selector", "#images th")[header]
+    for clicks, order in ((1, sorted), (2, lambda v: sorted(v, reverse=True))):
+        th.click()
+        values = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#images tbody tr'))"
+            ".map(tr => parseFloat(tr.cells[arguments[0]].dataset.value));", header)
+        assert values == order(values) and len(values) == rows, (clicks, values)

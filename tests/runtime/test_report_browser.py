@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.browser import browser, severe_console_errors
+from tests.browser import assert_column_sorts, browser, severe_console_errors
 from tests.onnx_models import write_colour_model
 from tseg.runtime.infer.cli import main as infer_cli
 
@@ -60,18 +60,7 @@ def test_report_page_in_a_real_browser(report):
         expected.update({f"crf_{name}": _shown(value) for name, value in scores["crf_iou"].items()})
         assert iou == expected
 
-        column = "mIoU after the CRF"  # sorting: a click sorts ascending, a second descending
-        header = driver.execute_script(
-            "return Array.from(document.querySelectorAll('#images th'))"
-            ".findIndex(th => th.textContent === arguments[0]);",
-            column)
-        th = driver.find_elements("css selector", "#images th")[header]
-        for clicks, order in ((1, sorted), (2, lambda v: sorted(v, reverse=True))):
-            th.click()
-            values = driver.execute_script(
-                "return Array.from(document.querySelectorAll('#images tbody tr'))"
-                ".map(tr => parseFloat(tr.cells[arguments[0]].dataset.value));", header)
-            assert values == order(values) and len(values) == 3, (clicks, values)
+        assert_column_sorts(driver, "mIoU after the CRF", 3)
         driver.save_screenshot(str(folder.parent / "report.png"))
         assert (folder.parent / "report.png").stat().st_size > 10_000
     finally:

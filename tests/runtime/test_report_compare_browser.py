@@ -12,7 +12,7 @@ import math
 
 from click.testing import CliRunner
 
-from tests.browser import browser, severe_console_errors
+from tests.browser import assert_column_sorts, browser, severe_console_errors
 from tseg.runtime.report.cli import main as report_cli
 
 
@@ -61,15 +61,7 @@ def test_comparison_page_in_a_real_browser(report_pair, tmp_path):
                          f"change/{name}": _change(b["iou"][name] - a["iou"][name])}
         assert iou == expected
 
-        header = driver.execute_script(
-            "return Array.from(document.querySelectorAll('#images th')).findIndex(th => th.textContent === 'change');")
-        th = driver.find_elements("css selector", "#images th")[header]
-        for clicks, order in ((1, sorted), (2, lambda v: sorted(v, reverse=True))):
-            th.click()
-            values = driver.execute_script(
-                "return Array.from(document.querySelectorAll('#images tbody tr'))"
-                ".map(tr => parseFloat(tr.cells[arguments[0]].dataset.value));", header)
-            assert values == order(values) and len(values) == 3, (clicks, values)
+        assert_column_sorts(driver, "change", 3)
         driver.save_screenshot(str(tmp_path / "compare.png"))
         assert (tmp_path / "compare.png").stat().st_size > 10_000
     finally:
