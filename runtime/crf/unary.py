@@ -26,6 +26,16 @@ _HUGE = np.float32(3.4028235e38)
 _PAD = np.float32(-1e30)  # padded lanes of the logits: exp gives 0, sums stay finite
 
 
+@njit(cache=True, nogil=True)
+def _blend_rows(blended, rows, upper, lower, a, groups):
+    """blended[c] = (1 - a) * rows[upper + c] + a * rows[lower + c] for every source column c
+    (the lerp and its operation order are resize_scores')."""
+    one = np.float32(1.0)
+    for c in range(blended.shape[0]):
+        for lane in range(0, simd.LANES * len(groups), simd.LANES):
+            vecmath.lerp(blended, c, rows, upper + c, rows, lower + c, one - a, a, lane)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip, groups,
                      start, stop):
@@ -45,31 +55,33 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
     """
     lanes = simd.LANES * len(groups)
     width = wc.shape[0]
-    x = np.empty((3, lanes), np.float32)
+    x = np.empty((1, lanes), np.float32)
+    # The output row's source rows blended, per source column: resize_scores's first
+    # step, shared by the output pixels between two source columns.
+    blended = np.empty((low_w, lanes), np.float32)
     top = np.empty(simd.LANES, np.float32)
     logs = np.ones((1, simd.LANES), np.float32)  # the sums of exp, then their logs
     one = np.float32(1.0)
     y = start // width
     col = start - y * width
+    _blend_rows(blended, rows, r0[y] * low_w, r1[y] * low_w, wr[y], groups)
     for p0 in range(start, stop, simd.LANES):  # a vector's worth of pixels share one log
         count = min(simd.LANES, stop - p0)
         for b in range(count):
             if col == width:  # no division per pixel
                 col = 0
                 y += 1
-            upper, lower, a = r0[y] * low_w, r1[y] * low_w, wr[y]
+                _blend_rows(blended, rows, r0[y] * low_w, r1[y] * low_w, wr[y], groups)
             left, right, w = c0[col], c1[col], wc[col]
             col += 1
             top[b] = -_HUGE
             for lane in range(0, lanes, simd.LANES):  # resize_scores: rows, then columns
-                vecmath.lerp(x, 0, rows, upper + left, rows, lower + left, one - a, a, lane)
-                vecmath.lerp(x, 1, rows, upper + right, rows, lower + right, one - a, a, lane)
-                vecmath.lerp(base, p0 + b, x, 0, x, 1, one - w, w, lane)
-                simd.copy(x, 2, base, p0 + b, lane)
-                top[b] = max(top[b], simd.group_max(x, 2, lane))
+                vecmath.lerp(base, p0 + b, blended, left, blended, right, one - w, w, lane)
+                simd.copy(x, 0, base, p0 + b, lane)
+                top[b] = max(top[b], simd.group_max(x, 0, lane))
             logs[0, b] = np.float32(0.0)
             for lane in range(0, lanes, simd.LANES):
-                logs[0, b] += simd.exp_shifted(x, 2, lane, top[b])
+                logs[0, b] += simd.exp_shifted(x, 0, lane, top[b])
         vecmath.log(logs, 0, 0)
         for b in range(count):
             for lane in range(0, lanes, simd.LANES):  # (v - max) - log(sum(exp(v - max)))
