@@ -15,7 +15,7 @@ import numpy as np
 
 from tests.runtime.test_crf import make_image, make_probs
 from tests.runtime.test_crf_threads import DEEPLAB, scene
-from tseg.runtime.crf import DenseCRF, dense_crf, unary_from_labels
+from tseg.runtime.crf import DenseCRF, dense_crf, labels_from_probs, unary_from_labels
 from tseg.runtime.crf.cuda import device
 from tseg.runtime.scores import resize_scores, softmax
 from tseg.runtime.segment.refine import CrfParams
@@ -112,6 +112,10 @@ def _runtime() -> dict:
     report["finish"] = {"agree": float(np.mean(outcomes[0].labels == outcomes[1].labels)),
                         "plain_equal": bool(np.array_equal(outcomes[0].plain, outcomes[1].plain)),
                         "dtype": str(outcomes[1].labels.dtype)}
+    probs = softmax(resize_scores(logits, photo.shape[:2]))
+    on_gpu = labels_from_probs(probs, photo, device="cuda")
+    report["labels_from_probs"] = {"agree": float(np.mean(labels_from_probs(probs, photo) == on_gpu)),
+                                   "dtype": str(on_gpu.dtype)}
     report["auto_for_a_cuda_model"] = CrfParams().resolve_device("cuda").device
     return report
 

@@ -84,10 +84,12 @@ def test_the_runtimes_crf_params_on_cuda_give_the_cpu_labels_in_the_simulator(si
 
 
 @needs_numba_cuda
-def test_the_pipelines_finish_runs_the_cuda_crf_in_the_simulator(simulated):
+def test_the_pipelines_finish_and_labels_from_probs_run_the_cuda_crf_in_the_simulator(simulated):
     runtime = simulated["runtime"]
     assert runtime["finish"]["agree"] >= MIN_AGREEMENT and runtime["finish"]["plain_equal"], runtime
     assert runtime["finish"]["dtype"] == "uint8"
+    assert runtime["labels_from_probs"]["agree"] >= MIN_AGREEMENT
+    assert runtime["labels_from_probs"]["dtype"] == "uint8"
     assert runtime["auto_for_a_cuda_model"] == "cuda"  # the kernels load (the simulator): auto takes the GPU
 
 
