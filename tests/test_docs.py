@@ -10,7 +10,7 @@
   choices and ranges included; ``python benchmarks/X.py`` and ``python -m MODULE`` by
   their source; ``make`` by the Makefile's targets. A ``--score-submission`` CSV must
   come from the split it is scored against.
-- Every ``tseg-infer`` line runs for real on that folder (not ``--device cuda/tensorrt``).
+- Every ``tseg-infer`` line runs for real on that folder (not ``--device cuda/tensorrt`` or ``--crf-device cuda``).
 - Links and the README's length: :mod:`tests.test_docs_links`.
 """
 
@@ -37,7 +37,7 @@ from tests.onnx_models import colour_blocks_image, colour_labels, write_colour_m
 from tests.tiny_coco import write_tiny_coco
 
 # What a real tseg-infer run cannot do here.
-NEEDS_A_GPU = re.compile(r"--device[ =](cuda|tensorrt)")
+NEEDS_A_GPU = re.compile(r"--(crf-)?device[ =](cuda|tensorrt)")
 
 
 # ---------------------------------------------------------------------------------------- a reader's folder

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tseg.runtime.crf.parallel import available_threads
+from tseg.runtime.crf.parameters import DEVICES
 from tseg.runtime.errors import TsegError, TsegTypeError
 from tseg.runtime.images import check_image
 
@@ -207,10 +208,6 @@ def check_threads(threads: object) -> int:
     if threads < 1:
         raise TsegError(f"threads: need an int >= 1 or None, got {threads}")
     return int(threads)
-
-
-DEVICES = ("cpu", "cuda")
-"""Where the CRF runs: ``cuda`` needs NVIDIA's numba-cuda (``pip install 'tseg[cuda]'``) and a GPU."""
 
 
 def check_device(device: object) -> str:

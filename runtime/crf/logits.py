@@ -11,15 +11,23 @@ that chain's four full-size temporaries:
   and pydensecrf's clip of the probabilities at 1e-5, with no exp then log round trip;
 - the labels come from the last pass over the pixels (the argmax of Q in registers,
   first of equal values), Q is never written.
+
+With ``device="cuda"`` both run on the GPU (:mod:`tseg.runtime.crf.cuda`): mean field and the
+argmax there, only the labels come back. The CUDA path has no fused fill yet: the logits are
+resized and softmaxed on the host (``softmax(resize_scores(...))``, one (C, H, W) float32
+array) and go to the device as probabilities, whose -log(clip(p, 1e-5, 1)) a kernel takes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
 from tseg.runtime.crf.checks import (
     Compat,
     _value_range,
+    check_device,
     check_float_array,
     check_iterations,
     check_probs,
@@ -33,10 +41,10 @@ from tseg.runtime.crf.parameters import (
     GAUSSIAN_SXY,
     ITERATIONS,
 )
-from tseg.runtime.crf.unary import logits_fill
+from tseg.runtime.crf.unary import CLIP, logits_fill
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image
-from tseg.runtime.scores import label_dtype
+from tseg.runtime.scores import label_dtype, resize_scores, softmax
 
 
 def check_logits(logits: object) -> np.ndarray:
@@ -58,6 +66,17 @@ def _crf_labels(image: np.ndarray, shape: tuple[int, int, int], iterations: int,
         return state._write_labels(np.empty(shape[1:], label_dtype(shape[0])))
 
 
+def _cuda_labels(image: np.ndarray, iterations: int, settings: dict, threads: int | None,
+                 probs_of: Callable[[], np.ndarray]) -> np.ndarray:
+    """Mean field's labels on the GPU from the (C, H, W) probabilities ``probs_of()`` makes on
+    the host (called once the device checks passed and the lattices are built)."""
+    with DenseCRF(image, threads=threads, device="cuda", **settings) as crf:
+        probs = probs_of()
+        with crf.start_from_probs(probs, CLIP) as state:
+            state.step(iterations)
+            return state.labels(label_dtype(probs.shape[0]))
+
+
 def labels_from_probs(
     probs: np.ndarray,
     image: np.ndarray,
@@ -69,6 +88,7 @@ def labels_from_probs(
     bilateral_srgb: float = BILATERAL_SRGB,
     bilateral_compat: Compat = BILATERAL_COMPAT,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
     """CRF labels from class probabilities: ``dense_crf(probs, image).argmax(0)``, the
     same labels bit for bit, without writing Q or taking its argmax.
@@ -77,7 +97,8 @@ def labels_from_probs(
         probs: (C, H, W) float probabilities in [0, 1] (e.g. a softmax).
         image: (H, W, 3) uint8 RGB image the probabilities belong to.
         iterations, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
-        bilateral_compat, threads: as in :func:`tseg.runtime.crf.dense_crf`.
+        bilateral_compat, threads, device: as in :func:`tseg.runtime.crf.dense_crf`
+        (``device="cuda"``: the same labels up to float rounding, module docstring).
 
     Returns:
         (H, W) labels, uint8 (uint16 beyond 256 classes).
@@ -88,6 +109,8 @@ def labels_from_probs(
     settings = dict(gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                     bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                     bilateral_compat=bilateral_compat)
+    if check_device(device) == "cuda":
+        return _cuda_labels(image, iterations, settings, threads, lambda: probs)
     return _crf_labels(image, probs.shape, iterations, settings, threads, probs=probs)
 
 
@@ -102,6 +125,7 @@ def labels_from_logits(
     bilateral_srgb: float = BILATERAL_SRGB,
     bilateral_compat: Compat = BILATERAL_COMPAT,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
     """CRF labels from a model's logits at any resolution (resized bilinearly inside).
 
@@ -112,7 +136,8 @@ def labels_from_logits(
         logits: (C, h, w) float logits, e.g. a model's output (h, w need not be H, W).
         image: (H, W, 3) uint8 RGB image.
         iterations, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
-        bilateral_compat, threads: as in :func:`tseg.runtime.crf.dense_crf`.
+        bilateral_compat, threads, device: as in :func:`tseg.runtime.crf.dense_crf`
+        (``device="cuda"``: the logits resized and softmaxed on the host, module docstring).
 
     Returns:
         (H, W) labels, uint8 (uint16 beyond 256 classes).
@@ -124,5 +149,8 @@ def labels_from_logits(
     settings = dict(gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                     bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                     bilateral_compat=bilateral_compat)
+    if check_device(device) == "cuda":
+        return _cuda_labels(image, iterations, settings, threads,
+                            lambda: softmax(resize_scores(logits, (height, width))))
     return _crf_labels(image, (logits.shape[0], height, width), iterations, settings, threads,
                        fill=logits_fill(logits, height, width))

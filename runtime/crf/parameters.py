@@ -15,3 +15,7 @@ GAUSSIAN_COMPAT = 3.0
 BILATERAL_SXY = 80.0
 BILATERAL_SRGB = 13.0
 BILATERAL_COMPAT = 10.0
+
+DEVICES = ("cpu", "cuda")
+"""Where the CRF runs: ``cuda`` needs NVIDIA's numba-cuda (``pip install 'tseg[cuda]'``) and a GPU
+(the runtime's settings add ``"auto"``: :mod:`tseg.runtime.segment.crf_device`)."""

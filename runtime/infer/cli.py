@@ -24,6 +24,7 @@ from tseg.runtime.infer.stages import Failure
 from tseg.runtime.model.metadata import MAX_BATCH_SIZE
 from tseg.runtime.model.session import DEVICES, MAX_THREADS
 from tseg.runtime.report.write import MAX_REPORT_IMAGES, ReportSettings
+from tseg.runtime.segment.crf_device import CRF_DEVICES, require_cuda_crf
 from tseg.runtime.segment.refine import MAX_ITERATIONS, crf_file_for, resolve_crf_params
 
 
@@ -77,6 +78,15 @@ def crf_options(func):
     "--crf-tune",
     is_flag=True,
     help="With --coco: grid-search the CRF on the split, print the table, write crf.json beside the model.",
+)
+@click.option(
+    "--crf-device",
+    type=click.Choice(CRF_DEVICES),
+    default="auto",
+    show_default=True,
+    help="Where the CRF runs (with --crf or --crf-tune). cpu: Numba on the CPU; cuda: Numba's CUDA kernels on an"
+    " NVIDIA GPU (pip install 'tseg[cuda]') or an error; auto: the GPU when the model runs on CUDA (--device cuda or"
+    " tensorrt, or auto's choice) and the CUDA CRF can run there, else the CPU (a note on stderr names the choice).",
 )
 @click.option(
     "--tune-images",
@@ -176,6 +186,7 @@ def main(
     evaluate,
     use_crf,
     crf_tune,
+    crf_device,
     tune_images,
     device,
     trt_fp16,
@@ -220,6 +231,9 @@ def main(
         raise TsegError(f"--trt-fp16 needs --device tensorrt (it sets TensorRT's FP16 mode), got --device {device}")
     if bf16 and device != "openvino":
         raise TsegError(f"--bf16 needs --device openvino (it sets OpenVINO's precision), got --device {device}")
+    if crf_device == "cuda":
+        require_cuda_crf()  # before any work
+    crf = {**crf, "device": crf_device}
     if score_submission is not None:
         return _score_submission(score_submission, coco, data)
     with pixel_limit.pixel_limit_option(max_image_pixels, what="--max-image-pixels"):
@@ -306,7 +320,7 @@ def _infer(paths, coco, data, evaluate, settings: InferSettings) -> None:
     if result.submission is not None:
         click.echo(f"wrote the submission {result.submission}")
     if result.scores is not None:
-        _report(result, model=settings.model, coco=coco, out=out, crf=settings.crf)
+        _report(result, model=settings.model, coco=coco, out=out, crf=result.crf)
     if result.report is not None:
         click.echo(f"report written to {result.report}")
 

@@ -37,7 +37,7 @@ def check_combinations(*, command: click.Command, given: set[str], has_paths: bo
     Raises:
         TsegError: naming the option and what it needs.
     """
-    crf_flags = sorted(n for n in given if n in CRF_FLAGS)
+    crf_flags = sorted(n for n in given if n in CRF_FLAGS or n == "crf_device")
     if "score_submission" in given:
         clashes = sorted(given - {"score_submission", "coco", "data", "quiet", "verbose", "max_image_pixels"})
         if clashes or has_paths:

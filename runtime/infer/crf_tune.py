@@ -84,7 +84,8 @@ def tune_crf(
         json_path: an annotated COCO split (e.g. val.json).
         data_root: folder the file names are relative to (default: the JSON's folder).
         segmenter: the model.
-        base: parameters not in the grid (e.g. iterations) come from here.
+        base: parameters not in the grid (e.g. iterations) come from here; its device "auto" is
+            resolved for the segmenter's model (:meth:`CrfParams.resolve_device`).
         grid: parameter name -> values to try.
         max_images: the first images of the split to use (the search is costly).
         progress: show a progress bar.
@@ -92,7 +93,7 @@ def tune_crf(
     dataset = CocoDataset(json_path, root=data_root)
     if not dataset.has_annotations:
         raise TsegError(f"cannot tune the CRF: {dataset.json_path} has no annotations")
-    settings = grid_settings(base, grid)
+    settings = grid_settings(base.resolve_device(segmenter.device), grid)
     num_classes = segmenter.metadata.num_classes
     baseline = ConfusionMatrix(num_classes)
     matrices = [ConfusionMatrix(num_classes) for _ in settings]

@@ -46,7 +46,7 @@ def run_facts(settings, segmenter, dataset: CocoDataset, command: str | None) ->
         ("device", f"{settings.device} ({', '.join(segmenter.providers)})"),
         ("input size", f"{meta.input_size[0]}x{meta.input_size[1]} (height x width)"),
         ("split", f"{dataset.json_path} ({len(dataset)} images, data root {dataset.root})"),
-        ("CRF", json.dumps(asdict(settings.crf)) if settings.crf is not None else "off"),
+        ("CRF", json.dumps(asdict(segmenter.crf)) if segmenter.crf is not None else "off"),  # device resolved
         ("TTA", json.dumps(asdict(settings.tta)) if settings.tta is not None else "off"),
         ("tseg", f"{tseg_version()} (the model was exported by tseg {meta.tseg_version})"),
     ]

@@ -27,7 +27,7 @@ from tseg.runtime.infer.settings import InferSettings, open_segmenter
 from tseg.runtime.infer.stages import Failure, Job, Result, Stages
 from tseg.runtime.paths import Input, Inputs, Output, check_outputs
 from tseg.runtime.report.write import check_report_folder
-from tseg.runtime.segment.refine import crf_file_for
+from tseg.runtime.segment.refine import CrfParams, crf_file_for
 from tseg.runtime.segment.segmenter import Segmenter
 
 ERRORS_FILE = "errors.txt"  # the failures of a run, in ``out``
@@ -46,6 +46,8 @@ class InferResult:
         errors_file: ``out``/errors.txt when anything failed, else None.
         providers: what ran the model (:attr:`Segmenter.providers
             <tseg.runtime.segment.segmenter.Segmenter.providers>`: with device "auto", what it chose).
+        crf: the CRF's settings as it ran (its device "auto" resolved: :attr:`Segmenter.crf
+            <tseg.runtime.segment.segmenter.Segmenter.crf>`), or None without a CRF.
     """
 
     written: list[Path]
@@ -53,6 +55,7 @@ class InferResult:
     stopped: bool = False
     errors_file: Path | None = None
     providers: tuple[str, ...] = ()
+    crf: CrfParams | None = None
 
 
 def log_failure(failure: Failure) -> None:
@@ -155,7 +158,7 @@ def infer_paths(paths: list[str | Path], *, settings: InferSettings,
     report = _run(jobs, segmenter, writer, settings, on_failure=on_failure)
     errors = write_errors_file(out, report)
     return InferResult(written=writer.written, failures=report.failures, stopped=report.stopped, errors_file=errors,
-                       providers=tuple(segmenter.providers))
+                       providers=tuple(segmenter.providers), crf=segmenter.crf)
 
 
 def check_run_outputs(settings: InferSettings, inputs: list[Input]) -> Inputs:
@@ -199,8 +202,8 @@ class CocoInferResult:
     """What :func:`infer_coco` did: images written and, when evaluating, the scores.
 
     ``scores`` are of the model alone; ``crf_scores`` after the CRF (when one ran); both
-    over the images written (when some failed, they are not the split's scores). ``providers``:
-    what ran the model, as :attr:`InferResult.providers`.
+    over the images written (when some failed, they are not the split's scores). ``providers``
+    and ``crf``: what ran the model and the CRF's settings as it ran, as :class:`InferResult`'s.
     """
 
     num_images: int
@@ -214,6 +217,7 @@ class CocoInferResult:
     submission: Path | None = None
     report: Path | None = None
     providers: tuple[str, ...] = ()
+    crf: CrfParams | None = None
 
 
 class _Scores:
@@ -329,6 +333,7 @@ def infer_coco(
         submission=Path(settings.submission) if kept else None,
         report=page,
         providers=tuple(segmenter.providers),
+        crf=segmenter.crf,
     )
 
 

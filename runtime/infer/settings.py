@@ -23,7 +23,8 @@ class InferSettings:
         device: "auto", "cpu", "cuda", "tensorrt" or "openvino" (see :class:`Segmenter`).
         threads: the engine's threads (ONNX Runtime intra-op, OpenVINO inference); None lets it choose.
         progress: show a progress bar (images/s) on stderr.
-        crf: dense-CRF post-processing parameters, or None for none.
+        crf: dense-CRF post-processing parameters, or None for none (the Segmenter resolves their
+            device "auto" for the model).
         batch_size: images per model run.
         workers: decoding threads (0: every stage in turn on one thread, the sequential path).
         post_workers: post-processing (upsampling, CRF) threads; None: as many as ``workers``

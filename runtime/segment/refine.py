@@ -15,6 +15,12 @@ down with the image would make the Gaussian kernel sub-pixel, and double the lat
 memory). Measured on a 4000x3000 JPEG, 12 classes, 2 cores (benchmarks/postprocess.py
 --crf-rss, read_image included): peak RSS 7.2 GiB and 30 s uncapped, 0.6 GiB and 2.3 s
 with the default cap. At or below the cap nothing changes.
+
+The device: ``CrfParams(device=...)`` is "auto" (default), "cpu" or "cuda"
+(:mod:`tseg.runtime.segment.crf_device` holds the rule for "auto" and the checks). A
+:class:`~tseg.runtime.segment.segmenter.Segmenter` resolves it against its model's device
+(:meth:`CrfParams.resolve_device`); settings used without a model run "auto" on the CPU. The
+device is not saved in crf.json: the file goes with the model, the device is the machine's.
 """
 
 from __future__ import annotations
@@ -32,12 +38,15 @@ from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import check_image, resize_image
 from tseg.runtime.inputs import read_input
 from tseg.runtime.scores import resize_scores, softmax
+from tseg.runtime.segment.crf_device import check_crf_device, resolve_crf_device
 from tseg.runtime.segment.upsample import upsample_labels
 
 CRF_FILE = "crf.json"
 MAX_ITERATIONS = 1000
 MAX_CRF_PIXELS = 1_000_000  # default cap: ~0.6 GiB peak for the CRF with 12 classes
 MAX_PIXELS_RANGE = (1024, 10**12)  # smallest and largest max_pixels accepted
+_FLOAT_FIELDS = ("gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat")
+_NOT_IN_FILE = ("device",)  # settings crf.json does not hold (they belong to the machine, not the model)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,10 @@ class CrfParams:
     ``tseg-infer --crf-tune``) overrides them, and CLI flags override both.
     ``max_pixels`` (1024..10**12, default :data:`MAX_CRF_PIXELS`) caps the resolution
     the CRF runs at (module docstring); ``crf.json`` files without it get the default.
+    ``device`` ("auto", "cpu" or "cuda"; :mod:`tseg.runtime.segment.crf_device`) is where the
+    CRF runs: a Segmenter resolves "auto" against its model (:meth:`resolve_device`), and
+    :meth:`refine` / :meth:`refine_logits` called directly run "auto" on the CPU. crf.json does
+    not hold it.
     """
 
     iterations: int = crf_parameters.ITERATIONS
@@ -57,25 +70,42 @@ class CrfParams:
     bilateral_srgb: float = crf_parameters.BILATERAL_SRGB
     bilateral_compat: float = crf_parameters.BILATERAL_COMPAT
     max_pixels: int = MAX_CRF_PIXELS
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         _check_integer("iterations", self.iterations, 0, MAX_ITERATIONS)
         _check_integer("max_pixels", self.max_pixels, *MAX_PIXELS_RANGE)
-        for f in fields(self)[1:-1]:
-            value = getattr(self, f.name)
+        check_crf_device(self.device)
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
             if not isinstance(value, numbers.Real) or isinstance(value, bool) or not -1e300 < value < 1e300:
-                raise TsegError(f"CRF {f.name} must be a finite number, got {repr(value)[:60]}")
-            if f.name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb") and not value > 0:
-                raise TsegError(f"CRF {f.name} must be > 0, got {value}")
-            object.__setattr__(self, f.name, float(value))
+                raise TsegError(f"CRF {name} must be a finite number, got {repr(value)[:60]}")
+            if name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb") and not value > 0:
+                raise TsegError(f"CRF {name} must be > 0, got {value}")
+            object.__setattr__(self, name, float(value))
         object.__setattr__(self, "iterations", int(self.iterations))
         object.__setattr__(self, "max_pixels", int(self.max_pixels))
 
     def crf_kwargs(self) -> dict[str, float | int]:
-        """:func:`tseg.runtime.crf.dense_crf`'s keyword arguments (all fields but max_pixels)."""
+        """:func:`tseg.runtime.crf.dense_crf`'s keyword arguments (all fields but max_pixels and device:
+        the device goes on its own)."""
         kwargs = asdict(self)
-        del kwargs["max_pixels"]
+        del kwargs["max_pixels"], kwargs["device"]
         return kwargs
+
+    def _run_device(self) -> str:
+        """The algorithm's device: "cpu" or "cuda" ("auto" not resolved for a model is the CPU; the
+        algorithm checks "cuda" itself)."""
+        return "cpu" if self.device == "auto" else self.device
+
+    def resolve_device(self, model_device: str | None) -> CrfParams:
+        """These settings with "auto" resolved for a model on ``model_device`` (the choice is logged) and
+        "cuda" checked (:func:`~tseg.runtime.segment.crf_device.resolve_crf_device`).
+
+        Raises:
+            TsegError: device "cuda" where the CUDA CRF cannot run (one line naming what to install).
+        """
+        return replace(self, device=resolve_crf_device(self.device, model_device=model_device))
 
     def refine(self, scores: np.ndarray, image: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """Labels after the CRF.
@@ -97,7 +127,7 @@ class CrfParams:
             return self._refine_capped(scores, image, threads=threads)
         from tseg.runtime.crf.logits import labels_from_logits
 
-        return labels_from_logits(scores, image, threads=threads, **self.crf_kwargs())
+        return labels_from_logits(scores, image, threads=threads, device=self._run_device(), **self.crf_kwargs())
 
     def refine_logits(self, logits: np.ndarray, image: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """Labels after the CRF, from the model's logits at any resolution. Thread-safe.
@@ -120,8 +150,8 @@ class CrfParams:
             return self._refine_capped(logits, image, threads=threads)
         from tseg.runtime.crf.logits import labels_from_logits
 
-        # The resize, softmax, unary and argmax happen inside the CRF's passes.
-        return labels_from_logits(logits, image, threads=threads, **self.crf_kwargs())
+        # On the CPU the resize, softmax, unary and argmax happen inside the CRF's passes.
+        return labels_from_logits(logits, image, threads=threads, device=self._run_device(), **self.crf_kwargs())
 
     def _refine_capped(self, logits: np.ndarray, image: np.ndarray, *, threads: int | None) -> np.ndarray:
         """The CRF on the image and logits resized to fit max_pixels; labels at full size."""
@@ -129,22 +159,23 @@ class CrfParams:
 
         height, width = image.shape[:2]
         size = capped_size(height, width, self.max_pixels)
-        probs = dense_crf(
-            softmax(resize_scores(logits, size)), resize_image(image, size), threads=threads, **self.crf_kwargs()
-        )
+        probs = dense_crf(softmax(resize_scores(logits, size)), resize_image(image, size), threads=threads,
+                          device=self._run_device(), **self.crf_kwargs())
         # Probabilities, not their log: a probability that underflowed to 0 would be -inf.
         return upsample_labels(probs, (height, width))
 
     def save(self, path: str | Path) -> None:
-        """Writes the parameters as JSON, atomically."""
-        atomic_write_bytes(path, (json.dumps(asdict(self), indent=2) + "\n").encode())
+        """Writes the parameters as JSON, atomically (crf.json: all but the device)."""
+        data = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_FILE}
+        atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | Path) -> CrfParams:
         """Reads parameters written by :meth:`save`.
 
-        Unknown keys, and values of the wrong type (a string, a bool, a float
-        where iterations need an integer), are an error, not converted.
+        Unknown keys (``device`` among them: it is chosen where the CRF runs), and values of
+        the wrong type (a string, a bool, a float where iterations need an integer), are an
+        error, not converted. The device is the default, "auto".
         """
         path = Path(path)
         try:
@@ -154,7 +185,11 @@ class CrfParams:
         except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, encoding, huge ints
             first = (str(err).splitlines() or [type(err).__name__])[0][:200]
             raise TsegError(f"cannot read CRF parameters from {path}: {first}") from None
-        valid = [f.name for f in fields(cls)]
+        valid = [f.name for f in fields(cls) if f.name not in _NOT_IN_FILE]
+        if isinstance(data, dict) and "device" in data:
+            raise TsegError(f"{path}: the CRF's device is not read from this file (it belongs to the machine"
+                            " that runs the CRF, not to the model): choose it with tseg-infer --crf-device or"
+                            " CrfParams' device")
         if not isinstance(data, dict) or set(data) - set(valid):
             unknown = sorted(set(data) - set(valid)) if isinstance(data, dict) else type(data).__name__
             raise TsegError(f"{path}: unknown CRF parameters {str(unknown)[:200]}; valid: {', '.join(valid)}")
@@ -200,7 +235,8 @@ def resolve_crf_params(model_path: str | Path, overrides: dict[str, float | int 
 
     Args:
         model_path: the .onnx file; its folder's crf.json is read when present.
-        overrides: parameter -> value from the command line (None: not given).
+        overrides: parameter -> value from the command line (None: not given); ``device``
+            among them (crf.json never holds it).
 
     Raises:
         TsegError: crf.json is unreadable or malformed (also when a folder has its

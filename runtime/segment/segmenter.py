@@ -24,6 +24,7 @@ from tseg.runtime.model.openvino import OpenVinoSettings
 from tseg.runtime.model.session import create_session, session_device
 from tseg.runtime.model.tensorrt import TensorrtSettings
 from tseg.runtime.scores import resize_scores
+from tseg.runtime.segment.crf_device import require_cuda_crf
 from tseg.runtime.segment.prediction import Prediction
 from tseg.runtime.segment.refine import CrfParams
 from tseg.runtime.segment.steps import Outcome, finish, model_inputs, run_inputs
@@ -73,7 +74,10 @@ class Segmenter:
             ONNX Runtime's CPU provider; :attr:`device` says which), "cpu" (ONNX Runtime),
             "cuda", "tensorrt" or "openvino" (see :func:`create_session`).
         threads: ONNX Runtime intra-op threads (OpenVINO's inference threads); None lets it choose.
-        crf: dense-CRF parameters to refine every prediction with, or None.
+        crf: dense-CRF parameters to refine every prediction with, or None. Their device "auto"
+            is resolved for the model (the GPU when the model runs on CUDA and the CUDA CRF can
+            run, else the CPU; one note to the logger, :mod:`~tseg.runtime.segment.crf_device`) and
+            :attr:`crf` holds the choice; "cuda" that cannot run here is refused before the model loads.
         tta: test-time augmentation views (see :class:`TtaSettings`), or None.
         batch_size: images per model run when ``predict`` gets several (1 for a
             graph whose batch axis is fixed at 1).
@@ -87,7 +91,8 @@ class Segmenter:
         TsegError: the file is not an ONNX model, its tseg metadata is missing or
             malformed, its graph does not fit the metadata (see
             :func:`~tseg.runtime.model.onnx_file.check_graph_io`)
-            or the TTA scales, or a setting is of the wrong kind.
+            or the TTA scales, or a setting is of the wrong kind, or the CRF's device is "cuda"
+            and the CUDA CRF cannot run here.
     """
 
     def __init__(self, model: str | Path, *, device: str = "auto", threads: int | None = None,
@@ -102,6 +107,8 @@ class Segmenter:
         if not isinstance(model, (str, os.PathLike)):
             raise TsegError(f"model: need the path of an .onnx file, got {type(model).__name__}")
         self.model_path = Path(model)
+        if crf is not None and crf.device == "cuda":
+            require_cuda_crf()  # before the model loads
         tensorrt = _tensorrt_settings(device, tensorrt, batch_size, tta)
         self.session = create_session(self.model_path, device=device, threads=threads, tensorrt=tensorrt,
                                       openvino=openvino)
@@ -113,10 +120,11 @@ class Segmenter:
         self._runner = BoundRunner(self.session, input_name=self._input_name, output_name=self._output_name)
         shape = self.session.get_inputs()[0].shape
         self.batch_size = 1 if static_dim(shape[0]) == 1 else batch_size
-        self.crf, self.tta = crf, tta
         if tta is not None:
             check_tta_graph(tta, self.metadata.input_size, (static_dim(shape[2]), static_dim(shape[3])),
                             source=str(self.model_path))
+        self.tta = tta
+        self.crf = crf.resolve_device(self.device) if crf is not None else None  # last: no note before an error
 
     @property
     def providers(self) -> list[str]:

@@ -7,12 +7,14 @@ tiny exported model.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import struct
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
-from tests.hardening.cases import Case, Sandbox
+from tests.hardening.cases import Case, Sandbox, SkipCase
 from tests.hardening.corpus_coco import coco_args
 from tests.hardening.onnx_files import CLASSES, metadata_props
 
@@ -262,6 +264,18 @@ def _tune(*, with_paths: bool = False, with_out: bool = False) -> Callable[[Sand
     return build
 
 
+def _without_cuda_crf(build: Callable[[Sandbox], list[str]]) -> Callable[[Sandbox], list[str]]:
+    """``build``, on a machine where the CUDA CRF cannot run (no GPU, or no numba-cuda); skipped elsewhere."""
+
+    def checked(box: Sandbox) -> list[str]:
+        gpu = Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
+        if gpu and importlib.util.find_spec("numba_cuda") is not None:
+            raise SkipCase("a GPU and numba-cuda are here: --crf-device cuda would run")
+        return build(box)
+
+    return checked
+
+
 SETTINGS_CASES = [
     _case("settings/crf-iterations-without-crf", _photos_with("--crf-iterations", "3")),
     _case("settings/crf-gaussian-sxy-without-crf", _photos_with("--crf-gaussian-sxy", "5")),
@@ -285,6 +299,10 @@ SETTINGS_CASES = [
     _case("settings/submission-without-coco", _photos_with("--submission", "out/sub.csv")),
     _case("settings/tta-scales-not-numbers", _photos_with("--tta-scales", "1,big")),
     _case("settings/tta-with-crf-tune", lambda box: _tune()(box) + ["--tta", "hflip"]),
+    _case("settings/crf-device-without-crf", _photos_with("--crf-device", "cpu")),
+    _case("settings/crf-device-cuda-unavailable", _without_cuda_crf(_photos_with("--crf", "--crf-device", "cuda"))),
+    _case("settings/crf-device-cuda-unavailable-crf-tune",
+          _without_cuda_crf(lambda box: _tune()(box) + ["--crf-device", "cuda"])),
     _case("settings/nothing-to-segment", lambda box: ["--model", box.rel(box.model()), "--out", "out/x", "-q"]),
 ]
 
@@ -297,6 +315,7 @@ USAGE_CASES = [
     _case("usage/infer-device-unknown", _photos_with("--device", "gpu")),
     _case("usage/infer-crf-iterations-negative", _photos_with("--crf", "--crf-iterations", "-1")),
     _case("usage/infer-crf-sxy-not-a-number", _photos_with("--crf", "--crf-gaussian-sxy", "wide")),
+    _case("usage/infer-crf-device-unknown", _photos_with("--crf", "--crf-device", "bogus")),
     _case("usage/infer-no-model", lambda box: [box.rel(box.photos()), "--out", "out/labels", "-q"]),
     _case("usage/infer-batch-size-zero", _photos_with("--batch-size", "0")),
     _case("usage/infer-workers-negative", _photos_with("--workers", "-2")),

@@ -9,14 +9,17 @@ checks of the lattice itself and of scheduling independence.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 
 from tests.runtime.test_crf import make_image, make_probs
 from tests.runtime.test_crf_threads import DEEPLAB, scene
-from tseg.runtime.crf import DenseCRF, dense_crf, unary_from_labels
+from tseg.runtime.crf import DenseCRF, dense_crf, labels_from_probs, unary_from_labels
 from tseg.runtime.crf.cuda import device
 from tseg.runtime.scores import resize_scores, softmax
+from tseg.runtime.segment.refine import CrfParams
+from tseg.runtime.segment.steps import finish
 
 
 def _compare(q_cpu: np.ndarray, q_gpu: np.ndarray) -> dict:
@@ -87,6 +90,36 @@ def _stepwise(image: np.ndarray) -> dict:
                 "labels_dtype": str(gpu_labels.dtype), "class": type(gpu).__name__}
 
 
+def _runtime() -> dict:
+    """The CUDA CRF as the runtime runs it (``--crf-device cuda``), against the CPU's labels:
+    CrfParams' refine_logits from logits at a quarter of the image's size (resized on the host),
+    its capped path (dense_crf on the device, then upsampled) and the pipeline's finish(); and
+    "auto" for a model on CUDA, which picks the GPU here."""
+    photo, logits = scene(24, 17, 5)
+    big, big_logits = scene(40, 36, 3, seed=1)  # 1440 pixels: over a max_pixels of 1024
+    report = {}
+    for name, (image, low, params) in {
+        "refine_logits default": (photo, logits, CrfParams()),
+        "refine_logits deeplab": (photo, logits, CrfParams(iterations=10, **DEEPLAB)),
+        "refine_logits capped": (big, big_logits, CrfParams(iterations=3, max_pixels=1024)),
+    }.items():
+        cpu = replace(params, device="cpu").refine_logits(low, image)
+        gpu = replace(params, device="cuda").refine_logits(low, image)
+        report[name] = {"agree": float(np.mean(cpu == gpu)), "same_kind": [str(gpu.dtype), gpu.shape] ==
+                        [str(cpu.dtype), cpu.shape]}
+    outcomes = [finish([logits], size=photo.shape[:2], image=photo, crf=CrfParams(device=device), plain=True)
+                for device in ("cpu", "cuda")]
+    report["finish"] = {"agree": float(np.mean(outcomes[0].labels == outcomes[1].labels)),
+                        "plain_equal": bool(np.array_equal(outcomes[0].plain, outcomes[1].plain)),
+                        "dtype": str(outcomes[1].labels.dtype)}
+    probs = softmax(resize_scores(logits, photo.shape[:2]))
+    on_gpu = labels_from_probs(probs, photo, device="cuda")
+    report["labels_from_probs"] = {"agree": float(np.mean(labels_from_probs(probs, photo) == on_gpu)),
+                                   "dtype": str(on_gpu.dtype)}
+    report["auto_for_a_cuda_model"] = CrfParams().resolve_device("cuda").device
+    return report
+
+
 def main() -> None:
     report = {}
     for name, (probs, image, iterations, settings) in _cases().items():
@@ -97,6 +130,7 @@ def main() -> None:
     report["lattices"] = _lattices(photo)
     report["scheduling_independent"] = _scheduling(make_probs(3, 16, 16), make_image(16, 16))
     report["stepwise"] = _stepwise(make_image(16, 16))
+    report["runtime"] = _runtime()
     print(json.dumps(report))
 
 

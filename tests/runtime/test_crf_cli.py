@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +96,7 @@ def test_eval_with_crf_reports_both_mious(model, val, tmp_path):
     assert report["miou"] == pytest.approx(plain_scores.miou, abs=1e-12)
     assert report["crf_miou"] == pytest.approx(crf_scores.miou, abs=1e-12)
     assert list(report["crf_iou"].values()) == pytest.approx(list(crf_scores.iou), abs=1e-12)
-    assert report["crf"] == asdict(CrfParams())
+    assert report["crf"] == asdict(CrfParams(device="cpu"))  # the device as it ran: auto's choice for a CPU model
     assert f"without CRF: mIoU {plain_scores.miou:.4f}" in output
     assert f"with CRF:    mIoU {crf_scores.miou:.4f}" in output
 
@@ -132,7 +132,7 @@ def test_flags_override_crf_json_which_overrides_defaults(model, val, tmp_path, 
         (model.parent / CRF_FILE).write_text(json.dumps(crf_json))
     seen = record_refine(monkeypatch)
     run_ok("--coco", val, "--model", model, "--out", tmp_path / "out", "--crf", *flags)
-    assert seen == [expected] * 3
+    assert seen == [replace(expected, device="cpu")] * 3  # --crf-device auto, for a model on the CPU
 
 
 def test_crf_json_and_flags_change_the_written_labels(model, val, tmp_path):
@@ -181,7 +181,7 @@ def test_crf_tune_writes_the_best_setting_beside_the_model(model, val):
     with pytest.MonkeyPatch.context() as patch:
         seen = record_refine(patch)
         run_ok("--coco", val, "--model", model, "--out", model.parent.parent / "out", "--crf")
-    assert seen == [saved] * 3
+    assert seen == [replace(saved, device="cpu")] * 3
 
 
 @pytest.mark.parametrize(

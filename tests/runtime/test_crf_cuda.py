@@ -74,6 +74,25 @@ def test_cuda_stepwise_inference_and_labels(simulated):
     assert stepwise["class"] == "CudaDenseCRF"  # DenseCRF(device="cuda") made it
 
 
+@needs_numba_cuda
+@pytest.mark.parametrize("case", ["refine_logits default", "refine_logits deeplab", "refine_logits capped"])
+def test_the_runtimes_crf_params_on_cuda_give_the_cpu_labels_in_the_simulator(simulated, case):
+    """CrfParams(device="cuda").refine_logits (the CRF stage of Segmenter and tseg-infer): the
+    logits resized on the host, mean field on the device; the CPU path's labels, same dtype and shape."""
+    result = simulated["runtime"][case]
+    assert result["agree"] >= MIN_AGREEMENT and result["same_kind"], result
+
+
+@needs_numba_cuda
+def test_the_pipelines_finish_and_labels_from_probs_run_the_cuda_crf_in_the_simulator(simulated):
+    runtime = simulated["runtime"]
+    assert runtime["finish"]["agree"] >= MIN_AGREEMENT and runtime["finish"]["plain_equal"], runtime
+    assert runtime["finish"]["dtype"] == "uint8"
+    assert runtime["labels_from_probs"]["agree"] >= MIN_AGREEMENT
+    assert runtime["labels_from_probs"]["dtype"] == "uint8"
+    assert runtime["auto_for_a_cuda_model"] == "cuda"  # the kernels load (the simulator): auto takes the GPU
+
+
 @pytest.mark.parametrize("device", ["gpu", "CUDA", 0])
 def test_unknown_device_is_refused(device):
     with pytest.raises(TsegError, match="device: need one of 'cpu', 'cuda'") as info:
@@ -164,12 +183,17 @@ def test_every_kernel_compiles_for_a_gpu_and_the_embedding_fuses_no_multiply_add
     if not _nvvm_available():
         pytest.skip("no NVVM (CUDA toolkit or nvidia-cuda-nvcc wheel) to compile with")
     from numba import cuda
+    from numba import types as t
     from numba.cuda import dispatcher
+
+    from tseg.runtime.crf.cuda import kernels
 
     # Device functions take the compute capability from the current GPU: there is none.
     monkeypatch.setattr(dispatcher, "get_current_device",
                         lambda: SimpleNamespace(compute_capability=(9, 0)))
-    for kernel, args in _kernel_signatures().items():
+    signatures = [*_kernel_signatures().items(),  # the runtime's uint8 labels (labels_from_logits)
+                  (kernels.argmax_labels, (t.Array(t.float32, 2, "C"), t.Array(t.uint8, 1, "C")))]
+    for kernel, args in signatures:
         ptx, _ = cuda.compile_ptx(kernel.py_func, args, cc=(9, 0))
         if kernel.py_func.__name__ == "embed_points":
             # One rounding per product, as the reference: a fused multiply-add would

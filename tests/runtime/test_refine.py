@@ -37,7 +37,7 @@ def old_refine(params: CrfParams, scores: np.ndarray, image: np.ndarray) -> np.n
     """The refine of before this issue: the CRF at the image's size, always."""
     from tseg.runtime.crf import dense_crf
 
-    kwargs = {k: v for k, v in asdict(params).items() if k != "max_pixels"}
+    kwargs = {k: v for k, v in asdict(params).items() if k not in ("max_pixels", "device")}
     return labels_from_scores(dense_crf(softmax(scores), image, **kwargs))
 
 
@@ -67,7 +67,7 @@ def test_above_the_cap_the_crf_runs_at_the_capped_size(monkeypatch):
     labels = params.refine_logits(logits, image)
     size = capped_size(64, 80, 1024)
     assert size[0] * size[1] <= 1024 and labels.shape == (64, 80) and labels.dtype == np.uint8
-    assert seen == [((4, *size), (*size, 3), {"threads": None, **params.crf_kwargs()})]
+    assert seen == [((4, *size), (*size, 3), {"threads": None, "device": "cpu", **params.crf_kwargs()})]
     expected_probs = real(softmax(resize_scores(logits, size)), resize_image(image, size), **params.crf_kwargs())
     np.testing.assert_array_equal(labels, upsample_labels(expected_probs, (64, 80)))
     # refine() on full-size scores honours the cap too, and lands close to refine_logits.
@@ -110,7 +110,7 @@ def test_max_pixels_is_saved_loaded_and_defaults_for_old_files(tmp_path):
     CrfParams(max_pixels=250_000, iterations=4).save(path)
     assert json.loads(path.read_text())["max_pixels"] == 250_000
     assert CrfParams.load(path) == CrfParams(max_pixels=250_000, iterations=4)
-    old = {k: v for k, v in asdict(CrfParams(iterations=2)).items() if k != "max_pixels"}
+    old = {k: v for k, v in asdict(CrfParams(iterations=2)).items() if k not in ("max_pixels", "device")}
     path.write_text(json.dumps(old))
     assert CrfParams.load(path).max_pixels == MAX_CRF_PIXELS
     path.write_text(json.dumps({"max_pixels": "1000000"}))
@@ -129,7 +129,7 @@ def test_crf_kwargs_are_dense_crfs_arguments():
     params = CrfParams(iterations=2, gaussian_sxy=2.0, max_pixels=5000)
     kwargs = params.crf_kwargs()
     assert "max_pixels" not in kwargs and kwargs["gaussian_sxy"] == 2.0 and kwargs["iterations"] == 2
-    assert set(kwargs) | {"max_pixels"} == set(asdict(params))
+    assert "device" not in kwargs and set(kwargs) | {"max_pixels", "device"} == set(asdict(params))
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """Whether the CUDA CRF can run here, and the launch shapes of its kernels.
 
-Nothing here imports ``numba.cuda`` at module level: :func:`require_cuda` does, once a
-caller asks for ``device="cuda"``, and turns a missing package or a missing GPU into one
-:class:`~tseg.runtime.errors.TsegError` naming what to install.
+Nothing here imports ``numba.cuda`` at module level: :func:`cuda_problem` does, once a
+caller asks for ``device="cuda"`` (or the runtime's ``"auto"`` considers the GPU), and names a
+missing package or a missing GPU with what to install; :func:`require_cuda` turns that into one
+:class:`~tseg.runtime.errors.TsegError`.
 """
 
 from __future__ import annotations
@@ -29,28 +30,40 @@ def simulated() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
-def require_cuda() -> None:
-    """Raise a one-line TsegError unless NVIDIA's numba-cuda and a GPU (or the
-    simulator) are here."""
+def cuda_problem() -> str:
+    """Why the CUDA CRF cannot run here, as what it needs: "NVIDIA's numba-cuda package, which is
+    not installed: pip install 'tseg[cuda]'" (one clause naming what to install); "" when it can
+    (numba-cuda, a GPU and NVVM, or the simulator). Never raises: the runtime's ``device="auto"``
+    asks before choosing (:mod:`tseg.runtime.segment.crf_device`)."""
     if importlib.util.find_spec("numba_cuda") is None:
-        raise TsegError(f"device='cuda' needs NVIDIA's numba-cuda package, which is not "
-                        f"installed: {INSTALL}", parameter="device")
-    from numba import cuda
-
+        return f"NVIDIA's numba-cuda package, which is not installed: {INSTALL}"
+    try:
+        from numba import cuda
+    except Exception as exc:  # a broken install: its own error says what is wrong
+        return f"NVIDIA's numba-cuda package, which is installed but does not import ({_first_line(exc)}): {INSTALL}"
     if simulated():
-        return
+        return ""
     if not cuda.is_available():
-        raise TsegError("device='cuda' needs an NVIDIA GPU and its driver, and numba-cuda "
-                        f"found none (the CUDA libraries come with {INSTALL}); use "
-                        "device='cpu'", parameter="device")
+        return f"an NVIDIA GPU and its driver, and numba-cuda found none (the CUDA libraries come with {INSTALL})"
     from numba.cuda.cudadrv.nvvm import NVVM
 
     try:
         NVVM()  # the kernels' compiler: a GPU without it fails at the first kernel
     except Exception as exc:
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TsegError(f"device='cuda' needs NVIDIA's CUDA compiler library (NVVM), which "
-                        f"numba-cuda cannot load ({why}): {INSTALL}", parameter="device") from None
+        return f"NVIDIA's CUDA compiler library (NVVM), which numba-cuda cannot load ({_first_line(exc)}): {INSTALL}"
+    return ""
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def require_cuda() -> None:
+    """Raise a one-line TsegError unless NVIDIA's numba-cuda and a GPU (or the
+    simulator) are here (:func:`cuda_problem` says what is missing)."""
+    problem = cuda_problem()
+    if problem:
+        raise TsegError(f"device='cuda' needs {problem}; or use device='cpu'", parameter="device")
 
 
 def grid(n: int) -> tuple[int, int]:
