@@ -22,6 +22,9 @@ It builds a tiny tseg model (3x3 conv, ReLU, 1x1 conv; dynamic batch, height, wi
 5. ``Segmenter(device="cuda")`` gives the CPU's labels.
 6. ``--device tensorrt`` without TensorRT's libraries: exit 1, one line ``Error: --device tensorrt ...``
    (if TensorRT does load, that is reported instead).
+7. The dense CRF on the GPU (issue 21, ``benchmarks/gpu_crf.py``): parity with the CPU path (and
+   pydensecrf2) at 512x512, timings per stage against the targets, and ``tseg-infer --device cuda``
+   with and without ``--crf --crf-device cuda``.
 
 Prints one line per check and a summary; exit status 1 when a check failed. With ``--json``
 (or ``$OUT`` set), the results also go to a JSON file.
@@ -237,6 +240,14 @@ def check_tensorrt_engines(model: Path, results: dict) -> None:
 FAILED: list[str] = []
 
 
+def check_crf(model: Path, results: dict) -> None:
+    """Check 7: the GPU dense CRF (benchmarks/gpu_crf.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import gpu_crf
+
+    gpu_crf.check_gpu_crf(model, results, report)
+
+
 def report(name: str, ok: bool, detail: str) -> None:
     print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
     if not ok:
@@ -252,7 +263,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         model = tiny_model(Path(folder) / "gpu_check.onnx")
         steps = (check_preload_alone, check_cuda_session, check_auto_and_segmenter, check_tensorrt,
-                 check_tensorrt_engines)
+                 check_tensorrt_engines, check_crf)
         for step in steps:
             try:
                 step(model, results)
