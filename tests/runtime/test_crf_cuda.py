@@ -9,6 +9,7 @@ for a missing package or GPU run in this process.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -120,15 +121,22 @@ def test_cuda_without_a_gpu_says_so():
     assert info.value.parameter == "device"
 
 
-def test_cpu_path_loads_no_cuda_module():
-    code = ("import sys, numpy as np\n"
-            "from tseg.runtime.crf import dense_crf\n"
-            "dense_crf(np.full((2, 8, 8), 0.5, np.float32), np.zeros((8, 8, 3), np.uint8))\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['numba', 'cuda']\n"
-            "             or m.startswith(('numba_cuda', 'cuda', 'tseg.runtime.crf.cuda'))))\n")
+def cuda_modules_after(code: str) -> list[str]:
+    """The CUDA modules (numba.cuda, numba-cuda's, cuda-python's, tseg's CUDA CRF) loaded once a
+    fresh interpreter has run ``code``."""
+    code += ("\nimport sys\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['numba', 'cuda']\n"
+             "             or m.startswith(('numba_cuda', 'cuda', 'tseg.runtime.crf.cuda'))))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout
-    assert out.strip() == "[]", out
+    return ast.literal_eval(out.strip())
+
+
+def test_cpu_path_loads_no_cuda_module():
+    assert cuda_modules_after(
+        "import numpy as np\n"
+        "from tseg.runtime.crf import dense_crf\n"
+        "dense_crf(np.full((2, 8, 8), 0.5, np.float32), np.zeros((8, 8, 3), np.uint8))") == []
 
 
 def _nvvm_available() -> bool:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from tests.onnx_models import write_colour_model
+from tests.runtime.test_crf_cuda import cuda_modules_after
 from tseg.runtime.crf.cuda import device as cuda_device
 from tseg.runtime.errors import HELD_NOTE, TsegError
 from tseg.runtime.infer.cli import main as infer_cli
@@ -147,16 +146,12 @@ def test_the_segmenter_refuses_cuda_that_cannot_run_before_the_model_loads(monke
 
 def test_a_cpu_model_with_auto_loads_no_cuda_module(tmp_path):
     model = write_colour_model(tmp_path / "colour.onnx")
-    code = ("import sys, numpy as np\n"
-            "from tseg.runtime import CrfParams, Segmenter\n"
-            f"seg = Segmenter({str(model)!r}, device='cpu', crf=CrfParams(iterations=1))\n"
-            "seg.predict(np.zeros((16, 16, 3), np.uint8))\n"
-            "assert seg.crf.device == 'cpu'\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['numba', 'cuda']\n"
-            "             or m.startswith(('numba_cuda', 'tseg.runtime.crf.cuda'))))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout
-    assert out.strip() == "[]", out
+    assert cuda_modules_after(
+        "import numpy as np\n"
+        "from tseg.runtime import CrfParams, Segmenter\n"
+        f"seg = Segmenter({str(model)!r}, device='cpu', crf=CrfParams(iterations=1))\n"
+        "seg.predict(np.zeros((16, 16, 3), np.uint8))\n"
+        "assert seg.crf.device == 'cpu'") == []
 
 
 # ------------------------------------------------------------------ tseg-infer --crf-device
