@@ -30,7 +30,6 @@ from tseg.runtime.segment.crf_device import CRF_AUTO_NOTE, resolve_crf_device
 from tseg.runtime.segment.refine import CRF_FILE, CrfParams
 from tseg.runtime.segment.segmenter import Segmenter
 
-ROOT = Path(__file__).resolve().parents[2]
 NO_PACKAGE = "NVIDIA's numba-cuda package, which is not installed: pip install 'tseg[cuda]'"
 CLI_NOTE = CRF_AUTO_NOTE  # the CRF's words are the same in Python and in tseg-infer
 REAL_PROBLEM, REAL_FIND_SPEC = cuda_device.cuda_problem, importlib.util.find_spec
