@@ -181,3 +181,28 @@ def barycentric(elev, rem0, rank, count, b, out, p0):
             for k in range(q, min(q + _GROUP, count)):
                 for i in range(dp1):
                     out[p0 + k, i] = b[i, k]
+
+
+def scale_factors(d: int) -> np.ndarray:
+    """(d,) float32 factors the features are multiplied by before the elevation."""
+    # float32 exactly as the reference rounds them: inv_std_dev is a float there.
+    inv_std_dev = float(np.float32(np.sqrt(2.0 / 3.0) * (d + 1)))
+    return np.array([1.0 / np.sqrt((i + 2) * (i + 1)) * inv_std_dev for i in range(d)],
+                    dtype=np.float32)
+
+
+def elevated_bounds(fmin: np.ndarray, fmax: np.ndarray,
+                    scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the first d elevated coordinates over all points (interval arithmetic
+    on the features' bounds; the elevation is linear)."""
+    d = fmin.shape[0]
+    lower = np.zeros(d)
+    upper = np.zeros(d)
+    for j in range(d):  # elev[j] = sum_{i >= j} cf_i - j cf_{j-1}, cf_i = f_i scale_i
+        coef = np.zeros(d)
+        coef[j:] = scale[j:]
+        if j > 0:
+            coef[j - 1] = -j * scale[j - 1]
+        lower[j] = np.sum(np.where(coef > 0, coef * fmin, coef * fmax))
+        upper[j] = np.sum(np.where(coef > 0, coef * fmax, coef * fmin))
+    return lower, upper

@@ -25,7 +25,14 @@ import numpy as np
 from numba import njit
 
 from tseg.runtime.crf import direct, hashing, meanfield, parallel, simplices, workspace
-from tseg.runtime.crf.embed import EMBED_BLOCK, barycentric, embed_block, ranks
+from tseg.runtime.crf.embed import (
+    EMBED_BLOCK,
+    barycentric,
+    elevated_bounds,
+    embed_block,
+    ranks,
+    scale_factors,
+)
 
 
 @njit(cache=True, nogil=True)
@@ -93,23 +100,6 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
         simplices.clear(table, vertices, sizes, sslots, vslots)
 
 
-def _elevated_bounds(fmin: np.ndarray, fmax: np.ndarray,
-                     scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of the first d elevated coordinates over all points (interval arithmetic
-    on the features' bounds; the elevation is linear)."""
-    d = fmin.shape[0]
-    lower = np.zeros(d)
-    upper = np.zeros(d)
-    for j in range(d):  # elev[j] = sum_{i >= j} cf_i - j cf_{j-1}, cf_i = f_i scale_i
-        coef = np.zeros(d)
-        coef[j:] = scale[j:]
-        if j > 0:
-            coef[j - 1] = -j * scale[j - 1]
-        lower[j] = np.sum(np.where(coef > 0, coef * fmin, coef * fmax))
-        upper[j] = np.sum(np.where(coef > 0, coef * fmax, coef * fmin))
-    return lower, upper
-
-
 @dataclass(frozen=True)
 class Lattice:
     """A permutohedral lattice over N points with symmetric normalisation folded in.
@@ -149,13 +139,6 @@ class Lattice:
         return self.offsets.nbytes + self.weights.nbytes + self.neighbours.nbytes
 
 
-def _scale_factors(d: int) -> np.ndarray:
-    # float32 exactly as the reference rounds them: inv_std_dev is a float there.
-    inv_std_dev = float(np.float32(np.sqrt(2.0 / 3.0) * (d + 1)))
-    return np.array([1.0 / np.sqrt((i + 2) * (i + 1)) * inv_std_dev for i in range(d)],
-                    dtype=np.float32)
-
-
 _CHUNK_POINTS = 16384  # points hashed per table: the tables stay in cache
 # Chunks start on multiples of 64 points, as when that was the embedding block: the
 # normalisation sums ones per chunk, so other bounds would change its float rounding.
@@ -181,9 +164,9 @@ class _Build:
         self.scratch = scratch
         self.lease = workspace.Lease()
         size = features.shape[0]
-        self.scale = _scale_factors(d)
+        self.scale = scale_factors(d)
         self.low, self.units, box = hashing.key_layout(
-            *_elevated_bounds(*bounds, self.scale), d, direct_limit=_DIRECT_SLOTS_PER_POINT * size)
+            *elevated_bounds(*bounds, self.scale), d, direct_limit=_DIRECT_SLOTS_PER_POINT * size)
         self.direct = box > 0
         # A direct layout's box (int32 slots, zero = unmarked), else an empty one.
         self.box = scratch.array((box,), np.int32, zero=True, threads=threads)
@@ -334,6 +317,7 @@ def blur_ones(values, scratch, nbr, start, stop):
         for v in range(nbr.shape[1]):
             dst[v + 1] = src[v + 1] + np.float32(0.5) * (src[nbr[axis, v, 0]] + src[nbr[axis, v, 1]])
         src, dst = dst, src
+
 
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel

@@ -121,7 +121,7 @@ def embed_points(image, n, sxy, srgb, scale, low, units, bary, keys):
         image: (H, W, 3) uint8; n = H * W real points, padded to P by the reference's
             zero points (P = bary.shape[0] // (d+1)).
         sxy, srgb: float32 widths (srgb unread when d = 2).
-        scale: (d,) float32 elevation factors (lattice._scale_factors).
+        scale: (d,) float32 elevation factors (tseg.runtime.crf.embed.scale_factors).
         low, units: (d,) and (d, 2) int64 key layout (hashing.key_layout).
         bary: (P * (d+1),) float32 out; keys: (P * (d+1), 2) int64 out.
     """

@@ -23,8 +23,8 @@ from numba import cuda
 from tseg.runtime.crf import hashing
 from tseg.runtime.crf.cuda import embed, kernels, scan, segments, table
 from tseg.runtime.crf.cuda.device import grid
+from tseg.runtime.crf.embed import elevated_bounds, scale_factors
 from tseg.runtime.crf.features import feature_bounds, padded_points
-from tseg.runtime.crf.lattice import _elevated_bounds, _scale_factors
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def _vertices(image, n: int, sxy: float, srgb: float | None):
     """Steps 1-2: (bary, rows, neighbours) of the lattice of n pixels' features."""
     height, width = image.shape[:2]
     d = 2 if srgb is None else 5
-    scale = _scale_factors(d)
-    low, units, _ = hashing.key_layout(*_elevated_bounds(*feature_bounds(height, width, sxy, srgb),
+    scale = scale_factors(d)
+    low, units, _ = hashing.key_layout(*elevated_bounds(*feature_bounds(height, width, sxy, srgb),
                                                          scale), d)
     points = padded_points(n)
     size = points * (d + 1)
