@@ -180,20 +180,15 @@ def main() -> int:
     default = Path(os.environ["OUT"]) / "gpu_crf.json" if os.environ.get("OUT") else None
     parser.add_argument("--json", type=Path, default=default, help="also write the results here")
     args = parser.parse_args()
-    failed: list[str] = []
-
-    def report(name: str, ok: bool, detail: str) -> None:
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
-        if not ok:
-            failed.append(name)
+    from gpu_check import FAILED, report  # its lines and its list of failed checks
 
     results: dict = {}
     check_gpu_crf(args.model, results, report, size=args.size, repeat=args.repeat, images=args.images)
-    results["failed"] = failed
-    print("all GPU CRF checks passed" if not failed else "FAILED: " + ", ".join(failed))
+    results["failed"] = FAILED
+    print("all GPU CRF checks passed" if not FAILED else "FAILED: " + ", ".join(FAILED))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
-    return 1 if failed else 0
+    return 1 if FAILED else 0
 
 
 if __name__ == "__main__":

@@ -145,14 +145,11 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _handler() -> _StderrHandler | None:
-    return next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
-
-
-def show_notes() -> None:
+def show_notes() -> _StderrHandler:
     """Shows tseg's notes and warnings (:data:`tseg.runtime.errors.logger`) on stderr, bare, once per process,
-    with parameter names translated into the current command's flags (:func:`cli_message`)."""
-    handler = _handler()
+    with parameter names translated into the current command's flags (:func:`cli_message`); returns the
+    handler that does so."""
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
     if handler is None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -160,6 +157,7 @@ def show_notes() -> None:
         logger.setLevel(logging.INFO)
     context = click.get_current_context(silent=True)
     handler.command = context.command if context is not None else None
+    return handler
 
 
 def one_line_errors(func: F) -> F:
@@ -169,32 +167,19 @@ def one_line_errors(func: F) -> F:
     the user's to fix, so they get no traceback (a TsegError's parameter names
     become the command's flags, :func:`cli_message`); nor does running out of memory
     (an input too big for the machine). Ctrl-C prints ``interrupted`` and exits
-    130. Anything else is a bug and keeps its traceback.
+    130. Anything else is a bug and keeps its traceback. Held notes
+    (:class:`_StderrHandler`) are shown when ``func`` returns, dropped when it fails.
     """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        show_notes()
-        handler = _handler()
+        handler = show_notes()
         handler.hold()
+        succeeded = False
         try:
             result = func(*args, **kwargs)
-            handler.end_hold(show=True)
+            succeeded = True
             return result
-        except BaseException:
-            handler.end_hold(show=False)  # the error's line says what matters
-            raise
-
-    return _one_line(wrapper)  # type: ignore[return-value]
-
-
-def _one_line(func: F) -> F:
-    """``func`` with its user-facing errors as one ``Error: ...`` line (see :func:`one_line_errors`)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
         except TsegError as err:
             raise click.ClickException(one_line(cli_message(str(err), parameter=err.parameter))) from None
         except OSError as err:
@@ -212,5 +197,7 @@ def _one_line(func: F) -> F:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
+        finally:
+            handler.end_hold(show=succeeded)  # after a failure, its one line says what matters
 
     return wrapper  # type: ignore[return-value]

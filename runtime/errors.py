@@ -15,6 +15,12 @@ HELD_NOTE = "tseg_held_note"
 run without an error (which engine ``device='auto'`` chose), so that bad input stays one line."""
 
 
+def note_choice(text: str, *, warn: bool) -> None:
+    """Log what an ``"auto"`` setting chose: a WARNING, shown at once, when something installed could not
+    be used; else an INFO note the CLIs show once the command has succeeded (:data:`HELD_NOTE`)."""
+    logger.log(logging.WARNING if warn else logging.INFO, text, extra=None if warn else {HELD_NOTE: True})
+
+
 class TsegError(ValueError):
     """Bad input from a user: a file, an argument, a dataset or a model.
 

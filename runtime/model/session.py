@@ -32,13 +32,12 @@ which the dynamic loader would not find on its own.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
 from pathlib import Path
 
-from tseg.runtime.errors import HELD_NOTE, TsegError, logger
+from tseg.runtime.errors import TsegError, note_choice
 from tseg.runtime.inputs import check_model_file
 from tseg.runtime.model import tensorrt as trt
 from tseg.runtime.model.capture import captured_output
@@ -356,8 +355,7 @@ def _note_auto(session, passed_over: list[str], *, warn: bool, hint: str = "") -
         text += ": " + "; ".join(passed_over)
     if hint:
         text += f"; {hint}"
-    # A warning shows at once; the plain note after the command's work (HELD_NOTE).
-    logger.log(logging.WARNING if warn else logging.INFO, text, extra=None if warn else {HELD_NOTE: True})
+    note_choice(text, warn=warn)
 
 
 def _gpu_note_wanted() -> bool:

@@ -19,10 +19,8 @@ on a GPU or ``"cuda"`` is asked for, and importing this module does not import N
 
 from __future__ import annotations
 
-import logging
-
 from tseg.runtime.crf.parameters import DEVICES
-from tseg.runtime.errors import HELD_NOTE, TsegError, logger
+from tseg.runtime.errors import TsegError, note_choice
 
 CRF_DEVICES = ("auto", *DEVICES)
 """The runtime's CRF devices: the algorithm's ("cpu", "cuda") and "auto"."""
@@ -78,18 +76,13 @@ def resolve_crf_device(device: str, *, model_device: str | None) -> str:
     if model_device is None:
         return "cpu"
     if model_device not in GPU_MODEL_DEVICES:
-        _note(f"the CPU, as the model does (device {model_device!r})", warn=False)
+        note_choice(f"{CRF_AUTO_NOTE} the CPU, as the model does (device {model_device!r})", warn=False)
         return "cpu"
     problem = cuda_crf_problem()
     if problem:
-        _note(f"the CPU although the model runs on the GPU (device {model_device!r}): the CUDA CRF needs {problem}",
-              warn=True)
+        note_choice(f"{CRF_AUTO_NOTE} the CPU although the model runs on the GPU (device {model_device!r}): the"
+                    f" CUDA CRF needs {problem}", warn=True)
         return "cpu"
-    _note(f"the GPU (CUDA), as the model does (device {model_device!r})", warn=False)
+    note_choice(f"{CRF_AUTO_NOTE} the GPU (CUDA), as the model does (device {model_device!r})", warn=False)
     return "cuda"
 
-
-def _note(text: str, *, warn: bool) -> None:
-    """One line: a WARNING shown at once, or an INFO note the CLIs show after the command's work (HELD_NOTE)."""
-    logger.log(logging.WARNING if warn else logging.INFO, f"{CRF_AUTO_NOTE} {text}",
-               extra=None if warn else {HELD_NOTE: True})
