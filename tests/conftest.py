@@ -23,6 +23,15 @@ def private_cache_home(tmp_path_factory):
         yield
 
 
+@pytest.fixture(autouse=True)
+def fresh_temp_file_sweeps():
+    """Each test starts as a new process would, with no folder swept yet: tseg.runtime.files knows a
+    swept folder by its inode, which the next test's tmp_path may reuse once a passed test's is deleted."""
+    import tseg.runtime.files as files
+
+    files._swept.clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_coco_dir(tmp_path_factory) -> Path:
     """Root of the hand-written dataset (read-only for tests: copy before changing)."""
