@@ -82,21 +82,29 @@ def check_parity(size: int, results: dict, report: Report) -> None:
 
 
 def _stage_times(image: np.ndarray, probs: np.ndarray, settings: dict) -> dict:
-    """One call's seconds per stage, the device synchronised after each."""
+    """One call's seconds per stage, the device synchronised after each: the lattices, the
+    logits' copy to the device (as a model's output on the host would go), the unary taken
+    there, the iterations and the labels back. ``on_device`` leaves the copy out (the
+    issue's "from logits on the device to labels")."""
     from numba import cuda
 
     from tseg.runtime.crf import DenseCRF
     from tseg.runtime.crf.unary import CLIP
 
+    logits = np.log(np.maximum(probs, np.float32(1e-30))).astype(np.float32)
     times = {}
     start = time.perf_counter()
     with DenseCRF(image, device="cuda", **settings) as crf:
         cuda.synchronize()
         times["build"] = time.perf_counter() - start
         start = time.perf_counter()
-        with crf.start_from_probs(probs, CLIP) as state:
+        on_device = cuda.to_device(logits)
+        cuda.synchronize()
+        times["upload"] = time.perf_counter() - start
+        start = time.perf_counter()
+        with crf.start_from_logits(on_device, CLIP) as state:
             cuda.synchronize()
-            times["upload"] = time.perf_counter() - start
+            times["unary"] = time.perf_counter() - start
             start = time.perf_counter()
             state.step(ITERATIONS)
             cuda.synchronize()
@@ -105,6 +113,7 @@ def _stage_times(image: np.ndarray, probs: np.ndarray, settings: dict) -> dict:
             state.labels(np.uint8)
             times["labels"] = time.perf_counter() - start
     times["total"] = sum(times.values())
+    times["on_device"] = times["total"] - times["upload"]
     return times
 
 
@@ -118,7 +127,7 @@ def check_timings(size: int, repeat: int, results: dict, report: Report, *, simu
         results[f"crf_ms_{name}"] = ms
         detail = ", ".join(f"{stage} {value:.2f}" for stage, value in ms.items())
         target = TARGET_MS[name]
-        report(f"crf_time_{name}", simulated or ms["total"] <= target,
+        report(f"crf_time_{name}", simulated or ms["on_device"] <= target,
                f"{size}x{size}, {ITERATIONS} it, ms: {detail} (target <= {target:g} ms"
                + (", not judged under the simulator)" if simulated else ")"))
 

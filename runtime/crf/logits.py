@@ -12,10 +12,9 @@ that chain's four full-size temporaries:
 - the labels come from the last pass over the pixels (the argmax of Q in registers,
   first of equal values), Q is never written.
 
-With ``device="cuda"`` both run on the GPU (:mod:`tseg.runtime.crf.cuda`): mean field and the
-argmax there, only the labels come back. The CUDA path has no fused fill yet: the logits are
-resized and softmaxed on the host (``softmax(resize_scores(...))``, one (C, H, W) float32
-array) and go to the device as probabilities, whose -log(clip(p, 1e-5, 1)) a kernel takes.
+With ``device="cuda"`` both run on the GPU (:mod:`tseg.runtime.crf.cuda`): the unary, mean field
+and the argmax there, only the logits at the model's resolution go in and the labels come back
+(the same fill as the CPU's, one thread a pixel: ``CudaDenseCRF.start_from_logits``).
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ from tseg.runtime.crf.parameters import (
 from tseg.runtime.crf.unary import CLIP, logits_fill
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image
-from tseg.runtime.scores import label_dtype, resize_scores, softmax
+from tseg.runtime.scores import label_dtype
 
 
 def check_logits(logits: object) -> np.ndarray:
@@ -67,14 +66,12 @@ def _crf_labels(image: np.ndarray, shape: tuple[int, int, int], iterations: int,
 
 
 def _cuda_labels(image: np.ndarray, iterations: int, settings: dict, threads: int | None,
-                 probs_of: Callable[[], np.ndarray]) -> np.ndarray:
-    """Mean field's labels on the GPU from the (C, H, W) probabilities ``probs_of()`` makes on
-    the host (called once the device checks passed and the lattices are built)."""
-    with DenseCRF(image, threads=threads, device="cuda", **settings) as crf:
-        probs = probs_of()
-        with crf.start_from_probs(probs, CLIP) as state:
-            state.step(iterations)
-            return state.labels(label_dtype(probs.shape[0]))
+                 num_classes: int, start: Callable) -> np.ndarray:
+    """Mean field's labels on the GPU from the state ``start(crf)`` begins on the device CRF
+    (its ``start_from_probs`` or ``start_from_logits``)."""
+    with DenseCRF(image, threads=threads, device="cuda", **settings) as crf, start(crf) as state:
+        state.step(iterations)
+        return state.labels(label_dtype(num_classes))
 
 
 def labels_from_probs(
@@ -110,7 +107,8 @@ def labels_from_probs(
                     bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                     bilateral_compat=bilateral_compat)
     if check_device(device) == "cuda":
-        return _cuda_labels(image, iterations, settings, threads, lambda: probs)
+        return _cuda_labels(image, iterations, settings, threads, probs.shape[0],
+                            lambda crf: crf.start_from_probs(probs, CLIP))
     return _crf_labels(image, probs.shape, iterations, settings, threads, probs=probs)
 
 
@@ -136,8 +134,7 @@ def labels_from_logits(
         logits: (C, h, w) float logits, e.g. a model's output (h, w need not be H, W).
         image: (H, W, 3) uint8 RGB image.
         iterations, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
-        bilateral_compat, threads, device: as in :func:`tseg.runtime.crf.dense_crf`
-        (``device="cuda"``: the logits resized and softmaxed on the host, module docstring).
+        bilateral_compat, threads, device: as in :func:`tseg.runtime.crf.dense_crf`.
 
     Returns:
         (H, W) labels, uint8 (uint16 beyond 256 classes).
@@ -150,7 +147,7 @@ def labels_from_logits(
                     bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                     bilateral_compat=bilateral_compat)
     if check_device(device) == "cuda":
-        return _cuda_labels(image, iterations, settings, threads,
-                            lambda: softmax(resize_scores(logits, (height, width))))
+        return _cuda_labels(image, iterations, settings, threads, logits.shape[0],
+                            lambda crf: crf.start_from_logits(logits, CLIP))
     return _crf_labels(image, (logits.shape[0], height, width), iterations, settings, threads,
                        fill=logits_fill(logits, height, width))

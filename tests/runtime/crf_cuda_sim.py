@@ -120,6 +120,33 @@ def _runtime() -> dict:
     return report
 
 
+def _logits_fill() -> dict:
+    """start_from_logits: the device's -unary against the CPU fill's (logits at a quarter of the
+    image's size, and at its size), and logits already on the device giving the host's labels."""
+    from numba import cuda
+
+    from tseg.runtime.crf import labels_from_logits
+    from tseg.runtime.crf.unary import CLIP, logits_fill
+
+    report = {}
+    for name, (height, width, low_h, low_w) in {"upsampled": (24, 17, 6, 5), "same size": (9, 11, 9, 11)}.items():
+        logits = np.random.default_rng(5).normal(0, 4, (5, low_h, low_w)).astype(np.float32)
+        cpu = np.empty((height * width, 16), np.float32)
+        logits_fill(logits, height, width)(cpu, 1)
+        with DenseCRF(make_image(height, width), device="cuda") as crf, \
+                crf.start_from_logits(logits, CLIP) as state:
+            gpu = state._base.copy_to_host()
+        report[name] = float(np.abs(gpu - cpu[:, :5].T).max())
+    photo, logits = scene(24, 17, 5)
+    host = labels_from_logits(logits, photo, device="cuda")
+    with DenseCRF(photo, device="cuda") as crf, \
+            crf.start_from_logits(cuda.to_device(logits.astype(np.float32)), CLIP) as state:
+        state.step(5)
+        on_device = state.labels(host.dtype)
+    report["device_logits_equal"] = bool(np.array_equal(host, on_device))
+    return report
+
+
 def main() -> None:
     report = {}
     for name, (probs, image, iterations, settings) in _cases().items():
@@ -131,6 +158,7 @@ def main() -> None:
     report["scheduling_independent"] = _scheduling(make_probs(3, 16, 16), make_image(16, 16))
     report["stepwise"] = _stepwise(make_image(16, 16))
     report["runtime"] = _runtime()
+    report["logits_fill"] = _logits_fill()
     print(json.dumps(report))
 
 

@@ -94,6 +94,16 @@ def test_the_pipelines_finish_and_labels_from_probs_run_the_cuda_crf_in_the_simu
     assert runtime["auto_for_a_cuda_model"] == "cuda"  # the kernels load (the simulator): auto takes the GPU
 
 
+@needs_numba_cuda
+def test_the_unary_from_logits_is_taken_on_the_device_as_the_cpu_takes_it(simulated):
+    """start_from_logits (labels_from_logits and refine_logits on cuda): the bilinear taps, log-softmax
+    and clip on the device equal the CPU fill's to float rounding, and logits already on the
+    device (a model's bound output) need no host copy and give the same labels."""
+    fill = simulated["logits_fill"]
+    assert fill["upsampled"] <= 1e-5 and fill["same size"] <= 1e-5, fill
+    assert fill["device_logits_equal"], fill
+
+
 @pytest.mark.parametrize("device", ["gpu", "CUDA", 0])
 def test_unknown_device_is_refused(device):
     with pytest.raises(TsegError, match="device: need one of 'cpu', 'cuda'") as info:

@@ -26,6 +26,7 @@ from tseg.runtime.crf.parameters import (
 )
 from tseg.runtime.crf.unary import CLIP
 from tseg.runtime.errors import TsegError
+from tseg.runtime.scores import _source_grid
 
 
 class CudaDenseCRF:
@@ -87,6 +88,24 @@ class CudaDenseCRF:
         kernels.base_from_probs[grid(flat.shape[1])](flat, np.float32(clip), base)
         return self._start(probs.shape, base=base)
 
+    def start_from_logits(self, logits, clip: float = CLIP) -> CudaMeanField:
+        """start() on -log(clip(softmax(logits resized to the image), clip, 1)), all on the
+        device: only the logits at the model's resolution travel (none when they are on the
+        device already).
+
+        Args:
+            logits: (C, h, w) float32, checked: a host array, or a C-contiguous device array
+                (Numba's, or anything with ``__cuda_array_interface__``, e.g. a model's
+                output bound on the GPU).
+            clip: the smallest probability kept.
+        """
+        num_classes, low_h, low_w = logits.shape
+        flat = _on_device(logits).reshape(num_classes, low_h * low_w)
+        taps = [cuda.to_device(t) for t in (*_source_grid(self.height, low_h), *_source_grid(self.width, low_w))]
+        base = cuda.device_array((num_classes, self.height * self.width), np.float32)
+        kernels.base_from_logits[grid(base.shape[1])](flat, low_w, *taps, np.log(np.float32(clip)), base)
+        return self._start((num_classes, self.height, self.width), base=base)
+
     def inference(self, unary: np.ndarray, *, iterations: int = ITERATIONS) -> np.ndarray:
         """Run mean field on the device; returns Q (C, H, W) float32 (a new host array)."""
         check_iterations(iterations)
@@ -94,3 +113,14 @@ class CudaDenseCRF:
             state.step(iterations)
             return state.probs()
 
+
+
+def _on_device(array):
+    """A (C, h, w) float32 array on the device: Numba's device arrays as they are, others with
+    ``__cuda_array_interface__`` wrapped without a copy (the simulator has neither the protocol
+    nor ``as_cuda_array``), host arrays copied over."""
+    if hasattr(array, "copy_to_host"):
+        return array
+    if hasattr(array, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(array)
+    return cuda.to_device(np.ascontiguousarray(array, np.float32))

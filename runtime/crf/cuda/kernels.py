@@ -30,6 +30,41 @@ def base_from_probs(probs, clip, base):
 
 
 @cuda.jit(cache=True)
+def base_from_logits(logits, low_w, r0, r1, wr, c0, c1, wc, log_clip, base):
+    """base[:, p] = log(clip(softmax(v), clip, 1)) as max(v - max(v) - log(sum(exp(v - max(v)))),
+    log_clip), v the logits resized bilinearly to pixel p as resize_scores does (rows, then
+    columns): the CPU path's fill (tseg.runtime.crf.unary.base_from_logits), one thread a pixel.
+
+    Args:
+        logits: (C, h * w) float32 at the model's resolution; low_w: w.
+        r0, r1, wr: per output row, the upper and lower source rows and the lower's weight
+            (tseg.runtime.scores._source_grid); c0, c1, wc: the same per output column.
+        log_clip: float32 log of the smallest probability kept.
+        base: (C, H * W) float32.
+    """
+    width = wc.shape[0]
+    one = np.float32(1.0)
+    for p in range(cuda.grid(1), base.shape[1], cuda.gridsize(1)):
+        y = p // width
+        x = p - y * width
+        up, down, a = r0[y] * low_w, r1[y] * low_w, wr[y]
+        left, right, w = c0[x], c1[x], wc[x]
+        top = -_HUGE
+        for k in range(base.shape[0]):
+            at_left = logits[k, up + left] * (one - a) + logits[k, down + left] * a
+            at_right = logits[k, up + right] * (one - a) + logits[k, down + right] * a
+            v = at_left * (one - w) + at_right * w
+            base[k, p] = v
+            top = max(top, v)
+        total = np.float32(0.0)
+        for k in range(base.shape[0]):
+            total += math.exp(base[k, p] - top)
+        log_total = math.log(total)
+        for k in range(base.shape[0]):
+            base[k, p] = max(base[k, p] - top - log_total, log_clip)
+
+
+@cuda.jit(cache=True)
 def base_from_unary(unary, base):
     """base = -unary, (C, N) float32."""
     for p in range(cuda.grid(1), base.shape[1], cuda.gridsize(1)):
