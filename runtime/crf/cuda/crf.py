@@ -114,7 +114,6 @@ class CudaDenseCRF:
             return state.probs()
 
 
-
 def _on_device(array):
     """A (C, h, w) float32 array on the device: Numba's device arrays as they are, others with
     ``__cuda_array_interface__`` wrapped without a copy (the simulator has neither the protocol
