@@ -127,6 +127,7 @@ class DenseCRF:
                                           bilateral_compat=bilateral_compat)
         self.height, self.width = image.shape[:2]
         self.threads = check_threads(threads)
+        self.device = "cpu"  # "cuda" made a CudaDenseCRF instead (__new__)
         if not (image.flags.c_contiguous and image.flags.writeable):
             image = np.array(image, order="C")  # one kernel build for every layout
         self.gaussian: Lattice
@@ -294,16 +295,13 @@ def dense_crf(
     check_image(image)
     probs = check_probs(probs, image.shape[0], image.shape[1])
     check_iterations(iterations)
-    if check_device(device) == "cuda":
-        with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
-                      bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
-                      bilateral_compat=bilateral_compat, threads=threads, device=device) as crf, \
-                crf.start_from_probs(probs, CLIP) as state:
-            state.step(iterations)
-            return state.probs()
     with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
-                  bilateral_compat=bilateral_compat, threads=threads) as crf:
+                  bilateral_compat=bilateral_compat, threads=threads, device=device) as crf:
+        if crf.device == "cuda":
+            with crf.start_from_probs(probs, CLIP) as state:
+                state.step(iterations)
+                return state.probs()
         # -log(clip(probs, 1e-5, 1)) (finite, <= 12) taken by mean field's first pass.
         with crf._start(probs.shape, probs=probs) as state:
             state.step(iterations)
