@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 from tseg.runtime.crf import direct, hashing, meanfield, parallel, simplices, workspace
+from tseg.runtime.crf.aliases import ALIAS_VERTICES, Aliases, build_aliases
 from tseg.runtime.crf.embed import (
     EMBED_BLOCK,
     barycentric,
@@ -121,6 +122,9 @@ class Lattice:
         task_rows: (T, 2) int64, the smallest and largest vertex row touched by each
             mean-field splat task's pixels (see meanfield.task_bounds).
         lease: the owner of the arrays' memory.
+        aliases: for a lattice of at least ALIAS_VERTICES vertices, its alias
+            rows; then ``offsets`` hold alias rows and first-touch bits (see
+            :mod:`tseg.runtime.crf.aliases`). None for a smaller one.
     """
 
     offsets: np.ndarray
@@ -129,6 +133,7 @@ class Lattice:
     alpha: float
     task_rows: np.ndarray
     lease: workspace.Lease
+    aliases: Aliases | None = None
 
     @property
     def num_vertices(self) -> int:
@@ -370,7 +375,7 @@ def _normalise(parts: list, leases: list, threads: int) -> list[Lattice]:
                   for v, (_, _, nbr, ones) in zip(values, parts, strict=True)], threads)
     parallel.run([(blur_ones, (v, w, nbr), 1)
                   for v, w, (_, _, nbr, _) in zip(values, scratch, parts, strict=True)], threads)
-    lattices, jobs = [], []
+    pending, jobs = [], []
     bounds = np.array(meanfield.task_bounds(n), np.int64)
     for v, w, (offsets, bary, nbr, _), lease in zip(values, scratch, parts, leases, strict=True):
         blurred = v if nbr.shape[0] % 2 == 0 else w
@@ -379,6 +384,8 @@ def _normalise(parts: list, leases: list, threads: int) -> list[Lattice]:
         rows = np.empty((bounds.shape[0] - 1, 2), np.int64)
         jobs.append((symmetric_weights, (blurred, offsets, bary, alpha, weights, bounds, rows),
                      rows.shape[0], 1))
-        lattices.append(Lattice(offsets, weights, nbr, float(alpha), rows, lease))
+        pending.append((offsets, weights, nbr, float(alpha), rows, lease))
     parallel.run(jobs, threads)
-    return lattices
+    return [Lattice(*args, aliases=build_aliases(args[0], bounds, args[4], args[2].shape[1], threads)
+                    if args[2].shape[1] >= ALIAS_VERTICES else None)
+            for args in pending]

@@ -27,6 +27,7 @@ _HUGE = np.float32(3.4028235e38)
 _BLOCK = vecmath.COLUMNS  # pixels whose updates are interleaved (8)
 _AHEAD = 16  # rows prefetched this many vertices (pixels) ahead in the blur (pixel pass)
 _PREFETCH_ROWS = 1 << 16  # lattices with at least this many vertices outgrow the L2 cache
+_ROW_BITS = np.int32(2**31 - 1)  # a corner's row without its first-touch bit (simd.FIRST_TOUCH)
 
 
 def padded_labels(num_classes: int) -> int:
@@ -61,7 +62,9 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
         ahead_off: b_off where the bilateral lattice outgrows the L2 cache, its rows then
             prefetched _AHEAD pixels ahead, else None (:func:`prefetched`).
         g_acc, b_acc: the splat accumulators; vertex row v of this task goes to
-            row v + g_shift (b_shift) (see gather_messages).
+            row v + g_shift (b_shift) (see gather_messages); a shift of None: the
+            offsets are alias rows with first-touch bits, splatted as they are
+            (:mod:`tseg.runtime.crf.aliases`).
         q_out: (C, N) label-first output, or None.
         labels_out: (N,) integer output: the argmax of Q (the first of equal values,
             as ``Q.argmax(0)``), or None. Both None: splat. (None, here and for
@@ -89,11 +92,11 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
         if ahead_off is not None:
             for b in range(_BLOCK if p0 + _AHEAD + _BLOCK <= first + stop else 0):
                 for r in range(ahead_off.shape[1]):
-                    row = ahead_off[p0 + _AHEAD + b, r]
+                    row = ahead_off[p0 + _AHEAD + b, r] & _ROW_BITS
                     if use_messages:
                         simd.prefetch(b_values, row)
                     if splat:
-                        simd.prefetch(b_acc, row + b_shift)
+                        simd.prefetch(b_acc, row if b_shift is None else row + b_shift)
         if unary is not None and unary.shape[1] != 0 and count == _BLOCK:
             for lane in range(0, lanes, simd.LANES):  # the block's classes: one transpose
                 vecmath.columns(x, unary, p0, lane, num_classes)

@@ -116,6 +116,14 @@ def axpy(typingctx, dst, drow, src, srow, lane, weight):
     return types.void(dst, types.int64, src, types.int64, types.int64, types.float32), codegen
 
 
+FIRST_TOUCH = -(2**31)  # the sign bit of a corner's row: its task's first splat onto that row
+
+
+def _row_of(builder, entry):
+    """A corner's row without its first-touch bit."""
+    return builder.and_(entry, ir.Constant(_I32, 2**31 - 1))
+
+
 def _corner_sums(builder, val_a, off_a, w_a, p, lane, lanes, corners, accs):
     """Add weights[p, r] * values[offsets[p, r], group] for the ``corners`` corners r
     (fully unrolled) to accs[r % len(accs)]: several accumulators shorten the chain
@@ -124,7 +132,7 @@ def _corner_sums(builder, val_a, off_a, w_a, p, lane, lanes, corners, accs):
     accs = list(accs)
     for r in range(corners):
         index = builder.add(first, ir.Constant(_I64, r))
-        vertex = builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64)
+        vertex = builder.sext(_row_of(builder, builder.load(builder.gep(off_a.data, [index]))), _I64)
         w = builder.load(builder.gep(w_a.data, [index]))
         row = _load(builder, _group(builder, val_a, vertex, lane, lanes))
         accs[r % len(accs)] = _fma(builder, row, _splat(builder, w), accs[r % len(accs)])
@@ -167,15 +175,23 @@ def logits(typingctx, x, xrow, lane, lanes, base, pixel, g_values, g_offsets, g_
 
 
 def _splat_corners(builder, acc_a, shift, off_a, w_a, p, lane, lanes, corners, x, scale):
+    """shift None: the rows carry first-touch bits (see FIRST_TOUCH), and a row's first
+    splat of the pass stores instead of adding, so the rows need no clearing."""
     first = builder.mul(p, ir.Constant(_I64, corners))
     # The accumulator's row 0 moved by the shift: loop-invariant, out of the row addresses.
-    shifted = builder.gep(acc_a.data, [builder.add(builder.mul(shift, lanes), lane)])
+    shifted = builder.gep(acc_a.data, [lane if shift is None else
+                                       builder.add(builder.mul(shift, lanes), lane)])
     for r in range(corners):
         index = builder.add(first, ir.Constant(_I64, r))
-        vertex = builder.sext(builder.load(builder.gep(off_a.data, [index])), _I64)
+        entry = builder.load(builder.gep(off_a.data, [index]))
+        vertex = builder.sext(entry if shift is not None else _row_of(builder, entry), _I64)
         w = builder.fmul(builder.load(builder.gep(w_a.data, [index])), scale)
         row = builder.bitcast(builder.gep(shifted, [builder.mul(vertex, lanes)]), _VEC.as_pointer())
-        _store(builder, _fma(builder, x, _splat(builder, w), _load(builder, row)), row)
+        before = _load(builder, row)
+        if shift is None:
+            stores = builder.icmp_signed("<", entry, ir.Constant(_I32, 0))
+            before = builder.select(stores, ir.Constant(_VEC, [0.0] * LANES), before)
+        _store(builder, _fma(builder, x, _splat(builder, w), before), row)
 
 
 @intrinsic
@@ -184,7 +200,9 @@ def splat(typingctx, x, xrow, lane, lanes, scale, pixel, g_acc, g_shift, g_offse
     """acc[offsets[pixel, r] + shift, g] += scale * weights[pixel, r] * x[xrow, g] over the
     simplex corners r of both kernels (unrolled, see ``logits``, also for ``lanes``); g
     is [lane, lane + LANES). The shift maps vertex rows to the rows of an accumulator
-    that holds a range of them."""
+    that holds a range of them; a shift of None says the offsets are alias rows with
+    first-touch bits (:mod:`tseg.runtime.crf.aliases`): no shift, and a row's first
+    splat stores."""
     if not (_is_f32_matrix(x, g_acc, g_weights, b_acc, b_weights)
             and all(isinstance(a, types.Array) and a.dtype == types.int32 and a.ndim == 2
                     and a.layout == "C" for a in (g_offsets, b_offsets))):
@@ -194,12 +212,18 @@ def splat(typingctx, x, xrow, lane, lanes, scale, pixel, g_acc, g_shift, g_offse
         arrays = [_array(context, builder, t, v) if isinstance(t, types.Array) else v
                   for t, v in zip(sig.args, args, strict=True)]
         x_a, xr, ln, lns, sc, p, ga, gs, go, gw, ba, bs, bo, bw = arrays
+        gs = None if isinstance(sig.args[7], types.NoneType) else gs  # a compile-time choice
+        bs = None if isinstance(sig.args[11], types.NoneType) else bs
         xv = _load(builder, _group(builder, x_a, xr, ln, lns))
         _splat_corners(builder, ga, gs, go, gw, p, ln, lns, GAUSSIAN_CORNERS, xv, sc)
         _splat_corners(builder, ba, bs, bo, bw, p, ln, lns, BILATERAL_CORNERS, xv, sc)
 
+    def shift(arg):
+        return arg if isinstance(arg, types.NoneType) else types.int64
+
     sig = types.void(x, types.int64, types.int64, types.int64, types.float32, types.int64, g_acc,
-                     types.int64, g_offsets, g_weights, b_acc, types.int64, b_offsets, b_weights)
+                     shift(g_shift), g_offsets, g_weights, b_acc, shift(b_shift), b_offsets,
+                     b_weights)
     return sig, codegen
 
 
@@ -271,6 +295,27 @@ def blur_step(typingctx, dst, src, vertex, before, after, lane):
         _store(builder, out, _group(builder, _array(context, builder, sig.args[0], d), v, ln))
 
     return types.void(dst, src, types.int64, types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def blur_step_scaled(typingctx, dst, src, vertex, before, after, gain, lane):
+    """dst[vertex, g] = gain[0, g] * (src[vertex, g] + (src[before, g] + src[after, g]) / 2):
+    a blur step and a diagonal compatibility together."""
+    if not _is_f32_matrix(dst, src, gain):
+        return None
+
+    def codegen(context, builder, sig, args):
+        d, s, v, a, b, g, ln = args
+        src_a = _array(context, builder, sig.args[1], s)
+        pair = builder.fadd(_load(builder, _group(builder, src_a, a, ln)),
+                            _load(builder, _group(builder, src_a, b, ln)))
+        out = _fma(builder, pair, _splat(builder, ir.Constant(_F32, 0.5)),
+                   _load(builder, _group(builder, src_a, v, ln)))
+        scale = _load(builder, _group(builder, _array(context, builder, sig.args[5], g),
+                                      ir.Constant(_I64, 0), ln))
+        _store(builder, builder.fmul(out, scale), _group(builder, _array(context, builder, sig.args[0], d), v, ln))
+
+    return types.void(dst, src, types.int64, types.int64, types.int64, gain, types.int64), codegen
 
 
 @intrinsic

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tseg.runtime.crf import meanfield, parallel, simd, workspace
+from tseg.runtime.crf import aliases, meanfield, parallel, simd, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
 from tseg.runtime.crf.lattice import Lattice
 from tseg.runtime.crf.unary import CLIP
@@ -35,6 +35,12 @@ class _Kernel:
         else:
             self.gain[:num_classes, :num_classes] = scaled
         self.lattice = lattice
+        if lattice.aliases is not None:  # tasks splat into the rows themselves (aliases.py)
+            rows = lattice.aliases.rows
+            self.values, self.scratch, self.second = (lease.array((rows, lanes)) for _ in range(3))
+            self.values[0] = self.scratch[0] = self.second[0] = 0  # a missing blur neighbour
+            self.messages = self.scratch
+            return
         rows = lattice.num_vertices + 1  # row 0 stands for a missing blur neighbour
         self.values = lease.array((rows, lanes))
         self.scratch = lease.array((rows, lanes))
@@ -46,6 +52,13 @@ class _Kernel:
         self.ranges = np.stack([lo, hi, np.cumsum(sizes) - sizes], axis=1).astype(np.int64)
         self.accs = lease.array((int(sizes.sum()), lanes), zero=True, threads=threads)
         self.messages = self.values  # the blurred buffer the next pixel pass reads
+
+    def splat_target(self, task: int) -> tuple:
+        """The pixel pass's (accumulator, shift) for mean-field task ``task``: the splat
+        buffer and None (alias rows, first-touch bits) with aliases."""
+        if self.lattice.aliases is not None:
+            return self.values, None
+        return self.accs, self.ranges[task, 2] - self.ranges[task, 0]
 
 
 def _usable_as_is(x: np.ndarray) -> bool:
@@ -139,12 +152,11 @@ class MeanField:
         jobs = []
         for t in range(len(self._bounds) - 1):
             first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
-            shifts = [k.ranges[t, 2] - k.ranges[t, 0] for k in (g, b)]
             args = (self._base, self._unary if self.iterations == 0 else None, self._clip,
                     self._shape[0], g.lattice.offsets, g.lattice.weights, g.messages,
                     b.lattice.offsets, b.lattice.weights, b.messages,
-                    meanfield.prefetched(b.lattice.offsets, b.messages), g.accs, shifts[0],
-                    b.accs, shifts[1], q_out, labels_out, self._groups, first)
+                    meanfield.prefetched(b.lattice.offsets, b.messages), *g.splat_target(t),
+                    *b.splat_target(t), q_out, labels_out, self._groups, first)
             jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
         return jobs
 
@@ -155,11 +167,20 @@ class MeanField:
 
     def _messages(self) -> None:
         """Gather the splats, apply the compatibilities, blur: the next pass's input."""
-        blurred = meanfield.messages([(k.values, k.scratch, k.accs, k.ranges, k.gain, k.diagonal,
-                                       k.lattice.neighbours) for k in self._kernels],
-                                     self._threads)
-        for kernel, result in zip(self._kernels, blurred, strict=True):
-            kernel.messages = result  # read by pixel passes until the next gather
+        banded = [k for k in self._kernels if k.lattice.aliases is None]
+        aliased = [k for k in self._kernels if k.lattice.aliases is not None]
+        if banded:
+            blurred = meanfield.messages([(k.values, k.scratch, k.accs, k.ranges, k.gain,
+                                           k.diagonal, k.lattice.neighbours) for k in banded],
+                                         self._threads)
+            for kernel, result in zip(banded, blurred, strict=True):
+                kernel.messages = result  # read by pixel passes until the next gather
+        if aliased:
+            blurred = aliases.messages([(k.values, k.scratch, k.second, k.lattice.aliases, k.gain,
+                                         k.diagonal, k.lattice.neighbours) for k in aliased],
+                                       self._threads)
+            for kernel, result in zip(aliased, blurred, strict=True):
+                kernel.messages = result
         self._splatted = False
 
     def step(self, iterations: int = 1) -> None:
