@@ -187,11 +187,11 @@ def _splat_corners(builder, acc_a, shift, off_a, w_a, p, lane, lanes, corners, x
         vertex = builder.sext(entry if shift is not None else _row_of(builder, entry), _I64)
         w = builder.fmul(builder.load(builder.gep(w_a.data, [index])), scale)
         row = builder.bitcast(builder.gep(shifted, [builder.mul(vertex, lanes)]), _VEC.as_pointer())
-        before = _load(builder, row)
-        if shift is None:
+        source = row
+        if shift is None:  # a first splat reads row 0 (zeros) instead: a select, no branch
             stores = builder.icmp_signed("<", entry, ir.Constant(_I32, 0))
-            before = builder.select(stores, ir.Constant(_VEC, [0.0] * LANES), before)
-        _store(builder, _fma(builder, x, _splat(builder, w), before), row)
+            source = builder.select(stores, builder.bitcast(shifted, _VEC.as_pointer()), row)
+        _store(builder, _fma(builder, x, _splat(builder, w), _load(builder, source)), row)
 
 
 @intrinsic
