@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from tseg.runtime.crf import direct, hashing, meanfield, parallel, simplices, workspace
-from tseg.runtime.crf.aliases import ALIAS_VERTICES, Aliases, build_aliases
+from tseg.runtime.crf.aliases import Aliases, build_aliases, wants_aliases
 from tseg.runtime.crf.embed import (
     EMBED_BLOCK,
     barycentric,
@@ -122,9 +122,9 @@ class Lattice:
         task_rows: (T, 2) int64, the smallest and largest vertex row touched by each
             mean-field splat task's pixels (see meanfield.task_bounds).
         lease: the owner of the arrays' memory.
-        aliases: for a lattice of at least ALIAS_VERTICES vertices, its alias
-            rows; then ``offsets`` hold alias rows and first-touch bits (see
-            :mod:`tseg.runtime.crf.aliases`). None for a smaller one.
+        aliases: for a big lattice (``aliases.wants_aliases``), its alias rows; then
+            ``offsets`` hold alias rows and first-touch bits (see
+            :mod:`tseg.runtime.crf.aliases`). None for the others.
     """
 
     offsets: np.ndarray
@@ -387,5 +387,5 @@ def _normalise(parts: list, leases: list, threads: int) -> list[Lattice]:
         pending.append((offsets, weights, nbr, float(alpha), rows, lease))
     parallel.run(jobs, threads)
     return [Lattice(*args, aliases=build_aliases(args[0], bounds, args[4], args[2].shape[1], threads)
-                    if args[2].shape[1] >= ALIAS_VERTICES else None)
+                    if wants_aliases(args[2].shape[1], n) else None)
             for args in pending]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tseg.runtime.crf import DenseCRF, dense, dense_crf, lattice, meanfield, simd
+from tseg.runtime.crf import DenseCRF, aliases, dense, dense_crf, meanfield, simd
 from tseg.runtime.scores import argmax_classes, resize_scores, softmax
 from tests.runtime.test_crf_threads import DEEPLAB, scene
 
@@ -15,7 +15,8 @@ from tests.runtime.test_crf_threads import DEEPLAB, scene
 def every_lattice_aliased(monkeypatch):
     """Alias rows for lattices of any size (the cached Gaussian lattices rebuilt)."""
     dense._gaussian_cache.clear()
-    monkeypatch.setattr(lattice, "ALIAS_VERTICES", 0)
+    monkeypatch.setattr(aliases, "ALIAS_VERTICES", 0)
+    monkeypatch.setattr(aliases, "ALIAS_PIXELS_PER_VERTEX", 2**20)
     yield
     dense._gaussian_cache.clear()
 
@@ -42,7 +43,7 @@ def test_alias_rows_give_the_banded_accumulators_q_on_any_thread_count(
     got = {t: dense_crf(probs, image, iterations=5, threads=t, **settings) for t in (1, 2, 3)}
     np.testing.assert_array_equal(got[2], got[1])
     np.testing.assert_array_equal(got[3], got[1])
-    monkeypatch.setattr(lattice, "ALIAS_VERTICES", 2**62)
+    monkeypatch.setattr(aliases, "ALIAS_VERTICES", 2**62)
     banded = _banded_q(probs, image, **settings)
     # The gain is applied in the blur's first axis instead of before it: float rounding.
     assert np.abs(got[1] - banded).max() <= 1e-5
@@ -80,10 +81,13 @@ def test_every_row_has_one_writer_and_its_first_splat_stores(settings, every_lat
             assert (np.diff(aliases.starts) >= 1).all()
 
 
-def test_small_lattices_keep_banded_accumulators():
+def test_small_or_sparse_lattices_keep_banded_accumulators():
     dense._gaussian_cache.clear()
     image, _ = scene(40, 40, 3)
     with DenseCRF(image) as crf:
         assert crf.gaussian.aliases is None and crf.bilateral.aliases is None
         assert (crf.bilateral.offsets >= 0).all()  # no first-touch bits
     assert simd.FIRST_TOUCH == -(2**31)
+    assert aliases.wants_aliases(300_000, 262_144)  # DeepLab's at 512 x 512
+    assert not aliases.wants_aliases(135_288, 1024 * 1024)  # the default Gaussian at 1 Mpixel
+    assert not aliases.wants_aliases(60_000, 50_000)  # in the L2 cache
