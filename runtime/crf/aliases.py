@@ -84,27 +84,37 @@ def _mark_first_touches(offsets, bounds, seen, start, stop):
 
 
 @njit(cache=True, nogil=True)
+def _shared_bits(seen, w):
+    """The rows of bitmap word w that more than one task touches."""
+    union = np.uint64(0)
+    many = np.uint64(0)
+    for t in range(seen.shape[0]):
+        many |= union & seen[t, w]
+        union |= seen[t, w]
+    return many
+
+
+@njit(cache=True, nogil=True)
+def _other_tasks(seen, w, bit):
+    """The tasks but the first that touch the row of ``bit`` in word w: its aliases."""
+    tasks = 0
+    for t in range(seen.shape[0]):
+        if seen[t, w] & bit:
+            tasks += 1
+    return tasks - 1
+
+
+@njit(cache=True, nogil=True)
 def _count_shared(seen, counts, chunk_words, start, stop):
     """counts[c] = (shared rows, alias rows) of the words of chunk c, c in [start, stop)."""
     for c in range(start, stop):
-        shared = 0
-        aliases = 0
         for w in range(c * chunk_words, min((c + 1) * chunk_words, seen.shape[1])):
-            union = np.uint64(0)
-            many = np.uint64(0)
-            for t in range(seen.shape[0]):
-                many |= union & seen[t, w]
-                union |= seen[t, w]
+            many = _shared_bits(seen, w)
             while many:
-                low = many & (~many + np.uint64(1))
-                shared += 1
-                for t in range(seen.shape[0]):
-                    if seen[t, w] & low:
-                        aliases += 1
-                aliases -= 1  # the owner splats into the vertex row itself
+                low = many & (~many + np.uint64(1))  # its lowest bit
+                counts[c, 0] += 1
+                counts[c, 1] += _other_tasks(seen, w, low)
                 many ^= low
-        counts[c, 0] = shared
-        counts[c, 1] = aliases
 
 
 @njit(cache=True, nogil=True)
@@ -115,21 +125,14 @@ def _list_shared(seen, firsts, chunk_words, shared, starts, alias_of, start, sto
         s = firsts[c, 0]
         row = firsts[c, 1]
         for w in range(c * chunk_words, min((c + 1) * chunk_words, seen.shape[1])):
-            union = np.uint64(0)
-            many = np.uint64(0)
-            for t in range(seen.shape[0]):
-                many |= union & seen[t, w]
-                union |= seen[t, w]
+            many = _shared_bits(seen, w)
             while many:
                 low = many & (~many + np.uint64(1))
                 vertex_row = w * _WORD + _trailing_zeros(low)
                 shared[s] = vertex_row
                 starts[s] = row
                 alias_of[vertex_row] = row
-                for t in range(seen.shape[0]):
-                    if seen[t, w] & low:
-                        row += 1
-                row -= 1
+                row += _other_tasks(seen, w, low)
                 s += 1
                 many ^= low
 
@@ -230,12 +233,7 @@ def apply_matrix(splats, gain, start, stop):
     for v in range(start + 1, stop + 1):
         for lane in range(0, lanes, simd.LANES):
             simd.copy(total, 0, splats, v, lane)
-            simd.zero(splats, v, lane)
-        for j in range(lanes):
-            w = total[0, j]
-            if w != 0:
-                for lane in range(0, lanes, simd.LANES):
-                    simd.axpy(splats, v, gain, j, lane, w)
+        meanfield.apply_matrix_row(splats, v, total, gain)
 
 
 @njit(cache=True, nogil=True)

@@ -186,13 +186,20 @@ def gather_messages(values, accs, ranges, gain, diagonal, start, stop):
             for lane in range(0, lanes, simd.LANES):
                 simd.multiply(values, v, total, 0, gain, 0, lane)
         else:
+            apply_matrix_row(values, v, total, gain)
+
+
+@njit(cache=True, nogil=True)
+def apply_matrix_row(values, v, total, gain):
+    """values[v] = sum over labels j of total[0, j] * gain[j]: a full compatibility."""
+    lanes = values.shape[1]
+    for lane in range(0, lanes, simd.LANES):
+        simd.zero(values, v, lane)
+    for j in range(lanes):
+        w = total[0, j]
+        if w != 0:
             for lane in range(0, lanes, simd.LANES):
-                simd.zero(values, v, lane)
-            for j in range(lanes):
-                w = total[0, j]
-                if w != 0:
-                    for lane in range(0, lanes, simd.LANES):
-                        simd.axpy(values, v, gain, j, lane, w)
+                simd.axpy(values, v, gain, j, lane, w)
 
 
 @njit(cache=True, nogil=True)
