@@ -9,7 +9,9 @@ One iteration, for both lattices (Gaussian and bilateral):
    rows) splats into its own accumulator, sized for the vertex rows it touches, so
    threads need neither atomics nor locks.
 2. ``gather_messages``: per vertex, sum the tasks' accumulators, apply the (negated,
-   alpha-scaled) compatibility, and clear the accumulators for the next pass.
+   alpha-scaled) compatibility, and clear the accumulators for the next pass. (Lattices
+   with a vertex per two pixels or more splat into their rows and alias rows instead:
+   :mod:`tseg.runtime.crf.aliases`.)
 3. ``blur``: the lattice blur, axis after axis.
 
 Rows are pixels or vertices, lanes are labels padded to whole vector groups (see
