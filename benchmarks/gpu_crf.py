@@ -165,6 +165,24 @@ def check_pipeline(model: Path, size: int, images: int, results: dict, report: R
            f"target >= {MIN_PIPELINE_RATIO}x)")
 
 
+def check_handoff(model: Path, results: dict, report: Report) -> None:
+    """The model's bound output left on the GPU for the CRF (issue 21, item 4): a device array, not a
+    host one, whose labels equal those of the logits copied to the host first."""
+    from tseg.runtime.segment.refine import CrfParams
+    from tseg.runtime.segment.segmenter import Segmenter
+
+    segmenter = Segmenter(model, device="cuda", crf=CrfParams(device="cuda"), batch_size=1)
+    image = np.random.default_rng(0).integers(0, 256, (*segmenter.metadata.input_size, 3), np.uint8)
+    batch = segmenter.preprocess(image)[None]
+    on_device = segmenter.run_batch(batch, on_device=True)
+    kept = segmenter.logits_on_device and hasattr(on_device, "copy_to_host")
+    same = kept and np.array_equal(segmenter.crf.refine_logits(on_device[0], image),
+                                   segmenter.crf.refine_logits(segmenter.run_batch(batch)[0], image))
+    results["handoff"] = {"logits_on_device": bool(kept), "labels_equal": bool(same)}
+    report("crf_handoff", bool(kept and same),
+           f"the model's logits stay on the GPU for the CRF: {kept}, labels as from host logits: {same}")
+
+
 def check_gpu_crf(model: Path | None, results: dict, report: Report, *, size: int = 512,
                   repeat: int = 7, images: int = 32) -> None:
     """Every check above; the pipeline only with a model and ``images`` > 0."""
@@ -176,6 +194,8 @@ def check_gpu_crf(model: Path | None, results: dict, report: Report, *, size: in
         return
     check_parity(size, results, report)
     check_timings(size, repeat, results, report, simulated=simulated())
+    if model is not None:
+        check_handoff(model, results, report)
     if model is not None and images > 0:
         check_pipeline(model, size, images, results, report)
 

@@ -41,6 +41,7 @@ from tseg.runtime.crf.parameters import (
     ITERATIONS,
 )
 from tseg.runtime.crf.unary import CLIP, logits_fill
+from tseg.runtime.device_arrays import is_device_array
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image
 from tseg.runtime.scores import label_dtype
@@ -53,6 +54,12 @@ def check_logits(logits: object) -> np.ndarray:
         raise TsegError(f"logits: need at least 2 classes, got shape {logits.shape}")
     _value_range("logits", logits)
     return logits
+
+
+def _check_device_logits(logits: object) -> object:
+    from tseg.runtime.crf.cuda.crf import check_device_logits  # needs numba-cuda: only here
+
+    return check_device_logits(logits)
 
 
 def _crf_labels(image: np.ndarray, shape: tuple[int, int, int], iterations: int,
@@ -131,7 +138,10 @@ def labels_from_logits(
     argmax up to float rounding (module docstring), faster and with less memory.
 
     Args:
-        logits: (C, h, w) float logits, e.g. a model's output (h, w need not be H, W).
+        logits: (C, h, w) float logits, e.g. a model's output (h, w need not be H, W). With
+            ``device="cuda"`` they may be on the GPU already (a Numba device array, or any
+            C-contiguous float32 array with ``__cuda_array_interface__``): then they are
+            checked there and never copied.
         image: (H, W, 3) uint8 RGB image.
         iterations, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
         bilateral_compat, threads, device: as in :func:`tseg.runtime.crf.dense_crf`.
@@ -140,7 +150,11 @@ def labels_from_logits(
         (H, W) labels, uint8 (uint16 beyond 256 classes).
     """
     check_image(image)
-    logits = check_logits(logits)
+    on_gpu = is_device_array(logits)
+    if on_gpu and check_device(device) != "cuda":
+        raise TsegError("logits: they are on the GPU; run the CRF there (device='cuda') or copy them "
+                        "to the host first")
+    logits = _check_device_logits(logits) if on_gpu else check_logits(logits)
     check_iterations(iterations)
     height, width = image.shape[:2]
     settings = dict(gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,

@@ -106,6 +106,7 @@ class Stages:
         self.plain_labels = plain_labels and self.crf is not None
         self._needs_image = keep_image or self.crf is not None
         self._model_ran = False  # set once the model has segmented one image
+        self._logits_on_device = getattr(segmenter, "logits_on_device", False) and not self.plain_labels
 
     def decode(self, index: int, job: Job) -> Decoded | Failure:
         """Reads and preprocesses one image (thread-safe); a bad image is a Failure."""
@@ -143,8 +144,10 @@ class Stages:
         ]
 
     def _run_inputs(self, batch: list[Decoded]) -> list[list[np.ndarray]]:
-        # Finite scores are checked after the model, at 1/C of the cost (see Segmenter.run_batch).
-        run = partial(self.segmenter.run_batch, check_finite=False)
+        # Finite scores are checked after the model, at 1/C of the cost (see Segmenter.run_batch);
+        # with the model and the CRF on CUDA the logits stay on the GPU (only labels come back).
+        gpu = {"on_device": True} if self._logits_on_device else {}
+        run = partial(self.segmenter.run_batch, check_finite=False, **gpu)
         return run_inputs(run, [item.inputs for item in batch], batch_size=self.segmenter.batch_size)
 
     def _run_one(self, item: Decoded) -> list[np.ndarray] | TsegError:

@@ -68,6 +68,10 @@ class BoundRunner:
         return self._run_bound(np.ascontiguousarray(batch))
 
     def _run_bound(self, batch: np.ndarray) -> np.ndarray:
+        return self._bind_and_run(batch).copy_outputs_to_cpu()[0]
+
+    def _bind_and_run(self, batch: np.ndarray):
+        """The IOBinding of one run: input copied to the device, output left there."""
         import onnxruntime as ort
 
         binding = self.session.io_binding()
@@ -75,4 +79,42 @@ class BoundRunner:
         binding.bind_ortvalue_input(self.input_name, device_input)
         binding.bind_output(self.output_name, self.device_type, self.device_id)
         self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return binding
+
+    def run_on_device(self, batch: np.ndarray):
+        """One batch through the model, its output left on the GPU (issue 21's handoff to the
+        CUDA CRF): a Numba device array over ONNX Runtime's own buffer, no copy, which keeps
+        that buffer alive. A model whose output is not float32 (an FP16 graph's) comes back
+        as a host array, as :meth:`run` gives it: the CRF's kernels read float32.
+
+        Only with IOBinding on CUDA (``uses_binding``); the caller checks it.
+        """
+        binding = self._bind_and_run(np.ascontiguousarray(batch))
+        binding.synchronize_outputs()  # the output is complete before another stream reads it
+        buffer = OrtCudaBuffer.wrap(binding.get_outputs()[0])
+        if buffer is None:
+            return binding.copy_outputs_to_cpu()[0]
+        from numba import cuda
+
+        return cuda.as_cuda_array(buffer)
+
+
+class OrtCudaBuffer:
+    """An ONNX Runtime OrtValue on the GPU seen through ``__cuda_array_interface__`` (version 3),
+    as Numba (and CuPy, PyTorch) read device memory without a copy; it holds the OrtValue, so the
+    memory lives as long as this object and the arrays made from it.
+
+    ``stream`` is None: the caller synchronised the run (:meth:`BoundRunner.run_on_device`).
+    """
+
+    def __init__(self, value, shape: tuple[int, ...]) -> None:
+        self.value = value
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": "<f4", "data": (value.data_ptr(), False),
+                                         "strides": None, "version": 3, "stream": None}
+
+    @classmethod
+    def wrap(cls, value) -> OrtCudaBuffer | None:
+        """The buffer of a float32 OrtValue; None for another element type."""
+        if value.data_type() != "tensor(float)":
+            return None
+        return cls(value, tuple(int(d) for d in value.shape()))

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tseg.runtime.crf import parameters as crf_parameters
+from tseg.runtime.device_arrays import is_device_array, to_host
 from tseg.runtime.errors import TsegError
 from tseg.runtime.files import atomic_write_bytes
 from tseg.runtime.images import check_image, resize_image
@@ -137,7 +138,9 @@ class CrfParams:
         stays bounded (a 4000x3000 photo: under ~1.5 GiB).
 
         Args:
-            logits: (C, h, w) float logits (e.g. the model's output).
+            logits: (C, h, w) float logits (e.g. the model's output); on the GPU too (a Numba
+                device array or ``__cuda_array_interface__``), read there by the CUDA CRF
+                (copied to the host for the CPU's, or above ``max_pixels``).
             image: (H, W, 3) uint8 RGB.
             threads: the CRF's threads; None: every core (the labels do not depend on it).
 
@@ -146,8 +149,10 @@ class CrfParams:
         """
         image = check_image(image)
         logits = _check_logits(logits)
-        if image.shape[0] * image.shape[1] > self.max_pixels:
-            return self._refine_capped(logits, image, threads=threads)
+        if image.shape[0] * image.shape[1] > self.max_pixels:  # resized on the host
+            return self._refine_capped(to_host(logits), image, threads=threads)
+        if is_device_array(logits) and self._run_device() != "cuda":
+            logits = to_host(logits)
         from tseg.runtime.crf.logits import labels_from_logits
 
         # On the CPU the resize, softmax, unary and argmax happen inside the CRF's passes.
@@ -217,9 +222,10 @@ def _check_integer(name: str, value: object, low: int, high: int) -> None:
 
 
 def _check_logits(logits: object) -> np.ndarray:
-    """(C, h, w) float logits, or a one-line TsegError."""
-    if not (isinstance(logits, np.ndarray) and logits.dtype.kind == "f" and logits.ndim == 3
-            and min(logits.shape) >= 1):
+    """(C, h, w) float logits (on the host, or on the GPU: :mod:`tseg.runtime.device_arrays`),
+    or a one-line TsegError."""
+    if not ((isinstance(logits, np.ndarray) or is_device_array(logits))
+            and np.dtype(logits.dtype).kind == "f" and len(logits.shape) == 3 and min(logits.shape) >= 1):
         shape, dtype = getattr(logits, "shape", None), getattr(logits, "dtype", type(logits).__name__)
         raise TsegError(f"CRF: need (C, h, w) float logits with C, h, w >= 1, got shape {shape} {dtype}")
     return logits

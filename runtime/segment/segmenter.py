@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tseg.runtime.device_arrays import is_device_array
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image, read_image
 from tseg.runtime.model.binding import BoundRunner
@@ -167,17 +168,27 @@ class Segmenter:
         """
         return model_inputs(image, metadata=self.metadata, tta=self.tta)
 
-    def run_batch(self, batch: np.ndarray, *, check_finite: bool = True) -> np.ndarray:
+    @property
+    def logits_on_device(self) -> bool:
+        """Whether :meth:`run_batch` can leave the logits on the GPU for the CRF (``on_device``):
+        the model runs on CUDA through IOBinding, the CRF runs on CUDA, and no TTA averages views."""
+        return self._runner.uses_binding and self.crf is not None and self.crf.device == "cuda" and self.tta is None
+
+    def run_batch(self, batch: np.ndarray, *, check_finite: bool = True, on_device: bool = False) -> np.ndarray:
         """Runs the model on a batch of preprocessed images.
 
         Args:
             batch: (N, 3, h, w) float32 (``preprocess`` outputs stacked).
             check_finite: refuse NaN or infinite scores here. The pipeline turns it off
                 because its post-processing checks the same at 1/C of the cost
-                (:func:`~tseg.runtime.scores.argmax_classes`, the CRF's own checks).
+                (:func:`~tseg.runtime.scores.argmax_classes`, the CRF's own checks, on the
+                GPU for logits left there).
+            on_device: where :attr:`logits_on_device` holds, leave the logits on the GPU (a
+                Numba device array) for :meth:`postprocess`'s CUDA CRF: only its labels come
+                back to the host. Elsewhere ignored.
 
         Returns:
-            (N, C, h', w') float32 finite logits.
+            (N, C, h', w') float32 finite logits (on the GPU with ``on_device``).
 
         Raises:
             TsegError: a batch of another shape or type, the model fails on it, or its
@@ -189,7 +200,10 @@ class Segmenter:
                 f" {getattr(batch, 'dtype', type(batch).__name__)}"
             )
         try:
-            output = self._run_session(np.ascontiguousarray(batch))
+            if on_device and self.logits_on_device:
+                output = self._runner.run_on_device(np.ascontiguousarray(batch))
+            else:
+                output = self._run_session(np.ascontiguousarray(batch))
         except Exception as err:  # onnxruntime's own exception types: a broken model, not a tseg bug
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise TsegError(
@@ -205,6 +219,8 @@ class Segmenter:
         """(N, C, h, w) finite float scores -> float32."""
         classes = self.metadata.num_classes
         shape = getattr(output, "shape", None)
+        if is_device_array(output):
+            return self._check_device_output(output, count, check_finite=check_finite)
         if (
             not isinstance(output, np.ndarray)
             or output.ndim != 4
@@ -223,6 +239,21 @@ class Segmenter:
             which = "this image" if count == 1 else f"image(s) {', '.join(map(str, bad[:5]))} of the batch"
             raise TsegError(f"{self.model_path}: the model gave NaN or infinite scores for {which}")
         return logits
+
+    def _check_device_output(self, output, count: int, *, check_finite: bool):
+        """(N, C, h, w) float32 logits on the GPU, their values checked there (one kernel a batch)."""
+        shape = tuple(output.shape)
+        if len(shape) != 4 or shape[:2] != (count, self.metadata.num_classes) or min(shape[2:]) < 1:
+            raise TsegError(f"{self.model_path}: need ({count}, {self.metadata.num_classes}, h, w) float scores,"
+                            f" the model gave {shape} on the GPU")
+        if check_finite:
+            from tseg.runtime.crf.cuda.crf import check_device_logits
+
+            try:
+                check_device_logits(output.reshape(count * shape[1], shape[2], shape[3]))
+            except TsegError:
+                raise TsegError(f"{self.model_path}: the model gave NaN or infinite scores") from None
+        return output
 
     def postprocess(self, logits: np.ndarray, image: np.ndarray, *, probs: bool = False,
                     source: str | None = None, crf_threads: int | None = None) -> Prediction:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tseg.runtime.device_arrays import is_device_array, to_host
 from tseg.runtime.errors import TsegError
 from tseg.runtime.images import check_image, preprocess
 from tseg.runtime.model.metadata import ModelMetadata
@@ -76,8 +77,8 @@ def run_inputs(run: Callable[[np.ndarray], np.ndarray], inputs: Sequence[Sequenc
         for start in range(0, len(places), batch_size):
             chunk = places[start : start + batch_size]
             logits = run(np.stack([inputs[i][j] for i, j in chunk]))
-            for (i, j), one in zip(chunk, logits, strict=True):
-                outputs[i][j] = one
+            for k, (i, j) in enumerate(chunk):  # indexed: a GPU array's items are views
+                outputs[i][j] = logits[k]
     return outputs  # type: ignore[return-value]  (every place was filled)
 
 
@@ -90,7 +91,9 @@ def finish(logits: Sequence[np.ndarray], *, size: Sequence[int], image: np.ndarr
     With TTA: the argmax of the views' averaged softmax, or the CRF's on it.
 
     Args:
-        logits: (C, h', w') float32 per input of :func:`model_inputs` (one without TTA).
+        logits: (C, h', w') float32 per input of :func:`model_inputs` (one without TTA); on the
+            GPU too (:mod:`tseg.runtime.device_arrays`): the CUDA CRF reads them there, other
+            steps get a host copy.
         size: the image's (H, W).
         image: (H, W, 3) uint8, needed by the CRF only.
         crf: dense-CRF parameters, or None.
@@ -105,6 +108,9 @@ def finish(logits: Sequence[np.ndarray], *, size: Sequence[int], image: np.ndarr
     if crf is not None and image is None:
         raise TsegError("image: the CRF needs the image, got None")
     plain = plain and crf is not None
+    if any(is_device_array(x) for x in logits) and not (
+            crf is not None and crf.device == "cuda" and tta is None and not plain and not probs):
+        logits = [to_host(x) for x in logits]  # only the CUDA CRF reads them on the GPU
     if tta is not None:
         averaged = average_views(logits, tta, size)
         model_labels = argmax_classes(averaged) if crf is None or plain else None

@@ -17,6 +17,7 @@ from tests.runtime.test_crf import make_image, make_probs
 from tests.runtime.test_crf_threads import DEEPLAB, scene
 from tseg.runtime.crf import DenseCRF, dense_crf, labels_from_probs, unary_from_labels
 from tseg.runtime.crf.cuda import device
+from tseg.runtime.errors import TsegError
 from tseg.runtime.scores import resize_scores, softmax
 from tseg.runtime.segment.refine import CrfParams
 from tseg.runtime.segment.steps import finish
@@ -147,6 +148,75 @@ def _logits_fill() -> dict:
     return report
 
 
+def _error(call) -> str:
+    try:
+        call()
+    except TsegError as err:
+        return str(err)
+    return ""
+
+
+def _device_handoff() -> dict:
+    """Issue 21's item 4 without ONNX Runtime: logits already on the device (as the model's
+    bound output would be) through labels_from_logits, CrfParams, finish, the pipeline's stages
+    and Segmenter's output check; only labels come back."""
+    from types import SimpleNamespace
+
+    from numba import cuda
+
+    from tseg.runtime.crf import labels_from_logits
+    from tseg.runtime.infer.stages import Stages
+    from tseg.runtime.segment.segmenter import Segmenter
+    from tseg.runtime.segment.steps import run_inputs
+
+    photo, logits = scene(24, 17, 5)
+    logits = logits.astype(np.float32)
+    host = labels_from_logits(logits, photo, device="cuda")
+    report = {"labels_equal": bool(np.array_equal(
+        host, labels_from_logits(cuda.to_device(logits), photo, device="cuda")))}
+    bad = logits.copy()
+    bad[2, 1, 3] = np.nan
+    report["nan"] = _error(lambda: labels_from_logits(cuda.to_device(bad), photo, device="cuda"))
+    report["float64"] = _error(lambda: labels_from_logits(cuda.to_device(logits.astype(np.float64)), photo,
+                                                          device="cuda"))
+    report["on_cpu"] = _error(lambda: labels_from_logits(cuda.to_device(logits), photo))
+    gpu, cpu = CrfParams(device="cuda"), CrfParams(device="cpu")
+    report["refine_equal"] = [
+        bool(np.array_equal(params.refine_logits(cuda.to_device(logits), photo), params.refine_logits(logits, photo)))
+        for params in (gpu, cpu)]
+    outcomes = [finish([x], size=photo.shape[:2], image=photo, crf=gpu, plain=True)
+                for x in (logits, cuda.to_device(logits))]
+    report["finish_equal"] = bool(np.array_equal(outcomes[0].labels, outcomes[1].labels)
+                                  and np.array_equal(outcomes[0].plain, outcomes[1].plain))
+    # The pipeline's stages with a segmenter whose model output stays on the device.
+    batch = np.stack([logits, logits[::-1].copy()])
+    calls = []
+
+    def run_batch(x, *, check_finite=True, on_device=False):
+        calls.append(on_device)
+        return cuda.to_device(batch[: len(x)])
+
+    fake = SimpleNamespace(crf=gpu, tta=None, batch_size=2, logits_on_device=True, run_batch=run_batch)
+    views = run_inputs(fake.run_batch, [[np.zeros((3, 8, 8), np.float32)]] * 2, batch_size=2)
+    stages = Stages(fake)
+    items = [SimpleNamespace(index=i, size=photo.shape[:2], image=photo, truth=None,
+                             job=SimpleNamespace(source=f"{i}.png")) for i in range(2)]
+    labels = [stages.post(item, [view]).labels for item, view in zip(items, views[0] + views[1], strict=True)]
+    stages._run_inputs([SimpleNamespace(inputs=[np.zeros((3, 8, 8), np.float32)])])
+    report["stages"] = {"on_device_asked": calls[-1], "views_on_device": [hasattr(v[0], "copy_to_host") for v in views],
+                        "labels_equal": [bool(np.array_equal(got, gpu.refine_logits(want, photo)))
+                                         for got, want in zip(labels, batch, strict=True)]}
+    segmenter = Segmenter.__new__(Segmenter)  # its output check alone, without a model
+    segmenter.metadata = SimpleNamespace(num_classes=5)
+    segmenter.model_path = "model.onnx"
+    bad_batch = cuda.to_device(np.stack([logits, bad]))
+    report["segmenter"] = {
+        "nan": _error(lambda: segmenter._check_device_output(bad_batch, 2, check_finite=True)),
+        "unchecked": hasattr(segmenter._check_device_output(bad_batch, 2, check_finite=False), "copy_to_host"),
+        "shape": _error(lambda: segmenter._check_device_output(bad_batch, 3, check_finite=True))}
+    return report
+
+
 def main() -> None:
     report = {}
     for name, (probs, image, iterations, settings) in _cases().items():
@@ -159,6 +229,7 @@ def main() -> None:
     report["stepwise"] = _stepwise(make_image(16, 16))
     report["runtime"] = _runtime()
     report["logits_fill"] = _logits_fill()
+    report["device_handoff"] = _device_handoff()
     print(json.dumps(report))
 
 

@@ -157,3 +157,33 @@ def test_onnx_runtime_errors_propagate_for_the_caller_to_word(fake_ort):
     with pytest.raises(RuntimeError, match="CUDA failure"):
         runner.run(batch())
     assert ("copy_outputs_to_cpu",) not in session.log
+
+
+def test_a_bound_output_is_handed_over_through_the_cuda_array_interface(cpu_session):
+    """run_on_device's adapter on a real OrtValue (on the CPU here: the same data_ptr, shape and
+    element type calls as on a GPU): the interface names its buffer, holds it, and has no stream
+    to wait on (the run was synchronised); an FP16 graph's output is not wrapped."""
+    import onnxruntime as ort
+
+    from tseg.runtime.model.binding import OrtCudaBuffer
+
+    value = ort.OrtValue.ortvalue_from_numpy(batch(2, 4, 6), "cpu", 0)
+    buffer = OrtCudaBuffer.wrap(value)
+    face = buffer.__cuda_array_interface__
+    assert face["data"] == (value.data_ptr(), False) and face["shape"] == (2, 3, 4, 6)
+    assert face["typestr"] == "<f4" and face["strides"] is None and face["stream"] is None
+    assert buffer.value is value
+    assert OrtCudaBuffer.wrap(ort.OrtValue.ortvalue_from_numpy(np.zeros(3, np.float16), "cpu", 0)) is None
+
+
+def test_an_fp16_output_left_for_the_device_comes_back_to_the_host(cpu_session, monkeypatch):
+    """run_on_device with ONNX Runtime's real IOBinding (on the CPU device): an output the CRF's
+    float32 kernels cannot read is copied as run() copies it, after the run was synchronised."""
+    from tseg.runtime.model import binding
+
+    runner = BoundRunner(cpu_session, input_name="image", output_name="logits")
+    runner.uses_binding, runner.device_type = True, "cpu"
+    monkeypatch.setattr(binding.OrtCudaBuffer, "wrap", classmethod(lambda cls, value: None))
+    x = batch(2, 4, 6, seed=3)
+    got = runner.run_on_device(x)
+    assert isinstance(got, np.ndarray) and got.tobytes() == runner.run(x).tobytes()

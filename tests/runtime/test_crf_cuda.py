@@ -104,6 +104,25 @@ def test_the_unary_from_logits_is_taken_on_the_device_as_the_cpu_takes_it(simula
     assert fill["device_logits_equal"], fill
 
 
+@needs_numba_cuda
+def test_logits_left_on_the_device_reach_the_crf_without_a_host_copy(simulated):
+    """Issue 21's item 4 in the simulator: the model's output as a device array through
+    labels_from_logits, CrfParams.refine_logits, finish and the pipeline's stages (which ask the
+    segmenter to keep it there) gives the host path's labels; its values are checked on the device
+    (NaN: one line), a float64 or CPU-bound use is refused in one line."""
+    handoff = simulated["device_handoff"]
+    assert handoff["labels_equal"] and handoff["refine_equal"] == [True, True] and handoff["finish_equal"]
+    assert handoff["nan"] == "logits: need finite values, got NaN or inf"
+    assert handoff["float64"].startswith("logits: need (C, h, w) float32 logits on the GPU")
+    assert "on the GPU" in handoff["on_cpu"]
+    stages = handoff["stages"]
+    assert stages["on_device_asked"] and stages["views_on_device"] == [True, True]
+    assert stages["labels_equal"] == [True, True]
+    segmenter = handoff["segmenter"]
+    assert segmenter["nan"] == "model.onnx: the model gave NaN or infinite scores" and segmenter["unchecked"]
+    assert segmenter["shape"].startswith("model.onnx: need (3, 5, h, w) float scores")
+
+
 @pytest.mark.parametrize("device", ["gpu", "CUDA", 0])
 def test_unknown_device_is_refused(device):
     with pytest.raises(TsegError, match="device: need one of 'cpu', 'cuda'") as info:

@@ -136,3 +136,20 @@ def test_model_whose_outputs_are_not_its_classes_is_refused(tmp_path):
     with pytest.raises(TsegError, match="4"):
         segmenter = Segmenter(path, device="cpu")
         segmenter.predict(image_of((10, 10)))  # refused when opened, or at the latest on the first run
+
+
+@pytest.mark.parametrize("binding, crf_device, tta, expected", [
+    (True, "cuda", None, True),
+    (False, "cuda", None, False),  # the model on the CPU or OpenVINO: its output is on the host
+    (True, "cpu", None, False),  # the CPU CRF reads host logits
+    (True, "cuda", "views", False),  # TTA averages the views' softmax on the host
+    (True, None, None, False),  # no CRF: the upsampled argmax is the host's
+])
+def test_logits_stay_on_the_gpu_only_for_the_cuda_crf_of_a_cuda_model(binding, crf_device, tta, expected):
+    from types import SimpleNamespace
+
+    segmenter = Segmenter.__new__(Segmenter)  # the rule alone, without a model or a GPU
+    segmenter._runner = SimpleNamespace(uses_binding=binding)
+    segmenter.crf = None if crf_device is None else SimpleNamespace(device=crf_device)
+    segmenter.tta = tta
+    assert segmenter.logits_on_device is expected

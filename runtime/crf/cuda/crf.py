@@ -114,6 +114,23 @@ class CudaDenseCRF:
             return state.probs()
 
 
+def check_device_logits(logits) -> object:
+    """(C, h, w) float32 logits already on the GPU, C >= 2, C-contiguous, finite (checked there:
+    one kernel and one flag back), as a Numba device array; a one-line error otherwise."""
+    array = _on_device(logits)
+    shape, dtype = tuple(array.shape), np.dtype(array.dtype)
+    if len(shape) != 3 or shape[0] < 2 or min(shape) < 1 or dtype != np.float32:
+        raise TsegError(f"logits: need (C, h, w) float32 logits on the GPU with C >= 2, got shape {shape} {dtype}")
+    if not array.is_c_contiguous():
+        raise TsegError("logits: need C-contiguous logits on the GPU (a model's output, or one image of it)")
+    flag = cuda.to_device(np.zeros(1, np.int32))
+    flat = array.reshape(shape[0] * shape[1] * shape[2])
+    kernels.flag_nonfinite[grid(flat.shape[0])](flat, flag)
+    if flag.copy_to_host()[0]:
+        raise TsegError("logits: need finite values, got NaN or inf")
+    return array
+
+
 def _on_device(array):
     """A (C, h, w) float32 array on the device: Numba's device arrays as they are, others with
     ``__cuda_array_interface__`` wrapped without a copy (the simulator has neither the protocol

@@ -21,6 +21,14 @@ _HUGE = np.float32(3.4028235e38)
 
 
 @cuda.jit(cache=True)
+def flag_nonfinite(x, flag):
+    """flag[0] = 1 when an item of x ((n,) float32) is NaN or infinite (a race of equal writes)."""
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        if math.isnan(x[i]) or math.isinf(x[i]):
+            flag[0] = 1
+
+
+@cuda.jit(cache=True)
 def base_from_probs(probs, clip, base):
     """base = log(clip(probs, clip, 1)): -unary as pydensecrf's unary_from_softmax.
     probs, base: (C, N) float32."""
