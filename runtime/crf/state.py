@@ -37,8 +37,11 @@ class _Kernel:
         self.lattice = lattice
         if lattice.aliases is not None:  # tasks splat into the rows themselves (aliases.py)
             rows = lattice.aliases.rows
-            self.values, self.scratch, self.second = (lease.array((rows, lanes)) for _ in range(3))
-            self.values[0] = self.scratch[0] = self.second[0] = 0  # a missing blur neighbour
+            # Zeroed once: the rows of vertices that only the embedding's padding points touch
+            # are never splatted, and the blur reads them.
+            self.values = lease.array((rows, lanes), zero=True, threads=threads)
+            self.scratch, self.second = lease.array((rows, lanes)), lease.array((rows, lanes))
+            self.scratch[0] = self.second[0] = 0  # a missing blur neighbour
             self.messages = self.scratch
             return
         rows = lattice.num_vertices + 1  # row 0 stands for a missing blur neighbour

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tseg.runtime.crf import DenseCRF, aliases, dense, dense_crf, meanfield, simd
 from tseg.runtime.scores import argmax_classes, resize_scores, softmax
@@ -21,10 +23,10 @@ def every_lattice_aliased(monkeypatch):
     dense._gaussian_cache.clear()
 
 
-def _banded_q(probs, image, **settings):
+def _banded_q(probs, image, iterations, **settings):
     dense._gaussian_cache.clear()
     try:
-        return dense_crf(probs, image, threads=2, **settings)
+        return dense_crf(probs, image, iterations=iterations, threads=2, **settings)
     finally:
         dense._gaussian_cache.clear()
 
@@ -44,7 +46,7 @@ def test_alias_rows_give_the_banded_accumulators_q_on_any_thread_count(
     np.testing.assert_array_equal(got[2], got[1])
     np.testing.assert_array_equal(got[3], got[1])
     monkeypatch.setattr(aliases, "ALIAS_VERTICES", 2**62)
-    banded = _banded_q(probs, image, **settings)
+    banded = _banded_q(probs, image, 5, **settings)
     # The gain is applied in the blur's first axis instead of before it: float rounding.
     assert np.abs(got[1] - banded).max() <= 1e-5
     np.testing.assert_array_equal(argmax_classes(got[1]), argmax_classes(banded))
@@ -91,3 +93,41 @@ def test_small_or_sparse_lattices_keep_banded_accumulators():
     assert aliases.wants_aliases(300_000, 262_144)  # DeepLab's at 512 x 512
     assert not aliases.wants_aliases(135_288, 1024 * 1024)  # the default Gaussian at 1 Mpixel
     assert not aliases.wants_aliases(60_000, 50_000)  # in the L2 cache
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(height=st.integers(1, 70), width=st.integers(1, 70), classes=st.integers(2, 20),
+       deeplab=st.booleans(), seed=st.integers(0, 2**16))
+def test_any_size_and_class_count_give_the_accumulators_labels(height, width, classes, deeplab, seed,
+                                                                  monkeypatch):
+    """Odd sizes (one task below 1,024 pixels, four above), 2-20 classes: with every lattice on
+    alias rows, Q on 1 and 3 threads bit for bit, and within float rounding of the accumulators'."""
+    settings_ = DEEPLAB if deeplab else {}
+    image, logits = scene(max(height, 4), max(width, 4), classes, seed=seed)
+    image = np.ascontiguousarray(image[:height, :width])
+    probs = softmax(resize_scores(logits, (height, width)))
+    dense._gaussian_cache.clear()
+    monkeypatch.setattr(aliases, "ALIAS_VERTICES", 0)
+    monkeypatch.setattr(aliases, "ALIAS_PIXELS_PER_VERTEX", 2**20)
+    one, three = (dense_crf(probs, image, iterations=3, threads=t, **settings_) for t in (1, 3))
+    np.testing.assert_array_equal(one, three)
+    monkeypatch.setattr(aliases, "ALIAS_VERTICES", 2**62)
+    banded = _banded_q(probs, image, 3, **settings_)
+    assert np.abs(one - banded).max() <= 1e-5
+
+
+def test_rows_no_pixel_splats_read_as_zeros_whatever_the_pool_held(every_lattice_aliased, monkeypatch):
+    """Vertices that only the embedding's zero padding points reach (images whose pixel count is
+    not a multiple of its block) are in the lattice but never splatted: their rows must read as
+    zeros, not as whatever the pooled buffer held before (here NaN bytes)."""
+    from tseg.runtime.crf import workspace
+
+    workspace.clear()
+    monkeypatch.setattr(workspace, "_take", lambda nbytes: np.full(nbytes, 0xFF, np.uint8))  # NaN
+    image, logits = scene(5, 7, 3, seed=1)
+    probs = softmax(resize_scores(logits, (5, 7)))
+    got = dense_crf(probs, image, iterations=3, threads=2, **DEEPLAB)
+    monkeypatch.setattr(aliases, "ALIAS_VERTICES", 2**62)
+    assert np.isfinite(got).all()
+    assert np.abs(got - _banded_q(probs, image, 3, **DEEPLAB)).max() <= 1e-5
