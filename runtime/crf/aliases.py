@@ -14,7 +14,8 @@ lattice per iteration, as much as a blur axis or two. Here instead:
   vertex rows in task order. The sums, owner first, are the banded accumulators' sums.
 - each corner's row carries a first-touch bit (``simd.FIRST_TOUCH``) where its task
   splats onto that row for the first time: that splat stores instead of adding, so
-  nothing is cleared between passes.
+  nothing is cleared between passes (the splat buffer is zeroed once, for the rows of
+  vertices that only the embedding's padding points reach, which no pass writes).
 - the pixel pass slices the messages through the same rows, so after the blur each
   alias row gets a copy of its vertex's messages.
 - the compatibility (the gain) is applied in the blur's first axis, which reads the
