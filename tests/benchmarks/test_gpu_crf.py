@@ -28,7 +28,8 @@ def test_the_gpu_crf_checks_run_and_pass_in_the_simulator(tmp_path):
     for name in ("default", "deeplab"):
         parity = results[f"crf_parity_{name}"]
         assert parity["agreement_with_cpu"] >= 0.999 and parity["max_dq_cpu"] <= 1e-3
-        assert set(results[f"crf_ms_{name}"]) == {"build", "upload", "unary", "iterations", "labels", "total", "on_device"}
+        assert set(results[f"crf_ms_{name}"]) == {"build", "upload", "unary", "iterations", "labels", "total",
+                                                  "on_device"}
     assert "crf_pipeline" not in results and "handoff" not in results  # no model: they need a GPU machine
 
 

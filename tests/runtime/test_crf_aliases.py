@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.runtime.test_crf_threads import DEEPLAB, scene
 from tseg.runtime.crf import DenseCRF, aliases, dense, dense_crf, meanfield, simd
 from tseg.runtime.scores import argmax_classes, resize_scores, softmax
-from tests.runtime.test_crf_threads import DEEPLAB, scene
 
 
 @pytest.fixture
