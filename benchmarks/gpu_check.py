@@ -23,8 +23,9 @@ It builds a tiny tseg model (3x3 conv, ReLU, 1x1 conv; dynamic batch, height, wi
 6. ``--device tensorrt`` without TensorRT's libraries: exit 1, one line ``Error: --device tensorrt ...``
    (if TensorRT does load, that is reported instead).
 7. The dense CRF on the GPU (issue 21, ``benchmarks/gpu_crf.py``): parity with the CPU path (and
-   pydensecrf2) at 512x512, timings per stage against the targets, and ``tseg-infer --device cuda``
-   with and without ``--crf --crf-device cuda``.
+   pydensecrf2) at 512x512, timings per stage against the targets, the model's logits handed to
+   the CRF on the GPU (``crf_handoff``), and ``tseg-infer --device cuda`` with and without
+   ``--crf --crf-device cuda``.
 
 Prints one line per check and a summary; exit status 1 when a check failed. With ``--json``
 (or ``$OUT`` set), the results also go to a JSON file.
