@@ -324,7 +324,6 @@ def blur_ones(values, scratch, nbr, start, stop):
         src, dst = dst, src
 
 
-
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
 def symmetric_weights(values, offsets, bary, alpha, weights, bounds, rows, start, stop):
     """For the mean-field tasks [start, stop) (pixels bounds[t] .. bounds[t + 1]):

@@ -242,17 +242,16 @@ class Segmenter:
 
     def _check_device_output(self, output, count: int, *, check_finite: bool):
         """(N, C, h, w) float32 logits on the GPU, their values checked there (one kernel a batch)."""
-        shape = tuple(output.shape)
-        if len(shape) != 4 or shape[:2] != (count, self.metadata.num_classes) or min(shape[2:]) < 1:
+        shape, dtype = tuple(output.shape), np.dtype(output.dtype)
+        if (len(shape) != 4 or shape[:2] != (count, self.metadata.num_classes) or min(shape[2:]) < 1
+                or dtype != np.float32):
             raise TsegError(f"{self.model_path}: need ({count}, {self.metadata.num_classes}, h, w) float scores,"
-                            f" the model gave {shape} on the GPU")
+                            f" the model gave {shape} {dtype} on the GPU")
         if check_finite:
-            from tseg.runtime.crf.cuda.crf import check_device_logits
+            from tseg.runtime.crf.cuda.crf import all_finite_on_device
 
-            try:
-                check_device_logits(output.reshape(count * shape[1], shape[2], shape[3]))
-            except TsegError:
-                raise TsegError(f"{self.model_path}: the model gave NaN or infinite scores") from None
+            if not all_finite_on_device(output):
+                raise TsegError(f"{self.model_path}: the model gave NaN or infinite scores")
         return output
 
     def postprocess(self, logits: np.ndarray, image: np.ndarray, *, probs: bool = False,

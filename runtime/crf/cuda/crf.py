@@ -123,12 +123,17 @@ def check_device_logits(logits) -> object:
         raise TsegError(f"logits: need (C, h, w) float32 logits on the GPU with C >= 2, got shape {shape} {dtype}")
     if not array.is_c_contiguous():
         raise TsegError("logits: need C-contiguous logits on the GPU (a model's output, or one image of it)")
-    flag = cuda.to_device(np.zeros(1, np.int32))
-    flat = array.reshape(shape[0] * shape[1] * shape[2])
-    kernels.flag_nonfinite[grid(flat.shape[0])](flat, flag)
-    if flag.copy_to_host()[0]:
+    if not all_finite_on_device(array):
         raise TsegError("logits: need finite values, got NaN or inf")
     return array
+
+
+def all_finite_on_device(array) -> bool:
+    """Whether a C-contiguous float32 Numba device array holds no NaN or inf: one kernel, one flag back."""
+    flag = cuda.to_device(np.zeros(1, np.int32))
+    flat = array.reshape(array.size)
+    kernels.flag_nonfinite[grid(flat.shape[0])](flat, flag)
+    return not flag.copy_to_host()[0]
 
 
 def _on_device(array):
