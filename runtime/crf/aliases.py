@@ -149,14 +149,19 @@ def _trailing_zeros(x):
 
 @njit(cache=True, nogil=True)
 def _redirect(offsets, bounds, older, seen, alias_of, start, stop):
-    """Tasks [start, stop): a corner on a row an earlier task touched goes to this
-    task's alias row of it (the first-touch bit kept). Rows are numbered in first-touch
-    order, so those are the rows up to older[t], the last row the earlier tasks reach."""
+    """Pixels bounds[1] + [start, stop) (task 0 owns every row it touches): a corner on
+    a row an earlier task touched goes to its task's alias row of it (the first-touch
+    bit kept). Rows are numbered in first-touch order, so those are the rows up to
+    older[t], the last row the tasks before t reach. Shared out by pixels, not by
+    tasks: the three tasks after the first do not divide among two threads."""
     dp1 = offsets.shape[1]
     flat = offsets.reshape(-1)
-    for t in range(max(start, 1), stop):  # task 0 owns every row it touches
+    p, end = bounds[1] + start, bounds[1] + stop
+    t = np.searchsorted(bounds, p, side="right") - 1
+    while p < end:
+        stop_t = min(end, bounds[t + 1])
         last = older[t]
-        for i in range(bounds[t] * dp1, bounds[t + 1] * dp1):
+        for i in range(p * dp1, stop_t * dp1):
             entry = flat[i]
             row = entry & _ROW_BITS
             if row > last:
@@ -170,6 +175,8 @@ def _redirect(offsets, bounds, older, seen, alias_of, start, stop):
                     earlier += 1
             if earlier:  # not the owner: the earlier tasks but the owner have aliases before
                 flat[i] = (first + earlier - 1) | (entry & _FIRST)
+        p = stop_t
+        t += 1
 
 
 _CHUNK_WORDS = 256  # bitmap words counted per job chunk
@@ -207,7 +214,8 @@ def build_aliases(offsets: np.ndarray, bounds: np.ndarray, task_rows: np.ndarray
                    chunks, 1)], threads)
     older = np.zeros(tasks, np.int64)  # the last row tasks before t reach
     older[1:] = np.maximum.accumulate(task_rows[:-1, 1])
-    parallel.run([(_redirect, (offsets, bounds, older, seen, alias_of), tasks, 1)], threads)
+    parallel.run([(_redirect, (offsets, bounds, older, seen, alias_of),
+                   int(bounds[-1] - bounds[1]))], threads)
     return Aliases(shared, starts, int(starts[-1]))
 
 
