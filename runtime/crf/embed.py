@@ -196,13 +196,10 @@ def elevated_bounds(fmin: np.ndarray, fmax: np.ndarray,
     """Bounds of the first d elevated coordinates over all points (interval arithmetic
     on the features' bounds; the elevation is linear)."""
     d = fmin.shape[0]
-    lower = np.zeros(d)
-    upper = np.zeros(d)
-    for j in range(d):  # elev[j] = sum_{i >= j} cf_i - j cf_{j-1}, cf_i = f_i scale_i
-        coef = np.zeros(d)
-        coef[j:] = scale[j:]
-        if j > 0:
-            coef[j - 1] = -j * scale[j - 1]
-        lower[j] = np.sum(np.where(coef > 0, coef * fmin, coef * fmax))
-        upper[j] = np.sum(np.where(coef > 0, coef * fmax, coef * fmin))
+    # Row j: elev[j] = sum_{i >= j} cf_i - j cf_{j-1}, cf_i = f_i scale_i.
+    coef = np.triu(np.broadcast_to(scale.astype(np.float64), (d, d)))
+    below = np.arange(1, d)
+    coef[below, below - 1] = -below * scale[:-1].astype(np.float64)
+    lower = np.where(coef > 0, coef * fmin, coef * fmax).sum(axis=1)
+    upper = np.where(coef > 0, coef * fmax, coef * fmin).sum(axis=1)
     return lower, upper

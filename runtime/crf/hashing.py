@@ -308,9 +308,9 @@ def neighbour_deltas(units: np.ndarray) -> np.ndarray:
     with coordinate j - d (for j = d, every stored coordinate moves by -1 / +1).
     """
     d = units.shape[0]
-    deltas = np.zeros((d + 1, 2, 2), np.int64)
-    for j in range(d + 1):
-        for side, step in ((0, -1), (1, 1)):
-            for i in range(d):
-                deltas[j, side] += (-step * d if i == j else step) * units[i]
+    steps = np.ones((d + 1, d), np.int64)  # side 1: coordinate i of axis j moves by this
+    steps[np.arange(d), np.arange(d)] = -d
+    deltas = np.empty((d + 1, 2, 2), np.int64)
+    deltas[:, 1] = steps @ units
+    deltas[:, 0] = -deltas[:, 1]
     return deltas

@@ -22,6 +22,7 @@ No reference counts of the interpreter are read: reuse depends only on these cal
 from __future__ import annotations
 
 import collections
+import math
 import os
 import threading
 import weakref
@@ -180,7 +181,7 @@ class Lease:
         """
         _drain_deferred()
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(int(k) for k in shape) * dtype.itemsize
         if nbytes < _MIN_BYTES:
             out = np.empty(shape, dtype)
         else:
