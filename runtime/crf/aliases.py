@@ -223,9 +223,12 @@ def build_aliases(offsets: np.ndarray, bounds: np.ndarray, task_rows: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def gather_aliases(splats, shared, starts, start, stop):
-    """splats[shared[s]] += its alias rows in task order, s in [start, stop)."""
-    lanes = splats.shape[1]
+def gather_aliases(splats, shared, starts, groups, start, stop):
+    """splats[shared[s]] += its alias rows in task order, s in [start, stop); ``groups``
+    as meanfield.blur_axis takes them."""
+    lanes = simd.LANES * len(groups)
+    if splats.shape[1] != lanes:
+        raise ValueError("gather_aliases: rows of another length than groups say")
     for s in range(start, stop):
         v = shared[s]
         for a in range(starts[s], starts[s + 1]):
@@ -269,9 +272,12 @@ def first_blur_axis(splats, dst, nbr, gain, diagonal, groups, start, stop):
 
 
 @njit(cache=True, nogil=True)
-def copy_to_aliases(messages, shared, starts, start, stop):
-    """Each alias row of shared[s] gets its vertex's messages, s in [start, stop)."""
-    lanes = messages.shape[1]
+def copy_to_aliases(messages, shared, starts, groups, start, stop):
+    """Each alias row of shared[s] gets its vertex's messages, s in [start, stop);
+    ``groups`` as meanfield.blur_axis takes them."""
+    lanes = simd.LANES * len(groups)
+    if messages.shape[1] != lanes:
+        raise ValueError("copy_to_aliases: rows of another length than groups say")
     for s in range(start, stop):
         v = shared[s]
         for a in range(starts[s], starts[s + 1]):
@@ -310,7 +316,7 @@ def _lattice_messages(splats: np.ndarray, first: np.ndarray, second: np.ndarray,
     """:func:`messages` of one lattice; returns the buffer that holds them."""
     groups = simd.lane_groups(splats.shape[1])
     shared, starts = lattice_aliases.shared, lattice_aliases.starts
-    parallel.run([(gather_aliases, (splats, shared, starts), shared.shape[0])], threads)
+    parallel.run([(gather_aliases, (splats, shared, starts, groups), shared.shape[0])], threads)
     if not diagonal:
         parallel.run([(apply_matrix, (splats, gain), nbr.shape[1])], threads)
     parallel.run([(first_blur_axis, (splats, first, nbr, gain, diagonal, groups), nbr.shape[1])],
@@ -319,5 +325,5 @@ def _lattice_messages(splats: np.ndarray, first: np.ndarray, second: np.ndarray,
         src, dst = (first, second) if axis % 2 else (second, first)
         parallel.run([(meanfield.blur_axis, (src, dst, nbr, axis, groups), nbr.shape[1])], threads)
     result = first if nbr.shape[0] % 2 else second
-    parallel.run([(copy_to_aliases, (result, shared, starts), shared.shape[0])], threads)
+    parallel.run([(copy_to_aliases, (result, shared, starts, groups), shared.shape[0])], threads)
     return result
