@@ -30,6 +30,7 @@ _BLOCK = vecmath.COLUMNS  # pixels whose updates are interleaved (8)
 _AHEAD = 16  # rows prefetched this many vertices (pixels) ahead in the blur (pixel pass)
 _PREFETCH_ROWS = 1 << 16  # lattices with at least this many vertices outgrow the L2 cache
 _ROW_BITS = np.int32(2**31 - 1)  # a corner's row without its first-touch bit (simd.FIRST_TOUCH)
+_GATHER_BLOCK = 4096  # vertices gathered from one list of the tasks whose bands meet them
 
 
 def padded_labels(num_classes: int) -> int:
@@ -178,20 +179,31 @@ def gather_messages(values, accs, ranges, gain, diagonal, groups, start, stop):
     if values.shape[1] != lanes or accs.shape[1] != lanes or gain.shape[1] != lanes:
         raise ValueError("gather_messages: rows of another length than groups say")
     total = np.empty((1, lanes), np.float32)
-    for v in range(start + 1, stop + 1):
-        for lane in range(0, lanes, simd.LANES):
-            simd.zero(total, 0, lane)
-        for t in range(ranges.shape[0]):  # in task order: sums do not depend on threads
-            if ranges[t, 0] <= v <= ranges[t, 1]:
-                row = v - ranges[t, 0] + ranges[t, 2]
-                for lane in range(0, lanes, simd.LANES):
-                    simd.axpy(total, 0, accs, row, lane, np.float32(1.0))
-                    simd.zero(accs, row, lane)
-        if diagonal:
+    near = np.empty(ranges.shape[0], np.int64)
+    for block in range(start + 1, stop + 1, _GATHER_BLOCK):
+        end = min(stop + 1, block + _GATHER_BLOCK)
+        # The tasks whose band meets this block, in task order: with many tasks (large
+        # images) a vertex lies in the bands of a few, and the loop below visits those.
+        count = 0
+        for t in range(ranges.shape[0]):
+            if ranges[t, 0] < end and ranges[t, 1] >= block:
+                near[count] = t
+                count += 1
+        for v in range(block, end):
             for lane in range(0, lanes, simd.LANES):
-                simd.multiply(values, v, total, 0, gain, 0, lane)
-        else:
-            apply_matrix_row(values, v, total, gain)
+                simd.zero(total, 0, lane)
+            for k in range(count):  # in task order: sums do not depend on threads
+                t = near[k]
+                if ranges[t, 0] <= v <= ranges[t, 1]:
+                    row = v - ranges[t, 0] + ranges[t, 2]
+                    for lane in range(0, lanes, simd.LANES):
+                        simd.axpy(total, 0, accs, row, lane, np.float32(1.0))
+                        simd.zero(accs, row, lane)
+            if diagonal:
+                for lane in range(0, lanes, simd.LANES):
+                    simd.multiply(values, v, total, 0, gain, 0, lane)
+            else:
+                apply_matrix_row(values, v, total, gain)
 
 
 @njit(cache=True, nogil=True)
