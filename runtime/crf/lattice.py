@@ -285,8 +285,9 @@ def build_lattices(features: list[tuple], n: int, threads: int,
             builds.append(_Build(f, bounds, n, threads, scratch))
         parallel.run([job for b in builds for job in b.hash_jobs()], threads)
         # A direct layout finishes during a hashed lattice's serial merge when that
-        # merge is long: it numbers about a vertex a point (measured 14 ns a vertex,
-        # against the direct lattice's 11 ns a point).
+        # merge is long: when the hashed chunks found a vertex per two points or more
+        # (DeepLab's parameters; the merge takes about 14 ns a vertex, a direct
+        # lattice's finish about 11 ns a point).
         merged = sum(int(b.counts.sum()) for b in builds if not b.direct)
         parallel.run([job for b in builds
                       for job in b.merge_jobs(finish=b.direct and 2 * merged >= n)], threads)
