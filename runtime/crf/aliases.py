@@ -47,7 +47,6 @@ def wants_aliases(num_vertices: int, pixels: int) -> bool:
     return num_vertices >= ALIAS_VERTICES and num_vertices * ALIAS_PIXELS_PER_VERTEX >= pixels
 
 _WORD = 64  # vertex rows per word of a task's bitmap
-_ROW_BITS = np.int32(2**31 - 1)
 _FIRST = np.int32(simd.FIRST_TOUCH)
 
 
@@ -163,7 +162,7 @@ def _redirect(offsets, bounds, older, seen, alias_of, start, stop):
         last = older[t]
         for i in range(p * dp1, stop_t * dp1):
             entry = flat[i]
-            row = entry & _ROW_BITS
+            row = entry & simd.ROW_BITS
             if row > last:
                 continue
             first = alias_of[row]
@@ -249,29 +248,6 @@ def apply_matrix(splats, gain, start, stop):
 
 
 @njit(cache=True, nogil=True)
-def first_blur_axis(splats, dst, nbr, gain, diagonal, groups, start, stop):
-    """Axis 0 of the blur from the splats into ``dst``, times a diagonal gain (rows and
-    neighbours addressed as :func:`tseg.runtime.crf.meanfield.blur_axis` does)."""
-    lanes = simd.LANES * len(groups)
-    if splats.shape[1] != lanes or dst.shape[1] != lanes or gain.shape[1] != lanes:
-        raise ValueError("first_blur_axis: rows of another length than groups say")
-    ahead = meanfield._AHEAD
-    pairs = nbr.reshape(-1)[:2 * nbr.shape[1]]  # axis 0's (n1, n2) of each vertex
-    for v in range(start, stop):
-        i = np.uint64(2 * v)
-        if v + ahead < stop:  # a big lattice's neighbours: random rows, asked for early
-            simd.prefetch(splats, np.int64(pairs[i + np.uint64(2 * ahead)]))
-            simd.prefetch(splats, np.int64(pairs[i + np.uint64(2 * ahead + 1)]))
-        a = np.int64(pairs[i])
-        b = np.int64(pairs[i + np.uint64(1)])
-        for lane in range(0, lanes, simd.LANES):
-            if diagonal:
-                simd.blur_step_scaled(dst, splats, v + 1, a, b, gain, lane)
-            else:
-                simd.blur_step(dst, splats, v + 1, a, b, lane)
-
-
-@njit(cache=True, nogil=True)
 def copy_to_aliases(messages, shared, starts, groups, start, stop):
     """Each alias row of shared[s] gets its vertex's messages, s in [start, stop);
     ``groups`` as meanfield.blur_axis takes them."""
@@ -319,7 +295,9 @@ def _lattice_messages(splats: np.ndarray, first: np.ndarray, second: np.ndarray,
     parallel.run([(gather_aliases, (splats, shared, starts, groups), shared.shape[0])], threads)
     if not diagonal:
         parallel.run([(apply_matrix, (splats, gain), nbr.shape[1])], threads)
-    parallel.run([(first_blur_axis, (splats, first, nbr, gain, diagonal, groups), nbr.shape[1])],
+    # Axis 0 reads the splats and applies a diagonal compatibility (a full one is in place).
+    parallel.run([(meanfield.scaled_blur_axis,
+                   (splats, first, nbr, 0, groups, gain if diagonal else None), nbr.shape[1])],
                  threads)
     for axis in range(1, nbr.shape[0]):
         src, dst = (first, second) if axis % 2 else (second, first)

@@ -328,6 +328,7 @@ def _normalise(parts: list, leases: list, threads: int) -> list[Lattice]:
                      rows.shape[0], 1))
         pending.append((offsets, weights, nbr, float(alpha), rows, lease))
     parallel.run(jobs, threads)
-    return [Lattice(*args, aliases=build_aliases(args[0], bounds, args[4], args[2].shape[1], threads)
-                    if wants_aliases(args[2].shape[1], n) else None)
-            for args in pending]
+    return [Lattice(offsets, weights, nbr, alpha, rows, lease,
+                    aliases=build_aliases(offsets, bounds, rows, nbr.shape[1], threads)
+                    if wants_aliases(nbr.shape[1], n) else None)
+            for offsets, weights, nbr, alpha, rows, lease in pending]

@@ -29,8 +29,7 @@ _HUGE = np.float32(3.4028235e38)
 _BLOCK = vecmath.COLUMNS  # pixels whose updates are interleaved (8)
 _AHEAD = 16  # rows prefetched this many vertices (pixels) ahead in the blur (pixel pass)
 _PREFETCH_ROWS = 1 << 16  # lattices with at least this many vertices outgrow the L2 cache
-_ROW_BITS = np.int32(2**31 - 1)  # a corner's row without its first-touch bit (simd.FIRST_TOUCH)
-_GATHER_BLOCK = 4096  # vertices gathered from one list of the tasks whose bands meet them
+GATHER_BLOCK = 4096  # vertices summed from one list of the bands that meet them
 
 
 def padded_labels(num_classes: int) -> int:
@@ -95,7 +94,7 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
         if ahead_off is not None:
             for b in range(_BLOCK if p0 + _AHEAD + _BLOCK <= first + stop else 0):
                 for r in range(ahead_off.shape[1]):
-                    row = ahead_off[p0 + _AHEAD + b, r] & _ROW_BITS
+                    row = ahead_off[p0 + _AHEAD + b, r] & simd.ROW_BITS
                     if use_messages:
                         simd.prefetch(b_values, row)
                     if splat:
@@ -180,15 +179,10 @@ def gather_messages(values, accs, ranges, gain, diagonal, groups, start, stop):
         raise ValueError("gather_messages: rows of another length than groups say")
     total = np.empty((1, lanes), np.float32)
     near = np.empty(ranges.shape[0], np.int64)
-    for block in range(start + 1, stop + 1, _GATHER_BLOCK):
-        end = min(stop + 1, block + _GATHER_BLOCK)
-        # The tasks whose band meets this block, in task order: with many tasks (large
-        # images) a vertex lies in the bands of a few, and the loop below visits those.
-        count = 0
-        for t in range(ranges.shape[0]):
-            if ranges[t, 0] < end and ranges[t, 1] >= block:
-                near[count] = t
-                count += 1
+    for block in range(start + 1, stop + 1, GATHER_BLOCK):
+        end = min(stop + 1, block + GATHER_BLOCK)
+        # With many tasks (large images) a vertex lies in the bands of a few.
+        count = bands_meeting(ranges, block, end - 1, near)
         for v in range(block, end):
             for lane in range(0, lanes, simd.LANES):
                 simd.zero(total, 0, lane)
@@ -207,6 +201,19 @@ def gather_messages(values, accs, ranges, gain, diagonal, groups, start, stop):
 
 
 @njit(cache=True, nogil=True)
+def bands_meeting(bands, first, last, near):
+    """near[:count] = the indices k of the bands that meet rows [first, last], in order;
+    returns count. ``bands``: (K, >= 2) int64, band k's first and last row in columns 0
+    and 1 (empty when the last is below the first)."""
+    count = 0
+    for k in range(bands.shape[0]):
+        if bands[k, 0] <= last and bands[k, 1] >= first:
+            near[count] = k
+            count += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
 def apply_matrix_row(values, v, total, gain):
     """values[v] = sum over labels j of total[0, j] * gain[j]: a full compatibility."""
     lanes = values.shape[1]
@@ -221,7 +228,14 @@ def apply_matrix_row(values, v, total, gain):
 
 @njit(cache=True, nogil=True)
 def blur_axis(src, dst, nbr, axis, groups, start, stop):
-    """dst[v] = src[v] + (src[n1] + src[n2]) / 2 along one lattice axis, v in range.
+    """dst[v] = src[v] + (src[n1] + src[n2]) / 2 along one lattice axis, v in range."""
+    scaled_blur_axis(src, dst, nbr, axis, groups, None, start, stop)
+
+
+@njit(cache=True, nogil=True)
+def scaled_blur_axis(src, dst, nbr, axis, groups, gain, start, stop):
+    """:func:`blur_axis`, times a diagonal compatibility gain[0] unless ``gain`` is None
+    (a compile-time choice: each compiles to a variant of its own).
 
     ``groups`` (:func:`tseg.runtime.crf.simd.lane_groups` of the rows) makes the row
     length a compile-time constant, and the neighbours are read through a flat view
@@ -230,6 +244,8 @@ def blur_axis(src, dst, nbr, axis, groups, start, stop):
     lanes = simd.LANES * len(groups)
     if src.shape[1] != lanes or dst.shape[1] != lanes:
         raise ValueError("blur_axis: rows of another length than groups say")
+    if gain is not None and gain.shape[1] != lanes:
+        raise ValueError("blur_axis: a gain of another length than groups say")
     m = nbr.shape[1]
     pairs = nbr.reshape(-1)[axis * 2 * m:(axis + 1) * 2 * m]  # (n1, n2) of each vertex
     big = m >= _PREFETCH_ROWS
@@ -241,7 +257,10 @@ def blur_axis(src, dst, nbr, axis, groups, start, stop):
         a = np.int64(pairs[i])
         b = np.int64(pairs[i + np.uint64(1)])
         for lane in range(0, lanes, simd.LANES):
-            simd.blur_step(dst, src, v + 1, a, b, lane)
+            if gain is None:
+                simd.blur_step(dst, src, v + 1, a, b, lane)
+            else:
+                simd.blur_step_scaled(dst, src, v + 1, a, b, gain, lane)
 
 
 @njit(cache=True, nogil=True)
@@ -265,11 +284,12 @@ def _blur_shared(pairs: list, threads: int) -> None:
             row 0 of both buffers is zero. The result lands as blur_lattice's does.
         threads: threads to use.
     """
+    groups = [simd.lane_groups(values.shape[1]) for values, _, _ in pairs]
     for axis in range(max((nbr.shape[0] for _, _, nbr in pairs), default=0)):
-        parallel.run([(blur_axis, (values, scratch, nbr, axis, simd.lane_groups(values.shape[1]))
-                       if axis % 2 == 0 else
-                       (scratch, values, nbr, axis, simd.lane_groups(values.shape[1])), nbr.shape[1])
-                      for values, scratch, nbr in pairs if axis < nbr.shape[0]], threads)
+        parallel.run([(blur_axis, ((values, scratch) if axis % 2 == 0 else (scratch, values))
+                       + (nbr, axis, g), nbr.shape[1])
+                      for (values, scratch, nbr), g in zip(pairs, groups, strict=True)
+                      if axis < nbr.shape[0]], threads)
 
 
 @njit(cache=True, nogil=True)

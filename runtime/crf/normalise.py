@@ -16,8 +16,9 @@ DeepLab's parameters (256 chunks of about 4.8 million vertices).
 import numpy as np
 from numba import njit
 
+from tseg.runtime.crf import meanfield
+
 _NORM_BLOCK = 64  # pixels normalised together, so their square roots vectorise
-_GATHER_BLOCK = 4096  # vertices summed from one list of the bands that meet them
 
 
 @njit(cache=True, nogil=True)
@@ -84,15 +85,11 @@ def gather_ones(values, ones, bands, base, start, stop):
     (the chunks whose band misses v add nothing: the same sums as rows of every vertex
     per chunk); a chunk at a time over a block of rows, so the sums vectorise."""
     near = np.empty(bands.shape[0], np.int64)
-    for first in range(start + 1, stop + 1, _GATHER_BLOCK):
-        last = min(stop, first + _GATHER_BLOCK - 1)
+    for first in range(start + 1, stop + 1, meanfield.GATHER_BLOCK):
+        last = min(stop, first + meanfield.GATHER_BLOCK - 1)
         total = values[first:last + 1]
         total[:] = 0
-        count = 0
-        for c in range(bands.shape[0]):
-            if bands[c, 0] <= last and bands[c, 1] >= first:
-                near[count] = c
-                count += 1
+        count = meanfield.bands_meeting(bands, first, last, near)
         for k in range(count):
             c = near[k]
             lo, hi = max(first, bands[c, 0]), min(last, bands[c, 1])

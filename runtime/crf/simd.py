@@ -18,6 +18,7 @@ clean`` does) or the cached kernels keep the old code.
 
 import os
 
+import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
@@ -117,11 +118,12 @@ def axpy(typingctx, dst, drow, src, srow, lane, weight):
 
 
 FIRST_TOUCH = -(2**31)  # the sign bit of a corner's row: its task's first splat onto that row
+ROW_BITS = np.int32(2**31 - 1)  # a corner's row without its first-touch bit
 
 
 def _row_of(builder, entry):
     """A corner's row without its first-touch bit."""
-    return builder.and_(entry, ir.Constant(_I32, 2**31 - 1))
+    return builder.and_(entry, ir.Constant(_I32, int(ROW_BITS)))
 
 
 def _corner_sums(builder, val_a, off_a, w_a, p, lane, lanes, corners, accs):
