@@ -65,16 +65,26 @@ def check_float_array(name: str, x: object, layout: str) -> np.ndarray:
     return x
 
 
-def check_probs(probs: object, height: int | None = None, width: int | None = None
-                ) -> np.ndarray:
-    """(C, H, W) probabilities in [0, 1], matching the image's H, W when given."""
+def check_probs(probs: object, height: int | None = None, width: int | None = None, *,
+                values: bool = True) -> np.ndarray:
+    """(C, H, W) probabilities in [0, 1], matching the image's H, W when given.
+
+    values: False leaves the values to the caller: mean field's first pixel pass checks
+    them as it reads them (:class:`tseg.runtime.crf.state.MeanField`), so that a call
+    does not read the whole array once more before it starts."""
     probs = check_float_array("probs", probs, "(C, H, W)")
     if height is not None:
         _check_size("probs", probs.shape, height, width)
+    if values:
+        check_probs_values(probs)
+    return probs
+
+
+def check_probs_values(probs: np.ndarray) -> None:
+    """Raise unless every value of ``probs`` lies in [0, 1] (NaN does not)."""
     low, high = _value_range("probs", probs)
     if low < 0.0 or high > 1.0:
         raise TsegError(f"probs: need values in [0, 1], got [{low:g}, {high:g}]")
-    return probs
 
 
 def check_unary(unary: object, height: int, width: int) -> np.ndarray:

@@ -293,7 +293,8 @@ def dense_crf(
         Q: (C, H, W) float32 refined probabilities; ``Q.argmax(0)`` gives labels.
     """
     check_image(image)
-    probs = check_probs(probs, image.shape[0], image.shape[1])
+    on_cpu = check_device(device) == "cpu"  # there the first pass checks the values
+    probs = check_probs(probs, image.shape[0], image.shape[1], values=not on_cpu)
     check_iterations(iterations)
     with DenseCRF(image, gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                   bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,

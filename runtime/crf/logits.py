@@ -108,12 +108,13 @@ def labels_from_probs(
         (H, W) labels, uint8 (uint16 beyond 256 classes).
     """
     check_image(image)
-    probs = check_probs(probs, image.shape[0], image.shape[1])
+    on_cpu = check_device(device) == "cpu"  # there the first pass checks the values
+    probs = check_probs(probs, image.shape[0], image.shape[1], values=not on_cpu)
     check_iterations(iterations)
     settings = dict(gaussian_sxy=gaussian_sxy, gaussian_compat=gaussian_compat,
                     bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb,
                     bilateral_compat=bilateral_compat)
-    if check_device(device) == "cuda":
+    if not on_cpu:
         return _cuda_labels(image, iterations, settings, threads, probs.shape[0],
                             lambda crf: crf.start_from_probs(probs, CLIP))
     return _crf_labels(image, probs.shape, iterations, settings, threads, probs=probs)

@@ -38,9 +38,9 @@ def padded_labels(num_classes: int) -> int:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
-def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w, b_values,
-               ahead_off, g_acc, g_shift, b_acc, b_shift, q_out, labels_out, groups, first,
-               start, stop):
+def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_off, b_w,
+               b_values, ahead_off, g_acc, g_shift, b_acc, b_shift, q_out, labels_out, groups,
+               first, start, stop):
     """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
     and ``labels_out`` are None, else written to the one that is not.
 
@@ -57,6 +57,9 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
             ``base`` is filled already (see :mod:`tseg.runtime.crf.logits`). None on
             the later passes, which add the messages.
         clip: float32, 0 or the smallest probability kept (a normal float).
+        invalid: (1,) uint8, set to 1 when a probability read from ``unary`` lies
+            outside [0, 1] or is NaN (the probabilities are checked as they are read:
+            no pass over them before); never cleared here.
         num_classes: C.
         g_off, g_w, g_values: Gaussian lattice: (N, 3) corner rows, (N, 3) weights,
             (M + 1, lanes) blurred messages of the previous Q.
@@ -87,6 +90,7 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
     x = np.empty((_BLOCK, lanes), np.float32)
     top = np.empty(_BLOCK, np.float32)
     scale = np.empty(_BLOCK, np.float32)
+    valid = True  # every probability read so far lies in [0, 1]
     for p0 in range(first + start, first + stop, _BLOCK):
         count = min(_BLOCK, first + stop - p0)
         # A big bilateral lattice's rows are read in no order a hardware prefetcher can
@@ -114,7 +118,7 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
                     if count < _BLOCK:  # a short last block: a gather per pixel
                         vecmath.column(x, b, unary, p, lane, num_classes)
                     if clip > 0:
-                        vecmath.log_clip(x, b, lane, clip, num_classes)
+                        valid &= vecmath.log_clip(x, b, lane, clip, num_classes)
                     else:
                         vecmath.negate(x, b, lane, num_classes)
                     simd.copy(base, p, x, b, lane)
@@ -151,6 +155,8 @@ def pixel_pass(base, unary, clip, num_classes, g_off, g_w, g_values, b_off, b_w,
                 for lane in range(0, lanes, simd.LANES):
                     simd.splat(x, b, lane, lanes, scale[b], p0 + b, g_acc, g_shift, g_off, g_w,
                                b_acc, b_shift, b_off, b_w)
+    if not valid:
+        invalid[0] = 1
 
 
 def prefetched(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:

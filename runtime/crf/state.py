@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from tseg.runtime.crf import aliases, meanfield, parallel, simd, workspace
-from tseg.runtime.crf.checks import Compat, check_compat, check_iterations
+from tseg.runtime.crf.checks import Compat, check_compat, check_iterations, check_probs_values
 from tseg.runtime.crf.lattice import Lattice
 from tseg.runtime.crf.unary import CLIP
 from tseg.runtime.errors import TsegError
@@ -92,7 +92,8 @@ class MeanField:
             threads: threads for the passes.
             unary: (C, H, W) float energies; or None.
             probs: (C, H, W) float probabilities, pydensecrf's unary_from_softmax's
-                -log(clip(probs, 1e-5, 1)) taken by the first pass; or None.
+                -log(clip(probs, 1e-5, 1)) taken by the first pass, which also checks
+                that they lie in [0, 1] (check_probs(values=False) before); or None.
             fill: ``fill(base, threads)`` writes -unary into the (N, lanes) pixel-major
                 buffer itself, padded lanes -3.4e38 (see :mod:`tseg.runtime.crf.logits`);
                 or None. With ``probs`` or ``fill`` no (C, H, W) energies are ever held.
@@ -114,6 +115,9 @@ class MeanField:
             self._base = self._lease.array((n, lanes))  # filled by the first pass
             # The first pass reads energies (clip 0) or probabilities (clip > 0).
             self._clip = np.float32(CLIP if probs is not None else 0)
+            # Probabilities are checked by the first pass as it reads them (per task).
+            self._probs = probs
+            self._invalid = np.zeros(len(self._bounds) - 1, np.uint8)
             source = unary if probs is None else probs
             if fill is not None:
                 fill(self._base, threads)
@@ -156,16 +160,29 @@ class MeanField:
         for t in range(len(self._bounds) - 1):
             first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
             args = (self._base, self._unary if self.iterations == 0 else None, self._clip,
-                    self._shape[0], g.lattice.offsets, g.lattice.weights, g.messages,
+                    self._invalid[t:t + 1], self._shape[0], g.lattice.offsets, g.lattice.weights,
+                    g.messages,
                     b.lattice.offsets, b.lattice.weights, b.messages,
                     meanfield.prefetched(b.lattice.offsets, b.messages), *g.splat_target(t),
                     *b.splat_target(t), q_out, labels_out, self._groups, first)
             jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
         return jobs
 
+    def _pixel_pass(self, q_out: np.ndarray | None = None,
+                    labels_out: np.ndarray | None = None) -> None:
+        """Run a pixel pass (see _pixel_jobs); the first one checks the probabilities it
+        reads, and on a bad one closes this state and raises check_probs_values' error."""
+        parallel.run(self._pixel_jobs(q_out, labels_out), self._threads)
+        if self._probs is not None:
+            probs, self._probs = self._probs, None  # read: base holds -unary from now on
+            if self._invalid.any():
+                self.close()
+                check_probs_values(probs)
+                raise TsegError("probs: need values in [0, 1]")  # (float32 rounding aside)
+
     def _splat_pass(self) -> None:
         """Splat the current Q (computed from the previous messages) for the next step."""
-        parallel.run(self._pixel_jobs(None), self._threads)
+        self._pixel_pass()
         self._splatted = True
 
     def _messages(self) -> None:
@@ -204,7 +221,7 @@ class MeanField:
         if self._q is None:
             self._q = self._lease.array((self._shape[0], self._shape[1] * self._shape[2]))
         if not self._q_written:
-            parallel.run(self._pixel_jobs(self._q), self._threads)
+            self._pixel_pass(self._q)
             self._q_written = True
         return self._q
 
@@ -215,7 +232,7 @@ class MeanField:
         if self._q_written:
             np.copyto(out, self._q.reshape(self._shape))
         else:
-            parallel.run(self._pixel_jobs(out.reshape(self._shape[0], -1)), self._threads)
+            self._pixel_pass(out.reshape(self._shape[0], -1))
         return out
 
     def _write_labels(self, out: np.ndarray) -> np.ndarray:
@@ -226,7 +243,7 @@ class MeanField:
         if self._q_written:
             out[...] = argmax_classes(self._q).reshape(out.shape)
         else:
-            parallel.run(self._pixel_jobs(None, out.reshape(-1)), self._threads)
+            self._pixel_pass(None, out.reshape(-1))
         return out
 
     def probs(self) -> np.ndarray:

@@ -122,20 +122,28 @@ def _splat_int(builder, scalar):
 @intrinsic
 def log_clip(typingctx, x, row, lane, low, limit):
     """x[row, g] = log(min(max(x[row, g], low), 1)) in the lanes below ``limit``, -3.4e38
-    in the others (g the group): pydensecrf's -unary of probabilities, low > 0 normal."""
+    in the others (g the group): pydensecrf's -unary of probabilities, low > 0 normal.
+    Returns whether every lane below ``limit`` held a probability, a value in [0, 1]
+    (NaN is not): the first pixel pass checks its input as it reads it."""
     if not _is_f32_matrix(x):
         return None
 
     def codegen(context, builder, sig, args):
         xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
-        clipped = _call(builder, "minnum", [_call(builder, "maxnum", [_load(builder, xp),
-                                                                      _splat(builder, args[3])]),
-                                            ir.Constant(_VEC, [1.0] * LANES)])
-        out = builder.select(_inside(builder, args[2], args[4]), _log(builder, clipped),
+        p = _load(builder, xp)
+        one = ir.Constant(_VEC, [1.0] * LANES)
+        clipped = _call(builder, "minnum", [_call(builder, "maxnum", [p, _splat(builder, args[3])]),
+                                            one])
+        inside = _inside(builder, args[2], args[4])
+        out = builder.select(inside, _log(builder, clipped),
                              ir.Constant(_VEC, [-3.4028235e38] * LANES))
         _store(builder, out, xp)
+        valid = builder.and_(builder.fcmp_ordered(">=", p, ir.Constant(_VEC, [0.0] * LANES)),
+                             builder.fcmp_ordered("<=", p, one))
+        lanes_ok = builder.bitcast(builder.or_(valid, builder.not_(inside)), ir.IntType(LANES))
+        return builder.icmp_unsigned("==", lanes_ok, ir.Constant(ir.IntType(LANES), 2**LANES - 1))
 
-    return types.void(x, types.int64, types.int64, types.float32, types.int64), codegen
+    return types.boolean(x, types.int64, types.int64, types.float32, types.int64), codegen
 
 
 def _gather_column(builder, arr, col, lane, limit, fill):

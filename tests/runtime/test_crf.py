@@ -15,6 +15,7 @@ from tseg.runtime.crf import (
     DenseCRF,
     dense_crf,
     dense_crf_labels,
+    labels_from_probs,
     unary_from_labels,
     unary_from_probs,
 )
@@ -301,6 +302,35 @@ def test_bad_arguments_say_what_was_needed(kwargs, error, message):
     with pytest.raises(error) as info:
         dense_crf(args.pop("probs"), args.pop("image"), **args)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("bad, message", [(-1e-7, "need values in [0, 1], got [-1e-07"),
+                                          (1.0001, "need values in [0, 1], got [0"),
+                                          (np.nan, "need finite values"),
+                                          (np.inf, "need finite values")])
+@pytest.mark.parametrize("where", [(0, 0, 0), (2, 33, 40), (1, 66, 70)])  # 4 tasks: first, inside, last
+@pytest.mark.parametrize("function", [dense_crf, labels_from_probs])
+@pytest.mark.parametrize("iterations", [0, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_bad_probability_anywhere_is_refused(bad, message, where, function, iterations, dtype):
+    """The first pixel pass checks the probabilities as it reads them (no pass before):
+    one bad value anywhere, in any pass that reads them, gives check_probs' error."""
+    probs = make_probs(3, 67, 71).astype(dtype)
+    probs[where] = bad
+    with pytest.raises(TsegError) as info:
+        function(probs, make_image(67, 71), iterations=iterations, threads=2)
+    assert message in str(info.value)
+
+
+def test_a_state_whose_probabilities_were_refused_is_closed():
+    probs = make_probs(3, 37, 53)
+    probs[1, 5, 5] = 2.0
+    with DenseCRF(make_image(37, 53)) as crf:
+        state = crf._start(probs.shape, probs=probs)
+        with pytest.raises(TsegError, match="need values in"):
+            state.step(1)
+        with pytest.raises(TsegError, match="closed"):
+            state.step(1)
 
 
 @pytest.mark.parametrize("kwargs", [{"probs": [[[0.5]]]}, {"iterations": "5"},
