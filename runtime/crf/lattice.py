@@ -62,10 +62,15 @@ def hash_chunks(features, scale, low, units, box, starts, found, counts, offsets
     for c in range(start, stop):
         most = max(most, starts[c + 1] - starts[c])
     hashed = box.shape[0] == 0  # else a direct layout: no tables
-    # One pair of tables for all the chunks, emptied after each (their slots are listed).
-    table = simplices.simplex_table(_TABLE_SLOTS if hashed else 1, d + 1)
+    # One pair of tables for all the chunks, emptied after each (their slots are listed),
+    # big enough that a chunk's simplices (one a point at most) never outgrow theirs:
+    # doubling a table and rehashing cost more than filling a bigger one at first.
+    slots = 1
+    while hashed and slots < 2 * (most + EMBED_BLOCK):
+        slots *= 2
+    table = simplices.simplex_table(slots, d + 1)
     ids = table.view(np.int32)
-    vertices = hashing.vertex_table(_TABLE_SLOTS if hashed else 1)
+    vertices = hashing.vertex_table(slots)  # grows where vertices outnumber points
     sslots = np.empty(most if hashed else 0, np.int32)
     vslots = np.empty(most * (d + 1) if hashed else 0, np.int32)
     sizes = np.zeros(2, np.int64)
@@ -144,11 +149,10 @@ class Lattice:
         return self.offsets.nbytes + self.weights.nbytes + self.neighbours.nbytes
 
 
-_CHUNK_POINTS = 16384  # points hashed per table: the tables stay in cache
+_CHUNK_POINTS = 16384  # points hashed per pair of tables (see hash_chunks)
 # Chunks start on multiples of 64 points, as when that was the embedding block: the
 # normalisation sums ones per chunk, so other bounds would change its float rounding.
 _CHUNK_ALIGN = 64
-_TABLE_SLOTS = 8192  # initial slots of a chunk's tables (they double when half full)
 _DIRECT_SLOTS_PER_POINT = 8  # a key box up to this size is indexed directly, not hashed
 
 
