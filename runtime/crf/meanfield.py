@@ -127,11 +127,12 @@ def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_
                 for lane in range(0, lanes, simd.LANES):
                     simd.copy(x, b, base, p, lane)
                     top[b] = max(top[b], simd.group_max(x, b, lane))
+        if labels_out is not None:
+            for b in range(count):
+                labels_out[p0 + b] = _label(x, b, top[b], lanes)
+            continue
         for b in range(count):
-            total = np.float32(0.0)
-            for lane in range(0, lanes, simd.LANES):
-                total += simd.exp_shifted(x, b, lane, top[b])
-            scale[b] = np.float32(1.0) / total  # Q = x * scale
+            scale[b] = _exp_scale(x, b, top[b], lanes)  # Q = x * scale
         if q_out is not None:  # simple tests of arguments: Numba prunes the other branches
             if count == _BLOCK:
                 for lane in range(0, lanes, simd.LANES):  # label-first: one transpose
@@ -140,16 +141,6 @@ def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_
                 for k in range(num_classes):
                     for b in range(count):
                         q_out[k, p0 + b] = x[b, k] * scale[b]
-        elif labels_out is not None:
-            for b in range(count):  # the first group with the largest Q, its first lane
-                top_q = np.float32(-1.0)
-                best = 0
-                for lane in range(0, lanes, simd.LANES):
-                    q = vecmath.scaled_max(x, b, lane, scale[b])
-                    if q > top_q:
-                        top_q = q
-                        best = lane
-                labels_out[p0 + b] = best + vecmath.first_equal(x, b, best, scale[b], top_q)
         else:
             for b in range(count):
                 for lane in range(0, lanes, simd.LANES):
@@ -157,6 +148,44 @@ def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_
                                b_acc, b_shift, b_off, b_w)
     if not valid:
         invalid[0] = 1
+
+
+_LONE_MARGIN = np.float32(1e-5)  # logits this far below a pixel's largest have a smaller Q
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _exp_scale(x, b, top, lanes):
+    """x[b] = exp(x[b] - top) in place; returns 1 / their sum (Q = x[b] * that)."""
+    total = np.float32(0.0)
+    for lane in range(0, lanes, simd.LANES):
+        total += simd.exp_shifted(x, b, lane, top)
+    return np.float32(1.0) / total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _label(x, b, top, lanes):
+    """The argmax of pixel b's Q = softmax(x[b]) (the first of equal values, as
+    ``Q.argmax(0)``): without the softmax when one logit stands out (see
+    vecmath.lone_top), else from Q itself (x[b] is then overwritten)."""
+    lone = -1
+    for lane in range(0, lanes, simd.LANES):
+        k = vecmath.lone_top(x, b, lane, top, _LONE_MARGIN)
+        if k == -2 or (k >= 0 and lone >= 0):
+            lone = -2
+            break
+        if k >= 0:
+            lone = lane + k
+    if lone >= 0:
+        return lone
+    scale = _exp_scale(x, b, top, lanes)
+    top_q = np.float32(-1.0)
+    best = 0
+    for lane in range(0, lanes, simd.LANES):  # the first group with the largest Q, its first lane
+        q = vecmath.scaled_max(x, b, lane, scale)
+        if q > top_q:
+            top_q = q
+            best = lane
+    return best + vecmath.first_equal(x, b, best, scale, top_q)
 
 
 def prefetched(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:

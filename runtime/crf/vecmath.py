@@ -321,6 +321,35 @@ def scaled_max(typingctx, x, row, lane, scale):
 
 
 @intrinsic
+def lone_top(typingctx, x, row, lane, top, margin):
+    """The k in [0, LANES) whose x[row, lane + k] - top >= -margin when exactly one lane of
+    the group is that near the pixel's largest logit ``top``; -1 when none is, -2 when
+    several are. (With exp(d) = 1 exactly at d = 0 and below 1 - margin / 2 for d <=
+    -margin, a lone lane holds the pixel's largest Q, strictly: its label, with no exp.)"""
+    if not _is_f32_matrix(x):
+        return None
+    bits_type = ir.IntType(LANES)
+
+    def codegen(context, builder, sig, args):
+        xp = _group(builder, _array(context, builder, sig.args[0], args[0]), args[1], args[2])
+        d = builder.fsub(_load(builder, xp), _splat(builder, args[3]))
+        near = builder.bitcast(builder.fcmp_ordered(">=", d, builder.fneg(_splat(builder, args[4]))),
+                               bits_type)
+        count = builder.call(cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(bits_type, [bits_type]), f"llvm.ctpop.i{LANES}"), [near])
+        first = builder.call(cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(bits_type, [bits_type, ir.IntType(1)]),
+            f"llvm.cttz.i{LANES}"), [near, ir.Constant(ir.IntType(1), 0)])
+        i64 = ir.IntType(64)
+        several = builder.select(builder.icmp_unsigned("==", count, ir.Constant(bits_type, 0)),
+                                 ir.Constant(i64, -1), ir.Constant(i64, -2))
+        return builder.select(builder.icmp_unsigned("==", count, ir.Constant(bits_type, 1)),
+                              builder.zext(first, i64), several)
+
+    return types.int64(x, types.int64, types.int64, types.float32, types.float32), codegen
+
+
+@intrinsic
 def first_equal(typingctx, x, row, lane, scale, value):
     """The first k in [0, LANES) with x[row, lane + k] * scale == value (LANES if none):
     with ``scaled_max``, the argmax of a pixel's Q, the first of equal values."""

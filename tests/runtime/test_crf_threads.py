@@ -57,6 +57,51 @@ def test_labels_from_probs_are_dense_crfs_argmax(shape, iterations):
     np.testing.assert_array_equal(got, argmax_classes(dense_crf(probs, image, iterations=iterations)))
 
 
+@pytest.mark.parametrize("classes", [3, 20])  # one group of lanes, or two (AVX2: three)
+@pytest.mark.parametrize("iterations", [0, 1])
+def test_near_ties_give_dense_crfs_argmax(classes, iterations):
+    """Labels skip the softmax where one logit stands out by 1e-5; the pixels whose top
+    logits lie closer (equal, 1 ulp to 1e-4 apart, in one lane group or two) take
+    Q's argmax, the first of equal values."""
+    rng = np.random.default_rng(classes)
+    height, width = 24, 40
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    logits = rng.normal(0, 1, (classes, height, width)).astype(np.float32)
+    first, second = 1, classes - 2  # the pair of classes made nearly equal, far apart
+    gaps = np.float32([0, 1e-7, 1e-6, 3e-6, 9e-6, 1e-5, 1.1e-5, 3e-5, 1e-4, 1e-3])
+    logits[first] = logits.max(0) + 1
+    logits[second] = logits[first] - gaps[np.arange(width) % gaps.size]
+    logits[second, ::2] = logits[first, ::2] + gaps[np.arange(width) % gaps.size]
+    probs = softmax(logits)
+    got = labels_from_probs(probs, image, iterations=iterations, threads=2, bilateral_compat=0.1,
+                            gaussian_compat=0.1)
+    want = argmax_classes(dense_crf(probs, image, iterations=iterations, bilateral_compat=0.1,
+                                    gaussian_compat=0.1))
+    np.testing.assert_array_equal(got, want)
+    assert {first, second} <= set(np.unique(want))
+
+
+@pytest.mark.parametrize("gap_ulps", [1, 2, 100])
+def test_a_label_is_qs_argmax_where_exp_rounds_two_logits_together(gap_ulps):
+    """Logits 1 ulp apart near 0: exp rounds both to 1, Q ties, and Q's argmax is the
+    first of the two, not the larger logit; far enough apart, the larger one."""
+    from tseg.runtime.crf import meanfield, simd
+
+    lanes = 2 * simd.LANES
+    for where in [(0, 1), (3, simd.LANES + 2)]:  # in one lane group, or across two
+        x = np.full((8, lanes), -3.4e38, np.float32)
+        top = np.float32(0.01)
+        below = top
+        for _ in range(gap_ulps):
+            below = np.nextafter(below, np.float32(-1))
+        x[2, where[0]], x[2, where[1]] = below, top
+        x[2, 5 if 5 not in where else 6] = top - 1
+        e = np.exp(x[2] - top)  # float32, as Q's numerators: equal ones tie in Q
+        want = where[0] if e[where[0]] == e[where[1]] else where[1]
+        assert (want == where[0]) == (gap_ulps < 100)
+        assert meanfield._label(x, 2, top, lanes) == want
+
+
 def test_labels_from_probs_refuses_what_dense_crf_refuses():
     image = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(Exception, match=r"probs: need values in \[0, 1\]"):
