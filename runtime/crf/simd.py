@@ -251,10 +251,9 @@ def _exp(builder, x):
 
     low = const(-87.0)
     clamped = _call(builder, "maxnum", [x, low])
-    n = _call(builder, "floor", [builder.fadd(builder.fmul(clamped, const(1.44269504088896341)),
-                                                   const(0.5))])
-    r = builder.fsub(clamped, builder.fmul(n, const(0.693359375)))
-    r = builder.fadd(r, builder.fmul(n, const(2.12194440e-4)))
+    n = _call(builder, "roundeven", [builder.fmul(clamped, const(1.44269504088896341))])
+    r = _fma(builder, n, const(-0.693359375), clamped)  # n * ln 2 in two parts (Cody-Waite)
+    r = _fma(builder, n, const(2.12194440e-4), r)
     poly = const(1.9875691500e-4)
     for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
         poly = _fma(builder, poly, r, const(c))
