@@ -244,7 +244,7 @@ def block_corners(rank, skeys, count, units, corners, hashes):
 
 
 @njit(cache=True, nogil=True)
-def merge_chunks(found, counts, starts, dp1, ids, vertices, remap):
+def merge_chunks(found, counts, starts, dp1, ids, vertices, remap, chunk_task, spans, slots):
     """Number every chunk's vertices globally, in chunk order (serial).
 
     Args:
@@ -254,6 +254,9 @@ def merge_chunks(found, counts, starts, dp1, ids, vertices, remap):
         ids: an empty vertex table of at least 2 * counts.sum() slots: never grown.
         vertices: (counts.sum(), 2) int64: gets the keys by global id.
         remap: gets, per row of ``found`` in use, the global id.
+        chunk_task: (chunks,) int64, the mean-field task of each chunk's points.
+        spans: (counts.sum(), 2) int64: gets each vertex's first and last task.
+        slots: (counts.sum(),) int64: gets each vertex's slot in ``ids``.
 
     Returns:
         The number of vertices M (``ids`` is then their table).
@@ -261,6 +264,7 @@ def merge_chunks(found, counts, starts, dp1, ids, vertices, remap):
     m = 0
     for c in range(counts.shape[0]):
         base = starts[c] * dp1
+        task = chunk_task[c]
         for i in range(base, base + counts[c]):
             if i + _AHEAD < base + counts[c]:
                 prefetch(ids, first_slot(ids, key_hash(found[i + _AHEAD, 0], found[i + _AHEAD, 1], 0)))
@@ -270,9 +274,48 @@ def merge_chunks(found, counts, starts, dp1, ids, vertices, remap):
                 ids[h] = vertex_entry(hx, m)
                 vertices[m, 0] = found[i, 0]
                 vertices[m, 1] = found[i, 1]
+                spans[m, 0] = task
+                slots[m] = h
                 m += 1
-            remap[i] = vertex_id(ids[h])
+            v = vertex_id(ids[h])
+            remap[i] = v
+            spans[v, 1] = task  # chunks come in task order: the last is the largest
     return m
+
+
+@njit(cache=True, nogil=True)
+def renumber_by_tasks(spans, tasks, slots, ids, vertices, found_counts, starts, dp1, remap, m):
+    """Renumber merge_chunks' M = ``m`` vertices by their first and then their last
+    mean-field task (``spans``; first-touch order within), in ``vertices``, the table
+    ``ids`` and ``remap``: a task's band of accumulator rows (from the oldest vertex it
+    touches to the newest, see meanfield.gather_messages) then holds the vertices it
+    shares with the tasks before and after it and its own, not the vertices of earlier
+    tasks that later ones reach again (at 512 x 512, 13% fewer rows; at 256 x 256, 21%).
+    A permutation of the ids: the filtering does not change.
+
+    Args:
+        found_counts: (chunks,) vertices per chunk (merge_chunks' counts).
+    """
+    place = np.zeros(tasks * tasks + 1, np.int64)  # a counting sort by (first, last)
+    for v in range(m):
+        place[spans[v, 0] * tasks + spans[v, 1] + 1] += 1
+    for k in range(tasks * tasks):
+        place[k + 1] += place[k]
+    new_id = np.empty(m, np.int64)
+    keys = np.empty((m, 2), np.int64)
+    for v in range(m):  # stable: first-touch order within a group
+        key = spans[v, 0] * tasks + spans[v, 1]
+        w = place[key]
+        place[key] += 1
+        new_id[v] = w
+        keys[w, 0] = vertices[v, 0]
+        keys[w, 1] = vertices[v, 1]
+        ids[slots[v]] = (ids[slots[v]] & ~np.int64(_ID)) | w
+    vertices[:m] = keys
+    for c in range(found_counts.shape[0]):
+        base = starts[c] * dp1
+        for i in range(base, base + found_counts[c]):
+            remap[i] = new_id[remap[i]]
 
 
 @njit(cache=True, nogil=True)

@@ -19,6 +19,7 @@ Every kernel is compiled with ``cache=True`` (paid once per machine) and ``nogil
 (callers may run a CRF beside other work).
 """
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +157,20 @@ _CHUNK_ALIGN = 64
 _DIRECT_SLOTS_PER_POINT = 8  # a key box up to this size is indexed directly, not hashed
 
 
+def _chunk_starts(size: int, n: int) -> np.ndarray:
+    """The hashing chunks' first points (and ``size``): each mean-field task's pixels
+    (meanfield.task_bounds of the n real ones) in equal chunks of at most about
+    _CHUNK_POINTS points, on multiples of _CHUNK_ALIGN (see there), so that a chunk's
+    points lie in one task, but for up to _CHUNK_ALIGN - 1 points of the next
+    (renumber_by_tasks reads a chunk's task from its first point)."""
+    bounds = meanfield.task_bounds(n)
+    bounds[-1] = size  # the padding points go with the last task
+    per_task = max(1, -(-max(b - a for a, b in itertools.pairwise(bounds)) // _CHUNK_POINTS))
+    starts = {min(size, -(-(a + (b - a) * j // per_task) // _CHUNK_ALIGN) * _CHUNK_ALIGN)
+              for a, b in itertools.pairwise(bounds) for j in range(per_task)}
+    return np.array(sorted(starts | {size}), np.int64)
+
+
 class _Build:
     """One lattice under construction: each method returns the parallel.run jobs of
     one stage, so that the stages of several lattices run side by side."""
@@ -178,11 +193,8 @@ class _Build:
         self.direct = box > 0
         # A direct layout's box (int32 slots, zero = unmarked), else an empty one.
         self.box = scratch.array((box,), np.int32, zero=True, threads=threads)
-        chunks = max(1, -(-size // _CHUNK_POINTS))
-        # Chunk bounds on multiples of _CHUNK_ALIGN points (see there).
-        blocks = -(-size // _CHUNK_ALIGN)
-        self.starts = np.array([min(size, blocks * c // chunks * _CHUNK_ALIGN)
-                                for c in range(chunks + 1)], np.int64)
+        self.starts = _chunk_starts(size, n)
+        chunks = self.starts.shape[0] - 1
         self.found = scratch.array((0 if self.direct else size * (d + 1), 2), np.int64)
         self.counts = np.zeros(chunks, np.int64)
         self.offsets = self.lease.array((size, d + 1), np.int32)
@@ -227,8 +239,20 @@ class _Build:
         self.keys = self.scratch.array((slots,), np.int64)
         self.keys.fill(-1)
         self.all_vertices = self.scratch.array((total, 2), np.int64)
-        m = hashing.merge_chunks(self.found, self.counts, self.starts, self.offsets.shape[1],
-                                 self.keys, self.all_vertices, self.remap)
+        dp1 = self.offsets.shape[1]
+        bounds = meanfield.task_bounds(self.n)
+        tasks = len(bounds) - 1
+        chunk_task = np.minimum(np.searchsorted(bounds, self.starts[:-1], side="right") - 1,
+                                tasks - 1)  # of its first point (padding: the last task)
+        spans = self.scratch.array((total, 2), np.int64)
+        vertex_slots = self.scratch.array((total,), np.int64)
+        m = hashing.merge_chunks(self.found, self.counts, self.starts, dp1, self.keys,
+                                 self.all_vertices, self.remap, chunk_task, spans, vertex_slots)
+        if tasks > 1 and not wants_aliases(m, self.n):  # banded accumulators: shorter bands
+            hashing.renumber_by_tasks(spans, tasks, vertex_slots, self.keys, self.all_vertices,
+                                      self.counts, self.starts, dp1, self.remap, m)
+        self.scratch.give_back(spans)
+        self.scratch.give_back(vertex_slots)
         self.vertices = self.all_vertices[:m]
         self.scratch.give_back(self.found)
         del self.found

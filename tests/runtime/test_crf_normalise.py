@@ -2,6 +2,7 @@
 a band of the vertex rows, summed per vertex in chunk order."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,3 +67,39 @@ def test_bands_of_a_hashed_lattice_follow_its_chunks_vertex_tables():
     base, size = normalise.band_starts(bands)
     np.testing.assert_array_equal(base, [0, 3, 10])
     assert size == 3 + 7
+
+
+@pytest.mark.parametrize("size", [(256, 256), (181, 233)])  # chunks on task bounds, or not
+def test_banded_vertices_are_numbered_by_their_tasks_span(size):
+    """A banded bilateral lattice numbers its vertices by the first, then the last
+    mean-field task that touches them, so that a task's band of accumulator rows holds
+    few vertices it does not touch; the filtering is that of the first-touch order."""
+    from tseg.runtime.crf import DenseCRF, meanfield
+
+    rng = np.random.default_rng(3)
+    image = np.repeat(np.repeat(rng.integers(0, 256, (size[0] // 8 + 1, size[1] // 8 + 1, 3)),
+                                8, 0), 8, 1)[:size[0], :size[1]].astype(np.uint8)
+    with DenseCRF(image, threads=2) as crf:
+        lattice = crf.bilateral
+        assert lattice.aliases is None
+        n = image.shape[0] * image.shape[1]
+        bounds = meanfield.task_bounds(n)
+        rows = lattice.offsets[:n] & 0x7FFFFFFF  # vertex v's row is v + 1
+        first = np.full(lattice.num_vertices + 1, len(bounds), np.int64)
+        last = np.full(lattice.num_vertices + 1, -1, np.int64)
+        for t in range(len(bounds) - 1):
+            touched = np.unique(rows[bounds[t]:bounds[t + 1]])
+            first[touched] = np.minimum(first[touched], t)
+            last[touched] = t
+        seen = last[1:] >= 0  # (vertices only padding points reach: none here)
+        key = first[1:][seen] * len(bounds) + last[1:][seen]
+        if n % 64 == 0:  # hashing chunks on task bounds: exactly that order
+            assert np.all(np.diff(key) >= 0)
+        # The bands' rows against those of the first-touch order (pixel by pixel).
+        _, first_seen = np.unique(rows.reshape(-1), return_index=True)
+        rank = np.empty(lattice.num_vertices + 1, np.int64)
+        rank[np.unique(rows)] = np.argsort(np.argsort(first_seen))
+        first_touch_rows = sum(int(np.ptp(rank[np.unique(rows[bounds[t]:bounds[t + 1]])])) + 1
+                               for t in range(len(bounds) - 1))
+        band_rows = int((lattice.task_rows[:, 1] - lattice.task_rows[:, 0] + 1).sum())
+        assert band_rows < 0.9 * first_touch_rows
