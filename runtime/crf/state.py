@@ -160,8 +160,8 @@ class MeanField:
         for t in range(len(self._bounds) - 1):
             first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
             args = (self._base, self._unary if self.iterations == 0 else None, self._clip,
-                    self._invalid[t:t + 1], self._shape[0], g.lattice.offsets, g.lattice.weights,
-                    g.messages,
+                    self._invalid[t:t + 1], self._shape[0],
+                    g.lattice.offsets, g.lattice.weights, g.messages,
                     b.lattice.offsets, b.lattice.weights, b.messages,
                     meanfield.prefetched(b.lattice.offsets, b.messages), *g.splat_target(t),
                     *b.splat_target(t), q_out, labels_out, self._groups, first)
