@@ -55,7 +55,9 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
     """
     lanes = simd.LANES * len(groups)
     width = wc.shape[0]
-    x = np.empty((1, lanes), np.float32)
+    # A vector's worth of pixels go through each step together (their chains of max, exp
+    # and sum are independent, so the CPU overlaps them) and share one log.
+    x = np.empty((simd.LANES, lanes), np.float32)
     # The output row's source rows blended, per source column: resize_scores's first
     # step, shared by the output pixels between two source columns.
     blended = np.empty((low_w, lanes), np.float32)
@@ -65,7 +67,7 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
     y = start // width
     col = start - y * width
     _blend_rows(blended, rows, r0[y] * low_w, r1[y] * low_w, wr[y], groups)
-    for p0 in range(start, stop, simd.LANES):  # a vector's worth of pixels share one log
+    for p0 in range(start, stop, simd.LANES):
         count = min(simd.LANES, stop - p0)
         for b in range(count):
             if col == width:  # no division per pixel
@@ -76,12 +78,13 @@ def base_from_logits(base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log
             col += 1
             top[b] = -_HUGE
             for lane in range(0, lanes, simd.LANES):  # resize_scores: rows, then columns
-                vecmath.lerp(base, p0 + b, blended, left, blended, right, one - w, w, lane)
-                simd.copy(x, 0, base, p0 + b, lane)
-                top[b] = max(top[b], simd.group_max(x, 0, lane))
+                vecmath.lerp(x, b, blended, left, blended, right, one - w, w, lane)
+                simd.copy(base, p0 + b, x, b, lane)
+                top[b] = max(top[b], simd.group_max(x, b, lane))
+        for b in range(count):
             logs[0, b] = np.float32(0.0)
             for lane in range(0, lanes, simd.LANES):
-                logs[0, b] += simd.exp_shifted(x, 0, lane, top[b])
+                logs[0, b] += simd.exp_shifted(x, b, lane, top[b])
         vecmath.log(logs, 0, 0)
         for b in range(count):
             for lane in range(0, lanes, simd.LANES):  # (v - max) - log(sum(exp(v - max)))
