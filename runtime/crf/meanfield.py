@@ -105,7 +105,7 @@ def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_
                         simd.prefetch(b_acc, row if b_shift is None else row + b_shift)
         if unary is not None and unary.shape[1] != 0 and count == _BLOCK:
             for lane in range(0, lanes, simd.LANES):  # the block's classes: one transpose
-                vecmath.columns(x, unary, p0, lane, num_classes)
+                vecmath.columns(x, unary, p0, lane, num_classes, np.float32(1.0))
         for b in range(count):
             p = p0 + b
             top[b] = -_HUGE

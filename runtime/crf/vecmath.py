@@ -237,21 +237,24 @@ def _transpose(builder, rows):
 
 
 @intrinsic
-def columns(typingctx, dst, src, col, lane, limit):
+def columns(typingctx, dst, src, col, lane, limit, fill):
     """dst[b, g] = src[g, col + b] for the COLUMNS rows b of dst and the rows g of the
-    group [lane, lane + LANES) below ``limit`` (1 in the others): COLUMNS pixels' classes
-    from label-first src (C, N), col + COLUMNS <= N, by 8 x 8 transposes in registers
-    (a gather per pixel costs several times more)."""
+    group [lane, lane + LANES) below ``limit`` (``fill`` in the others): COLUMNS pixels'
+    classes from label-first src (C, N), col + COLUMNS <= N, by 8 x 8 transposes in
+    registers (a gather per pixel costs several times more)."""
     if not _is_f32_matrix(dst, src):
         return None
     vec8 = ir.VectorType(_F32, COLUMNS)
 
     def codegen(context, builder, sig, args):
-        d, s, col, ln, lim = args
+        d, s, col, ln, lim, fill_value = args
         src_a = _array(context, builder, sig.args[1], s)
         dst_a = _array(context, builder, sig.args[0], d)
         cols = cgutils.unpack_tuple(builder, src_a.shape, 2)[1]
-        one = ir.Constant(vec8, [1.0] * COLUMNS)
+        filled = builder.insert_element(ir.Constant(vec8, ir.Undefined), fill_value,
+                                        ir.Constant(_I32, 0))
+        filled = builder.shuffle_vector(filled, ir.Constant(vec8, ir.Undefined),
+                                        ir.Constant(ir.VectorType(_I32, COLUMNS), [0] * COLUMNS))
         rows = []
         for j in range(LANES):
             k = builder.add(ln, ir.Constant(ln.type, j))
@@ -260,7 +263,7 @@ def columns(typingctx, dst, src, col, lane, limit):
             ptr = builder.gep(src_a.data, [builder.add(builder.mul(row, cols), col)])
             v = builder.load(builder.bitcast(ptr, vec8.as_pointer()), align=4)
             # A vector condition: a scalar one would become a branch around the load.
-            rows.append(builder.select(_every(builder, inside, COLUMNS), v, one))
+            rows.append(builder.select(_every(builder, inside, COLUMNS), v, filled))
         blocks = [_transpose(builder, rows[t:t + COLUMNS]) for t in range(0, LANES, COLUMNS)]
         for b in range(COLUMNS):
             out = blocks[0][b]
@@ -268,7 +271,7 @@ def columns(typingctx, dst, src, col, lane, limit):
                 out = builder.shuffle_vector(out, blocks[1][b], ir.Constant(_IVEC, list(range(LANES))))
             _store(builder, out, _group(builder, dst_a, ir.Constant(ir.IntType(64), b), ln))
 
-    return types.void(dst, src, types.int64, types.int64, types.int64), codegen
+    return types.void(dst, src, types.int64, types.int64, types.int64, types.float32), codegen
 
 
 @intrinsic
