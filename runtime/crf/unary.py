@@ -157,8 +157,9 @@ def logits_fill(logits: np.ndarray, height: int, width: int):
             rows = lease.array((low_h * low_w, base.shape[1]))
             label_first = logits.reshape(num_classes, -1)
             if not (label_first.dtype == np.float32 and label_first.flags.c_contiguous
-                    and label_first.flags.aligned):  # any other float layout: one copy
-                label_first = np.ascontiguousarray(label_first, np.float32)
+                    and label_first.flags.aligned and label_first.flags.writeable):
+                # Any other layout (a read-only array too: another compiled variant): a copy.
+                label_first = np.array(label_first, np.float32, order="C")
             parallel.run([(pixel_major, (rows, label_first, num_classes, groups), rows.shape[0])],
                          threads)
             args = (base, rows, num_classes, low_w, r0, r1, wr, c0, c1, wc, log_clip, groups)

@@ -123,6 +123,20 @@ def test_labels_from_logits_are_the_labels_of_the_numpy_chain(iterations):
     np.testing.assert_array_equal(labels_from_logits(full, image, iterations=iterations), chain)
 
 
+def test_labels_from_logits_take_any_float_layout():
+    """float64, big-endian, Fortran-ordered, sliced and read-only logits: the labels of
+    the same values as a C-ordered float32 array (each layout made pixel-major alike)."""
+    image, logits = scene(37, 53, 21, seed=5)  # 21 classes: two lane groups on AVX2
+    want = labels_from_logits(logits, image, iterations=2)
+    read_only = logits.copy()
+    read_only.flags.writeable = False
+    wide = np.zeros((21, 2 * logits.shape[1], 3 * logits.shape[2]), np.float32)
+    wide[:, ::2, ::3] = logits
+    for other in (logits.astype(np.float64), logits.astype(">f4"), np.asfortranarray(logits),
+                  wide[:, ::2, ::3], read_only):
+        np.testing.assert_array_equal(labels_from_logits(other, image, iterations=2), want)
+
+
 def test_labels_from_logits_refuses_bad_logits():
     image, logits = scene(16, 16, 3)
     bad = logits.copy()
