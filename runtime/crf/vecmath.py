@@ -323,6 +323,14 @@ def scaled_max(typingctx, x, row, lane, scale):
     return types.float32(x, types.int64, types.int64, types.float32), codegen
 
 
+def _lowest_bit(builder, bits):
+    """The index of the lowest set bit of a LANES-bit mask (LANES when none is)."""
+    bits_type = ir.IntType(LANES)
+    return builder.call(cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(bits_type, [bits_type, ir.IntType(1)]),
+        f"llvm.cttz.i{LANES}"), [bits, ir.Constant(ir.IntType(1), 0)])
+
+
 @intrinsic
 def lone_top(typingctx, x, row, lane, top, margin):
     """The k in [0, LANES) whose x[row, lane + k] - top >= -margin when exactly one lane of
@@ -340,9 +348,7 @@ def lone_top(typingctx, x, row, lane, top, margin):
                                bits_type)
         count = builder.call(cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(bits_type, [bits_type]), f"llvm.ctpop.i{LANES}"), [near])
-        first = builder.call(cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(bits_type, [bits_type, ir.IntType(1)]),
-            f"llvm.cttz.i{LANES}"), [near, ir.Constant(ir.IntType(1), 0)])
+        first = _lowest_bit(builder, near)
         i64 = ir.IntType(64)
         several = builder.select(builder.icmp_unsigned("==", count, ir.Constant(bits_type, 0)),
                                  ir.Constant(i64, -1), ir.Constant(i64, -2))
@@ -364,9 +370,6 @@ def first_equal(typingctx, x, row, lane, scale, value):
         q = builder.fmul(_load(builder, xp), _splat(builder, args[3]))
         bits = builder.bitcast(builder.fcmp_ordered("==", q, _splat(builder, args[4])),
                                ir.IntType(LANES))
-        first = builder.call(cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(LANES), [ir.IntType(LANES), ir.IntType(1)]),
-            f"llvm.cttz.i{LANES}"), [bits, ir.Constant(ir.IntType(1), 0)])
-        return builder.zext(first, ir.IntType(64))
+        return builder.zext(_lowest_bit(builder, bits), ir.IntType(64))
 
     return types.int64(x, types.int64, types.int64, types.float32, types.float32), codegen
