@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import crf_goals  # noqa: E402
+import crf_scaling  # noqa: E402
 import make_crf_reference as ref  # noqa: E402
 
 SPEED_CASES = [
@@ -212,12 +213,17 @@ def main() -> None:
                         help="tseg threads (repeatable); default: the goals' (1 and 2), "
                              "--kernels: 1 and all cores")
     parser.add_argument("--parity", action="store_true", help="only the parity table")
+    parser.add_argument("--scaling", action="store_true",
+                        help="goal 5: the goals' cases on 1 thread up to every core")
     parser.add_argument("--kernels", action="store_true",
                         help="the kernels' table (build + inference from a ready unary), "
                              "first call and memory, instead of the goals")
     args = parser.parse_args()
     if args.parity:
         parity()
+        return
+    if args.scaling:
+        crf_scaling.print_scaling(args.repeat)
         return
     if not args.kernels:
         crf_goals.print_goals(args.repeat, args.threads)

@@ -39,10 +39,10 @@ def padded_labels(num_classes: int) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division branch per pixel
 def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_off, b_w,
-               b_values, ahead_off, g_acc, g_shift, b_acc, b_shift, q_out, labels_out, groups,
-               first, start, stop):
-    """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``
-    and ``labels_out`` are None, else written to the one that is not.
+               b_values, ahead_off, g_acc, g_shift, b_acc, b_shift, q_out, labels_out, rows_out,
+               groups, first, start, stop):
+    """Q at pixels first + [start, stop): splatted onto both lattices when ``q_out``,
+    ``labels_out`` and ``rows_out`` are None, else written to the one that is not.
 
     Q = softmax(logits), logits = -unary (+ the messages sliced at the pixel). One
     flat loop with intrinsics only: a call to a helper that takes arrays costs
@@ -75,6 +75,9 @@ def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_
             as ``Q.argmax(0)``), or None. Both None: splat. (None, here and for
             ``unary`` and ``ahead_off``, not an empty array or a flag: each kind of pass
             compiles to a variant of its own, free of the others' code.)
+        rows_out: (x, scale), (N, lanes) and (N,) float32: each pixel's exponentials
+            and 1 / their sum (Q = x * scale), for the two-phase splat
+            (:mod:`tseg.runtime.crf.split`); or None.
         groups: a tuple of lanes // LANES items (:func:`tseg.runtime.crf.simd.lane_groups`),
             a compile-time row length.
         first: the task's first pixel; start, stop: the range within the task.
@@ -83,7 +86,7 @@ def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_
     for rows in (base, g_values, b_values, g_acc, b_acc):
         if rows.shape[1] != lanes:
             raise ValueError("pixel_pass: rows of another length than groups say")
-    splat = q_out is None and labels_out is None
+    splat = q_out is None and labels_out is None and rows_out is None
     use_messages = unary is None
     # _BLOCK pixels go through each step together: their dependency chains (slice,
     # max, exp, sum, division) are independent, so the CPU overlaps them.
@@ -133,7 +136,12 @@ def pixel_pass(base, unary, clip, invalid, num_classes, g_off, g_w, g_values, b_
             continue
         for b in range(count):
             scale[b] = _exp_scale(x, b, top[b], lanes)  # Q = x * scale
-        if q_out is not None:  # simple tests of arguments: Numba prunes the other branches
+        if rows_out is not None:
+            for b in range(count):
+                rows_out[1][p0 + b] = scale[b]
+                for lane in range(0, lanes, simd.LANES):
+                    simd.copy(rows_out[0], p0 + b, x, b, lane)
+        elif q_out is not None:  # simple tests of arguments: Numba prunes the other branches
             if count == _BLOCK:
                 for lane in range(0, lanes, simd.LANES):  # label-first: one transpose
                     vecmath.to_columns(q_out, x, scale, p0, lane, num_classes)
@@ -361,7 +369,9 @@ def messages(kernels: list[tuple], threads: int) -> list:
 
 def task_bounds(n: int) -> list[int]:
     """Pixel ranges of the splat tasks: fixed by the image size alone, so that the
-    sums (and so the results) do not depend on the number of threads.
+    sums (and so the results) do not depend on the number of threads. They fix the
+    order of the sums, not the threads: on more than two threads a task, the pass runs
+    in two phases that every thread shares (:mod:`tseg.runtime.crf.split`).
 
     Four tasks up to 1 Mpixel (more cost a 512 x 512 image 5% on two cores: shorter
     bands, more overlapping accumulators), eight from there (more cores pay off on

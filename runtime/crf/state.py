@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tseg.runtime.crf import aliases, meanfield, parallel, simd, workspace
+from tseg.runtime.crf import aliases, meanfield, parallel, simd, split, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations, check_probs_values
 from tseg.runtime.crf.lattice import Lattice
 from tseg.runtime.crf.unary import CLIP
@@ -132,6 +132,11 @@ class MeanField:
                              for lat, name, compat in zip(lattices, ("gaussian_compat",
                                                                      "bilateral_compat"),
                                                           compat, strict=True)]
+            tasks = len(self._bounds) - 1
+            # More threads than the fused pass can use: the two-phase pass (split.py).
+            self._split = split.SplitSplat(
+                lattices, [[k.splat_target(t) for t in range(tasks)] for k in self._kernels],
+                self._bounds, lanes, threads, self._lease) if split.wanted(tasks, threads) else None
         except BaseException:
             self.close()
             raise
@@ -153,9 +158,12 @@ class MeanField:
         if self._holdings.closed:
             raise TsegError("MeanField: this state is closed; start a new one with DenseCRF.start")
 
-    def _pixel_jobs(self, q_out: np.ndarray | None, labels_out: np.ndarray | None = None) -> list:
-        """The pixel pass's jobs: splat (both outputs None), or write Q or labels."""
+    def _pixel_jobs(self, q_out: np.ndarray | None, labels_out: np.ndarray | None,
+                    rows_out: tuple | None) -> list:
+        """The pixel pass's jobs: splat (all outputs None), or write Q, labels or the
+        two-phase splat's rows (see meanfield.pixel_pass)."""
         g, b = self._kernels
+        splats = q_out is None and labels_out is None and rows_out is None
         jobs = []
         for t in range(len(self._bounds) - 1):
             first, count = self._bounds[t], self._bounds[t + 1] - self._bounds[t]
@@ -164,21 +172,29 @@ class MeanField:
                     g.lattice.offsets, g.lattice.weights, g.messages,
                     b.lattice.offsets, b.lattice.weights, b.messages,
                     meanfield.prefetched(b.lattice.offsets, b.messages), *g.splat_target(t),
-                    *b.splat_target(t), q_out, labels_out, self._groups, first)
-            jobs.append((meanfield.pixel_pass, args, count, count))  # one chunk per task
+                    *b.splat_target(t), q_out, labels_out, rows_out, self._groups, first)
+            # A splatting task is one chunk: its sums run in pixel order. Passes that
+            # splat nothing share out any way, as the threads ask (many: split.py).
+            grain = count if splats or self._split is None else parallel.MIN_CHUNK
+            jobs.append((meanfield.pixel_pass, args, count, grain))
         return jobs
 
     def _pixel_pass(self, q_out: np.ndarray | None = None,
                     labels_out: np.ndarray | None = None) -> None:
         """Run a pixel pass (see _pixel_jobs); the first one checks the probabilities it
-        reads, and on a bad one closes this state and raises check_probs_values' error."""
-        parallel.run(self._pixel_jobs(q_out, labels_out), self._threads)
+        reads, and on a bad one closes this state and raises check_probs_values' error.
+        A splat on more threads than the tasks can use runs in two phases (split.py)."""
+        two_phase = self._split if q_out is None and labels_out is None else None
+        rows_out = None if two_phase is None else (two_phase.x, two_phase.scale)
+        parallel.run(self._pixel_jobs(q_out, labels_out, rows_out), self._threads)
         if self._probs is not None:
             probs, self._probs = self._probs, None  # read: base holds -unary from now on
             if self._invalid.any():
                 self.close()
                 check_probs_values(probs)
                 raise TsegError("probs: need values in [0, 1]")  # (float32 rounding aside)
+        if two_phase is not None:
+            parallel.run(two_phase.splat_jobs(), self._threads)
 
     def _splat_pass(self) -> None:
         """Splat the current Q (computed from the previous messages) for the next step."""
