@@ -84,7 +84,7 @@ def _runs(offsets, chunks, cuts, pieces, runs, counts, start, stop):
 
 @njit(cache=True, nogil=True)
 def splat_pieces(x, scale, offsets, weights, acc, shifts, cuts, pieces, starts, runs, groups,
-                 start, stop):
+                 corners, start, stop):
     """Splat pieces [start, stop): piece k (task k // pieces, its rows' part k % pieces)
     splats the corners on its rows of the pixels in runs[starts[k]:starts[k + 1]].
 
@@ -97,13 +97,15 @@ def splat_pieces(x, scale, offsets, weights, acc, shifts, cuts, pieces, starts, 
         cuts, pieces: how each task's rows are cut (see _runs).
         starts, runs: the pieces' (first, last + 1) pixel runs.
         groups: :func:`tseg.runtime.crf.simd.lane_groups` of the rows.
+        corners: a tuple of d + 1 items: the corners per pixel as a compile-time
+            constant (the loop over them unrolls).
     """
     lanes = simd.LANES * len(groups)
-    if x.shape[1] != lanes or acc.shape[1] != lanes:
-        raise ValueError("splat_pieces: rows of another length than groups say")
+    if x.shape[1] != lanes or acc.shape[1] != lanes or offsets.shape[1] != len(corners):
+        raise ValueError("splat_pieces: rows of another length than groups or corners say")
     # Flat views and unsigned indices: no negative-index checks per corner.
     flat_rows, flat_weights = offsets.reshape(-1), weights.reshape(-1)
-    dp1 = np.uint64(offsets.shape[1])
+    dp1 = np.uint64(len(corners))
     for k in range(start, stop):
         t, j = k // pieces, k % pieces
         lo, factor, first_alias, alias_factor = cuts[t, 0], cuts[t, 1], cuts[t, 2], cuts[t, 3]
@@ -111,7 +113,7 @@ def splat_pieces(x, scale, offsets, weights, acc, shifts, cuts, pieces, starts, 
         for run in range(starts[k], starts[k + 1]):
             for p in range(runs[run, 0], runs[run, 1]):
                 s = scale[np.uint64(p)]
-                for r in range(dp1):
+                for r in range(len(corners)):
                     i = np.uint64(p) * dp1 + np.uint64(r)
                     entry = flat_rows[i]
                     row = np.int64(entry & simd.ROW_BITS)
@@ -160,7 +162,9 @@ class SplitSplat:
             shifts = None if shift is None else np.array([s for _, s in per_task_targets], np.int64)
             self._jobs.append((splat_pieces, (self.x, self.scale, lattice.offsets,
                                               lattice.weights, acc, shifts, cuts, self.pieces,
-                                              starts, runs, groups), tasks * self.pieces, 1))
+                                              starts, runs, groups,
+                                              (0,) * lattice.offsets.shape[1]),
+                               tasks * self.pieces, 1))
 
     def _cuts(self, lattice: Lattice, tasks: int) -> np.ndarray:
         """(T, 4) int64 per task: its first vertex row and the factor that cuts its
