@@ -17,9 +17,9 @@ in two phases instead, each shared among all of them:
    written by one piece, so no two jobs meet.
 
 Every row thus gets the same additions in the same order as in the fused pass, and the
-results stay bit for bit those of one thread. The two phases do about 1.5 times the fused
-pass's work (x goes to memory and back; at 512 x 512 and 12 classes its buffers take
-17.8 MB), so the fused pass stays wherever it can keep the threads busy: up to
+results stay bit for bit those of one thread. With two phases a 512 x 512 call does about
+1.4 times the fused pass's work (x goes to memory and back; with 12 classes its buffers
+take 17.8 MB), so the fused pass stays wherever it can keep the threads busy: up to
 SPLIT_THREADS_PER_TASK threads per task.
 """
 
