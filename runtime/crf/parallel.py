@@ -24,7 +24,7 @@ Job = tuple
 in chunks of at least ``grain`` items (default MIN_CHUNK)."""
 
 MIN_CHUNK = 4096  # items; below this a chunk costs more to hand out than to run
-_CHUNKS_PER_THREAD = 4
+CHUNKS_PER_THREAD = 4
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0  # a forked child inherits the pool object but not its threads
 _pool_lock = threading.Lock()
@@ -51,7 +51,7 @@ def _workers() -> ThreadPoolExecutor:
 def _chunks(job: Job, threads: int) -> list[tuple]:
     kernel, args, n = job[:3]
     grain = job[3] if len(job) > 3 else MIN_CHUNK
-    count = max(1, min(threads * _CHUNKS_PER_THREAD, n // grain))
+    count = max(1, min(threads * CHUNKS_PER_THREAD, n // grain))
     bounds = [n * i // count for i in range(count + 1)]
     return [(kernel, args, bounds[i], bounds[i + 1]) for i in range(count)]
 

@@ -150,19 +150,19 @@ class SplitSplat:
         groups = simd.lane_groups(lanes)
         # The listing's chunks: pixel ranges within one task each, about as many as
         # parallel.run would make, so that the listing, too, uses every thread.
-        per_task = max(1, -(-threads * 4 // tasks))
+        per_task = max(1, -(-threads * parallel.CHUNKS_PER_THREAD // tasks))
         chunks = np.array([(a + (b - a) * i // per_task, a + (b - a) * (i + 1) // per_task, t)
                            for t, (a, b) in enumerate(itertools.pairwise(bounds))
                            for i in range(per_task)], np.int64)
+        cuts = [self._cuts(lattice, tasks) for lattice in lattices]
         self._jobs = []
-        for lattice, per_task_targets in zip(lattices, targets, strict=True):
-            cuts = self._cuts(lattice, tasks)
-            starts, runs = self._list(lattice, chunks, cuts, threads)
+        for lattice, per_task_targets, lattice_cuts, (starts, runs) in zip(
+                lattices, targets, cuts, self._list(lattices, chunks, cuts, threads), strict=True):
             acc, shift = per_task_targets[0]
             shifts = None if shift is None else np.array([s for _, s in per_task_targets], np.int64)
             self._jobs.append((splat_pieces, (self.x, self.scale, lattice.offsets,
-                                              lattice.weights, acc, shifts, cuts, self.pieces,
-                                              starts, runs, groups,
+                                              lattice.weights, acc, shifts, lattice_cuts,
+                                              self.pieces, starts, runs, groups,
                                               (0,) * lattice.offsets.shape[1]),
                                tasks * self.pieces, 1))
 
@@ -177,25 +177,31 @@ class SplitSplat:
                          np.full(tasks, (self.pieces << 32) // max(1, aliases))],
                         axis=1).astype(np.int64)
 
-    def _list(self, lattice: Lattice, chunks: np.ndarray, cuts: np.ndarray,
-              threads: int) -> tuple[np.ndarray, np.ndarray]:
-        """One lattice's pieces: (T * pieces + 1,) starts and (R, 2) pixel runs."""
+    def _list(self, lattices: list[Lattice], chunks: np.ndarray, cuts: list[np.ndarray],
+              threads: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per lattice, its pieces' (T * pieces + 1,) starts and (R, 2) pixel runs: every
+        lattice's runs counted in one parallel region, then written in another."""
         pieces = self.pieces
-        tasks = cuts.shape[0]
-        counts = np.zeros((len(chunks), pieces), np.int64)
+        tasks = cuts[0].shape[0]
+        counts = [np.zeros((len(chunks), pieces), np.int64) for _ in lattices]
         none = np.empty((0, 2), np.int64)
-        parallel.run([(_runs, (lattice.offsets, chunks, cuts, pieces, none, counts),
-                       len(chunks), 1)], threads)
-        # Piece by piece within a task, chunk by chunk within a piece: pixel order.
-        by_piece = counts.reshape(tasks, -1, pieces).transpose(0, 2, 1).reshape(-1)
-        ends = np.cumsum(by_piece)
-        places = (ends - by_piece).reshape(tasks, pieces, -1)
-        starts = np.append(places[:, :, 0].reshape(-1), ends[-1])
-        runs = np.empty((int(ends[-1]), 2), np.int64)
-        places = np.ascontiguousarray(places.transpose(0, 2, 1).reshape(-1, pieces))
-        parallel.run([(_runs, (lattice.offsets, chunks, cuts, pieces, runs, places),
-                       len(chunks), 1)], threads)
-        return starts, runs
+        parallel.run([(_runs, (lattice.offsets, chunks, lattice_cuts, pieces, none, count),
+                       len(chunks), 1)
+                      for lattice, lattice_cuts, count in zip(lattices, cuts, counts, strict=True)],
+                     threads)
+        listed, fills = [], []
+        for lattice, lattice_cuts, count in zip(lattices, cuts, counts, strict=True):
+            # Piece by piece within a task, chunk by chunk within a piece: pixel order.
+            by_piece = count.reshape(tasks, -1, pieces).transpose(0, 2, 1).reshape(-1)
+            ends = np.cumsum(by_piece)
+            places = (ends - by_piece).reshape(tasks, pieces, -1)
+            runs = np.empty((int(ends[-1]), 2), np.int64)
+            listed.append((np.append(places[:, :, 0].reshape(-1), ends[-1]), runs))
+            places = np.ascontiguousarray(places.transpose(0, 2, 1).reshape(-1, pieces))
+            fills.append((_runs, (lattice.offsets, chunks, lattice_cuts, pieces, runs, places),
+                          len(chunks), 1))
+        parallel.run(fills, threads)
+        return listed
 
     def splat_jobs(self) -> list[tuple]:
         """The second phase's jobs (parallel.run's), once the first wrote x and scale."""

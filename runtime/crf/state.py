@@ -15,7 +15,7 @@ import numpy as np
 from tseg.runtime.crf import aliases, meanfield, parallel, simd, split, workspace
 from tseg.runtime.crf.checks import Compat, check_compat, check_iterations, check_probs_values
 from tseg.runtime.crf.lattice import Lattice
-from tseg.runtime.crf.unary import CLIP
+from tseg.runtime.crf.unary import CLIP, usable_as_is
 from tseg.runtime.errors import TsegError
 from tseg.runtime.scores import argmax_classes
 
@@ -62,13 +62,6 @@ class _Kernel:
         if self.lattice.aliases is not None:
             return self.values, None
         return self.accs, self.ranges[task, 2] - self.ranges[task, 0]
-
-
-def _usable_as_is(x: np.ndarray) -> bool:
-    """Whether the kernels can read ``x`` directly: native float32, C order, aligned,
-    writeable (a read-only array would make Numba compile every kernel again)."""
-    return (x.dtype == np.dtype(np.float32) and x.flags.c_contiguous and x.flags.aligned
-            and x.flags.writeable)
 
 
 class MeanField:
@@ -122,7 +115,7 @@ class MeanField:
             if fill is not None:
                 fill(self._base, threads)
                 self._unary = np.empty((num_classes, 0), np.float32)  # base is filled
-            elif _usable_as_is(source):
+            elif usable_as_is(source):
                 self._unary = source.reshape(num_classes, n)  # read, never written
             else:  # any layout, byte order or float dtype: one copy
                 self._unary = self._lease.array((num_classes, n))

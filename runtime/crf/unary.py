@@ -144,6 +144,13 @@ def pixel_major(rows, logits, num_classes, groups, start, stop):
             rows[p, k] = logits[k, p] if k < num_classes else _PAD
 
 
+def usable_as_is(x: np.ndarray) -> bool:
+    """Whether the kernels can read ``x`` directly: native float32, C order, aligned,
+    writeable (a read-only array would make Numba compile every kernel again)."""
+    return (x.dtype == np.dtype(np.float32) and x.flags.c_contiguous and x.flags.aligned
+            and x.flags.writeable)
+
+
 def logits_fill(logits: np.ndarray, height: int, width: int):
     """fill(base, threads) for :class:`~tseg.runtime.crf.state.MeanField`."""
     num_classes, low_h, low_w = logits.shape
@@ -156,9 +163,7 @@ def logits_fill(logits: np.ndarray, height: int, width: int):
         with workspace.Lease() as lease:
             rows = lease.array((low_h * low_w, base.shape[1]))
             label_first = logits.reshape(num_classes, -1)
-            if not (label_first.dtype == np.float32 and label_first.flags.c_contiguous
-                    and label_first.flags.aligned and label_first.flags.writeable):
-                # Any other layout (a read-only array too: another compiled variant): a copy.
+            if not usable_as_is(label_first):  # any other layout or dtype: one copy
                 label_first = np.array(label_first, np.float32, order="C")
             parallel.run([(pixel_major, (rows, label_first, num_classes, groups), rows.shape[0])],
                          threads)
